@@ -1,0 +1,1 @@
+"""What data: sources, pairing, grids, units, transforms and the synthetic Alps world."""
