@@ -17,6 +17,9 @@ from typing import Any
 
 import xarray as xr
 
+# Zarr format 2 with consolidated metadata: readable by every xarray/zarr/netCDF-C in use today
+ZARR_FORMAT: dict[str, Any] = {"zarr_format": 2, "consolidated": True}
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -58,5 +61,5 @@ def write_text(text: str, path: str | Path) -> Path:
 def write_zarr(ds: xr.Dataset, path: str | Path, **kwargs: Any) -> Path:
     """Write a whole dataset to a Zarr store, atomically (consolidated metadata)."""
     with atomic_path(path) as tmp:
-        ds.to_zarr(tmp, mode="w", consolidated=True, **kwargs)
+        ds.to_zarr(tmp, mode="w", **(ZARR_FORMAT | kwargs))
     return Path(path)
