@@ -1,0 +1,58 @@
+"""Verification of ensembles against truth: scores, spectra, extremes.
+
+Scores arrays only (xarray, and numpy where noted); knows nothing about models or files.
+Conventions (member dim, ``dims``, ``weights``, ``mask``) are in :mod:`finescale.verify.scores`.
+"""
+
+from finescale.verify.extremes import exceedance_ratio, qq, quantiles, relative_quantile_error
+from finescale.verify.scores import (
+    area_weights,
+    brier_score,
+    crps_fair,
+    crps_pointwise,
+    energy_score,
+    mae,
+    rank_histogram,
+    region_mask,
+    rmse,
+    spread,
+    spread_skill_ratio,
+    twcrps,
+    weighted_mean,
+    wind_speed,
+)
+from finescale.verify.spectra import (
+    octave_bands,
+    radial_psd,
+    spectral_log_ratio,
+    spectral_log_ratio_max,
+    spectral_slope,
+    zonal_psd,
+)
+
+__all__ = [
+    "area_weights",
+    "brier_score",
+    "crps_fair",
+    "crps_pointwise",
+    "energy_score",
+    "exceedance_ratio",
+    "mae",
+    "octave_bands",
+    "qq",
+    "quantiles",
+    "radial_psd",
+    "rank_histogram",
+    "region_mask",
+    "relative_quantile_error",
+    "rmse",
+    "spectral_log_ratio",
+    "spectral_log_ratio_max",
+    "spectral_slope",
+    "spread",
+    "spread_skill_ratio",
+    "twcrps",
+    "weighted_mean",
+    "wind_speed",
+    "zonal_psd",
+]

@@ -1,0 +1,256 @@
+"""Extremes and long tails: quantiles, q-q pairs, exceedance ratios over truth-climatology
+thresholds, relative quantile errors.
+
+Conventions follow :mod:`finescale.verify.scores` (``dims``, ``weights``, ``mask``, numpy
+inputs with members on axis 0). Forecast statistics pool all members with the points, so a
+forecast quantile is a quantile of the forecast climatology, comparable to the truth's.
+
+Quantiles use linear interpolation between order statistics (numpy's default "linear"
+method). With ``weights`` the plotting position of the i-th smallest value is
+(weight below it) / (total weight minus the largest value's weight), which reduces to
+numpy's (i - 1) / (n - 1) for equal weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from finescale.verify.scores import (
+    ArrayLike,
+    Dims,
+    _as_aux,
+    _as_pair,
+    _unwrap,
+    weighted_mean,
+)
+
+__all__ = ["exceedance_ratio", "qq", "quantiles", "relative_quantile_error"]
+
+DEFAULT_QS = (0.9, 0.99, 0.999, 0.9999)
+
+
+def _quantile_dims(dims: Dims, available: Sequence[Hashable], member_dim: str) -> list[Hashable]:
+    """Like the scores' ``dims``, except that an explicit list may include the member dim."""
+    if dims is ...:
+        return [d for d in available if d != member_dim]
+    if dims is None:
+        return list(available)
+    dims = [dims] if isinstance(dims, str) else list(dims)
+    unknown = set(dims) - set(available)
+    if unknown:
+        raise ValueError(f"dims {sorted(map(str, unknown))} not in {tuple(available)}")
+    return dims
+
+
+def _weighted_quantile_1d(values: np.ndarray, weights: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """Weighted linear-interpolation quantiles of a 1-D sample (NaN and zero weights dropped)."""
+    keep = np.isfinite(values) & (weights > 0)
+    values, weights = values[keep], weights[keep]
+    if values.size == 0:
+        return np.full(qs.shape, np.nan)
+    if values.size == 1:
+        return np.full(qs.shape, values[0])
+    order = np.argsort(values, kind="stable")
+    values, weights = values[order], weights[order]
+    below = np.cumsum(weights) - weights  # weight strictly before each sorted value
+    position = below / below[-1]  # 0 at the smallest value, 1 at the largest
+    return np.interp(qs, position, values)
+
+
+def _quantiles(
+    da: xr.DataArray,
+    qs: np.ndarray,
+    rdims: list[Hashable],
+    weights: xr.DataArray | None,
+    mask: xr.DataArray | None,
+) -> xr.DataArray:
+    if mask is not None:
+        da = da.where(mask.astype(bool))
+    if weights is None:
+        return da.quantile(qs, dim=rdims, skipna=True).drop_vars(
+            [c for c in da.coords if c not in da.dims and c != "quantile"], errors="ignore"
+        )
+    stacked_dim = "__points__"
+    weights = weights.broadcast_like(da)
+    values = da.stack({stacked_dim: rdims})
+    weights = weights.stack({stacked_dim: rdims})
+    out = xr.apply_ufunc(
+        _weighted_quantile_1d,
+        values,
+        weights,
+        kwargs={"qs": qs},
+        input_core_dims=[[stacked_dim], [stacked_dim]],
+        output_core_dims=[["quantile"]],
+        vectorize=True,
+        dask="parallelized",
+        output_dtypes=[float],
+        dask_gufunc_kwargs={"output_sizes": {"quantile": qs.size}},
+    )
+    out = out.assign_coords(quantile=qs).transpose("quantile", ...)
+    return out.drop_vars([c for c in out.coords if c not in out.dims], errors="ignore")
+
+
+def quantiles(
+    da: ArrayLike,
+    qs: float | Sequence[float] = DEFAULT_QS,
+    dims: Dims = ...,
+    *,
+    member_dim: str = "member",
+    weights: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> xr.DataArray | np.ndarray | float:
+    """Quantiles of ``da`` at levels ``qs`` over ``dims``.
+
+    ``dims``: ``...`` = every dim except ``member_dim`` (per-member quantiles for an
+    ensemble), ``None`` = every dim (pooled), or an explicit list (may include the member dim).
+    NaN and masked points are left out; weighted quantiles as in the module docstring.
+
+    Returns:
+        Units of ``da``; a new leading dim ``quantile`` (dropped when ``qs`` is a scalar) plus
+        the dims not reduced. numpy in -> numpy out (all axes reduced by default).
+    """
+    numpy_mode = not isinstance(da, xr.DataArray)
+    if numpy_mode:
+        arr = np.asarray(da, dtype=float)
+        da = xr.DataArray(arr, dims=[f"dim_{i}" for i in range(arr.ndim)])
+    levels = np.atleast_1d(np.asarray(qs, dtype=float))
+    out = _quantiles(
+        da,
+        levels,
+        _quantile_dims(dims, da.dims, member_dim),
+        _as_aux(weights, "weights", da),
+        _as_aux(mask, "mask", da),
+    )
+    if np.ndim(qs) == 0:
+        out = out.isel(quantile=0, drop=True)
+    return _unwrap(out, numpy_mode)
+
+
+def _paired_quantiles(
+    forecast: xr.DataArray,
+    truth: xr.DataArray,
+    qs: np.ndarray,
+    dims: Dims,
+    member_dim: str,
+    weights: ArrayLike | None,
+    mask: ArrayLike | None,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Quantiles of the member-pooled forecast and of the truth over the same points."""
+    rdims = _quantile_dims(dims, truth.dims, member_dim)
+    weights = _as_aux(weights, "weights", truth)
+    mask = _as_aux(mask, "mask", truth)
+    q_truth = _quantiles(truth, qs, rdims, weights, mask)
+    q_forecast = _quantiles(forecast, qs, [*rdims, member_dim], weights, mask)
+    return q_forecast, q_truth
+
+
+def qq(
+    forecast: ArrayLike,
+    truth: ArrayLike,
+    qs: Sequence[float] = DEFAULT_QS,
+    member_dim: str = "member",
+    *,
+    weights: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    dims: Dims = ...,
+) -> xr.Dataset:
+    """Paired quantiles for a q-q plot: forecast (all members pooled) against truth.
+
+    Returns:
+        Dataset with variables ``forecast`` and ``truth`` (units of the data) over ``quantile``
+        plus the dims not reduced (``dims`` as for the scores; default: pool all points).
+    """
+    forecast, truth, _ = _as_pair(forecast, truth, member_dim)
+    levels = np.atleast_1d(np.asarray(qs, dtype=float))
+    q_forecast, q_truth = _paired_quantiles(
+        forecast, truth, levels, dims, member_dim, weights, mask
+    )
+    return xr.Dataset({"forecast": q_forecast, "truth": q_truth})
+
+
+def _exceedance_frequency(
+    values: xr.DataArray,
+    thresholds: xr.DataArray,
+    rdims: list[Hashable],
+    member_dim: str,
+    weights: xr.DataArray | None,
+    mask: xr.DataArray | None,
+) -> xr.DataArray:
+    """(Weighted) fraction of valid points with value > threshold, members pooled."""
+    above = (values > thresholds).astype(float).where(values.notnull())
+    if member_dim in above.dims:
+        # members carry equal weight, so averaging them first equals pooling them
+        above = above.mean(member_dim)
+    return weighted_mean(above, rdims, weights=weights, mask=mask, member_dim=member_dim)
+
+
+def exceedance_ratio(
+    forecast: ArrayLike,
+    truth: ArrayLike,
+    thresholds: float | Sequence[float] | xr.DataArray | None = None,
+    member_dim: str = "member",
+    *,
+    qs: Sequence[float] = (0.9, 0.99, 0.999),
+    weights: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    dims: Dims = ...,
+) -> xr.DataArray | np.ndarray | float:
+    """Forecast over truth frequency of exceeding thresholds fixed from the truth climatology.
+
+    ratio = P_forecast(x > t) / P_truth(y > t), the forecast frequency pooling all members;
+    1 means the tail is as heavy as observed, < 1 too few extremes, > 1 too many.
+
+    Thresholds: by default the truth's quantiles at levels ``qs`` over ``dims`` (pooled over
+    all points by default; ``dims=["time"]`` gives per-grid-point climatologies), result over
+    dim ``quantile`` with a ``threshold`` coordinate. Or give ``thresholds`` in data units
+    (result over dim ``threshold``). Infinite or NaN where the truth never exceeds a threshold.
+    Dimensionless.
+    """
+    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    rdims = _quantile_dims(dims, truth.dims, member_dim)
+    weights = _as_aux(weights, "weights", truth)
+    mask = _as_aux(mask, "mask", truth)
+    if thresholds is None:
+        levels = np.atleast_1d(np.asarray(qs, dtype=float))
+        t = _quantiles(truth, levels, rdims, weights, mask)
+    elif isinstance(thresholds, xr.DataArray):
+        t = thresholds
+    else:
+        values = np.atleast_1d(np.asarray(thresholds, dtype=float))
+        t = xr.DataArray(values, dims="threshold", coords={"threshold": values})
+    freq_forecast = _exceedance_frequency(forecast, t, rdims, member_dim, weights, mask)
+    freq_truth = _exceedance_frequency(truth, t, rdims, member_dim, weights, mask)
+    ratio = freq_forecast / freq_truth
+    if thresholds is None:
+        ratio = ratio.assign_coords(threshold=t)
+    leading = [d for d in ("quantile", "threshold") if d in ratio.dims]
+    ratio = ratio.transpose(*leading, ...)
+    ratio.attrs = {"long_name": "forecast / truth exceedance frequency", "units": "1"}
+    return _unwrap(ratio, numpy_mode)
+
+
+def relative_quantile_error(
+    forecast: ArrayLike,
+    truth: ArrayLike,
+    q: float = 0.999,
+    member_dim: str = "member",
+    *,
+    weights: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    dims: Dims = ...,
+) -> xr.DataArray | np.ndarray | float:
+    """(Q_forecast(q) - Q_truth(q)) / |Q_truth(q)|, forecast quantile pooling all members.
+
+    Dimensionless; negative when the forecast tail is too weak. Undefined (inf/NaN) where the
+    truth quantile is 0, e.g. a dry precipitation quantile: pick q in the wet tail.
+    """
+    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    levels = np.atleast_1d(np.asarray(q, dtype=float))
+    q_forecast, q_truth = _paired_quantiles(
+        forecast, truth, levels, dims, member_dim, weights, mask
+    )
+    error = ((q_forecast - q_truth) / abs(q_truth)).isel(quantile=0, drop=True)
+    return _unwrap(error, numpy_mode)
