@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from finescale.config import ConfigError, DataConfig, ExperimentConfig, load_config
 
@@ -58,7 +59,7 @@ def test_fractions_must_sum_to_one(tmp_path):
 
 def test_settings_are_frozen(tmp_path):
     cfg = load_config(_write(tmp_path, BASE))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.data.splits.train = 0.5  # type: ignore[misc]
     assert isinstance(cfg.data, DataConfig)
 

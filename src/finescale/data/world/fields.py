@@ -69,7 +69,7 @@ def hr_mean_fields(
         nx = np.where(slope > 0, terrain.slope_x / slope, 0.0)
         ny = np.where(slope > 0, terrain.slope_y / slope, 0.0)
     upslope = (u * nx + v * ny) * p.deflection * np.minimum(slope / 0.15, 1.0)
-    speedup = p.surface_wind_factor * (1.0 + p.ridge_speedup * np.tanh(terrain.ridge / 400.0))
+    speedup = p.surface_wind_factor * (1.0 + p.ridge_speedup * np.tanh(terrain.ridge_wind / 400.0))
     rh = state["rh850"]
     stratiform = np.maximum(orographic_hr * moisture_factor(rh) + background_rate(rh, p), 0.0)
     return {

@@ -16,7 +16,7 @@ one small complex matrix product.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.signal import lfilter
@@ -62,7 +62,7 @@ def ar1(noise: np.ndarray, phi: float) -> np.ndarray:
     return np.concatenate([noise[:1], out], axis=0)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Modes:
     """A set of Fourier modes: wavevectors (rad/km), amplitude series c (n_times, n_modes) and E|c_j|^2."""
 
@@ -70,6 +70,7 @@ class Modes:
     ky: np.ndarray
     c: np.ndarray
     var: np.ndarray
+    _basis_cache: dict[int, tuple[Grid, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def scaled(self, factor: float) -> Modes:
         return Modes(self.kx, self.ky, self.c * factor, self.var * factor**2)
@@ -79,9 +80,17 @@ class Modes:
         c = self.c[i] * np.exp(-1j * (self.kx * shift[0] + self.ky * shift[1]))
         if factor is not None:
             c = c * factor
-        rows = np.exp(1j * np.outer(grid.y, self.ky)) * c
-        cols = np.exp(1j * np.outer(grid.x, self.kx))
-        return (rows @ cols.T).real
+        rows, cols = self._basis(grid)
+        return ((rows * c) @ cols).real
+
+    def _basis(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        """exp(i ky y) (ny, n) and exp(i kx x).T (n, nx), cached per grid: they never change."""
+        if id(grid) not in self._basis_cache:  # the grid is kept in the entry, so its id stays unique
+            rows = np.exp(1j * np.outer(grid.y, self.ky))
+            cols = np.exp(1j * np.outer(grid.x, self.kx)).T.copy()
+            self._basis_cache[id(grid)] = (grid, rows, cols)
+        _, rows, cols = self._basis_cache[id(grid)]
+        return rows, cols
 
     def at_points(
         self, i: int, x: np.ndarray, y: np.ndarray, shift: tuple[float, float], factor: np.ndarray | None = None

@@ -41,15 +41,17 @@ class SmallScaleNoise:
         if self.padded[1] % 2 == 0:
             weight[-1] = 1.0
         total = np.sum(weight[None, :] * amplitude**2) / (self.padded[0] * self.padded[1]) ** 2
-        self.amplitude = amplitude / np.sqrt(total)
+        self.amplitude = (amplitude / np.sqrt(total)).astype(np.float32)
         self.phi = float(np.exp(-1.0 / timescale_h))
         self.state: np.ndarray | None = None
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """Fresh independent unit-variance fields (n_fields, ny, nx)."""
         shape = (self.n_fields, self.padded[0], self.amplitude.shape[1])
-        white = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-        white /= np.sqrt(2.0)
+        white = np.empty(shape, dtype=np.complex64)
+        white.real = rng.standard_normal(shape, dtype=np.float32)
+        white.imag = rng.standard_normal(shape, dtype=np.float32)
+        white *= np.float32(np.sqrt(0.5))
         fields = np.fft.irfft2(white * self.amplitude, s=self.padded, axes=(-2, -1))
         return fields[:, : self.shape[0], : self.shape[1]]
 

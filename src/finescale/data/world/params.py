@@ -48,6 +48,7 @@ class WorldParams(Settings):
     )
     cold_pool_wind: float = Field(4.0, gt=0, description="850 hPa wind speed (m/s) over which cold pools decay by e.")
     valley_scale_km: float = Field(8.0, gt=0, description="Smoothing scale defining ridges and valleys (km).")
+    wind_scale_km: float = Field(5.0, gt=0, description="Smoothing of the terrain the 10 m wind responds to (km).")
     surface_wind_factor: float = Field(0.65, gt=0, description="10 m wind / 850 hPa wind over flat terrain.")
     ridge_speedup: float = Field(0.35, ge=0, description="Fractional wind speed-up over ridges (slow-down in valleys).")
     deflection: float = Field(0.6, ge=0, le=1, description="Fraction of the upslope wind deflected along steep slopes.")

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finescale.data.world.largescale import CP, G, LV, R_D, R_V, LargeScale, saturation_vapour_pressure
+from finescale.data.world.largescale import (
+    CP,
+    LV,
+    R_D,
+    R_V,
+    G,
+    LargeScale,
+    saturation_vapour_pressure,
+)
 from finescale.data.world.params import WorldParams
 from finescale.data.world.terrain import Grid
 
@@ -44,9 +52,12 @@ class OrographicRain:
         # ramp the terrain to sea level in the padding so the FFT sees no cliff at the edges
         h = np.pad(orog, ((pad[0], pad[0]), (pad[1], pad[1])), mode="linear_ramp", end_values=0.0)
         self.pad = pad
-        self.h_hat = np.fft.fft2(h)
-        self.k = 2 * np.pi * np.fft.fftfreq(h.shape[1], d=grid.dx_km * 1000.0)[None, :]
+        self.padded = h.shape
+        # the transfer function is Hermitian (T(-k) = conj T(k)), so half the plane suffices
+        self.h_hat = np.fft.rfft2(h)
+        self.k = 2 * np.pi * np.fft.rfftfreq(h.shape[1], d=grid.dx_km * 1000.0)[None, :]
         self.l = 2 * np.pi * np.fft.fftfreq(h.shape[0], d=grid.dy_km * 1000.0)[:, None]
+        self.k2 = self.k**2 + self.l**2
         self.params = params
 
     def rate(self, u: float, v: float, t_surface: float) -> np.ndarray:
@@ -55,7 +66,7 @@ class OrographicRain:
         sigma = u * self.k + v * self.l
         n2 = p.moist_stability**2
         with np.errstate(divide="ignore", invalid="ignore"):
-            m2 = (n2 - sigma**2) / sigma**2 * (self.k**2 + self.l**2)
+            m2 = (n2 - sigma**2) / sigma**2 * self.k2
             m = np.where(m2 >= 0, np.sign(sigma) * np.sqrt(np.abs(m2)), 1j * np.sqrt(np.abs(m2)))
         m = np.where(sigma == 0, 0.0, m)
         rho_s = saturation_vapour_pressure(np.asarray(t_surface)) / (R_V * t_surface)
@@ -64,7 +75,7 @@ class OrographicRain:
         transfer = (
             c_w * 1j * sigma / ((1 - 1j * m * h_w) * (1 + 1j * sigma * p.conversion_time_s) * (1 + 1j * sigma * p.fallout_time_s))
         )
-        rain = np.fft.ifft2(transfer * self.h_hat).real  # kg m-2 s-1
+        rain = np.fft.irfft2(transfer * self.h_hat, s=self.padded)  # kg m-2 s-1
         py, px = self.pad
         return 3600.0 * rain[py : py + self.shape[0], px : px + self.shape[1]]
 

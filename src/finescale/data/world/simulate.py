@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,10 +68,10 @@ class World:
         self.params, self.seed = params, seed
         dem = load_dem(orography)
         self.terrain: Terrain = build_terrain(
-            dem, params.hr_resolution_deg, params.ratio, params.valley_scale_km, params.lat_range, params.lon_range,
-            where=str(orography or "default DEM"),
+            dem, params.hr_resolution_deg, params.ratio, params.valley_scale_km, params.wind_scale_km,
+            params.lat_range, params.lon_range, where=str(orography or "default DEM"),
         )
-        n = int(round(params.days * 24))
+        n = round(params.days * 24)
         start = np.datetime64(params.start, "h")
         self.times = start + np.arange(n) * np.timedelta64(1, "h")
         self.large = LargeScale(params, self.times, rng_for(seed, 0))
@@ -201,6 +202,16 @@ def _chunks(da: xr.DataArray, chunk_hours: int) -> tuple[int, ...]:
     return tuple(min(sizes.get(d, n), n) for d, n in zip(da.dims, da.shape))
 
 
+def _write_pair(
+    lr_writer: _ZarrAppender, lr: xr.Dataset, hr_writer: _ZarrAppender, hr: xr.Dataset,
+    progress: ProgressFn | None, hours: int,
+) -> None:
+    lr_writer.append(lr)
+    hr_writer.append(hr)
+    if progress:
+        progress(hours)
+
+
 def simulate(
     out: str | Path,
     params: WorldParams,
@@ -221,8 +232,10 @@ def simulate(
     with atomic_path(out / "static.zarr") as tmp:
         static_hr.assign_attrs(_global_attrs(world, "static HR fields")).to_zarr(tmp, mode="w", **ZARR_FORMAT)
     n = world.times.size
-    with atomic_path(out / "lr.zarr") as lr_tmp, atomic_path(out / "hr.zarr") as hr_tmp:
+    # compression and file I/O release the GIL: write chunk k on a thread while computing k + 1
+    with atomic_path(out / "lr.zarr") as lr_tmp, atomic_path(out / "hr.zarr") as hr_tmp, ThreadPoolExecutor(1) as pool:
         lr_writer, hr_writer = _ZarrAppender(lr_tmp, params.chunk_hours), _ZarrAppender(hr_tmp, params.chunk_hours)
+        pending: Future | None = None
         lr_frames: list[dict[str, np.ndarray]] = []
         hr_frames: list[dict[str, np.ndarray]] = []
         for i, lr, hr in world.run(0, n, rng_for(seed, 1)):
@@ -231,16 +244,16 @@ def simulate(
             if len(hr_frames) == params.chunk_hours or i == n - 1:
                 times = world.times[i + 1 - len(hr_frames) : i + 1]
                 lr_ds = lr_dataset(lr_frames, times, world.terrain)
-                if not lr_writer.started:
-                    lr_ds = lr_ds.assign(orog=static_lr.orog).assign_attrs(_global_attrs(world, "LR inputs"))
                 hr_ds = hr_dataset(hr_frames, times, world.terrain.hr)
-                if not hr_writer.started:
+                if pending is None:
+                    lr_ds = lr_ds.assign(orog=static_lr.orog).assign_attrs(_global_attrs(world, "LR inputs"))
                     hr_ds = hr_ds.assign_attrs(_global_attrs(world, "HR truth"))
-                lr_writer.append(lr_ds)
-                hr_writer.append(hr_ds)
-                if progress:
-                    progress(len(hr_frames))
+                else:
+                    pending.result()
+                pending = pool.submit(_write_pair, lr_writer, lr_ds, hr_writer, hr_ds, progress, len(hr_frames))
                 lr_frames, hr_frames = [], []
+        if pending is not None:
+            pending.result()
     write_text(_data_config(), out / "finescale.yaml")
     write_json(
         {
@@ -318,13 +331,11 @@ def oracle(
     # contiguous runs of indices are simulated together; each run spins up its own small scales
     runs = np.split(index, np.flatnonzero(np.diff(index) != 1) + 1)
     grid, chunk = world.terrain.hr, world.params.chunk_hours
-    template = hr_dataset([], wanted[:0], grid)  # names, attributes and coordinates
     shape = (members, wanted.size, *grid.shape)
     template = xr.Dataset(
         {v: (("member", "time", "y", "x"), dask.array.zeros(shape, chunks=(1, chunk, *grid.shape), dtype=np.float32),
              ATTRS[v]) for v in HR_VARIABLES},
-        coords={"member": np.arange(members), "time": wanted.astype("datetime64[ns]"),
-                "lat": template.lat, "lon": template.lon},
+        coords={"member": np.arange(members), "time": wanted.astype("datetime64[ns]"), **_coords(grid)},
         attrs=_global_attrs(world, "oracle ensemble, exact samples of p(HR | LR)") | {"members": members},
     )
     encoding = {v: {"chunks": (1, min(chunk, wanted.size), *grid.shape)} for v in HR_VARIABLES}

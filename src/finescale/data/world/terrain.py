@@ -7,6 +7,7 @@ grids separable (large-scale fields become small matrix products).
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -63,7 +64,7 @@ def load_dem(path: str | Path | None = None) -> Dem:
             provenance = str(data["provenance"]) if "provenance" in data.files else "unknown"
     except OrographyError:
         raise
-    except Exception as exc:  # zip/pickle/format errors all mean the same to the user
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise OrographyError(f"{path}: not a readable .npz DEM ({exc})") from None
     if elevation.ndim != 2 or elevation.shape != (lat.size, lon.size):
         raise OrographyError(
@@ -125,8 +126,10 @@ class Terrain:
     orog_lr: np.ndarray  # LR orography (m): block mean of the HR orography
     ridge: np.ndarray  # HR orography minus its smoothed version (m): > 0 ridges, < 0 valleys
     valley_depth: np.ndarray  # max(-ridge, 0) (m)
-    slope_x: np.ndarray  # d orog / dx (m/m)
-    slope_y: np.ndarray  # d orog / dy (m/m)
+    # the wind feels the terrain smoothed over wind_scale_km: real 10 m winds are not white noise
+    ridge_wind: np.ndarray  # as ridge, from the wind-smoothed orography (m)
+    slope_x: np.ndarray  # d orog / dx of the wind-smoothed orography (m/m)
+    slope_y: np.ndarray  # d orog / dy of the wind-smoothed orography (m/m)
     provenance: str
 
 
@@ -135,6 +138,7 @@ def build_terrain(
     hr_resolution_deg: float,
     ratio: int,
     valley_scale_km: float,
+    wind_scale_km: float = 5.0,
     lat_range: tuple[float, float] | None = None,
     lon_range: tuple[float, float] | None = None,
     where: str = "DEM",
@@ -144,7 +148,7 @@ def build_terrain(
     The domain is the DEM (or the sub-range) trimmed to a whole number of LR cells.
     """
     factor_f = hr_resolution_deg / dem.resolution
-    factor = int(round(factor_f))
+    factor = round(factor_f)
     if factor < 1 or abs(factor_f - factor) > 1e-3:
         raise OrographyError(
             f"{where}: HR resolution {hr_resolution_deg} deg is not a whole multiple of the DEM "
@@ -173,9 +177,10 @@ def build_terrain(
     hr = make_grid(lat_hr, lon_hr, lat0, lon0)
     lr = make_grid(lat_lr, lon_lr, lat0, lon0)
 
-    sigma = (valley_scale_km / hr.dy_km, valley_scale_km / hr.dx_km)
-    ridge = orog - ndimage.gaussian_filter(orog, sigma, mode="nearest")
-    slope_y, slope_x = np.gradient(orog, hr.dy_km * 1000.0, hr.dx_km * 1000.0)
+    valleys = ndimage.gaussian_filter(orog, (valley_scale_km / hr.dy_km, valley_scale_km / hr.dx_km), mode="nearest")
+    ridge = orog - valleys
+    orog_wind = ndimage.gaussian_filter(orog, (wind_scale_km / hr.dy_km, wind_scale_km / hr.dx_km), mode="nearest")
+    slope_y, slope_x = np.gradient(orog_wind, hr.dy_km * 1000.0, hr.dx_km * 1000.0)
     return Terrain(
         hr=hr,
         lr=lr,
@@ -185,6 +190,7 @@ def build_terrain(
         orog_lr=block_mean(orog, ratio),
         ridge=ridge,
         valley_depth=np.maximum(-ridge, 0.0),
+        ridge_wind=orog_wind - valleys,
         slope_x=slope_x,
         slope_y=slope_y,
         provenance=dem.provenance,

@@ -1,0 +1,67 @@
+"""Maps of one time: LR input, truth, ensemble members and spread, on lat/lon axes."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+CMAPS = {"t2m": "RdYlBu_r", "u10": "PuOr_r", "v10": "PuOr_r", "tp": "Blues"}
+
+
+def _panel(
+    ax: plt.Axes, field: xr.DataArray, title: str, vmin: float, vmax: float, cmap: str
+) -> plt.cm.ScalarMappable:
+    mesh = ax.pcolormesh(
+        field["lon"], field["lat"], field, vmin=vmin, vmax=vmax, cmap=cmap, shading="nearest"
+    )
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect(1.0 / np.cos(np.deg2rad(float(field["lat"].mean()))))
+    ax.tick_params(labelsize=7)
+    return mesh
+
+
+def ensemble_maps(
+    lr: xr.Dataset,
+    truth: xr.Dataset,
+    ensemble: xr.Dataset,
+    time: np.datetime64,
+    variables: list[str],
+    n_members: int = 3,
+    label: str = "member",
+) -> plt.Figure:
+    """One row per variable: LR input, truth, ``n_members`` members, ensemble mean and spread.
+
+    All datasets have 2-D ``lat``/``lon`` coordinates; ``ensemble`` has a ``member`` dim. The
+    colour scale of each row is shared, so the LR, truth and members compare directly.
+    """
+    n_cols = 4 + n_members
+    fig, axes = plt.subplots(
+        len(variables), n_cols, figsize=(2.6 * n_cols, 1.9 * len(variables)), squeeze=False
+    )
+    for row, name in zip(axes, variables):
+        t = truth[name].sel(time=time)
+        ens = ensemble[name].sel(time=time)
+        lo, hi = np.nanpercentile(t, [1, 99.5])
+        if name == "tp":
+            lo = 0.0
+        cmap = CMAPS.get(name, "viridis")
+        units = truth[name].attrs.get("units", "")
+        panels = [(lr[name].sel(time=time), "LR input"), (t, "truth")]
+        panels += [
+            (ens.isel(member=m), f"{label} {m}") for m in range(min(n_members, ens.sizes["member"]))
+        ]
+        panels.append((ens.mean("member"), "ensemble mean"))
+        for ax, (field, title) in zip(row, panels):
+            mesh = _panel(ax, field, f"{name} {title}", lo, hi, cmap)
+        fig.colorbar(mesh, ax=row[: len(panels)], shrink=0.8, label=units)
+        spread = ens.std("member", ddof=1)
+        spread_mesh = _panel(
+            row[-1], spread, f"{name} spread", 0.0, float(spread.max()) or 1.0, "magma"
+        )
+        fig.colorbar(spread_mesh, ax=row[-1], shrink=0.8)
+    fig.suptitle(str(np.datetime_as_string(np.datetime64(time, "m"))), fontsize=10)
+    return fig
