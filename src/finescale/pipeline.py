@@ -36,7 +36,7 @@ def world_split_times(world_dir: str | Path, split: str) -> np.ndarray:
 def _wettest_time(hr: xr.Dataset, times: np.ndarray) -> np.datetime64:
     """The time with the most rain in ``times``: the most telling map."""
     rain = hr.tp.sel(time=times).mean(("y", "x")).compute()
-    return rain.time.values[int(rain.argmax())]
+    return rain.time.values[int(np.argmax(rain.values))]
 
 
 def run_demo(out: str | Path, days: float = 30.0, members: int = 16, seed: int = 0, console: Console | None = None) -> Path:

@@ -40,7 +40,8 @@ def ensemble_maps(
     """
     n_cols = 4 + n_members
     fig, axes = plt.subplots(
-        len(variables), n_cols, figsize=(2.6 * n_cols, 1.9 * len(variables)), squeeze=False
+        len(variables), n_cols, figsize=(2.6 * n_cols, 1.9 * len(variables)), squeeze=False,
+        layout="constrained",
     )
     for row, name in zip(axes, variables):
         t = truth[name].sel(time=time)
