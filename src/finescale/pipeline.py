@@ -15,7 +15,11 @@ WORLD_CONFIG = "finescale.yaml"
 
 
 def world_config(world_dir: str | Path) -> ExperimentConfig:
-    """The config ``finescale world`` wrote beside its data."""
+    """The config ``finescale world`` wrote beside its data (the world must be finished)."""
+    from finescale.data.world.simulate import WORLD_FILE
+
+    if not (Path(world_dir) / WORLD_FILE).is_file():
+        raise FileNotFoundError(f"{world_dir}: not a finished Alps world (no {WORLD_FILE}); run `finescale world` first")
     return load_config(Path(world_dir) / WORLD_CONFIG)
 
 

@@ -293,7 +293,7 @@ data:
     variables:
       orog: orog
       lsm: lsm
-  splits: {{train: 0.7, validation: 0.15, test: 0.15, gap_hours: 24}}
+  splits: {{train: 0.7, validation: 0.15, test: 0.15, gap_hours: 12}}
   transforms:
     tp: {{kind: log1p, scale: 0.1}}
 """
@@ -301,8 +301,7 @@ data:
 
 def open_world(path: str | Path) -> tuple[World, dict]:
     """Rebuild the World that wrote ``path`` (from its ``world.json``)."""
-    path = Path(path)
-    meta_path = path / WORLD_FILE
+    meta_path = Path(path) / WORLD_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{path}: not a finished Alps world (no {WORLD_FILE}); run `finescale world` first")
     meta = json.loads(meta_path.read_text())
