@@ -51,11 +51,13 @@ class VariableSpec(Settings):
 class _FileConfig(Settings):
     """Fields shared by every file-backed source."""
 
-    path: Path
+    path: Path = Field(description="File, Zarr folder or glob of NetCDF files; relative to the config file.")
     variables: dict[str, VariableSpec] = Field(
         description="finescale name -> variable in the file. A plain string is the file's name."
     )
-    engine: Literal["auto", "netcdf", "zarr", "grib"] = "auto"
+    engine: Literal["auto", "netcdf", "zarr", "grib"] = Field(
+        default="auto", description="Reader; 'auto' decides by suffix. 'grib' needs the optional extra finescale[grib]."
+    )
     y: str | None = Field(default=None, description="Name of the south-north dimension (None: infer).")
     x: str | None = Field(default=None, description="Name of the west-east dimension (None: infer).")
     lat: str = Field(default="lat", description="Name of the latitude coordinate (1-D or 2-D).")
@@ -127,19 +129,21 @@ class AlignmentConfig(Settings):
 class DataConfig(Settings):
     """The paired data: LR source, HR source, static HR fields, splits and transforms."""
 
-    lr: SourceConfig
-    hr: SourceConfig
-    static: StaticConfig | None = None
-    splits: SplitConfig = SplitConfig()
-    transforms: dict[str, TransformConfig] = Field(default_factory=dict)
-    alignment: AlignmentConfig = AlignmentConfig()
+    lr: SourceConfig = Field(description="The coarse source (e.g. ERA5, a GCM).")
+    hr: SourceConfig = Field(description="The fine source (e.g. CERRA, an RCM): the target.")
+    static: StaticConfig | None = Field(default=None, description="Static HR fields (orography, land-sea mask).")
+    splits: SplitConfig = Field(default=SplitConfig(), description="Train / validation / test blocks in time.")
+    transforms: dict[str, TransformConfig] = Field(
+        default_factory=dict, description="Per-variable transforms before normalisation; unlisted: none."
+    )
+    alignment: AlignmentConfig = Field(default=AlignmentConfig(), description="When to refuse a pair.")
 
 
 class ExperimentConfig(Settings):
     """A whole experiment; sections are added as the pipeline grows."""
 
-    name: str = "experiment"
-    data: DataConfig
+    name: str = Field(default="experiment", description="Name of the experiment, used in outputs.")
+    data: DataConfig = Field(description="What data: sources, pairing, splits, transforms.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,3 +256,51 @@ def load_config(
     tree = apply_overrides(tree, list(overrides or []))
     tree = _resolve_paths(tree, path.parent.resolve())
     return validate(tree, model, source=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# documentation
+
+
+def reference_markdown(model: type[BaseModel] = ExperimentConfig, title: str = "Configuration reference") -> str:
+    """A Markdown reference of every settings section reachable from ``model`` (docs are generated from it)."""
+    sections: list[tuple[str, type[BaseModel]]] = []
+    seen: dict[type[BaseModel], str] = {}
+
+    def walk(prefix: str, cls: type[BaseModel]) -> None:
+        sections.append((prefix, cls))
+        if cls in seen:
+            return
+        seen[cls] = prefix
+        for name, field in cls.model_fields.items():
+            inner = _first_model(field.annotation)
+            if inner is not None:
+                key = f"{prefix}.{name}" if prefix else name
+                is_mapping = getattr(field.annotation, "__origin__", None) is dict
+                walk(f"{key}.<name>" if is_mapping else key, inner)
+
+    walk("", model)
+    lines = [f"# {title}", "", "Generated from the settings models by `finescale.config.reference_markdown`.", ""]
+    for prefix, cls in sections:
+        lines += [f"## `{prefix or '(top level)'}`: {cls.__name__}", "", (cls.__doc__ or "").strip(), ""]
+        if seen[cls] != prefix:
+            lines += [f"Same keys as `{seen[cls]}`.", ""]
+            continue
+        lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for name, field in cls.model_fields.items():
+            if field.is_required():
+                default = "required"
+            elif _first_model(field.annotation) is not None and field.get_default(call_default_factory=True):
+                default = "see its section"
+            else:
+                default = repr(field.get_default(call_default_factory=True))
+            kind = _type_name(field.annotation)
+            lines.append(f"| `{name}` | {kind} | `{default}` | {field.description or ''} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation).replace("typing.", "").replace("pathlib.", "").replace("finescale.config.", "")
+    return text.replace("|", "or")

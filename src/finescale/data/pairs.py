@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -873,9 +874,23 @@ def _on_lr_grid(
     else:
         target_lat = lr["lat"].reset_coords(drop=True)
         h = grids.interpolate(h, target_lat, xr.DataArray(lr_lon, dims=("y", "x")))
+        # interpolation extends edge values outward: only LR points inside HR are comparable
+        h = h.where(_inside(hr, target_lat.values, lr_lon))
     a = lr[name].sel(time=times).transpose("time", ..., "y", "x").values
     b = h.transpose("time", ..., "y", "x").values
     return np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+
+
+def _inside(hr: xr.Dataset, lat: np.ndarray, lon: np.ndarray) -> xr.DataArray:
+    """Which points (lat, lon), shape (y, x), lie inside the polygon of HR's outer cell centres."""
+    from matplotlib.path import Path as Polygon
+
+    hlat, hlon = hr["lat"].values, hr["lon"].values
+    ring = [(hlon[0, :], hlat[0, :]), (hlon[1:, -1], hlat[1:, -1]),
+            (hlon[-1, -2::-1], hlat[-1, -2::-1]), (hlon[-2:0:-1, 0], hlat[-2:0:-1, 0])]
+    vertices = np.column_stack([np.concatenate([r[0] for r in ring]), np.concatenate([r[1] for r in ring])])
+    inside = Polygon(vertices).contains_points(np.column_stack([lon.ravel(), lat.ravel()]))
+    return xr.DataArray(inside.reshape(lat.shape), dims=("y", "x"))
 
 
 def _anomalies(v: np.ndarray) -> np.ndarray:
@@ -884,7 +899,8 @@ def _anomalies(v: np.ndarray) -> np.ndarray:
     With fewer than ``_MIN_ANOMALY_TIMES`` times the values themselves are returned.
     """
     if v.shape[0] >= _MIN_ANOMALY_TIMES:
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points (outside HR) stay NaN
             v = v - np.nanmean(v, axis=0, keepdims=True)
     return v.reshape(-1, *v.shape[-2:])
 
