@@ -169,6 +169,44 @@ def demo(
     console.print(f"[bold green]demo done[/]: see [bold]{result}[/]")
 
 
+@app.command()
+@_user_errors
+def evaluate(
+    forecast: Annotated[Path, typer.Option(help="Forecast to score (Zarr/NetCDF), dims (member, time, y, x); no member dim: deterministic.")],
+    truth: Annotated[Path, typer.Option(help="HR truth (Zarr/NetCDF), dims (time, y, x), 2-D lat/lon.")],
+    out: Annotated[Path, typer.Option(help="Output folder: metrics.json, figures/*.png, report.html.")],
+    lr: Annotated[Path | None, typer.Option(help="LR input: shown on the maps; its grid length is the largest scale scored in the spectra (default: 8 HR grid lengths).")] = None,
+    reference: Annotated[list[str] | None, typer.Option("--reference", help="Another forecast scored beside it: `NAME=PATH` (repeatable).")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the forecast in tables and figures (default: its file name).")] = None,
+    variable: Annotated[list[str] | None, typer.Option("--variable", help="Score only this variable (repeatable; default: all in forecast and truth, plus wind_speed from u10/v10).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the rank-histogram tie breaks and the 'which one is real?' panel.")] = 0,
+) -> None:
+    """Score an ensemble (or a deterministic forecast) against the HR truth, beside references.
+
+    Only times present in every file are scored. Writes fair CRPS, spread-skill, spectra, extremes
+    and more to `metrics.json`, figures to `figures/`, and one self-contained `report.html`.
+
+    **Examples**
+
+    `finescale evaluate --forecast runs/oracle.zarr --truth runs/world/hr.zarr --out runs/eval`
+
+    `finescale evaluate --forecast runs/diffusion.zarr --truth runs/world/hr.zarr --lr runs/world/lr.zarr --reference bicubic=runs/bicubic.zarr --reference oracle=runs/oracle.zarr --name diffusion --out runs/eval-diffusion`
+    """
+    import json
+
+    from finescale.verify.evaluate import parse_references, run_evaluate
+    from finescale.verify.report import summary_table
+
+    references = parse_references(reference or [])
+    with err_console.status("evaluating") as status:
+        result = run_evaluate(
+            forecast, truth, out, lr_path=lr, references=references, name=name, variables=variable or None,
+            seed=seed, progress=lambda text: status.update(f"evaluate: {text}"),
+        )
+    console.print(summary_table(json.loads((result / "metrics.json").read_text())))
+    console.print(f"wrote [bold]{result}[/]: metrics.json, figures/, report.html")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

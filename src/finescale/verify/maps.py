@@ -25,7 +25,7 @@ def _panel(
 
 
 def ensemble_maps(
-    lr: xr.Dataset,
+    lr: xr.Dataset | None,
     truth: xr.Dataset,
     ensemble: xr.Dataset,
     time: np.datetime64,
@@ -37,8 +37,10 @@ def ensemble_maps(
 
     All datasets have 2-D ``lat``/``lon`` coordinates; ``ensemble`` has a ``member`` dim. The
     colour scale of each row is shared, so the LR, truth and members compare directly.
+    ``lr`` None drops the LR column; a variable missing from ``lr`` leaves its panel empty.
+    A one-member ensemble has no spread panel content.
     """
-    n_cols = 4 + n_members
+    n_cols = 3 + n_members + (lr is not None)
     fig, axes = plt.subplots(
         len(variables), n_cols, figsize=(2.6 * n_cols, 1.9 * len(variables)), squeeze=False,
         layout="constrained",
@@ -51,17 +53,31 @@ def ensemble_maps(
             lo = 0.0
         cmap = CMAPS.get(name, "viridis")
         units = truth[name].attrs.get("units", "")
-        panels = [(lr[name].sel(time=time), "LR input"), (t, "truth")]
+        panels = []
+        if lr is not None:
+            panels.append((lr[name].sel(time=time) if name in lr else None, "LR input"))
+        panels.append((t, "truth"))
         panels += [
             (ens.isel(member=m), f"{label} {m}") for m in range(min(n_members, ens.sizes["member"]))
         ]
         panels.append((ens.mean("member"), "ensemble mean"))
         for ax, (field, title) in zip(row, panels):
+            if field is None:
+                ax.set_axis_off()
+                ax.set_title(f"{name} {title}: none", fontsize=9)
+                continue
             mesh = _panel(ax, field, f"{name} {title}", lo, hi, cmap)
+        for ax in row[len(panels) : -1]:  # fewer members than columns
+            ax.set_axis_off()
         fig.colorbar(mesh, ax=row[: len(panels)], shrink=0.8, label=units)
+        if ens.sizes["member"] < 2:
+            row[-1].set_axis_off()
+            row[-1].set_title(f"{name} spread: one member", fontsize=9)
+            continue
         spread = ens.std("member", ddof=1)
+        top = float(np.nanmax(spread))
         spread_mesh = _panel(
-            row[-1], spread, f"{name} spread", 0.0, float(spread.max()) or 1.0, "magma"
+            row[-1], spread, f"{name} spread", 0.0, top if np.isfinite(top) and top > 0 else 1.0, "magma"
         )
         fig.colorbar(spread_mesh, ax=row[-1], shrink=0.8)
     fig.suptitle(str(np.datetime_as_string(np.datetime64(time, "m"))), fontsize=10)

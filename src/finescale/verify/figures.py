@@ -1,0 +1,396 @@
+"""Report figures: one function per figure, each returning a matplotlib Figure.
+
+Maps take datasets (dims (time, y, x), ensembles with ``member``, 2-D lat/lon); the other
+figures are drawn from the metrics dict of :func:`finescale.verify.evaluate.score` alone (its
+``curves`` hold the spectra, quantiles and rank counts), so they can be redrawn from a
+``metrics.json`` without the data. Colours are fixed per source across figures: truth black,
+the forecast blue, references in matplotlib's cycle after it.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+from finescale.verify.maps import CMAPS, _panel, ensemble_maps
+
+__all__ = [
+    "fields_at",
+    "maps",
+    "qq",
+    "rank_histograms",
+    "reference_maps",
+    "score_bars",
+    "spectra",
+    "which_is_real",
+    "which_is_real_key",
+    "which_is_real_time",
+]
+
+TRUTH_COLOR = "black"
+BAR_SCORES = ("crps_fair", "rmse_mean", "ssr", "spectral_log_ratio_max", "q999_rel_error")
+SCORE_LABELS = {
+    "crps_fair": "fair CRPS",
+    "rmse_mean": "RMSE of mean",
+    "ssr": "spread-skill ratio",
+    "spectral_log_ratio_max": "max |log10 PSD ratio|",
+    "q999_rel_error": "q99.9 relative error",
+}
+TARGETS = {"ssr": 1.0, "q999_rel_error": 0.0}  # reference lines for scores with an ideal value
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _roles(metrics: Mapping[str, Any]) -> list[str]:
+    """Sources in report order: "forecast", then the references."""
+    return ["forecast", *metrics.get("references", {})]
+
+
+def _label(metrics: Mapping[str, Any], role: str) -> str:
+    if role == "forecast":
+        return str(metrics.get("meta", {}).get("forecast_name", "forecast"))
+    return role
+
+
+def _color(metrics: Mapping[str, Any], role: str) -> str:
+    return f"C{_roles(metrics).index(role) % 10}"
+
+
+def _variables(metrics: Mapping[str, Any]) -> list[str]:
+    return list(metrics.get("meta", {}).get("variables") or metrics["forecast"])
+
+
+def _units(metrics: Mapping[str, Any], name: str) -> str:
+    return metrics.get("meta", {}).get("units", {}).get(name, "")
+
+
+def _array(values: Sequence[float | None] | None) -> np.ndarray:
+    """JSON list (None for undefined) -> float array with NaN."""
+    return np.array([np.nan if v is None else v for v in values or []], dtype=float)
+
+
+def _empty(message: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11)
+    return fig
+
+
+def fields_at(ds: xr.Dataset, time: Any, variables: Sequence[str]) -> xr.Dataset:
+    """``variables`` of ``ds`` at one ``time`` (kept as a length-1 time dim), in memory.
+
+    ``wind_speed`` is derived from u10/v10 when not stored; variables ``ds`` lacks are left out.
+    """
+    at = ds.sel(time=[time])
+    out = {}
+    for name in variables:
+        if name in at.data_vars:
+            out[name] = at[name]
+        elif name == "wind_speed" and {"u10", "v10"} <= set(at.data_vars):
+            speed = np.hypot(at["u10"], at["v10"])
+            out[name] = speed.assign_attrs(units=at["u10"].attrs.get("units", ""), long_name="wind speed")
+    return xr.Dataset(out, coords={c: at[c] for c in ("lat", "lon", "time") if c in at.coords}).load()
+
+
+# --------------------------------------------------------------------------------------------
+# maps
+# --------------------------------------------------------------------------------------------
+
+
+def maps(
+    truth: xr.Dataset,
+    ensemble: xr.Dataset,
+    time: Any,
+    variables: Sequence[str],
+    *,
+    lr: xr.Dataset | None = None,
+    label: str = "member",
+    n_members: int = 3,
+) -> plt.Figure:
+    """Rows per variable: LR input (when given and at ``time``), truth, members, mean, spread."""
+    lr_at = None
+    if lr is not None and "time" in lr.dims and time in lr["time"].values:
+        lr_at = fields_at(lr, time, variables)
+    return ensemble_maps(
+        lr_at,
+        fields_at(truth, time, variables),
+        fields_at(ensemble, time, variables),
+        time,
+        list(variables),
+        n_members=n_members,
+        label=label,
+    )
+
+
+def reference_maps(
+    truth: xr.Dataset,
+    sources: Mapping[str, xr.Dataset],
+    time: Any,
+    variables: Sequence[str],
+) -> plt.Figure:
+    """Rows per variable: truth, then one member of each source (label -> ensemble dataset).
+
+    One member, not the mean: a sample is what a user of the forecast sees, and smoothness
+    (missing small scales) shows at once beside the truth. Colour scale shared per row.
+    """
+    truth_at = fields_at(truth, time, variables)
+    at = {label: fields_at(ds, time, variables) for label, ds in sources.items()}
+    n_cols = 1 + len(at)
+    fig, axes = plt.subplots(
+        len(variables), n_cols, figsize=(2.8 * n_cols + 1, 2.0 * len(variables)), squeeze=False,
+        layout="constrained",
+    )
+    for row, name in zip(axes, variables):
+        t = truth_at[name].isel(time=0)
+        lo, hi = np.nanpercentile(t, [1, 99.5])
+        if name in ("tp", "wind_speed"):
+            lo = 0.0
+        cmap = CMAPS.get(name, "viridis")
+        mesh = _panel(row[0], t, f"{name} truth", lo, hi, cmap)
+        for ax, (label, ds) in zip(row[1:], at.items()):
+            field = ds[name].isel(time=0, member=0)
+            what = "member 0" if ds.sizes.get("member", 1) > 1 else "(deterministic)"
+            _panel(ax, field, f"{name} {label} {what}", lo, hi, cmap)
+        fig.colorbar(mesh, ax=row, shrink=0.8, label=truth_at[name].attrs.get("units", ""))
+    fig.suptitle(f"truth and one sample of each forecast, {np.datetime_as_string(np.datetime64(time, 'm'))}", fontsize=10)
+    return fig
+
+
+def which_is_real_time(times: np.ndarray, avoid: Any, seed: int = 0) -> Any:
+    """A seeded random time other than ``avoid`` (the maps show the truth there)."""
+    choices = [t for t in np.asarray(times) if t != avoid] or list(np.asarray(times))
+    return choices[int(np.random.default_rng(seed).integers(len(choices)))]
+
+
+def which_is_real_key(variables: Sequence[str], n_members: int, seed: int = 0) -> dict[str, list[str]]:
+    """Seeded order of the panels per variable: e.g. {"t2m": ["member 3", "truth", "member 0"]}.
+
+    Two distinct members (fewer if the ensemble is smaller) and the truth, shuffled.
+    """
+    rng = np.random.default_rng([seed, 7])  # its own stream: independent of the time choice
+    key = {}
+    for name in variables:
+        members = rng.choice(n_members, size=min(2, n_members), replace=False)
+        order = ["truth", *(f"member {int(m)}" for m in members)]
+        key[name] = [order[i] for i in rng.permutation(len(order))]
+    return key
+
+
+def which_is_real(
+    truth: xr.Dataset,
+    ensemble: xr.Dataset,
+    time: Any,
+    variables: Sequence[str],
+    *,
+    seed: int = 0,
+) -> plt.Figure:
+    """A blind test: per variable, the truth and two members in a seeded shuffled order.
+
+    If a scientist cannot tell which panel is real, the members look physical. The key (the
+    order from :func:`which_is_real_key`) is printed below the panels.
+    """
+    truth_at = fields_at(truth, time, variables)
+    ens_at = fields_at(ensemble, time, variables)
+    key = which_is_real_key(variables, ens_at.sizes["member"], seed)
+    n_cols = max(len(v) for v in key.values())
+    fig, axes = plt.subplots(
+        len(variables), n_cols, figsize=(3.2 * n_cols + 1, 2.2 * len(variables) + 0.6), squeeze=False,
+        layout="constrained",
+    )
+    for row, name in zip(axes, variables):
+        fields = []
+        for what in key[name]:
+            if what == "truth":
+                fields.append(truth_at[name].isel(time=0))
+            else:
+                fields.append(ens_at[name].isel(time=0, member=int(what.split()[1])))
+        stacked = np.concatenate([np.ravel(f.values) for f in fields])
+        lo, hi = np.nanpercentile(stacked, [1, 99.5])
+        if name in ("tp", "wind_speed"):
+            lo = 0.0
+        for i, (ax, f) in enumerate(zip(row, fields)):
+            mesh = _panel(ax, f, f"{name}: {string.ascii_uppercase[i]}", lo, hi, CMAPS.get(name, "viridis"))
+        for ax in row[len(fields) :]:
+            ax.set_axis_off()
+        fig.colorbar(mesh, ax=row, shrink=0.8, label=truth_at[name].attrs.get("units", ""))
+    when = np.datetime_as_string(np.datetime64(time, "m"))
+    fig.suptitle(f"Which one is real? {when}", fontsize=11)
+    answer = "\n".join(
+        f"{name}: " + ", ".join(f"{string.ascii_uppercase[i]} = {w}" for i, w in enumerate(order))
+        for name, order in key.items()
+    )
+    # supxlabel: constrained layout reserves room for it below the panels
+    fig.supxlabel(f"Key: {answer}", fontsize=8, color="0.3")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# curves from the metrics
+# --------------------------------------------------------------------------------------------
+
+
+def spectra(metrics: Mapping[str, Any]) -> plt.Figure:
+    """Per variable: radially averaged PSDs (top) and their ratio to the truth's (bottom).
+
+    Log-log against wavelength in km, large scales on the left. The shaded band is the range
+    scored by ``spectral_log_ratio_max`` (2 HR grid lengths to the LR grid length).
+    """
+    variables = _variables(metrics)
+    curves = metrics["curves"]["spectra"]
+    lo_band = min(b[0] for b in metrics["meta"]["spectral_bands_km"])
+    hi_band = max(b[1] for b in metrics["meta"]["spectral_bands_km"])
+    fig, axes = plt.subplots(
+        2, len(variables), figsize=(3.6 * len(variables), 5.6), squeeze=False, sharex="col",
+        gridspec_kw={"height_ratios": [2, 1]}, layout="constrained",
+    )
+    for col, name in enumerate(variables):
+        c = curves[name]
+        wavelength = _array(c["wavelength_km"])
+        truth = _array(c["truth"])
+        top, bottom = axes[0, col], axes[1, col]
+        top.loglog(wavelength, truth, color=TRUTH_COLOR, lw=2.2, label="truth")
+        bottom.axhline(1.0, color=TRUTH_COLOR, lw=1.2)
+        for role in _roles(metrics):
+            if role not in c:
+                continue
+            psd = _array(c[role])
+            color = _color(metrics, role)
+            top.loglog(wavelength, psd, color=color, lw=1.3, label=_label(metrics, role))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bottom.loglog(wavelength, psd / truth, color=color, lw=1.3)
+        # a very smooth forecast would squash the interesting part near 1: cut at 1e-3
+        low, high = bottom.get_ylim()
+        bottom.set_ylim(max(low, 1e-3), max(high, 2.0))
+        for ax in (top, bottom):
+            ax.axvspan(lo_band, hi_band, color="0.9", zorder=0)
+            ax.grid(True, which="major", color="0.85", lw=0.5)
+            ax.tick_params(labelsize=7)
+        top.invert_xaxis()  # shared x: inverting once flips both rows
+        units = _units(metrics, name)
+        top.set_title(name, fontsize=10)
+        top.set_ylabel(f"PSD ({units})$^2$ km" if units else "PSD", fontsize=8)
+        bottom.set_ylabel("PSD / truth PSD", fontsize=8)
+        bottom.set_xlabel("wavelength (km)", fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Radially averaged power spectra (shaded: scored band, 2 dx to LR dx)", fontsize=10)
+    return fig
+
+
+def rank_histograms(metrics: Mapping[str, Any]) -> plt.Figure:
+    """Columns per variable, rows per source with more than one member.
+
+    Bars are relative frequencies times the number of bins, so a calibrated ensemble sits on
+    the dashed line at 1; a U shape means too little spread, a dome too much, a slope a bias.
+    """
+    variables = _variables(metrics)
+    ranks = metrics["curves"]["rank_histogram"]
+    roles = [r for r in _roles(metrics) if any(r in ranks.get(v, {}) for v in variables)]
+    if not roles:
+        return _empty("No ensemble to rank: every forecast has one member.")
+    fig, axes = plt.subplots(
+        len(roles), len(variables), figsize=(2.9 * len(variables) + 0.5, 2.2 * len(roles) + 0.5),
+        squeeze=False, layout="constrained",
+    )
+    for row, role in zip(axes, roles):
+        for ax, name in zip(row, variables):
+            counts = np.asarray(ranks.get(name, {}).get(role, []), dtype=float)
+            if counts.size == 0 or counts.sum() == 0:
+                ax.set_axis_off()
+                continue
+            density = counts / counts.sum() * counts.size
+            ax.bar(np.arange(counts.size), density, width=1.0, color=_color(metrics, role), edgecolor="white", lw=0.3)
+            ax.axhline(1.0, color="black", ls="--", lw=0.8)
+            ax.set_title(f"{name}: {_label(metrics, role)}", fontsize=9)
+            ax.set_ylim(0, max(2.0, float(density.max()) * 1.1))
+            ax.set_xlabel("rank of the truth", fontsize=8)
+            ax.tick_params(labelsize=7)
+        row[0].set_ylabel("frequency x bins", fontsize=8)
+    fig.suptitle("Rank histograms (flat at 1 = calibrated)", fontsize=10)
+    return fig
+
+
+def qq(metrics: Mapping[str, Any]) -> plt.Figure:
+    """Per variable: forecast quantiles (all members pooled) against the truth's, to 99.99%.
+
+    Points on the diagonal: the forecast climatology matches the truth's; below it at the top
+    end: extremes too weak. Dotted lines mark the truth's 99th, 99.9th and 99.99th percentiles.
+    """
+    variables = _variables(metrics)
+    curves = metrics["curves"]["qq"]
+    fig, axes = plt.subplots(1, len(variables), figsize=(3.4 * len(variables), 3.6), squeeze=False, layout="constrained")
+    for ax, name in zip(axes[0], variables):
+        c = curves[name]
+        levels, truth = np.asarray(c["levels"], dtype=float), _array(c["truth"])
+        values = [truth] + [_array(c[r]) for r in _roles(metrics) if r in c]
+        lo = np.nanmin([np.nanmin(v) for v in values])
+        hi = np.nanmax([np.nanmax(v) for v in values])
+        ax.plot([lo, hi], [lo, hi], color=TRUTH_COLOR, lw=1.0, label="1:1")
+        for role in _roles(metrics):
+            if role in c:
+                ax.plot(truth, _array(c[role]), "o-", ms=3, lw=1.2, color=_color(metrics, role), label=_label(metrics, role))
+        for level, text in ((0.99, "99%"), (0.999, "99.9%"), (0.9999, "99.99%")):
+            i = int(np.argmin(np.abs(levels - level)))
+            if np.isfinite(truth[i]):
+                ax.axvline(truth[i], color="0.6", ls=":", lw=0.8)
+                ax.text(truth[i], lo, f" {text}", rotation=90, fontsize=6, color="0.4", va="bottom")
+        units = _units(metrics, name)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(f"truth quantile ({units})", fontsize=8)
+        ax.set_ylabel(f"forecast quantile ({units})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, color="0.9", lw=0.5)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.suptitle("Quantile-quantile plots, 1% to 99.99%", fontsize=10)
+    return fig
+
+
+def score_bars(metrics: Mapping[str, Any], keys: Sequence[str] = BAR_SCORES) -> plt.Figure:
+    """Grid of bar charts: rows are scores, columns variables, one bar per source.
+
+    Missing (undefined) values are marked n/a; SSR has its ideal 1 and relative errors their
+    ideal 0 drawn as a line.
+    """
+    variables = _variables(metrics)
+    roles = _roles(metrics)
+    fig, axes = plt.subplots(
+        len(keys), len(variables), figsize=(2.6 * len(variables) + 0.5, 1.8 * len(keys) + 0.6),
+        squeeze=False, layout="constrained",
+    )
+    for r, key in enumerate(keys):
+        for c, name in enumerate(variables):
+            ax = axes[r, c]
+            values = []
+            for role in roles:
+                block = metrics["forecast"] if role == "forecast" else metrics["references"][role]
+                values.append(block.get(name, {}).get(key))
+            heights = [np.nan if v is None else v for v in values]
+            x = np.arange(len(roles))
+            ax.bar(x, heights, color=[_color(metrics, role) for role in roles])
+            for xi, v in zip(x, values):
+                if v is None:
+                    ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7, color="0.4")
+            if key in TARGETS:
+                ax.axhline(TARGETS[key], color="black", ls="--", lw=0.8)
+            ax.axhline(0.0, color="0.5", lw=0.5)
+            ax.set_xticks(x, [_label(metrics, role) for role in roles], rotation=30, ha="right", fontsize=7)
+            ax.tick_params(axis="y", labelsize=7)
+            if r == 0:
+                ax.set_title(name, fontsize=10)
+            if c == 0:
+                ax.set_ylabel(SCORE_LABELS.get(key, key), fontsize=8)
+    fig.suptitle(
+        "Scores of the forecast and the references (lower is better; dashed: ideal SSR 1, relative error 0)",
+        fontsize=10,
+    )
+    return fig

@@ -1,0 +1,298 @@
+"""The evaluation report: one self-contained HTML page, and a short rich table for the terminal.
+
+The page has no external requests (figures are embedded as base64 PNG data URIs, CSS is
+inline), so it can be mailed, archived or opened offline and always shows the same thing.
+Every text taken from the data (names, paths, notes) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from finescale.io import write_text
+from finescale.verify.evaluate import FIGURES, METRIC_KEYS
+
+__all__ = ["best_roles", "format_value", "render_report", "summary_table", "write_report"]
+
+CAPTIONS = {
+    "maps": "One time (the wettest when precipitation is scored): LR input, truth, three members, "
+    "the ensemble mean and the spread (standard deviation across members). Each row shares one "
+    "colour scale. Members should look like the truth (sharp, with the same structures); the mean "
+    "is smooth by construction.",
+    "maps_references": "The truth beside one member of the forecast and of each reference, same "
+    "time and colour scale. A reference without small scales looks blurred here.",
+    "spectra": "Radially averaged power spectral density (Hann window) averaged over members and "
+    "times, against wavelength in km (large scales left). Bottom: ratio to the truth (1 = right "
+    "energy). The shaded band, 2 HR grid lengths to the LR grid length, is the range of "
+    "<code>spectral_log_ratio_max</code>: the scales downscaling must add.",
+    "rank_histograms": "Rank of the truth among the members, ties broken at random; frequency "
+    "times number of bins, so calibrated = flat at 1. U shape: too little spread; dome: too "
+    "much; slope: bias. Only ensembles (more than one member) are shown.",
+    "qq": "Quantiles of the forecast climatology (all members and points pooled) against the "
+    "truth's, from 1% to 99.99%. On the diagonal: the right distribution; below it at the top: "
+    "extremes too weak.",
+    "scores": "Headline scores per variable for the forecast and every reference. The dashed "
+    "line marks the ideal value where it is not 0 (SSR = 1).",
+    "which_is_real": "A blind test at another time: the truth and two members in a seeded random "
+    "order. Cover the key below the panels and guess; if the truth cannot be picked out, the "
+    "members are realistic.",
+}
+
+CSS = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0; color: #1d2430;
+       background: #fff; line-height: 1.45; }
+main { max-width: 1300px; margin: 0 auto; padding: 1.5em 2em 4em; }
+h1 { font-size: 1.7em; margin-bottom: 0.2em; }
+h2 { border-bottom: 2px solid #d8dee9; padding-bottom: 0.2em; margin-top: 2.2em; }
+h3 { margin-bottom: 0.4em; }
+nav { background: #f4f6fa; padding: 0.6em 1em; border-radius: 6px; }
+nav a { margin-right: 1.2em; color: #2a5db0; text-decoration: none; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.92em; }
+th, td { border: 1px solid #d8dee9; padding: 0.3em 0.7em; text-align: right; }
+th { background: #eef1f6; }
+td.name, th.name { text-align: left; }
+td.best { background: #d7f0d8; font-weight: bold; }
+td.na { color: #8a94a6; }
+.muted { color: #5c6678; font-size: 0.9em; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; border: 1px solid #e3e7ee; }
+figcaption { color: #3b4455; font-size: 0.92em; max-width: 80em; margin-top: 0.4em; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1.2em; }
+dt { font-weight: bold; }
+dd { margin: 0; }
+code { background: #f1f3f7; padding: 0 0.25em; border-radius: 3px; }
+"""
+
+BETTER_TEXT = {"lower": "lower", "one": "closest to 1", "zero": "closest to 0", "none": ""}
+
+
+def format_value(value: float | None) -> str:
+    """4 significant digits; an em dash for an undefined value."""
+    if value is None:
+        return "\u2014"
+    return f"{value:.4g}"
+
+
+def _distance(value: float, better: str) -> float:
+    return {"lower": value, "one": abs(value - 1.0), "zero": abs(value)}[better]
+
+
+def best_roles(values: Mapping[str, float | None], better: str) -> set[str]:
+    """Sources with the best value ("lower", "one" = closest to 1, "zero" = closest to 0).
+
+    Empty when fewer than two values are defined or the metric has no better direction. Ties
+    are all best, within a relative 1e-6 of the values: float32 round-off (e.g. the RMSE of an
+    ensemble mean and of the same mean stored as a deterministic forecast) is not a difference.
+    """
+    defined = {r: v for r, v in values.items() if v is not None}
+    if better not in ("lower", "one", "zero") or len(defined) < 2:
+        return set()
+    distance = {r: _distance(v, better) for r, v in defined.items()}
+    top = min(distance.values())
+    tolerance = 1e-6 * max(abs(v) for v in defined.values())
+    return {r for r, d in distance.items() if d <= top + tolerance}
+
+
+def _roles(metrics: Mapping[str, Any]) -> list[str]:
+    return ["forecast", *metrics.get("references", {})]
+
+
+def _scores(metrics: Mapping[str, Any], role: str) -> Mapping[str, Any]:
+    return metrics["forecast"] if role == "forecast" else metrics["references"][role]
+
+
+def _label(metrics: Mapping[str, Any], role: str) -> str:
+    return str(metrics["meta"].get("forecast_name", "forecast")) if role == "forecast" else role
+
+
+def _variables(metrics: Mapping[str, Any]) -> list[str]:
+    return list(metrics["meta"].get("variables") or metrics["forecast"])
+
+
+# --------------------------------------------------------------------------------------------
+# terminal
+# --------------------------------------------------------------------------------------------
+
+
+def summary_table(metrics: Mapping[str, Any]) -> Table:
+    """Variables x sources: fair CRPS (best in bold green) and SSR, for the terminal."""
+    roles = _roles(metrics)
+    meta = metrics["meta"]
+    table = Table(
+        title=f"{_label(metrics, 'forecast')}: {meta['times']['scored']} times scored",
+        caption="fair CRPS (lower is better; best in green) / spread-skill ratio (1 is calibrated)",
+    )
+    table.add_column("variable", style="bold")
+    for role in roles:
+        table.add_column(f"{_label(metrics, role)}\nCRPS", justify="right")
+        table.add_column("SSR", justify="right")
+    for name in _variables(metrics):
+        crps = {r: _scores(metrics, r).get(name, {}).get("crps_fair") for r in roles}
+        best = best_roles(crps, "lower")
+        cells = [name]
+        for role in roles:
+            text = format_value(crps[role])
+            cells.append(f"[bold green]{text}[/]" if role in best else text)
+            cells.append(format_value(_scores(metrics, role).get(name, {}).get("ssr")))
+        table.add_row(*cells)
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------------------------
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _header_cells(metrics: Mapping[str, Any]) -> str:
+    return "".join(f"<th>{_e(_label(metrics, r))}</th>" for r in _roles(metrics))
+
+
+def _value_cells(metrics: Mapping[str, Any], values: Mapping[str, float | None], better: str) -> str:
+    best = best_roles(values, better)
+    cells = []
+    for role in _roles(metrics):
+        value = values.get(role)
+        css = "best" if role in best else ("na" if value is None else "")
+        cells.append(f'<td class="{css}">{_e(format_value(value))}</td>' if css else f"<td>{_e(format_value(value))}</td>")
+    return "".join(cells)
+
+
+def _summary_html(metrics: Mapping[str, Any]) -> str:
+    """Two small tables: fair CRPS and SSR, variables x sources."""
+    parts = []
+    for key, title, better in (("crps_fair", "Fair CRPS (lower is better)", "lower"), ("ssr", "Spread-skill ratio (1 is calibrated)", "one")):
+        rows = []
+        for name in _variables(metrics):
+            values = {r: _scores(metrics, r).get(name, {}).get(key) for r in _roles(metrics)}
+            units = metrics["meta"].get("units", {}).get(name, "") if key == "crps_fair" else "1"
+            rows.append(f'<tr><td class="name">{_e(name)}</td><td class="name">{_e(units)}</td>{_value_cells(metrics, values, better)}</tr>')
+        parts.append(
+            f"<h3>{_e(title)}</h3><table><thead><tr><th class=\"name\">variable</th><th class=\"name\">units</th>"
+            f"{_header_cells(metrics)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+    return "".join(parts)
+
+
+def _variable_table(metrics: Mapping[str, Any], name: str) -> str:
+    """Every metric of one variable: rows are metrics, columns the sources; best highlighted."""
+    units = metrics["meta"].get("units", {}).get(name, "")
+    thresholds = metrics["meta"].get("thresholds", {}).get(name, {})
+    rows = []
+    for key, description, better in METRIC_KEYS:
+        values = {r: _scores(metrics, r).get(name, {}).get(key) for r in _roles(metrics)}
+        rows.append(
+            f'<tr><td class="name"><code>{_e(key)}</code></td><td class="name">{_e(description)}</td>'
+            f'<td class="name">{_e(BETTER_TEXT[better])}</td>{_value_cells(metrics, values, better)}</tr>'
+        )
+    thr = ", ".join(f"{k} = {format_value(v)} {units}" for k, v in thresholds.items())
+    return (
+        f'<h3 id="var-{_e(name)}">{_e(name)} <span class="muted">({_e(units or "no units")})</span></h3>'
+        f'<p class="muted">Thresholds from the truth climatology: {_e(thr or "none")}.</p>'
+        f'<table><thead><tr><th class="name">metric</th><th class="name">what</th><th class="name">better</th>'
+        f"{_header_cells(metrics)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _image(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _figures_html(figures: Mapping[str, Path | bytes]) -> str:
+    parts = []
+    titles = dict(FIGURES)
+    for key, source in figures.items():
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        title = titles.get(key, key)
+        parts.append(
+            f'<section id="fig-{_e(key)}"><h2>{_e(title)}</h2><figure>'
+            f'<img alt="{_e(title)}" src="{_image(data)}">'
+            f"<figcaption>{CAPTIONS.get(key, '')}</figcaption></figure></section>"
+        )
+    return "".join(parts)
+
+
+def _protocol_html(metrics: Mapping[str, Any]) -> str:
+    meta = metrics["meta"]
+    sources = meta.get("sources", {})
+    times = meta["times"]
+    grid = meta["grid"]
+    items = [
+        ("forecast", f"{_label(metrics, 'forecast')}: {sources.get('forecast') or 'in memory'}"),
+        ("truth", sources.get("truth") or "in memory"),
+        ("LR input", sources.get("lr") or "not given"),
+    ]
+    for name, path in (sources.get("references") or {}).items():
+        items.append((f"reference {name}", path))
+    members = ", ".join(f"{_label(metrics, r)}: {n}" for r, n in meta.get("members", {}).items())
+    dropped = ", ".join(f"{r}: {n}" for r, n in times.get("dropped", {}).items())
+    bands = ", ".join(f"{lo:.3g}\u2013{hi:.3g}" for lo, hi in meta.get("spectral_bands_km", []))
+    grid_text = (
+        f"{grid['ny']} x {grid['nx']} points; HR grid length {grid['hr_grid_length_km']:.3g} km "
+        f"(dy {grid['hr_spacing_km'][0]:.3g}, dx {grid['hr_spacing_km'][1]:.3g} km); LR grid length "
+        f"{grid['lr_grid_length_km']:.3g} km ({grid['lr_grid_length_from']})"
+    )
+    items += [
+        ("members", members),
+        ("times scored", f"{times['scored']} ({times['first']} to {times['last']})"),
+        ("times left out", f"{dropped} (only times in every source are scored)"),
+        ("variables", ", ".join(meta.get("variables", []))),
+        ("derived", ", ".join(f"{k} = {v}" for k, v in (meta.get("derived") or {}).items()) or "none"),
+        ("grid", grid_text),
+        ("spectral bands (km)", bands),
+        ("averaging", meta.get("weighting", "")),
+        ("maps at", meta.get("map_time", "")),
+        ("finescale", f"{meta.get('finescale_version', '?')}, written {meta.get('created_utc', '?')}"),
+    ]
+    for name, reason in (meta.get("skipped_variables") or {}).items():
+        items.append((f"skipped {name}", reason))
+    body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
+    notes = "".join(f"<li>{_e(n)}</li>" for n in meta.get("notes", []))
+    return f"<dl>{body}</dl>" + (f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "")
+
+
+def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes]) -> str:
+    """The report page as one HTML string: summary, metric tables, figures, protocol.
+
+    ``figures``: figure id (see ``FIGURES``) -> PNG path or bytes, embedded in that order.
+    """
+    name = _label(metrics, "forecast")
+    meta = metrics["meta"]
+    refs = list(metrics.get("references", {}))
+    lead = (
+        f"{meta['times']['scored']} times from {meta['times']['first']} to {meta['times']['last']}, "
+        f"{meta.get('members', {}).get('forecast', '?')} members, against "
+        + (", ".join(refs) if refs else "no reference")
+        + "."
+    )
+    nav = ['<a href="#summary">Summary</a>', '<a href="#metrics">Metrics</a>']
+    nav += [f'<a href="#fig-{_e(k)}">{_e(dict(FIGURES).get(k, k))}</a>' for k in figures]
+    nav.append('<a href="#protocol">Protocol</a>')
+    tables = "".join(_variable_table(metrics, v) for v in _variables(metrics))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>finescale evaluation: {_e(name)}</title>"
+        f"<style>{CSS}</style></head><body><main>"
+        f"<h1>Evaluation of {_e(name)}</h1><p>{_e(lead)}</p><nav>{' '.join(nav)}</nav>"
+        f'<section id="summary"><h2>Summary</h2><p class="muted">Best value per row highlighted.</p>{_summary_html(metrics)}</section>'
+        f'<section id="metrics"><h2>Metrics per variable</h2><p class="muted">Averages over every grid point and '
+        f"scored time; extremes use thresholds fixed from the truth climatology; best per row highlighted "
+        f"(no highlight for the spread, which has no better direction alone).</p>{tables}</section>"
+        f"{_figures_html(figures)}"
+        f'<section id="protocol"><h2>Protocol and provenance</h2>{_protocol_html(metrics)}</section>'
+        "</main></body></html>\n"
+    )
+
+
+def write_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes], path: str | Path) -> Path:
+    """Write :func:`render_report` to ``path`` atomically."""
+    return write_text(render_report(metrics, figures), path)
