@@ -207,6 +207,38 @@ def evaluate(
     console.print(f"wrote [bold]{result}[/]: metrics.json, figures/, report.html")
 
 
+@app.command()
+@_user_errors
+def baseline(
+    method: Annotated[str, typer.Option(help="`bilinear`, `bicubic`, `qm` (quantile mapping) or `bcsd`.")],
+    config: Annotated[Path, typer.Option(help="YAML config with a `data` section.")],
+    out: Annotated[Path, typer.Option(help="Output Zarr store: a one-member ensemble (member, time, y, x).")],
+    split: Annotated[str, typer.Option(help="Times to downscale: `train`, `validation`, `test` or `all`.")] = "test",
+    set_: SetOption = None,
+) -> None:
+    """Downscale with a baseline users would pick today; qm and bcsd are fitted on the train split.
+
+    Writes the HR variables that LR also has, with the HR truth's units and names, as a
+    one-member ensemble that `finescale evaluate` scores like any other.
+
+    **Examples**
+
+    `finescale baseline --method bicubic --config runs/world/finescale.yaml --out runs/bicubic.zarr`
+
+    `finescale baseline --method qm --config runs/world/finescale.yaml --out runs/qm.zarr --split validation`
+
+    `finescale baseline --method bcsd --config era5_cerra.yaml --out runs/bcsd.zarr --set data.splits.gap_hours=48`
+    """
+    from finescale.baselines import check_method, run_baseline
+    from finescale.config import load_config
+
+    check_method(method)
+    cfg = load_config(config, set_ or [])
+    with err_console.status(f"baseline {method}"):
+        path = run_baseline(cfg.data, method, out, split=split)
+    console.print(f"wrote [bold]{path}[/]: {method}, {split} split, one member")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
