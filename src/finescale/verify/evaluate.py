@@ -525,8 +525,12 @@ def _score_source(
     """Scalar metrics and plot data (spectrum, quantiles, rank counts) of one source, one variable."""
     m = forecast.sizes["member"]
     block = _block(forecast)
-    fc = forecast.chunk({"member": -1, "time": block, "y": -1, "x": -1})
-    tc = truth.chunk({"time": block, "y": -1, "x": -1})
+    fc, tc = forecast, truth
+    if block < forecast.sizes["time"]:
+        # dask blocks of a few times keep the temporaries small; one block would only add
+        # graph overhead, so small data stays plain numpy
+        fc = forecast.chunk({"member": -1, "time": block, "y": -1, "x": -1})
+        tc = truth.chunk({"time": block, "y": -1, "x": -1})
     t_levels = list(thresholds.values())
     lazy: dict[str, Any] = {
         "crps_fair": crps_fair(fc, tc),
@@ -565,7 +569,8 @@ def _score_source(
     }
     if m > 1:
         # synchronous: the tie-breaking draws then come in a fixed order, so reruns agree
-        counts = rank_histogram(fc, tc, rng=seed).compute(scheduler="synchronous")
+        counts = rank_histogram(fc, tc, rng=seed)
+        counts = counts.compute(scheduler="synchronous") if counts.chunks else counts
         curves["rank_histogram"] = [int(c) for c in counts.values]
     return {k: out.get(k) for k, _, _ in METRIC_KEYS}, curves
 
@@ -599,7 +604,8 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
         levels = np.asarray(quantiles(truth, list(QQ_LEVELS), dims=None).values)
         thresholds = {k: float(levels[QQ_LEVELS.index(q)]) for k, q in THRESHOLDS.items()}
         thresholds_meta[name] = {k: _finite(v) for k, v in thresholds.items()}
-        psd_truth = radial_psd(truth.chunk({"time": _block(truth)}), dx_km=grid["hr_grid_length_km"], average_dims=...).compute()
+        blocked = truth.chunk({"time": _block(truth)}) if _block(truth) < truth.sizes["time"] else truth
+        psd_truth = radial_psd(blocked, dx_km=grid["hr_grid_length_km"], average_dims=...).compute()
         spectra = {"wavelength_km": _finite_list(psd_truth["wavelength"].values), "truth": _finite_list(psd_truth.values)}
         qq = {"levels": list(QQ_LEVELS), "truth": _finite_list(levels)}
         ranks: dict[str, list[int]] = {}

@@ -87,6 +87,20 @@ def _empty(message: str) -> plt.Figure:
     return fig
 
 
+def _outer_labels(fig: plt.Figure) -> plt.Figure:
+    """Tick labels only on the left column and bottom row of a grid of maps.
+
+    The maps of a figure share one domain, so inner labels repeat; dropping them also saves
+    most of the text layout time of a many-panel figure.
+    """
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()
+        if spec is None or not ax.axison:  # colorbars and empty panels
+            continue
+        ax.tick_params(labelleft=spec.is_first_col(), labelbottom=spec.is_last_row())
+    return fig
+
+
 def fields_at(ds: xr.Dataset, time: Any, variables: Sequence[str]) -> xr.Dataset:
     """``variables`` of ``ds`` at one ``time`` (kept as a length-1 time dim), in memory.
 
@@ -122,7 +136,7 @@ def maps(
     lr_at = None
     if lr is not None and "time" in lr.dims and time in lr["time"].values:
         lr_at = fields_at(lr, time, variables)
-    return ensemble_maps(
+    fig = ensemble_maps(
         lr_at,
         fields_at(truth, time, variables),
         fields_at(ensemble, time, variables),
@@ -131,6 +145,7 @@ def maps(
         n_members=n_members,
         label=label,
     )
+    return _outer_labels(fig)
 
 
 def reference_maps(
@@ -164,7 +179,7 @@ def reference_maps(
             _panel(ax, field, f"{name} {label} {what}", lo, hi, cmap)
         fig.colorbar(mesh, ax=row, shrink=0.8, label=truth_at[name].attrs.get("units", ""))
     fig.suptitle(f"truth and one sample of each forecast, {np.datetime_as_string(np.datetime64(time, 'm'))}", fontsize=10)
-    return fig
+    return _outer_labels(fig)
 
 
 def which_is_real_time(times: np.ndarray, avoid: Any, seed: int = 0) -> Any:
@@ -232,7 +247,7 @@ def which_is_real(
     )
     # supxlabel: constrained layout reserves room for it below the panels
     fig.supxlabel(f"Key: {answer}", fontsize=8, color="0.3")
-    return fig
+    return _outer_labels(fig)
 
 
 # --------------------------------------------------------------------------------------------
