@@ -220,21 +220,22 @@ def _searchsorted_columns(
 ) -> np.ndarray:
     """``np.searchsorted(table[:, c], v, side)`` for every value v and its column c, at once.
 
-    table: (K, N), each column sorted. values, cols: arrays of one shape. A bisection over all
-    values together (ceil(log2(K + 1)) vectorised passes) instead of a Python loop over columns.
+    table: (K, N), each column sorted. values, cols: arrays of one shape. A branch-free
+    bisection over all values together (ceil(log2(K + 1)) vectorised passes) instead of a
+    Python loop over columns: the count of entries below v is built from the largest power
+    of two down, on flat indices into the table padded with +inf rows.
     """
-    k = table.shape[0]
-    lo = np.zeros(values.shape, dtype=np.intp)
-    hi = np.full(values.shape, k, dtype=np.intp)
-    for _ in range(int(np.ceil(np.log2(k + 1)))):
-        mid = (lo + hi) // 2
-        pivot = _gather(table, np.minimum(mid, k - 1), cols)
-        # Move right past pivots below the value (or equal, for side="right"); an interval
-        # already closed (lo == hi) stays where it is.
-        right = ((pivot < values) if side == "left" else (pivot <= values)) & (lo < hi)
-        lo = np.where(right, mid + 1, lo)
-        hi = np.where(right, hi, np.maximum(mid, lo))
-    return lo
+    k, n = table.shape
+    step = 1 << int(np.floor(np.log2(k)))  # largest power of two <= K
+    padded = np.concatenate([table, np.full((2 * step - k, n), np.inf)]).ravel()
+    last = cols - n  # flat index of the last entry counted so far (row -1: none yet)
+    while step:
+        candidate = last + step * n
+        pivot = padded[candidate]
+        move = (pivot < values) if side == "left" else (pivot <= values)
+        last = np.where(move, candidate, last)
+        step //= 2
+    return (last - cols) // n + 1
 
 
 def _map_columns(
