@@ -58,6 +58,8 @@ __all__ = [
     "Inputs",
     "evaluate",
     "grid_length_km",
+    "load_variable",
+    "make_figures",
     "open_dataset",
     "parse_references",
     "prepare",
