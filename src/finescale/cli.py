@@ -141,9 +141,7 @@ def pairs_check(
 
     cfg = load_config(config, set_ or [])
     pair = open_pair(cfg.data)
-    tables = report_table(pair)
-    for table in tables if isinstance(tables, (list, tuple)) else [tables]:
-        console.print(table)
+    console.print(report_table(pair))
     console.print("[bold green]pair accepted[/]")
 
 
@@ -155,9 +153,10 @@ def demo(
     members: Annotated[int, typer.Option(min=2, help="Oracle ensemble size.")] = 16,
     seed: Annotated[int, typer.Option(help="World seed.")] = 0,
 ) -> None:
-    """Run the whole pipeline on the embedded Alps world and write an overview figure.
+    """Run the whole pipeline on the embedded Alps world and write an evaluation report.
 
-    world -> alignment check -> oracle ensemble for the test period -> figures.
+    world -> alignment check -> oracle ensemble and baselines (bicubic, quantile mapping, BCSD)
+    for the test period -> `finescale evaluate` -> report.html.
 
     **Example**
 
@@ -166,7 +165,7 @@ def demo(
     from finescale.pipeline import run_demo
 
     result = run_demo(out, days=days, members=members, seed=seed, console=console)
-    console.print(f"[bold green]demo done[/]: see [bold]{result}[/]")
+    console.print(f"[bold green]demo done[/]: open [bold]{result}[/] in a browser")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,9 @@ import xarray as xr
 from rich.console import Console
 
 from finescale.config import ExperimentConfig, load_config
-from finescale.io import atomic_path
 
 WORLD_CONFIG = "finescale.yaml"
+BASELINES = ("bicubic", "qm", "bcsd")
 
 
 def world_config(world_dir: str | Path) -> ExperimentConfig:
@@ -37,23 +38,18 @@ def world_split_times(world_dir: str | Path, split: str) -> np.ndarray:
     return np.asarray(splits[split]).astype("datetime64[h]")
 
 
-def _wettest_time(hr: xr.Dataset, times: np.ndarray) -> np.datetime64:
-    """The time with the most rain in ``times``: the most telling map."""
-    rain = hr.tp.sel(time=times).mean(("y", "x")).compute()
-    return rain.time.values[int(np.argmax(rain.values))]
-
-
 def run_demo(out: str | Path, days: float = 30.0, members: int = 16, seed: int = 0, console: Console | None = None) -> Path:
-    """World -> alignment check -> oracle ensemble of the test period -> overview figure.
+    """World -> alignment check -> oracle and baselines for the test period -> evaluation report.
 
-    Returns the path of the figure. Later stages (models, baselines, evaluation) join here.
+    Until a trained model joins, the oracle stands in the forecast's place: the report shows the
+    physical limit beside the baselines users would pick today. Returns the report's path.
     """
-    import matplotlib.pyplot as plt
-
+    from finescale.baselines import run_baseline
     from finescale.data.pairs import open_pair, report_table
     from finescale.data.world import preset, simulate
     from finescale.data.world.simulate import oracle
-    from finescale.verify.maps import ensemble_maps
+    from finescale.verify.evaluate import run_evaluate
+    from finescale.verify.report import summary_table
 
     console = console or Console()
     out = Path(out)
@@ -64,22 +60,22 @@ def run_demo(out: str | Path, days: float = 30.0, members: int = 16, seed: int =
 
     console.rule("2. Pairing check")
     cfg = world_config(world_dir)
-    tables = report_table(open_pair(cfg.data))
-    for table in tables if isinstance(tables, (list, tuple)) else [tables]:
-        console.print(table)
+    console.print(report_table(open_pair(cfg.data)))
 
     console.rule(f"3. Oracle ensemble ({members} members, test period)")
-    test_times = world_split_times(world_dir, "test")
-    oracle_path = oracle(world_dir, members, out / "oracle.zarr", times=test_times)
+    oracle_path = oracle(world_dir, members, out / "oracle.zarr", times=world_split_times(world_dir, "test"))
     console.print(f"wrote {oracle_path}")
 
-    console.rule("4. Figures")
-    lr, hr = xr.open_zarr(world_dir / "lr.zarr"), xr.open_zarr(world_dir / "hr.zarr")
-    ens = xr.open_zarr(oracle_path)
-    when = _wettest_time(hr, test_times)
-    fig = ensemble_maps(lr, hr, ens, when, ["t2m", "u10", "tp"], label="oracle")
-    figure = out / "overview.png"
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return figure
+    console.rule("4. Baselines (fitted on the training period)")
+    baselines = {}
+    for method in BASELINES:
+        baselines[method] = run_baseline(cfg.data, method, out / f"{method}.zarr", split="test")
+        console.print(f"wrote {baselines[method]}")
+
+    console.rule("5. Evaluation")
+    report_dir = run_evaluate(
+        oracle_path, world_dir / "hr.zarr", out / "evaluation", lr_path=world_dir / "lr.zarr",
+        references=baselines, name="oracle",
+    )
+    console.print(summary_table(json.loads((report_dir / "metrics.json").read_text())))
+    return report_dir / "report.html"
