@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
+from finescale.verify import metrics as read
 from finescale.verify.maps import CMAPS, _panel, ensemble_maps
 
 __all__ = [
@@ -52,27 +53,12 @@ TARGETS = {"ssr": 1.0, "q999_rel_error": 0.0}  # reference lines for scores with
 # --------------------------------------------------------------------------------------------
 
 
-def _roles(metrics: Mapping[str, Any]) -> list[str]:
-    """Sources in report order: "forecast", then the references."""
-    return ["forecast", *metrics.get("references", {})]
-
-
-def _label(metrics: Mapping[str, Any], role: str) -> str:
-    if role == "forecast":
-        return str(metrics.get("meta", {}).get("forecast_name", "forecast"))
-    return role
 
 
 def _color(metrics: Mapping[str, Any], role: str) -> str:
-    return f"C{_roles(metrics).index(role) % 10}"
+    return f"C{read.roles(metrics).index(role) % 10}"
 
 
-def _variables(metrics: Mapping[str, Any]) -> list[str]:
-    return list(metrics.get("meta", {}).get("variables") or metrics["forecast"])
-
-
-def _units(metrics: Mapping[str, Any], name: str) -> str:
-    return metrics.get("meta", {}).get("units", {}).get(name, "")
 
 
 def _array(values: Sequence[float | None] | None) -> np.ndarray:
@@ -261,7 +247,7 @@ def spectra(metrics: Mapping[str, Any]) -> plt.Figure:
     Log-log against wavelength in km, large scales on the left. The shaded band is the range
     scored by ``spectral_log_ratio_max`` (2 HR grid lengths to the LR grid length).
     """
-    variables = _variables(metrics)
+    variables = read.variables(metrics)
     curves = metrics["curves"]["spectra"]
     lo_band = min(b[0] for b in metrics["meta"]["spectral_bands_km"])
     hi_band = max(b[1] for b in metrics["meta"]["spectral_bands_km"])
@@ -276,12 +262,12 @@ def spectra(metrics: Mapping[str, Any]) -> plt.Figure:
         top, bottom = axes[0, col], axes[1, col]
         top.loglog(wavelength, truth, color=TRUTH_COLOR, lw=2.2, label="truth")
         bottom.axhline(1.0, color=TRUTH_COLOR, lw=1.2)
-        for role in _roles(metrics):
+        for role in read.roles(metrics):
             if role not in c:
                 continue
             psd = _array(c[role])
             color = _color(metrics, role)
-            top.loglog(wavelength, psd, color=color, lw=1.3, label=_label(metrics, role))
+            top.loglog(wavelength, psd, color=color, lw=1.3, label=read.label(metrics, role))
             with np.errstate(divide="ignore", invalid="ignore"):
                 bottom.loglog(wavelength, psd / truth, color=color, lw=1.3)
         # a very smooth forecast would squash the interesting part near 1: cut at 1e-3
@@ -292,7 +278,7 @@ def spectra(metrics: Mapping[str, Any]) -> plt.Figure:
             ax.grid(True, which="major", color="0.85", lw=0.5)
             ax.tick_params(labelsize=7)
         top.invert_xaxis()  # shared x: inverting once flips both rows
-        units = _units(metrics, name)
+        units = read.units(metrics, name)
         top.set_title(name, fontsize=10)
         top.set_ylabel(f"PSD ({units})$^2$ km" if units else "PSD", fontsize=8)
         bottom.set_ylabel("PSD / truth PSD", fontsize=8)
@@ -308,9 +294,9 @@ def rank_histograms(metrics: Mapping[str, Any]) -> plt.Figure:
     Bars are relative frequencies times the number of bins, so a calibrated ensemble sits on
     the dashed line at 1; a U shape means too little spread, a dome too much, a slope a bias.
     """
-    variables = _variables(metrics)
+    variables = read.variables(metrics)
     ranks = metrics["curves"]["rank_histogram"]
-    roles = [r for r in _roles(metrics) if any(r in ranks.get(v, {}) for v in variables)]
+    roles = [r for r in read.roles(metrics) if any(r in ranks.get(v, {}) for v in variables)]
     if not roles:
         return _empty("No ensemble to rank: every forecast has one member.")
     fig, axes = plt.subplots(
@@ -326,7 +312,7 @@ def rank_histograms(metrics: Mapping[str, Any]) -> plt.Figure:
             density = counts / counts.sum() * counts.size
             ax.bar(np.arange(counts.size), density, width=1.0, color=_color(metrics, role), edgecolor="white", lw=0.3)
             ax.axhline(1.0, color="black", ls="--", lw=0.8)
-            ax.set_title(f"{name}: {_label(metrics, role)}", fontsize=9)
+            ax.set_title(f"{name}: {read.label(metrics, role)}", fontsize=9)
             ax.set_ylim(0, max(2.0, float(density.max()) * 1.1))
             ax.set_xlabel("rank of the truth", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -341,25 +327,25 @@ def qq(metrics: Mapping[str, Any]) -> plt.Figure:
     Points on the diagonal: the forecast climatology matches the truth's; below it at the top
     end: extremes too weak. Dotted lines mark the truth's 99th, 99.9th and 99.99th percentiles.
     """
-    variables = _variables(metrics)
+    variables = read.variables(metrics)
     curves = metrics["curves"]["qq"]
     fig, axes = plt.subplots(1, len(variables), figsize=(3.4 * len(variables), 3.6), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], variables):
         c = curves[name]
         levels, truth = np.asarray(c["levels"], dtype=float), _array(c["truth"])
-        values = [truth] + [_array(c[r]) for r in _roles(metrics) if r in c]
+        values = [truth] + [_array(c[r]) for r in read.roles(metrics) if r in c]
         lo = np.nanmin([np.nanmin(v) for v in values])
         hi = np.nanmax([np.nanmax(v) for v in values])
         ax.plot([lo, hi], [lo, hi], color=TRUTH_COLOR, lw=1.0, label="1:1")
-        for role in _roles(metrics):
+        for role in read.roles(metrics):
             if role in c:
-                ax.plot(truth, _array(c[role]), "o-", ms=3, lw=1.2, color=_color(metrics, role), label=_label(metrics, role))
+                ax.plot(truth, _array(c[role]), "o-", ms=3, lw=1.2, color=_color(metrics, role), label=read.label(metrics, role))
         for level, text in ((0.99, "99%"), (0.999, "99.9%"), (0.9999, "99.99%")):
             i = int(np.argmin(np.abs(levels - level)))
             if np.isfinite(truth[i]):
                 ax.axvline(truth[i], color="0.6", ls=":", lw=0.8)
                 ax.text(truth[i], lo, f" {text}", rotation=90, fontsize=6, color="0.4", va="bottom")
-        units = _units(metrics, name)
+        units = read.units(metrics, name)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(f"truth quantile ({units})", fontsize=8)
         ax.set_ylabel(f"forecast quantile ({units})", fontsize=8)
@@ -376,8 +362,8 @@ def score_bars(metrics: Mapping[str, Any], keys: Sequence[str] = BAR_SCORES) -> 
     Missing (undefined) values are marked n/a; SSR has its ideal 1 and relative errors their
     ideal 0 drawn as a line.
     """
-    variables = _variables(metrics)
-    roles = _roles(metrics)
+    variables = read.variables(metrics)
+    roles = read.roles(metrics)
     fig, axes = plt.subplots(
         len(keys), len(variables), figsize=(2.6 * len(variables) + 0.5, 1.8 * len(keys) + 0.6),
         squeeze=False, layout="constrained",
@@ -398,7 +384,7 @@ def score_bars(metrics: Mapping[str, Any], keys: Sequence[str] = BAR_SCORES) -> 
             if key in TARGETS:
                 ax.axhline(TARGETS[key], color="black", ls="--", lw=0.8)
             ax.axhline(0.0, color="0.5", lw=0.5)
-            ax.set_xticks(x, [_label(metrics, role) for role in roles], rotation=30, ha="right", fontsize=7)
+            ax.set_xticks(x, [read.label(metrics, role) for role in roles], rotation=30, ha="right", fontsize=7)
             ax.tick_params(axis="y", labelsize=7)
             if r == 0:
                 ax.set_title(name, fontsize=10)

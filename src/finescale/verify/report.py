@@ -16,6 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from finescale.io import write_text
+from finescale.verify import metrics as read
 from finescale.verify.evaluate import FIGURES, METRIC_KEYS
 
 __all__ = ["best_roles", "format_value", "render_report", "summary_table", "write_report"]
@@ -99,20 +100,8 @@ def best_roles(values: Mapping[str, float | None], better: str) -> set[str]:
     return {r for r, d in distance.items() if d <= top + tolerance}
 
 
-def _roles(metrics: Mapping[str, Any]) -> list[str]:
-    return ["forecast", *metrics.get("references", {})]
 
 
-def _scores(metrics: Mapping[str, Any], role: str) -> Mapping[str, Any]:
-    return metrics["forecast"] if role == "forecast" else metrics["references"][role]
-
-
-def _label(metrics: Mapping[str, Any], role: str) -> str:
-    return str(metrics["meta"].get("forecast_name", "forecast")) if role == "forecast" else role
-
-
-def _variables(metrics: Mapping[str, Any]) -> list[str]:
-    return list(metrics["meta"].get("variables") or metrics["forecast"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,24 +111,24 @@ def _variables(metrics: Mapping[str, Any]) -> list[str]:
 
 def summary_table(metrics: Mapping[str, Any]) -> Table:
     """Variables x sources: fair CRPS (best in bold green) and SSR, for the terminal."""
-    roles = _roles(metrics)
+    roles = read.roles(metrics)
     meta = metrics["meta"]
     table = Table(
-        title=f"{_label(metrics, 'forecast')}: {meta['times']['scored']} times scored",
+        title=f"{read.label(metrics, 'forecast')}: {meta['times']['scored']} times scored",
         caption="fair CRPS (lower is better; best in green) / spread-skill ratio (1 is calibrated)",
     )
     table.add_column("variable", style="bold")
     for role in roles:
-        table.add_column(f"{_label(metrics, role)}\nCRPS", justify="right")
+        table.add_column(f"{read.label(metrics, role)}\nCRPS", justify="right")
         table.add_column("SSR", justify="right")
-    for name in _variables(metrics):
-        crps = {r: _scores(metrics, r).get(name, {}).get("crps_fair") for r in roles}
+    for name in read.variables(metrics):
+        crps = {r: read.scores(metrics, r).get(name, {}).get("crps_fair") for r in roles}
         best = best_roles(crps, "lower")
         cells = [name]
         for role in roles:
             text = format_value(crps[role])
             cells.append(f"[bold green]{text}[/]" if role in best else text)
-            cells.append(format_value(_scores(metrics, role).get(name, {}).get("ssr")))
+            cells.append(format_value(read.scores(metrics, role).get(name, {}).get("ssr")))
         table.add_row(*cells)
     return table
 
@@ -154,13 +143,13 @@ def _e(text: Any) -> str:
 
 
 def _header_cells(metrics: Mapping[str, Any]) -> str:
-    return "".join(f"<th>{_e(_label(metrics, r))}</th>" for r in _roles(metrics))
+    return "".join(f"<th>{_e(read.label(metrics, r))}</th>" for r in read.roles(metrics))
 
 
 def _value_cells(metrics: Mapping[str, Any], values: Mapping[str, float | None], better: str) -> str:
     best = best_roles(values, better)
     cells = []
-    for role in _roles(metrics):
+    for role in read.roles(metrics):
         value = values.get(role)
         css = "best" if role in best else ("na" if value is None else "")
         cells.append(f'<td class="{css}">{_e(format_value(value))}</td>' if css else f"<td>{_e(format_value(value))}</td>")
@@ -172,8 +161,8 @@ def _summary_html(metrics: Mapping[str, Any]) -> str:
     parts = []
     for key, title, better in (("crps_fair", "Fair CRPS (lower is better)", "lower"), ("ssr", "Spread-skill ratio (1 is calibrated)", "one")):
         rows = []
-        for name in _variables(metrics):
-            values = {r: _scores(metrics, r).get(name, {}).get(key) for r in _roles(metrics)}
+        for name in read.variables(metrics):
+            values = {r: read.scores(metrics, r).get(name, {}).get(key) for r in read.roles(metrics)}
             units = metrics["meta"].get("units", {}).get(name, "") if key == "crps_fair" else "1"
             rows.append(f'<tr><td class="name">{_e(name)}</td><td class="name">{_e(units)}</td>{_value_cells(metrics, values, better)}</tr>')
         parts.append(
@@ -189,7 +178,7 @@ def _variable_table(metrics: Mapping[str, Any], name: str) -> str:
     thresholds = metrics["meta"].get("thresholds", {}).get(name, {})
     rows = []
     for key, description, better in METRIC_KEYS:
-        values = {r: _scores(metrics, r).get(name, {}).get(key) for r in _roles(metrics)}
+        values = {r: read.scores(metrics, r).get(name, {}).get(key) for r in read.roles(metrics)}
         rows.append(
             f'<tr><td class="name"><code>{_e(key)}</code></td><td class="name">{_e(description)}</td>'
             f'<td class="name">{_e(BETTER_TEXT[better])}</td>{_value_cells(metrics, values, better)}</tr>'
@@ -227,13 +216,13 @@ def _protocol_html(metrics: Mapping[str, Any]) -> str:
     times = meta["times"]
     grid = meta["grid"]
     items = [
-        ("forecast", f"{_label(metrics, 'forecast')}: {sources.get('forecast') or 'in memory'}"),
+        ("forecast", f"{read.label(metrics, 'forecast')}: {sources.get('forecast') or 'in memory'}"),
         ("truth", sources.get("truth") or "in memory"),
         ("LR input", sources.get("lr") or "not given"),
     ]
     for name, path in (sources.get("references") or {}).items():
         items.append((f"reference {name}", path))
-    members = ", ".join(f"{_label(metrics, r)}: {n}" for r, n in meta.get("members", {}).items())
+    members = ", ".join(f"{read.label(metrics, r)}: {n}" for r, n in meta.get("members", {}).items())
     dropped = ", ".join(f"{r}: {n}" for r, n in times.get("dropped", {}).items())
     bands = ", ".join(f"{lo:.3g}\u2013{hi:.3g}" for lo, hi in meta.get("spectral_bands_km", []))
     grid_text = (
@@ -265,7 +254,7 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes
 
     ``figures``: figure id (see ``FIGURES``) -> PNG path or bytes, embedded in that order.
     """
-    name = _label(metrics, "forecast")
+    name = read.label(metrics, "forecast")
     meta = metrics["meta"]
     refs = list(metrics.get("references", {}))
     lead = (
@@ -277,7 +266,7 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes
     nav = ['<a href="#summary">Summary</a>', '<a href="#metrics">Metrics</a>']
     nav += [f'<a href="#fig-{_e(k)}">{_e(dict(FIGURES).get(k, k))}</a>' for k in figures]
     nav.append('<a href="#protocol">Protocol</a>')
-    tables = "".join(_variable_table(metrics, v) for v in _variables(metrics))
+    tables = "".join(_variable_table(metrics, v) for v in read.variables(metrics))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>finescale evaluation: {_e(name)}</title>"
