@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	$(BIN)/finescale demo --out $(DEMO_DIR)
+	$(BIN)/finescale demo --out $(DEMO_DIR) $(DEMO_ARGS)
 
 test: venv
 	$(BIN)/python -m pytest -q
