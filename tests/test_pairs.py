@@ -12,21 +12,20 @@ from rich.console import Console
 
 from finescale.config import AlignmentConfig, DataConfig, SplitConfig
 from finescale.data import units
-from finescale.data.pairs import (
+from finescale.data.alignment import (
     AlignmentReport,
     MisalignedError,
-    MissingVariableError,
-    Pair,
-    PairError,
-    SourceNotFoundError,
     TimeReport,
     align_time,
     check_alignment,
-    open_pair,
+)
+from finescale.data.pairs import Pair, open_pair, report_table, split_times
+from finescale.data.sources import (
+    MissingVariableError,
+    PairError,
+    SourceNotFoundError,
     open_source,
     open_static,
-    report_table,
-    split_times,
 )
 
 RATIO = 4

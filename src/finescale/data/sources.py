@@ -1,0 +1,432 @@
+"""Opening sources, first stage of the data pipeline (open -> align/check -> pair & split).
+
+:func:`open_source` and :func:`open_static` read a file into finescale's layout;
+:mod:`finescale.data.alignment` then aligns and checks the datasets, :mod:`finescale.data.pairs`
+pairs and splits them.
+
+After :func:`open_source` every dataset follows one layout, whatever the file looked like:
+
+* variables carry the canonical names of the config (the keys of ``variables``), converted to
+  the units the config asks for;
+* dims are ``time``, an optional ``level``, then ``y`` (south -> north) and ``x`` (west -> east),
+  in that order; ``y`` and ``x`` carry no coordinate values, the grid is given by 2-D
+  coordinates ``lat(y, x)`` and ``lon(y, x)`` in degrees (built from 1-D lat/lon for a regular
+  grid, taken as they are for a projected one);
+* times are strictly increasing and unique; variables without a time dim are static fields;
+* data stay lazy (dask), read chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from finescale.config import SourceConfig, StaticConfig, VariableSpec, _FileConfig
+from finescale.data import units
+
+__all__ = [
+    "MissingVariableError",
+    "PairError",
+    "SourceNotFoundError",
+    "open_source",
+    "open_static",
+]
+
+_NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5", ".he5"}
+_GRIB_SUFFIXES = {".grib", ".grb", ".grib1", ".grib2", ".grb1", ".grb2"}
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zmetadata", ".zarray")
+_ENGINES = {"netcdf": "netcdf4", "zarr": "zarr", "grib": "cfgrib"}
+_LAT_ALIASES = ("lat", "latitude", "nav_lat", "XLAT")
+_LON_ALIASES = ("lon", "longitude", "nav_lon", "XLONG")
+#: Target size of one dask chunk along time for sources that are not chunked on disk.
+_CHUNK_BYTES = 64 * 2**20
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+
+
+class PairError(ValueError):
+    """LR/HR data that cannot be opened or paired; the message names the file and variable."""
+
+
+class SourceNotFoundError(PairError, FileNotFoundError):
+    """A source path that does not exist (also a FileNotFoundError)."""
+
+
+class MissingVariableError(PairError, KeyError):
+    """A mapped variable that is not in its file (also a KeyError); lists the ones that are."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+# --------------------------------------------------------------------------------------------
+# opening
+
+
+def open_source(cfg: SourceConfig) -> xr.Dataset:
+    """Open an LR or HR source in finescale's layout (see the module docstring).
+
+    NetCDF (engine netcdf4), Zarr (a folder or ``*.zarr``) and GRIB (cfgrib, optional extra);
+    ``engine: auto`` decides by suffix, a folder is a Zarr store; a path with ``*`` opens all
+    matching NetCDF files as one dataset. Units are converted as the VariableSpec asks
+    (accumulated amounts are divided by the time step). Variables without the time dim are kept
+    as static fields (e.g. LR orography); at least one variable must have it.
+
+    Raises SourceNotFoundError (path missing), MissingVariableError (a mapped variable is not in
+    the file; lists those that are), units.UnitsError (unknown units) and PairError (wrong dims,
+    times not strictly increasing or repeated, unknown format, GRIB without cfgrib).
+    """
+    return _open(cfg, time=cfg.time, level=cfg.level)
+
+
+def open_static(cfg: StaticConfig) -> xr.Dataset:
+    """Open time-independent HR fields (orography, land-sea mask, ...) in finescale's layout.
+
+    Length-1 dims other than y/x (such as a single time of an ERA5 invariant file) are
+    dropped; any other extra dim is an error. Same formats and errors as :func:`open_source`.
+    """
+    ds = _open(cfg, time=None, level="level")
+    for name, da in ds.data_vars.items():
+        extra = [d for d in da.dims if d not in ("y", "x")]
+        if extra:
+            raise PairError(
+                f"{cfg.path}: static variable '{name}' has dims {tuple(da.dims)}; "
+                "only (y, x) is allowed (select a level in the config)"
+            )
+    return ds
+
+
+def _open(cfg: _FileConfig, *, time: str | None, level: str) -> xr.Dataset:
+    path = Path(cfg.path)
+    raw = _open_raw(path, cfg.engine)
+    lat_name = _coordinate_name(raw, cfg.lat, _LAT_ALIASES, "latitude", path)
+    lon_name = _coordinate_name(raw, cfg.lon, _LON_ALIASES, "longitude", path)
+    lat = raw[lat_name].load()
+    lon = raw[lon_name].load()
+    y_dim, x_dim = _grid_dims(lat, lon, cfg, path)
+
+    arrays = {}
+    for name, spec in cfg.variables.items():
+        da = _variable(raw, name, spec, path, level=level)
+        missing = [d for d in (y_dim, x_dim) if d not in da.dims]
+        if missing:
+            raise PairError(
+                f"{path}: variable '{spec.name}' has dims {tuple(da.dims)}, not the grid dims "
+                f"({y_dim}, {x_dim}); set y/x in the config"
+            )
+        if time is None:
+            # static: drop length-1 dims such as the single time of an invariant file
+            singles = [d for d in da.dims if d not in (y_dim, x_dim) and da.sizes[d] == 1]
+            da = da.isel({d: 0 for d in singles}, drop=True)
+        renames = {y_dim: "y", x_dim: "x"}
+        if time is not None and time in da.dims:
+            renames[time] = "time"
+        if spec.level is None and level in da.dims:
+            renames[level] = "level"
+        # y/x lose their 1-D coordinate values: lat/lon(y, x) describe the grid instead.
+        da = da.reset_coords(drop=True).drop_vars([y_dim, x_dim], errors="ignore")
+        arrays[name] = da.rename(renames)
+
+    if time is not None and not any("time" in da.dims for da in arrays.values()):
+        dims = sorted({str(d) for da in arrays.values() for d in da.dims})
+        raise PairError(
+            f"{path}: no variable has the time dim '{time}' (dims: {', '.join(dims)}); "
+            "set 'time' in the source config"
+        )
+    ds = xr.Dataset(arrays)
+    ds = _chunked(ds)
+    ds = _attach_grid(ds, lat, lon, y_dim, x_dim, path)
+    ds = ds.transpose(*[d for d in ("time", "level") if d in ds.dims], ..., "y", "x")
+    if "time" in ds.dims:
+        _check_times(ds["time"].values, path)
+
+    step = None
+    for name, spec in cfg.variables.items():
+        if spec.accumulation and step is None:
+            step = _time_step_seconds(ds, path, name)
+        ds[name] = _convert_units(ds[name], spec, path, name, step if spec.accumulation else None)
+    ds.attrs = {**raw.attrs, "finescale_source": str(path)}
+    return ds
+
+
+def _open_raw(path: Path, engine: str) -> xr.Dataset:
+    """The file as xarray opens it: lazy, not yet chunked (except Zarr and multi-file)."""
+    if any(ch in str(path) for ch in "*?["):
+        files = sorted(path.parent.glob(path.name))
+        if not files:
+            raise SourceNotFoundError(f"{path}: no file matches this pattern")
+        kind = _engine_for(files[0], engine)
+        _check_reader(kind, path)
+        try:
+            return xr.open_mfdataset(
+                files,
+                engine=_ENGINES[kind],
+                combine="by_coords",
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                chunks={},
+            )
+        except (OSError, ValueError) as exc:
+            raise PairError(f"{path}: cannot open the matching files together: {exc}") from exc
+    if not path.exists():
+        raise SourceNotFoundError(f"{path}: no such file or folder")
+    kind = _engine_for(path, engine)
+    _check_reader(kind, path)
+    try:
+        if kind == "zarr":
+            return xr.open_zarr(path, chunks={}, consolidated=_consolidated(path))
+        # Lazy but unchunked: chunking later reads each chunk's slice only, whereas chunks={}
+        # would make one task of a whole contiguous NetCDF variable.
+        return xr.open_dataset(path, engine=_ENGINES[kind], cache=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise PairError(f"{path}: cannot be read as {kind}: {exc}") from exc
+
+
+def _check_reader(kind: str, path: Path) -> None:
+    """GRIB goes through cfgrib, an optional extra: say how to get it rather than fail later."""
+    if kind == "grib" and importlib.util.find_spec("cfgrib") is None:
+        raise PairError(
+            f"{path}: reading GRIB needs the optional package cfgrib: "
+            "pip install 'finescale[grib]' (and the eccodes library)"
+        )
+
+
+def _consolidated(path: Path) -> bool | None:
+    """Whether a Zarr store has consolidated metadata (None: unknown, let zarr find out)."""
+    if (path / ".zmetadata").is_file():
+        return True
+    meta = path / "zarr.json"
+    if meta.is_file():
+        try:
+            return bool(json.loads(meta.read_text()).get("consolidated_metadata"))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _engine_for(path: Path, engine: str) -> str:
+    if engine != "auto":
+        return engine
+    if path.is_dir():
+        if path.suffix == ".zarr" or any((path / m).exists() for m in _ZARR_MARKERS):
+            return "zarr"
+        raise PairError(
+            f"{path}: a folder that is not a Zarr store; for several NetCDF files give a "
+            "pattern such as folder/*.nc"
+        )
+    suffix = path.suffix.lower()
+    if suffix == ".zarr":
+        return "zarr"
+    if suffix in _NETCDF_SUFFIXES:
+        return "netcdf"
+    if suffix in _GRIB_SUFFIXES:
+        return "grib"
+    raise PairError(
+        f"{path}: cannot tell the format from the name; set engine: netcdf, zarr or grib"
+    )
+
+
+def _coordinate_name(
+    ds: xr.Dataset, wanted: str, aliases: Sequence[str], what: str, path: Path
+) -> str:
+    if wanted in ds.variables:
+        return wanted
+    if wanted in aliases:  # the default name: accept the usual spellings
+        for alias in aliases:
+            if alias in ds.variables:
+                return alias
+    names = ", ".join(sorted(str(v) for v in ds.variables))
+    raise MissingVariableError(
+        f"{path}: {what} coordinate '{wanted}' not found; the file has: {names}"
+    )
+
+
+def _grid_dims(
+    lat: xr.DataArray, lon: xr.DataArray, cfg: _FileConfig, path: Path
+) -> tuple[str, str]:
+    """Names of the file's south-north and west-east dims."""
+    if lat.ndim == 1 and lon.ndim == 1:
+        return cfg.y or str(lat.dims[0]), cfg.x or str(lon.dims[0])
+    if lat.ndim == 2 and lon.ndim == 2 and set(lat.dims) == set(lon.dims):
+        a, b = (str(d) for d in lat.dims)
+        if cfg.y and cfg.x:
+            return cfg.y, cfg.x
+        if cfg.y or cfg.x:
+            given = cfg.y or cfg.x
+            other = b if given == a else a
+            return (cfg.y, other) if cfg.y else (other, cfg.x)  # type: ignore[return-value]
+        # y is the dim along which latitude changes most.
+        values = lat.values
+        along_a = np.nanmean(np.abs(np.diff(values, axis=0)))
+        along_b = np.nanmean(np.abs(np.diff(values, axis=1)))
+        return (a, b) if along_a >= along_b else (b, a)
+    raise PairError(
+        f"{path}: latitude/longitude must both be 1-D or both 2-D on the same dims; got "
+        f"lat{tuple(lat.dims)} and lon{tuple(lon.dims)}"
+    )
+
+
+def _variable(
+    ds: xr.Dataset, name: str, spec: VariableSpec, path: Path, *, level: str
+) -> xr.DataArray:
+    """The mapped variable, at the requested level, with canonical name."""
+    if spec.name not in ds.data_vars and spec.name not in ds.coords:
+        have = ", ".join(sorted(str(v) for v in ds.data_vars)) or "none"
+        raise MissingVariableError(
+            f"{path}: variable '{spec.name}' (for '{name}') not found; the file has: {have}"
+        )
+    da = ds[spec.name]
+    if spec.level is not None:
+        if level not in da.dims:
+            raise PairError(
+                f"{path}: variable '{spec.name}' has no vertical dim '{level}' to select "
+                f"level {spec.level:g} from (dims: {tuple(da.dims)})"
+            )
+        values = np.asarray(ds[level].values, dtype=float)
+        hits = np.flatnonzero(np.isclose(values, spec.level, rtol=1e-6, atol=1e-9))
+        if hits.size == 0:
+            listed = ", ".join(f"{v:g}" for v in values)
+            raise PairError(
+                f"{path}: variable '{spec.name}' has no level {spec.level:g}; levels: {listed}"
+            )
+        da = da.isel({level: int(hits[0])}, drop=True).assign_attrs(level=spec.level)
+    return da.rename(name)
+
+
+def _chunked(ds: xr.Dataset) -> xr.Dataset:
+    """Dask-backed data; unchunked sources are cut into ~64 MiB pieces along time."""
+    if all(v.chunks is not None for v in ds.data_vars.values()):
+        return ds
+    if "time" not in ds.dims:
+        return ds.chunk()
+    per_step = max(
+        (v.nbytes // v.sizes["time"] for v in ds.data_vars.values() if "time" in v.dims),
+        default=1,
+    )
+    return ds.chunk({"time": max(1, _CHUNK_BYTES // max(per_step, 1))})
+
+
+def _is_monotonic(values: np.ndarray, increasing: bool) -> bool:
+    steps = np.diff(values)
+    return bool(np.all(steps > 0) if increasing else np.all(steps < 0))
+
+
+def _attach_grid(
+    ds: xr.Dataset, lat: xr.DataArray, lon: xr.DataArray, y_dim: str, x_dim: str, path: Path
+) -> xr.Dataset:
+    """Add lat(y, x), lon(y, x) and flip y/x so that y runs south->north and x west->east."""
+    if lat.ndim == 1:
+        lat1 = np.asarray(lat.values, dtype=float)
+        lon1 = np.asarray(lon.values, dtype=float)
+        if lat1.size > 1 and not (_is_monotonic(lat1, True) or _is_monotonic(lat1, False)):
+            raise PairError(f"{path}: latitude is not monotonic along '{y_dim}'")
+        if lon1.size > 1 and not (_is_monotonic(lon1, True) or _is_monotonic(lon1, False)):
+            # A regional grid stored in [0, 360) across Greenwich wraps at 360 -> 0.
+            wrapped = (lon1 + 180.0) % 360.0 - 180.0
+            if not (_is_monotonic(wrapped, True) or _is_monotonic(wrapped, False)):
+                raise PairError(f"{path}: longitude is not monotonic along '{x_dim}'")
+            lon1 = wrapped
+        lat2 = np.broadcast_to(lat1[:, None], (lat1.size, lon1.size)).copy()
+        lon2 = np.broadcast_to(lon1[None, :], (lat1.size, lon1.size)).copy()
+    else:
+        lat2 = np.asarray(lat.transpose(y_dim, x_dim).values, dtype=float)
+        lon2 = np.asarray(lon.transpose(y_dim, x_dim).values, dtype=float)
+    flip_y = lat2.shape[0] > 1 and np.nanmedian(np.diff(lat2, axis=0)) < 0
+    flip_x = lat2.shape[1] > 1 and np.nanmedian(_wrap180(np.diff(lon2, axis=1))) < 0
+    if flip_y:
+        lat2, lon2 = lat2[::-1], lon2[::-1]
+        ds = ds.isel(y=slice(None, None, -1))
+    if flip_x:
+        lat2, lon2 = lat2[:, ::-1], lon2[:, ::-1]
+        ds = ds.isel(x=slice(None, None, -1))
+    return ds.assign_coords(
+        lat=(("y", "x"), lat2, {"units": "degrees_north", "standard_name": "latitude"}),
+        lon=(("y", "x"), lon2, {"units": "degrees_east", "standard_name": "longitude"}),
+    )
+
+
+def _wrap180(degrees: Any) -> Any:
+    return (np.asarray(degrees) + 180.0) % 360.0 - 180.0
+
+
+def _convert_units(
+    da: xr.DataArray, spec: VariableSpec, path: Path, name: str, step_seconds: float | None
+) -> xr.DataArray:
+    """``da`` in the units the spec asks for; the file's units are checked even when kept."""
+    where = f"{path}: variable '{name}'"
+    if spec.units is None:
+        if spec.accumulation:
+            raise PairError(
+                f"{where} is accumulated: give the rate units to convert it to, "
+                "e.g. units: 'mm h-1'"
+            )
+        text = da.attrs.get("units", spec.source_units)
+        if text is not None:
+            units.parse_units(str(text), where=where)  # unknown units are an error all the same
+            da = da.assign_attrs(units=text)
+        return da
+    return units.convert(
+        da,
+        spec.units,
+        source_units=spec.source_units,
+        accumulation_seconds=step_seconds,
+        where=where,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# time
+
+
+def _time_text(t: Any) -> str:
+    if isinstance(t, np.datetime64):
+        return str(np.datetime_as_string(t, unit="m"))
+    if hasattr(t, "strftime"):
+        return str(t.strftime("%Y-%m-%dT%H:%M"))
+    return str(t)
+
+
+def _check_times(times: np.ndarray, path: Path) -> None:
+    """Strictly increasing and unique, else PairError naming the first offending time."""
+    if times.size < 2:
+        return
+    try:
+        bad = np.flatnonzero(~(times[1:] > times[:-1]))
+    except TypeError as exc:
+        raise PairError(f"{path}: times cannot be compared ({exc})") from exc
+    if bad.size:
+        i = int(bad[0]) + 1
+        how = "repeats" if times[i] == times[i - 1] else f"comes after {_time_text(times[i - 1])}"
+        raise PairError(
+            f"{path}: times must be strictly increasing and unique; time {_time_text(times[i])} "
+            f"(index {i}) {how}"
+        )
+
+
+def _hours(times: np.ndarray, ref: Any) -> np.ndarray:
+    """Hours from ``ref`` to each of ``times`` (datetime64 or cftime)."""
+    if times.dtype.kind == "M":
+        return (times - ref) / np.timedelta64(1, "h")
+    if times.dtype.kind in "iuf":
+        raise PairError("times are plain numbers (no CF 'units' attribute); cannot measure hours")
+    return np.array([(t - ref).total_seconds() / 3600.0 for t in times], dtype=float)
+
+
+def _time_step_seconds(ds: xr.Dataset, path: Path, name: str) -> float:
+    """The usual (median) time step, the period of accumulated amounts."""
+    times = ds["time"].values
+    if times.size < 2:
+        raise PairError(
+            f"{path}: variable '{name}' is accumulated but the file has a single time, so the "
+            "accumulation period cannot be inferred"
+        )
+    return float(np.median(np.diff(_hours(times, times[0])))) * 3600.0
