@@ -139,11 +139,121 @@ class DataConfig(Settings):
     alignment: AlignmentConfig = Field(default=AlignmentConfig(), description="When to refuse a pair.")
 
 
+class ConditioningConfig(Settings):
+    """What a model sees besides the noisy target: LR fields on the HR grid, static fields, features."""
+
+    lr_variables: list[str] | None = Field(
+        default=None, description="LR variables given to the model (None: every LR variable of the data section)."
+    )
+    static_variables: list[str] | None = Field(
+        default=None, description="Static HR fields given to the model (None: every static variable)."
+    )
+    interpolation: Literal["bilinear", "bicubic"] = Field(
+        default="bilinear", description="How LR fields are brought to the HR grid (also the residual's base)."
+    )
+    position: bool = Field(default=True, description="Add sin/cos of latitude and longitude as channels.")
+    time: bool = Field(default=True, description="Add sin/cos of the hour of day (UTC) and day of year.")
+
+
+class NetworkConfig(Settings):
+    """Size of the UNet backbone."""
+
+    base_width: int = Field(default=32, ge=4, description="Channels at the finest level.")
+    channel_mult: tuple[int, ...] = Field(default=(1, 2, 2), description="Width multiplier per level.")
+    blocks_per_level: int = Field(default=1, ge=1, description="Residual blocks per level.")
+    attention_levels: tuple[int, ...] = Field(default=(), description="Levels (0 = finest) with self-attention.")
+    attention_heads: int = Field(default=4, ge=1, description="Heads of each self-attention layer.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout in the residual blocks.")
+
+
+class EDMConfig(Settings):
+    """EDM training settings (Karras et al. 2022)."""
+
+    sigma_data: float = Field(default=1.0, gt=0, description="Std of the (standardised) data.")
+    P_mean: float = Field(default=-1.2, description="Mean of ln(sigma) during training (CorrDiff: 0 for residuals).")
+    P_std: float = Field(default=1.2, gt=0, description="Std of ln(sigma) during training.")
+
+
+class ModelConfig(Settings):
+    """What is trained: a regression model (conditional mean) or a residual EDM diffusion model."""
+
+    kind: Literal["regression", "diffusion"] = Field(default="diffusion", description="Model to train.")
+    target_variables: list[str] | None = Field(
+        default=None, description="HR variables to predict (None: every HR variable)."
+    )
+    residual: Literal["interpolation", "regression"] = Field(
+        default="interpolation",
+        description="Diffusion learns y minus the interpolated LR (Anemoi) or minus the regression mean (CorrDiff).",
+    )
+    regression_checkpoint: Path | None = Field(
+        default=None,
+        description="Trained regression checkpoint, required when residual is 'regression' (relative to the config).",
+    )
+    loss_weights: dict[str, float] = Field(
+        default_factory=dict, description="Per-variable loss weights (unlisted: 1)."
+    )
+    periodic_lon: bool | None = Field(
+        default=None, description="Wrap the grid in longitude (None: when the HR grid spans 360 degrees)."
+    )
+    conditioning: ConditioningConfig = Field(default=ConditioningConfig(), description="Model inputs.")
+    network: NetworkConfig = Field(default=NetworkConfig(), description="Backbone size.")
+    edm: EDMConfig = Field(default=EDMConfig(), description="EDM noise distribution and scaling.")
+
+    @model_validator(mode="after")
+    def _regression_checkpoint_when_needed(self) -> ModelConfig:
+        if self.kind == "diffusion" and self.residual == "regression" and self.regression_checkpoint is None:
+            raise ValueError("residual 'regression' needs model.regression_checkpoint")
+        return self
+
+
+class TrainConfig(Settings):
+    """How to train: patches, optimiser, schedule, checkpoints, hardware."""
+
+    out: Path = Field(
+        default=Path("runs/experiment"),
+        description="Folder for checkpoints and CSV logs (relative to where you run, unlike input paths).",
+    )
+    patch_size: int = Field(default=64, ge=8, description="Side of the square HR training patches (grid points).")
+    batch_size: int = Field(default=16, ge=1, description="Patches per optimisation step.")
+    max_steps: int = Field(default=2000, ge=1, description="Optimisation steps.")
+    learning_rate: float = Field(default=2e-4, gt=0, description="Adam learning rate (cosine decay to 10%).")
+    warmup_steps: int = Field(default=100, ge=0, description="Linear learning-rate warm-up.")
+    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="Exponential moving average of the weights.")
+    val_every_steps: int = Field(default=250, ge=1, description="Validation (and checkpoint) interval.")
+    val_batches: int = Field(default=4, ge=1, description="Batches per validation.")
+    seed: int = Field(default=0, description="Seed of weights, patches and noise.")
+    num_workers: int = Field(default=0, ge=0, description="Data-loader worker processes.")
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(default="auto", description="'auto': GPU when present.")
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(default="32", description="Lightning precision.")
+
+
+class SampleConfig(Settings):
+    """How ensembles are generated."""
+
+    solver: Literal["euler", "heun", "dpmpp_2m"] = Field(default="heun", description="ODE/SDE solver.")
+    steps: int = Field(default=18, ge=1, description="Noise levels (Heun: 2N-1 network calls).")
+    sigma_min: float = Field(default=0.002, gt=0, description="Smallest noise level.")
+    sigma_max: float = Field(default=80.0, gt=0, description="Largest noise level.")
+    rho: float = Field(default=7.0, gt=0, description="Karras schedule exponent.")
+    S_churn: float = Field(default=0.0, ge=0, description="Stochasticity of Heun (0: deterministic ODE).")
+    S_min: float = Field(default=0.0, ge=0, description="Churn only for sigma >= S_min.")
+    S_max: float = Field(default=float("inf"), description="Churn only for sigma <= S_max.")
+    S_noise: float = Field(default=1.0, gt=0, description="Scale of the churn noise.")
+    members: int = Field(default=16, ge=1, description="Ensemble members per LR input.")
+    batch_size: int = Field(default=8, ge=1, description="Members (or tiles) per network call.")
+    tile_size: int | None = Field(default=None, ge=16, description="Tile side for large domains (None: whole domain).")
+    tile_overlap: int = Field(default=16, ge=0, description="Overlap of neighbouring tiles, blended smoothly.")
+    seed: int = Field(default=0, description="Seed of the sampling noise.")
+
+
 class ExperimentConfig(Settings):
-    """A whole experiment; sections are added as the pipeline grows."""
+    """A whole experiment: what data, what model, how to train it, how to sample it."""
 
     name: str = Field(default="experiment", description="Name of the experiment, used in outputs.")
     data: DataConfig = Field(description="What data: sources, pairing, splits, transforms.")
+    model: ModelConfig = Field(default=ModelConfig(), description="What is trained.")
+    train: TrainConfig = Field(default=TrainConfig(), description="How it is trained.")
+    sample: SampleConfig = Field(default=SampleConfig(), description="How ensembles are generated.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,12 +323,18 @@ def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
     return f"'{key}': {error['msg']} (got {error.get('input')!r})"
 
 
+INPUT_PATH_KEYS = frozenset({"path", "regression_checkpoint"})
+
+
 def _resolve_paths(value: Any, base: Path) -> Any:
-    """Make every relative ``path`` entry absolute against ``base``."""
+    """Make every relative input path (keys in INPUT_PATH_KEYS) absolute against ``base``.
+
+    Inputs travel with the config; outputs (``train.out``) stay relative to where you run.
+    """
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            if k == "path" and isinstance(v, (str, Path)) and not Path(v).is_absolute():
+            if k in INPUT_PATH_KEYS and isinstance(v, (str, Path)) and not Path(v).is_absolute():
                 out[k] = str((base / v).resolve())
             else:
                 out[k] = _resolve_paths(v, base)

@@ -243,6 +243,26 @@ def interpolate(
     return out.assign_coords(_target_coords(lat, lon))
 
 
+def source_indices(
+    source_lat: xr.DataArray,
+    source_lon: xr.DataArray,
+    lat: xr.DataArray,
+    lon: xr.DataArray,
+    *,
+    periodic_lon: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional (row, col) indices in the source grid of every target point, as (y, x) arrays.
+
+    The same location step as :func:`interpolate` (regular or curvilinear source), exposed so
+    that other samplers (``torch.nn.functional.grid_sample`` in the models) interpolate exactly
+    where this module does. Rows are clipped to [0, ny - 1]; cols too, or wrapped to [0, nx)
+    when ``periodic_lon``.
+    """
+    src_lat, src_lon = _lat_lon_arrays(source_lat, source_lon)
+    target_lat, target_lon = _lat_lon_arrays(lat, lon)
+    return _fractional_indices(src_lat, src_lon, target_lat, target_lon, periodic_lon)
+
+
 def _target_coords(lat: xr.DataArray, lon: xr.DataArray) -> dict[str, xr.Variable]:
     """lat, lon and their own horizontal coordinates (e.g. projection x/y in metres)."""
     coords = {
