@@ -15,7 +15,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask.array
 import numpy as np
 import xarray as xr
 
@@ -26,7 +25,7 @@ from finescale.data.world.noise import SmallScaleNoise
 from finescale.data.world.params import WorldParams
 from finescale.data.world.precipitation import ConvectiveCells, OrographicRain
 from finescale.data.world.terrain import Grid, Terrain, build_terrain, load_dem
-from finescale.io import ZARR_FORMAT, atomic_path, write_json, write_text
+from finescale.io import ZARR_FORMAT, EnsembleStore, atomic_path, write_json, write_text
 
 ATTRS: dict[str, dict[str, str]] = {
     "t2m": {"units": "K", "long_name": "2 metre temperature", "standard_name": "air_temperature"},
@@ -330,28 +329,20 @@ def oracle(
     # contiguous runs of indices are simulated together; each run spins up its own small scales
     runs = np.split(index, np.flatnonzero(np.diff(index) != 1) + 1)
     grid, chunk = world.terrain.hr, world.params.chunk_hours
-    shape = (members, wanted.size, *grid.shape)
-    template = xr.Dataset(
-        {v: (("member", "time", "y", "x"), dask.array.zeros(shape, chunks=(1, chunk, *grid.shape), dtype=np.float32),
-             ATTRS[v]) for v in HR_VARIABLES},
-        coords={"member": np.arange(members), "time": wanted.astype("datetime64[ns]"), **_coords(grid)},
-        attrs=_global_attrs(world, "oracle ensemble, exact samples of p(HR | LR)") | {"members": members},
-    )
-    encoding = {v: {"chunks": (1, min(chunk, wanted.size), *grid.shape)} for v in HR_VARIABLES}
-    encoding.update(_time_encoding(wanted))
+    lat, lon = np.meshgrid(grid.lat, grid.lon, indexing="ij")
+    attrs = _global_attrs(world, "oracle ensemble, exact samples of p(HR | LR)") | {"members": members}
     with atomic_path(out) as tmp:
-        template.to_zarr(tmp, mode="w", compute=False, encoding=encoding, **ZARR_FORMAT)
+        store = EnsembleStore(tmp).create({v: ATTRS[v] for v in HR_VARIABLES}, members, wanted, lat, lon, chunk, attrs)
         for m in range(members):
+            rng = rng_for(world.seed, 2, m)
             frames: list[dict[str, np.ndarray]] = []
             written = 0
-            rng = rng_for(world.seed, 2, m)
             hr_stream = (hr for run in runs for _, _, hr in world.run(int(run[0]), int(run[-1]) + 1, rng, with_lr=False))
             for hr in hr_stream:
                 frames.append(hr)
                 if len(frames) == chunk or written + len(frames) == wanted.size:
-                    block = hr_dataset(frames, wanted[written : written + len(frames)], grid)
-                    block = block.drop_vars(["lat", "lon", "time"]).expand_dims(member=1)
-                    block.to_zarr(tmp, region={"member": slice(m, m + 1), "time": slice(written, written + len(frames))}, **ZARR_FORMAT)
+                    blocks = {v: _stack(frames, v)[None] for v in HR_VARIABLES}
+                    store.write(slice(m, m + 1), slice(written, written + len(frames)), blocks)
                     written += len(frames)
                     if progress:
                         progress(len(frames))
