@@ -1,0 +1,119 @@
+"""Samples: LR on the HR grid as the data layer interpolates it, channel layout, patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from finescale.config import ModelConfig
+from finescale.data.grids import interpolate, refine_lat_lon
+from finescale.data.samples import (
+    Layout,
+    LRToHR,
+    PatchDataset,
+    conditioning,
+    is_global,
+    load_fields,
+    make_layout,
+    time_features,
+)
+from finescale.data.transforms import NormStats, VariableStats
+
+
+def _grid(ny: int, nx: int, lat0: float = 44.0, lon0: float = 5.0, step: float = 0.4, rotate: float = 0.0):
+    j, i = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    a = np.deg2rad(rotate)
+    lat = lat0 + step * (j * np.cos(a) + i * np.sin(a))
+    lon = lon0 + step * (i * np.cos(a) - j * np.sin(a))
+    return xr.DataArray(lat, dims=("y", "x")), xr.DataArray(lon, dims=("y", "x"))
+
+
+@pytest.mark.parametrize("rotate", [0.0, 15.0])
+@pytest.mark.parametrize("method", ["bilinear", "bicubic"])
+def test_lr_to_hr_matches_the_data_layer(rotate, method):
+    lat, lon = _grid(10, 16, rotate=rotate)
+    hr_lat, hr_lon = refine_lat_lon(lat, lon, 4)
+    rng = np.random.default_rng(0)
+    values = np.cumsum(np.cumsum(rng.standard_normal((2, 10, 16)), 1), 2)  # smooth-ish fields
+    field = xr.DataArray(values, dims=("time", "y", "x"), coords={"lat": lat, "lon": lon})
+    to_hr = LRToHR(lat, lon, hr_lat, hr_lon, method=method)
+    ours = to_hr(torch.from_numpy(values).float()[:, None])[:, 0].numpy()
+    if method == "bilinear":  # the same stencil: equal to float32 precision
+        np.testing.assert_allclose(ours, interpolate(field, hr_lat, hr_lon).values, atol=1e-4)
+    else:  # torch's cubic convolution vs scipy's cubic spline: close, not equal
+        reference = interpolate(field, hr_lat, hr_lon, method="bicubic").values
+        assert np.abs(ours - reference).mean() < 0.1 * np.abs(reference).mean()
+    window = (5, 7, 12, 20)
+    np.testing.assert_allclose(to_hr(torch.from_numpy(values).float()[:, None], window)[:, 0].numpy(),
+                               ours[:, 5:17, 7:27], atol=1e-5)
+
+
+def test_periodic_longitude_wraps():
+    lat, lon = np.meshgrid(np.linspace(-60, 60, 7), np.arange(0.0, 360.0, 30.0), indexing="ij")
+    lat, lon = xr.DataArray(lat, dims=("y", "x")), xr.DataArray(lon, dims=("y", "x"))
+    hr_lat, hr_lon = refine_lat_lon(lat, lon, 2)
+    assert is_global(lon.values) and not is_global(lon.values[:, :6])
+    field = torch.from_numpy(np.cos(np.deg2rad(lon.values)))[None, None].float()
+    wrapped = LRToHR(lat, lon, hr_lat, hr_lon, periodic_lon=True)(field)[0, 0].numpy()
+    clipped = LRToHR(lat, lon, hr_lat, hr_lon, periodic_lon=False)(field)[0, 0].numpy()
+    # the first HR column (-7.5 deg) lies a quarter LR cell west of 0 deg, towards 330 deg
+    expected = 0.75 * np.cos(0.0) + 0.25 * np.cos(np.deg2rad(330.0))
+    np.testing.assert_allclose(wrapped[:, 0], expected, atol=1e-5)
+    np.testing.assert_allclose(clipped[:, 0], 1.0, atol=1e-5)  # without wrapping: the edge value
+    np.testing.assert_allclose(wrapped[:, 5], clipped[:, 5], atol=1e-5)  # inside: the same
+
+
+def test_time_features():
+    t = np.array(["2021-01-01T00", "2021-01-01T06", "2021-07-02T12"], dtype="datetime64[h]")
+    f = time_features(t)
+    np.testing.assert_allclose(f[0], [0, 1, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(f[1, :2], [1, 0], atol=1e-6)
+    assert f[2, 3] < -0.99  # early July: day of year half round
+
+
+def _dataset(tmp_path=None):
+    lat, lon = _grid(4, 6)
+    hr_lat, hr_lon = refine_lat_lon(lat, lon, 4)
+    times = np.arange("2021-01-01T00", "2021-01-02T00", dtype="datetime64[h]")
+    rng = np.random.default_rng(1)
+    lr = xr.Dataset(
+        {"t2m": (("time", "y", "x"), 280 + rng.standard_normal((24, 4, 6))),
+         "q850": (("time", "y", "x"), rng.random((24, 4, 6)))},
+        coords={"time": times, "lat": lat, "lon": lon},
+    )
+    hr = xr.Dataset({"t2m": (("time", "y", "x"), 280 + rng.standard_normal((24, 16, 24)))},
+                    coords={"time": times, "lat": hr_lat, "lon": hr_lon})
+    static = xr.Dataset({"orog": (("y", "x"), rng.random((16, 24)) * 1000)}, coords={"lat": hr_lat, "lon": hr_lon})
+    stats = NormStats({"t2m": VariableStats(280.0, 1.0), "q850": VariableStats(0.5, 0.3), "orog": VariableStats(500, 300)})
+    return lr, hr, static, stats
+
+
+def test_layout_from_config_and_errors():
+    lr, hr, static, _ = _dataset()
+    layout = make_layout(ModelConfig(), lr, hr, static)
+    assert layout.lr_variables == ("t2m", "q850") and layout.target_variables == ("t2m",)
+    assert layout.base_index == (0,) and layout.cond_channels == 2 + 1 + 8
+    assert Layout.from_dict(layout.to_dict()) == layout
+    with pytest.raises(ValueError, match="target_variables.*tp"):
+        make_layout(ModelConfig(target_variables=["tp"]), lr, hr, static)
+
+
+def test_patches_are_deterministic_and_consistent():
+    lr, hr, static, stats = _dataset()
+    layout = make_layout(ModelConfig(), lr, hr, static)
+    fields = load_fields(layout, stats, lr, static, hr.lat, hr.lon, hr=hr)
+    to_hr = LRToHR(lr.lat, lr.lon, hr.lat, hr.lon)
+    patches = PatchDataset(fields, layout, to_hr, patch_size=8, length=10, seed=3)
+    a, b = patches[4], PatchDataset(fields, layout, to_hr, patch_size=8, length=10, seed=3)[4]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    assert a["cond"].shape == (layout.cond_channels, 8, 8) and a["target"].shape == (1, 8, 8)
+    torch.testing.assert_close(a["base"][0], a["cond"][0])  # the residual's base is the interpolated t2m
+    assert not torch.equal(patches[4]["target"], patches[5]["target"])
+    # the whole-grid conditioning of time 0 equals the normalised, interpolated LR
+    cond, base = conditioning(fields, layout, to_hr, [0], (0, 0, 16, 24))
+    expected = interpolate((lr.t2m[0] - 280.0), hr.lat, hr.lon).values
+    np.testing.assert_allclose(cond[0, 0].numpy(), expected, atol=1e-4)
+    assert cond.shape[1] == layout.cond_channels
