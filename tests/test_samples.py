@@ -113,7 +113,7 @@ def test_patches_are_deterministic_and_consistent():
     torch.testing.assert_close(a["base"][0], a["cond"][0])  # the residual's base is the interpolated t2m
     assert not torch.equal(patches[4]["target"], patches[5]["target"])
     # the whole-grid conditioning of time 0 equals the normalised, interpolated LR
-    cond, base = conditioning(fields, layout, to_hr, [0], (0, 0, 16, 24))
+    cond, _ = conditioning(fields, layout, to_hr, [0], (0, 0, 16, 24))
     expected = interpolate((lr.t2m[0] - 280.0), hr.lat, hr.lon).values
     np.testing.assert_allclose(cond[0, 0].numpy(), expected, atol=1e-4)
     assert cond.shape[1] == layout.cond_channels
