@@ -232,6 +232,9 @@ def test_channel_and_area_weights_weigh_a_known_error() -> None:
     rows[0] = 1.0
     torch.testing.assert_close(loss(area_weights=rows).per_channel,
                                lam * (e[:, 0] ** 2).mean(dim=1))
+    # per-sample weights (B, 1, H, W), as random patches carry: the same grid for every sample
+    # gives the same loss as the one grid
+    torch.testing.assert_close(loss(area_weights=aw.expand(64, 1, 3, 4)).loss, loss(area_weights=aw).loss)
 
 
 def test_loss_rejects_misshapen_weights() -> None:
@@ -244,6 +247,8 @@ def test_loss_rejects_misshapen_weights() -> None:
         edm_loss(F, y, None, EDMSettings(), channel_weights=torch.ones(2))
     with pytest.raises(ValueError, match="area_weights"):
         edm_loss(F, y, None, EDMSettings(), area_weights=torch.ones(4, 3))
+    with pytest.raises(ValueError, match="area_weights"):
+        edm_loss(F, y, None, EDMSettings(), area_weights=torch.ones(3, 1, 4, 4))
 
 
 def test_loss_trains_a_parameter() -> None:

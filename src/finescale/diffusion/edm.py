@@ -204,8 +204,8 @@ def edm_loss(
         generator: random source for ``sigma`` and ``eps`` (on ``y``'s device).
         channel_weights: (C,) multipliers per variable, used as given (all ones: no change;
             doubling them doubles the loss).
-        area_weights: (*spatial,) non-negative weights per grid point (e.g. cos(latitude) on
-            a global grid); normalised to mean 1, so they make the average over the grid a
+        area_weights: (*spatial,) or (B, 1, *spatial) non-negative weights per grid point
+            (e.g. cos(latitude) on a global grid); normalised to mean 1, so they make the average over the grid a
             weighted average and leave its scale alone (uniform weights: no change).
 
     Returns:
@@ -230,11 +230,17 @@ def edm_loss(
 
 
 def _normalised_area_weights(area_weights: Tensor, y: Tensor) -> Tensor:
-    """Area weights checked against ``y``'s grid and scaled to mean 1."""
+    """Area weights checked against ``y``'s grid and scaled to mean 1.
+
+    Either one grid (*spatial) for the whole batch, or per sample (B, 1, *spatial), as random
+    patches of a lat-lon grid each have their own.
+    """
     spatial = tuple(y.shape[2:])
-    if tuple(area_weights.shape) != spatial:
+    per_sample = (y.shape[0], 1, *spatial)
+    if tuple(area_weights.shape) not in (spatial, per_sample):
         raise ValueError(
-            f"area_weights must have the grid shape {spatial}, got {tuple(area_weights.shape)}"
+            f"area_weights must have the grid shape {spatial} or {per_sample}, "
+            f"got {tuple(area_weights.shape)}"
         )
     # values are not checked here: that would sync the device on every training step; the
     # weights are a fixed grid property, checked once where they are built
