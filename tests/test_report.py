@@ -146,3 +146,20 @@ def test_headless_chromium_renders_report(report_dir, tmp_path):
     assert dom.count('src="data:image/png;base64,') == len(FIGURES)
     for name in (*VARIABLES, "blurred"):
         assert name in dom, name
+
+
+def test_region_tables(metrics):
+    """A table per region, its description in the protocol; names from the data are escaped."""
+    regions = {
+        name: {"forecast": metrics["forecast"], "references": metrics["references"]} for name in ("north", "<b>bad</b>")
+    }
+    meta = dict(metrics["meta"], regions={
+        "north": {"kind": "box", "lat": [45.5, 47.0], "lon": [7.0, 9.0], "points": 120, "fraction": 0.078},
+        "<b>bad</b>": {"kind": "mask", "source": "masks.zarr:inside", "points": 10, "fraction": 0.0065},
+    })
+    page = render_report(dict(metrics, regions=regions, meta=meta), {})
+    assert page.count("<table") == 2 + len(VARIABLES) + 2
+    assert 'id="region-north"' in page and "box lat 45.5 to 47, lon 7 to 9; 120 grid points" in page
+    assert "mask masks.zarr:inside" in page and "<b>bad</b>" not in page and "&lt;b&gt;bad&lt;/b&gt;" in page
+    assert page.count("spectral_log_ratio_max") == len(VARIABLES)  # in the whole-domain tables only
+    assert render_report(metrics, {}).count("<table") == 2 + len(VARIABLES)  # no regions: no section

@@ -178,6 +178,8 @@ def evaluate(
     reference: Annotated[list[str] | None, typer.Option("--reference", help="Another forecast scored beside it: `NAME=PATH` (repeatable).")] = None,
     name: Annotated[str | None, typer.Option(help="Name of the forecast in tables and figures (default: its file name).")] = None,
     variable: Annotated[list[str] | None, typer.Option("--variable", help="Score only this variable (repeatable; default: all in forecast and truth, plus wind_speed from u10/v10).")] = None,
+    region: Annotated[list[str] | None, typer.Option("--region", help="A box also scored alone: `NAME=LAT0,LAT1,LON0,LON1` in degrees (repeatable).")] = None,
+    mask: Annotated[list[str] | None, typer.Option("--mask", help="A region from a 0/1 mask on the HR grid: `NAME=PATH:VAR` (NetCDF/Zarr; repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the rank-histogram tie breaks and the 'which one is real?' panel.")] = 0,
 ) -> None:
     """Score an ensemble (or a deterministic forecast) against the HR truth, beside references.
@@ -190,17 +192,20 @@ def evaluate(
     `finescale evaluate --forecast runs/oracle.zarr --truth runs/world/hr.zarr --out runs/eval`
 
     `finescale evaluate --forecast runs/diffusion.zarr --truth runs/world/hr.zarr --lr runs/world/lr.zarr --reference bicubic=runs/bicubic.zarr --reference oracle=runs/oracle.zarr --name diffusion --out runs/eval-diffusion`
+
+    `finescale evaluate --forecast runs/oracle.zarr --truth runs/world/hr.zarr --out runs/eval --region alps=45.5,47,7,10 --mask valais=masks/valais.nc:mask`
     """
     import json
 
-    from finescale.verify.evaluate import parse_references, run_evaluate
+    from finescale.verify.evaluate import parse_references, parse_regions, run_evaluate
     from finescale.verify.report import summary_table
 
     references = parse_references(reference or [])
+    regions = parse_regions(region or [], mask or [])
     with err_console.status("evaluating") as status:
         result = run_evaluate(
             forecast, truth, out, lr_path=lr, references=references, name=name, variables=variable or None,
-            seed=seed, progress=lambda text: status.update(f"evaluate: {text}"),
+            regions=regions, seed=seed, progress=lambda text: status.update(f"evaluate: {text}"),
         )
     console.print(summary_table(json.loads((result / "metrics.json").read_text())))
     console.print(f"wrote [bold]{result}[/]: metrics.json, figures/, report.html")

@@ -27,7 +27,7 @@ from finescale.verify.scores import (
     weighted_mean,
 )
 
-__all__ = ["exceedance_ratio", "qq", "quantiles", "relative_quantile_error"]
+__all__ = ["QuantileHistogram", "exceedance_ratio", "qq", "quantiles", "relative_quantile_error"]
 
 DEFAULT_QS = (0.9, 0.99, 0.999, 0.9999)
 
@@ -254,3 +254,110 @@ def relative_quantile_error(
     )
     error = ((q_forecast - q_truth) / abs(q_truth)).isel(quantile=0, drop=True)
     return _unwrap(error, numpy_mode)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming quantiles
+# --------------------------------------------------------------------------------------------
+
+
+class QuantileHistogram:
+    """Quantiles of a sample too large to hold, from a fine histogram filled block by block.
+
+    Every finite value is cast to float32 and counted in the bin named by its sign, exponent
+    and leading ``mantissa_bits`` mantissa bits (the float32 bit pattern, shifted): a
+    logarithmic histogram with 2**mantissa_bits bins per power of two, covering every float
+    with no range to choose beforehand. Values below the smallest normal float32 (1.2e-38 in
+    absolute value) count as exactly 0, so zeros stay 0 (dry precipitation). Counts of blocks simply add up, so the result does not depend on how the
+    sample was cut into blocks.
+
+    A quantile uses numpy's default "linear" definition, x_(r) + f (x_(r+1) - x_(r)) with
+    h = (n - 1) q, r = floor(h), f = h - r, each order statistic placed within its bin by its
+    rank among the bin's values (linear interpolation between the bin edges). An order
+    statistic is off by at most its bin width, so the error of a quantile is at most
+    ``2**-mantissa_bits * max(|x_(r)|, |x_(r+1)|)``: 1.2e-4 relative with the default 13 bits
+    (0.035 K at 290 K; tested against numpy's exact quantiles).
+
+    Memory: 64 KiB per occupied power of two (binade) and sign, typically a few MB at most.
+    """
+
+    def __init__(self, mantissa_bits: int = 13):
+        if not 1 <= mantissa_bits <= 23:
+            raise ValueError("mantissa_bits must be in 1..23")
+        self.mantissa_bits = mantissa_bits
+        self._shift = np.uint32(23 - mantissa_bits)
+        self._pages: dict[int, np.ndarray] = {}  # binade (key >> mantissa_bits) -> bin counts
+        self.count = 0
+
+    def add(self, values: ArrayLike) -> QuantileHistogram:
+        """Count the finite values of an array of any shape (NaN and infinities are left out)."""
+        bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.int32)
+        if bits.size == 0:
+            return self
+        # order-preserving key: set the sign bit of positives, flip every bit of negatives
+        keys = bits >> 31  # 0 or -1
+        keys |= np.int32(-(2**31))
+        keys ^= bits
+        keys = keys.view(np.uint32)
+        keys >>= self._shift
+        lo, hi = int(keys.min()), int(keys.max())
+        keys -= np.uint32(lo)
+        counts = np.bincount(keys, minlength=hi - lo + 1)
+        size = 1 << self.mantissa_bits
+        for page in range(lo >> self.mantissa_bits, (hi >> self.mantissa_bits) + 1):
+            start = page * size
+            a, b = max(start, lo), min(start + size, hi + 1)
+            part = counts[a - lo : b - lo]
+            if page in (0, 511):  # exponent 255: NaN and infinities, not counted
+                continue
+            if part.any():
+                if page not in self._pages:
+                    self._pages[page] = np.zeros(size, dtype=np.int64)
+                self._pages[page][a - start : b - start] += part
+                self.count += int(part.sum())
+        return self
+
+    def update(self, other: QuantileHistogram) -> QuantileHistogram:
+        """Add the counts of another histogram (same ``mantissa_bits``)."""
+        if other.mantissa_bits != self.mantissa_bits:
+            raise ValueError("histograms with different mantissa_bits cannot be merged")
+        for page, counts in other._pages.items():
+            self._pages[page] = self._pages.get(page, 0) + counts
+        self.count += other.count
+        return self
+
+    def _value(self, key: np.ndarray) -> np.ndarray:
+        """float32 value at the lower edge of each bin key (the inverse of the key made in :meth:`add`)."""
+        ordered = (key.astype(np.uint64) << np.uint64(self._shift)).astype(np.uint32)
+        bits = np.where(ordered >= np.uint32(0x80000000), ordered ^ np.uint32(0x80000000), ~ordered)
+        return bits.astype(np.uint32).view(np.float32).astype(float)
+
+    def quantiles(self, qs: float | Sequence[float]) -> np.ndarray:
+        """Quantiles at levels ``qs`` (numpy's "linear" method within the stated accuracy).
+
+        NaN for an empty histogram; an array shaped like ``qs``.
+        """
+        levels = np.asarray(qs, dtype=float)
+        if self.count == 0:
+            return np.full(levels.shape, np.nan)
+        pages = sorted(self._pages)
+        size = 1 << self.mantissa_bits
+        counts = np.concatenate([self._pages[p] for p in pages])
+        keys = np.concatenate([np.arange(p * size, (p + 1) * size) for p in pages])
+        occupied = counts > 0
+        counts, keys = counts[occupied], keys[occupied]
+        cumulative = np.cumsum(counts)
+        lower, upper = self._value(keys), self._value(keys + 1)
+        zero = np.isin(keys >> self.mantissa_bits, (255, 256))  # exponent 0: +-0 and subnormals
+        lower[zero] = upper[zero] = 0.0
+
+        def order_statistic(rank: np.ndarray) -> np.ndarray:
+            b = np.searchsorted(cumulative, rank, side="right")
+            within = rank - (cumulative[b] - counts[b])
+            return lower[b] + (within + 0.5) / counts[b] * (upper[b] - lower[b])
+
+        h = (self.count - 1) * np.clip(levels.ravel(), 0.0, 1.0)
+        r = np.floor(h)
+        below = order_statistic(r)
+        above = order_statistic(np.minimum(r + 1, self.count - 1))
+        return (below + (h - r) * (above - below)).reshape(levels.shape)

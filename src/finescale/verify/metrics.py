@@ -1,6 +1,7 @@
 """Reading the metrics dictionary that ``finescale evaluate`` writes as metrics.json.
 
 Shape: ``{"forecast": {VAR: {score: value}}, "references": {NAME: {VAR: {...}}},
+"regions": {REGION: {"forecast": {VAR: {...}}, "references": {...}}},
 "curves": {...}, "meta": {...}}``. The figures and the report read it only through these.
 """
 
@@ -35,3 +36,14 @@ def variables(metrics: Mapping[str, Any]) -> list[str]:
 def units(metrics: Mapping[str, Any], name: str) -> str:
     """Units of a scored variable ('' where unknown)."""
     return metrics.get("meta", {}).get("units", {}).get(name, "")
+
+
+def regions(metrics: Mapping[str, Any]) -> list[str]:
+    """Names of the regions scored separately, in the order given."""
+    return list(metrics.get("regions") or {})
+
+
+def region_scores(metrics: Mapping[str, Any], region: str, role: str) -> Mapping[str, Any]:
+    """VAR -> {score: value} of one source within one region."""
+    block = metrics["regions"][region]
+    return block["forecast"] if role == "forecast" else block["references"][role]

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from finescale.io import write_text
 from finescale.verify import metrics as read
-from finescale.verify.evaluate import FIGURES, METRIC_KEYS
+from finescale.verify.evaluate import FIGURES, METRIC_KEYS, REGION_KEYS
 
 __all__ = ["best_roles", "format_value", "render_report", "summary_table", "write_report"]
 
@@ -192,6 +192,43 @@ def _variable_table(metrics: Mapping[str, Any], name: str) -> str:
     )
 
 
+def _region_text(info: Mapping[str, Any]) -> str:
+    """'box 45.5 to 47 N, 7 to 10 E, 1800 points (11% of the grid)' or the mask's source."""
+    if info.get("kind") == "box":
+        (lat0, lat1), (lon0, lon1) = info["lat"], info["lon"]
+        where = f"box lat {lat0:g} to {lat1:g}, lon {lon0:g} to {lon1:g}"
+    else:
+        where = f"mask {info.get('source') or '(given in Python)'}"
+    return f"{where}; {info.get('points', '?')} grid points ({100 * info.get('fraction', 0):.3g}% of the grid)"
+
+
+def _region_table(metrics: Mapping[str, Any], region: str) -> str:
+    """Every region metric of every variable: rows (variable, metric), columns the sources."""
+    info = metrics["meta"].get("regions", {}).get(region, {})
+    rows = []
+    for name in read.variables(metrics):
+        units = metrics["meta"].get("units", {}).get(name, "")
+        for i, (key, description, better) in enumerate(REGION_KEYS):
+            values = {r: read.region_scores(metrics, region, r).get(name, {}).get(key) for r in read.roles(metrics)}
+            head = (
+                f'<td class="name" rowspan="{len(REGION_KEYS)}"><b>{_e(name)}</b><br>'
+                f'<span class="muted">{_e(units or "no units")}</span></td>'
+                if i == 0
+                else ""
+            )
+            rows.append(
+                f'<tr>{head}<td class="name"><code>{_e(key)}</code></td><td class="name">{_e(description)}</td>'
+                f'<td class="name">{_e(BETTER_TEXT[better])}</td>{_value_cells(metrics, values, better)}</tr>'
+            )
+    return (
+        f'<h3 id="region-{_e(region)}">{_e(region)}</h3><p class="muted">{_e(_region_text(info))}. '
+        "Every score on these points alone, thresholds and quantiles from the truth within the region; "
+        "spectra only for the whole domain.</p>"
+        f'<table><thead><tr><th class="name">variable</th><th class="name">metric</th><th class="name">what</th>'
+        f'<th class="name">better</th>{_header_cells(metrics)}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
 def _image(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
@@ -239,9 +276,13 @@ def _protocol_html(metrics: Mapping[str, Any]) -> str:
         ("grid", grid_text),
         ("spectral bands (km)", bands),
         ("averaging", meta.get("weighting", "")),
+        ("quantiles", meta.get("quantile_method", "")),
+        ("spectra", (meta.get("spectra") or {}).get("method", "")),
         ("maps at", meta.get("map_time", "")),
         ("finescale", f"{meta.get('finescale_version', '?')}, written {meta.get('created_utc', '?')}"),
     ]
+    for name, info in (meta.get("regions") or {}).items():
+        items.append((f"region {name}", _region_text(info)))
     for name, reason in (meta.get("skipped_variables") or {}).items():
         items.append((f"skipped {name}", reason))
     body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
@@ -250,7 +291,7 @@ def _protocol_html(metrics: Mapping[str, Any]) -> str:
 
 
 def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes]) -> str:
-    """The report page as one HTML string: summary, metric tables, figures, protocol.
+    """The report page as one HTML string: summary, metric tables, region tables, figures, protocol.
 
     ``figures``: figure id (see ``FIGURES``) -> PNG path or bytes, embedded in that order.
     """
@@ -264,9 +305,18 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes
         + "."
     )
     nav = ['<a href="#summary">Summary</a>', '<a href="#metrics">Metrics</a>']
+    regions = read.regions(metrics)
+    if regions:
+        nav.append('<a href="#regions">Regions</a>')
     nav += [f'<a href="#fig-{_e(k)}">{_e(dict(FIGURES).get(k, k))}</a>' for k in figures]
     nav.append('<a href="#protocol">Protocol</a>')
     tables = "".join(_variable_table(metrics, v) for v in read.variables(metrics))
+    region_section = (
+        '<section id="regions"><h2>Regions</h2><p class="muted">Each region scored alone; best per row '
+        f"highlighted.</p>{''.join(_region_table(metrics, r) for r in regions)}</section>"
+        if regions
+        else ""
+    )
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>finescale evaluation: {_e(name)}</title>"
@@ -276,6 +326,7 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes
         f'<section id="metrics"><h2>Metrics per variable</h2><p class="muted">Averages over every grid point and '
         f"scored time; extremes use thresholds fixed from the truth climatology; best per row highlighted "
         f"(no highlight for the spread, which has no better direction alone).</p>{tables}</section>"
+        f"{region_section}"
         f"{_figures_html(figures)}"
         f'<section id="protocol"><h2>Protocol and provenance</h2>{_protocol_html(metrics)}</section>'
         "</main></body></html>\n"
