@@ -12,15 +12,7 @@ from pydantic import ValidationError
 from finescale.nn import UNet, UNetSettings, count_parameters
 from finescale.nn.unet import SelfAttention
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run these tiny networks on one thread: with tensors this small, thread synchronisation
-    costs more than it gains, and on a shared CPU an oversubscribed pool was 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**overrides: object) -> UNetSettings:

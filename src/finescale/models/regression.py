@@ -1,0 +1,41 @@
+"""Regression model: the conditional mean of the HR fields, the debugging step and a reference.
+
+In standardised space the model predicts a residual over the interpolated LR field:
+mean = base + F(base, cond), trained with an area- and variable-weighted MSE. Its output is
+smooth (it averages over every HR state compatible with the LR input): that is the point.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from finescale.nn.unet import UNet, UNetSettings
+
+
+def weighted_mse(error: Tensor, channel_weights: Tensor, area: Tensor | None = None) -> Tensor:
+    """Mean of error^2 weighted by channel (C,) and area (B, 1, H, W) weights; error (B, C, H, W)."""
+    w = channel_weights.to(error)[None, :, None, None]
+    if area is not None:
+        w = w * area
+    return (w * error**2).mean() / w.mean()
+
+
+class RegressionModel(nn.Module):
+    """mean = base + F(base, cond) in standardised space."""
+
+    def __init__(self, net: UNetSettings, channel_weights: Tensor):
+        super().__init__()
+        if net.use_noise:
+            raise ValueError("the regression network takes no noise level: use_noise must be False")
+        self.net = UNet(net)
+        self.register_buffer("channel_weights", channel_weights.float())
+
+    def forward(self, cond: Tensor, base: Tensor) -> Tensor:
+        """cond (B, C_cond, H, W), base (B, C_out, H, W) -> conditional mean (B, C_out, H, W)."""
+        return base + self.net(base, None, cond)
+
+    def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """Weighted MSE of the mean against the target (``generator`` unused: the loss is deterministic)."""
+        error = self(batch["cond"], batch["base"]) - batch["target"]
+        return weighted_mse(error, self.channel_weights, batch.get("area"))

@@ -1,0 +1,257 @@
+"""Training with Lightning: data set-up, the Lightning module, checkpoints that carry everything.
+
+``train(cfg)`` opens the pair, computes (or reuses) the normalisation statistics on the training
+block, cuts random patches, and fits the regression or diffusion model with Adam (warm-up then
+cosine decay), an exponential moving average of the weights, CSV logs and checkpoints. A
+checkpoint holds, besides the weights, the config, the statistics, the channel layout and the
+grid, all as plain types, so it loads with ``torch.load(weights_only=True)`` and is checked
+against the data it is later given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from finescale.config import ExperimentConfig, ModelConfig
+from finescale.data.pairs import Pair, open_pair, split_times
+from finescale.data.samples import (
+    Fields,
+    Layout,
+    LRToHR,
+    PatchDataset,
+    is_global,
+    load_fields,
+    make_layout,
+)
+from finescale.data.transforms import NormStats, load_or_compute_stats
+from finescale.models.diffusion import DiffusionModel
+from finescale.models.regression import RegressionModel
+from finescale.nn.unet import UNetSettings
+
+CHECKPOINT_KEY = "finescale"
+
+
+# --------------------------------------------------------------------------------------------
+# building a model from settings (also used when loading a checkpoint)
+
+
+def build_model(cfg: ModelConfig, layout: Layout, periodic_lon: bool) -> nn.Module:
+    """The network the config describes, for the channels of ``layout``."""
+    n_out = len(layout.target_variables)
+    weights = torch.tensor([cfg.loss_weights.get(v, 1.0) for v in layout.target_variables])
+    net = cfg.network.model_dump()
+    if cfg.kind == "regression":
+        settings = UNetSettings(
+            in_channels=n_out, cond_channels=layout.cond_channels, out_channels=n_out,
+            periodic_x=periodic_lon, use_noise=False, **net,
+        )
+        return RegressionModel(settings, weights)
+    regression = None
+    if cfg.residual == "regression":
+        regression = load_checkpoint(cfg.regression_checkpoint).model  # type: ignore[arg-type]
+    settings = UNetSettings(
+        in_channels=n_out, cond_channels=layout.cond_channels + n_out, out_channels=n_out,
+        periodic_x=periodic_lon, use_noise=True, **net,
+    )
+    return DiffusionModel(settings, cfg.edm, weights, regression)
+
+
+# --------------------------------------------------------------------------------------------
+# the Lightning module
+
+
+class Task(L.LightningModule):
+    """Fits ``model.loss``; keeps an EMA copy used for validation and saved for inference."""
+
+    def __init__(self, model: nn.Module, cfg: ExperimentConfig, meta: dict[str, Any]):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.meta = meta
+        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model.loss(batch)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.ema.update_parameters(self.model)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        # a fixed generator per batch: validation losses are comparable across the run
+        generator = torch.Generator(device=batch["target"].device).manual_seed(batch_idx)
+        loss = self.ema.module.loss(batch, generator=generator)
+        self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        t = self.cfg.train
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=t.learning_rate)
+
+        def factor(step: int) -> float:
+            if step < t.warmup_steps:
+                return (step + 1) / t.warmup_steps
+            progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.meta
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Prepared:
+    """Everything training needs, derived from the config and the data."""
+
+    pair: Pair
+    stats: NormStats
+    layout: Layout
+    to_hr: LRToHR
+    periodic_lon: bool
+    train: Fields
+    validation: Fields
+
+
+def prepare(cfg: ExperimentConfig) -> Prepared:
+    """Open the pair, statistics on the training block, layout, and the fields of both blocks."""
+    pair = open_pair(cfg.data)
+    stats = load_or_compute_stats(pair, cfg.data)
+    layout = make_layout(cfg.model, pair.lr, pair.hr, pair.static)
+    periodic = cfg.model.periodic_lon if cfg.model.periodic_lon is not None else is_global(pair.hr.lon.values)
+    to_hr = LRToHR(pair.lr.lat, pair.lr.lon, pair.hr.lat, pair.hr.lon, cfg.model.conditioning.interpolation, periodic)
+    blocks = split_times(pair.hr.time.values, cfg.data.splits)
+    validation_times = blocks["validation"] if blocks["validation"].size else blocks["test"]
+
+    def fields(times: np.ndarray) -> Fields:
+        return load_fields(layout, stats, pair.lr, pair.static, pair.hr.lat, pair.hr.lon, hr=pair.hr, times=times)
+
+    return Prepared(pair, stats, layout, to_hr, periodic, fields(blocks["train"]), fields(validation_times))
+
+
+def checkpoint_meta(cfg: ExperimentConfig, prepared: Prepared) -> dict[str, Any]:
+    """What a checkpoint must carry to be used and checked later (plain types only)."""
+    hr = prepared.pair.hr
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "stats": prepared.stats.to_dict(),
+        "layout": prepared.layout.to_dict(),
+        "periodic_lon": bool(prepared.periodic_lon),
+        "grid": {
+            "hr_shape": list(hr.lat.shape),
+            "lr_shape": list(prepared.pair.lr.lat.shape),
+            "hr_lat_range": [float(hr.lat.min()), float(hr.lat.max())],
+            "hr_lon_range": [float(hr.lon.min()), float(hr.lon.max())],
+        },
+    }
+
+
+def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
+    """Fit the model of ``cfg``; returns the path of the last checkpoint (EMA weights inside).
+
+    With ``resume`` the run continues from ``<out>/checkpoints/last.ckpt`` when it exists.
+    """
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    prepared = prepare(cfg)
+    t = cfg.train
+    train_set = PatchDataset(
+        prepared.train, prepared.layout, prepared.to_hr, t.patch_size, t.max_steps * t.batch_size, t.seed
+    )
+    val_set = PatchDataset(
+        prepared.validation, prepared.layout, prepared.to_hr, t.patch_size, t.val_batches * t.batch_size, t.seed + 1
+    )
+    loader = {"batch_size": t.batch_size, "num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
+    model = build_model(cfg.model, prepared.layout, prepared.periodic_lon)
+    task = Task(model, cfg, checkpoint_meta(cfg, prepared))
+    out = Path(t.out)
+    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_train_steps=t.val_every_steps,
+                                  save_top_k=0)
+    trainer = L.Trainer(
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=1,
+        precision=t.precision,
+        val_check_interval=t.val_every_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.val_batches,
+        logger=CSVLogger(out, name="logs"),
+        callbacks=[checkpoints],
+        enable_model_summary=False,
+        log_every_n_steps=max(1, min(50, t.val_every_steps)),
+        num_sanity_val_steps=0,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    trainer.fit(
+        task,
+        torch.utils.data.DataLoader(train_set, shuffle=False, **loader),
+        torch.utils.data.DataLoader(val_set, shuffle=False, **loader),
+        ckpt_path=str(last) if resume and last.exists() else None,
+    )
+    trainer.save_checkpoint(last)
+    return last
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+@dataclass
+class Loaded:
+    """A trained model ready for inference (EMA weights, eval mode) and what it was trained with."""
+
+    model: nn.Module
+    config: ExperimentConfig
+    stats: NormStats
+    layout: Layout
+    periodic_lon: bool
+    grid: dict[str, Any]
+    sha256: str
+
+
+def load_checkpoint(path: str | Path) -> Loaded:
+    """Load a finescale checkpoint safely (weights_only) and rebuild its model with the EMA weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, corrupt, unsafe
+        raise ValueError(f"{path}: not a readable finescale checkpoint ({type(exc).__name__}: {exc})") from None
+    meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
+    if meta is None:
+        raise ValueError(f"{path}: not a finescale checkpoint (no '{CHECKPOINT_KEY}' entry)")
+    config = ExperimentConfig.model_validate(meta["config"])
+    layout = Layout.from_dict(meta["layout"])
+    model = build_model(config.model, layout, bool(meta["periodic_lon"]))
+    prefix = "ema.module."
+    ema = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(ema)
+    model.eval()
+    return Loaded(model, config, NormStats.from_dict(meta["stats"]), layout, bool(meta["periodic_lon"]),
+                  meta["grid"], digest)
+
+
+def describe(loaded: Loaded) -> str:
+    """One line for logs and output attributes."""
+    return json.dumps({"kind": loaded.config.model.kind, "targets": list(loaded.layout.target_variables),
+                       "sha256": loaded.sha256[:16]})
