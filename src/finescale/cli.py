@@ -243,6 +243,72 @@ def baseline(
     console.print(f"wrote [bold]{path}[/]: {method}, {split} split, one member")
 
 
+@app.command()
+@_user_errors
+def train(
+    config: Annotated[Path, typer.Option(help="YAML config (data, model, train, sample sections).")],
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(help="Continue from <train.out>/checkpoints/last.ckpt if it exists.")] = False,
+) -> None:
+    """Train the regression model or the residual EDM diffusion model (CPU by default, GPU when present).
+
+    Writes checkpoints to `<train.out>/checkpoints/` and CSV logs to `<train.out>/logs/`.
+
+    **Examples**
+
+    `finescale train --config runs/world/finescale.yaml --set model.kind=regression --set train.out=runs/regression`
+
+    `finescale train --config runs/world/finescale.yaml --set model.kind=diffusion --set train.max_steps=4000 --set train.out=runs/diffusion`
+
+    `finescale train --config era5_cerra.yaml --set train.accelerator=gpu --set train.precision=bf16-mixed --resume`
+    """
+    from finescale.config import load_config
+    from finescale.train import train as fit
+
+    cfg = load_config(config, set_ or [])
+    checkpoint = fit(cfg, resume=resume)
+    console.print(f"wrote [bold]{checkpoint}[/]")
+
+
+@app.command()
+@_user_errors
+def downscale(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint written by `finescale train`.")],
+    lr: Annotated[Path, typer.Option(help="LR input (NetCDF/Zarr; an LR `member` dim gives members per LR member).")],
+    static: Annotated[Path, typer.Option(help="Static HR fields (they also give the HR grid).")],
+    out: Annotated[Path, typer.Option(help="Output Zarr store (member, time, y, x).")],
+    members: Annotated[int | None, typer.Option(min=1, help="Members per LR input (default: the config's).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Solver steps (default: the config's).")] = None,
+    solver: Annotated[str | None, typer.Option(help="`euler`, `heun` or `dpmpp_2m` (default: the config's).")] = None,
+    times: Annotated[str | None, typer.Option(help="`START..END` (inclusive, ISO times) or a split name of the config: `test`.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Generate an HR ensemble from LR inputs with a trained model.
+
+    **Examples**
+
+    `finescale downscale --checkpoint runs/diffusion/checkpoints/last.ckpt --lr runs/world/lr.zarr --static runs/world/static.zarr --members 16 --times test --out runs/diffusion.zarr`
+
+    `finescale downscale --checkpoint ckpt --lr era5_ens.nc --static cerra_static.nc --members 4 --solver dpmpp_2m --steps 12 --times 2020-07-01T00..2020-07-02T23 --out ens.zarr --set sample.tile_size=128`
+    """
+    from finescale.generate import downscale as generate
+    from finescale.pipeline import parse_times
+
+    overrides = {k: v for k, v in {"members": members, "steps": steps, "solver": solver}.items() if v is not None}
+    for item in set_ or []:
+        key, _, value = item.partition("=")
+        if not key.startswith("sample."):
+            raise ConfigError(f"--set {item}: downscale takes sample.* settings only")
+        import yaml
+
+        overrides[key.removeprefix("sample.")] = yaml.safe_load(value)
+    with _progress() as bar:
+        task = bar.add_task("downscale (times)", total=None)
+        path = generate(checkpoint, lr, static, out, sample=overrides, times=parse_times(times, checkpoint),
+                        progress=lambda n: bar.advance(task, n))
+    console.print(f"wrote [bold]{path}[/]")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

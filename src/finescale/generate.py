@@ -21,7 +21,7 @@ import xarray as xr
 from torch import Tensor
 
 import finescale
-from finescale.config import SampleConfig
+from finescale.config import SampleConfig, validate
 from finescale.data.samples import Fields, LRToHR, conditioning, load_fields
 from finescale.data.sources import open_source, open_static
 from finescale.diffusion import samplers
@@ -151,24 +151,28 @@ def downscale(
     out: str | Path,
     *,
     sample: dict[str, Any] | None = None,
-    times: np.ndarray | None = None,
+    times: np.ndarray | slice | None = None,
     progress: ProgressFn | None = None,
 ) -> Path:
-    """Write an HR ensemble for the LR times (all, or ``times``) to ``out``.
+    """Write an HR ensemble for the LR times (all, ``times`` given, or a slice of them) to ``out``.
 
     sample: overrides of the checkpoint's sample settings (members, steps, solver, ...). An LR
     with a ``member`` dim gives ``members`` HR members per LR member (member = k_lr * members + k).
     """
     loaded = load_checkpoint(checkpoint)
     cfg = loaded.config
-    settings = SampleConfig.model_validate(cfg.sample.model_dump() | (sample or {}))
+    settings = validate(cfg.sample.model_dump() | (sample or {}), SampleConfig, source="sample settings")
     lr = open_source(cfg.data.lr.model_copy(update={"path": Path(lr_path)}))
     if cfg.data.static is None:
         raise ValueError(f"{checkpoint}: the model was trained without static fields; nothing gives the HR grid")
     static = open_static(cfg.data.static.model_copy(update={"path": Path(static_path)}))
     _check_grid(loaded, lr, static.lat, f"{lr_path}")
-    if times is not None:
+    if isinstance(times, slice):
+        lr = lr.sel(time=times)
+    elif times is not None:
         lr = lr.sel(time=np.asarray(times, dtype="datetime64[ns]"))
+    if lr.sizes["time"] == 0:
+        raise ValueError(f"{lr_path}: no LR times in the requested period")
     lr_members = lr.sizes.get("member", 1)
     members = settings.members if isinstance(loaded.model, DiffusionModel) else 1
     to_hr = LRToHR(lr.lat, lr.lon, static.lat, static.lon, cfg.model.conditioning.interpolation, loaded.periodic_lon)

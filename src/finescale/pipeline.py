@@ -38,6 +38,24 @@ def world_split_times(world_dir: str | Path, split: str) -> np.ndarray:
     return np.asarray(splits[split]).astype("datetime64[h]")
 
 
+def parse_times(text: str | None, checkpoint: str | Path) -> np.ndarray | slice | None:
+    """``None`` (all), ``START..END`` (inclusive ISO times) or a split name of the checkpoint's config."""
+    if text is None:
+        return None
+    if ".." in text:
+        start, end = text.split("..", 1)
+        return slice(np.datetime64(start), np.datetime64(end))
+    from finescale.data.pairs import split_times
+    from finescale.data.sources import open_source
+    from finescale.train import load_checkpoint
+
+    cfg = load_checkpoint(checkpoint).config
+    blocks = split_times(open_source(cfg.data.hr).time.values, cfg.data.splits)
+    if text not in blocks:
+        raise ValueError(f"--times {text!r}: expected START..END or one of {', '.join(blocks)}")
+    return blocks[text]
+
+
 def run_demo(out: str | Path, days: float = 30.0, members: int = 16, seed: int = 0, console: Console | None = None) -> Path:
     """World -> alignment check -> oracle and baselines for the test period -> evaluation report.
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,8 +174,13 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     prepared = prepare(cfg)
     t = cfg.train
+    last = Path(t.out) / "checkpoints" / "last.ckpt"
+    resume_from = last if resume and last.exists() else None
+    # the patches are a fixed sequence: a resumed run continues it where the checkpoint stopped
+    done = torch.load(resume_from, weights_only=True)["global_step"] if resume_from else 0
     train_set = PatchDataset(
-        prepared.train, prepared.layout, prepared.to_hr, t.patch_size, t.max_steps * t.batch_size, t.seed
+        prepared.train, prepared.layout, prepared.to_hr, t.patch_size, max(1, t.max_steps - done) * t.batch_size,
+        t.seed, start=done * t.batch_size,
     )
     val_set = PatchDataset(
         prepared.validation, prepared.layout, prepared.to_hr, t.patch_size, t.val_batches * t.batch_size, t.seed + 1
@@ -199,13 +205,17 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
         log_every_n_steps=max(1, min(50, t.val_every_steps)),
         num_sanity_val_steps=0,
     )
-    last = out / "checkpoints" / "last.ckpt"
-    trainer.fit(
-        task,
-        torch.utils.data.DataLoader(train_set, shuffle=False, **loader),
-        torch.utils.data.DataLoader(val_set, shuffle=False, **loader),
-        ckpt_path=str(last) if resume and last.exists() else None,
-    )
+    with warnings.catch_warnings():
+        # a frozen regression model inside the diffusion model is in eval mode on purpose; the
+        # patch sequence is resumed by the dataset itself (start), not by Lightning
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+        trainer.fit(
+            task,
+            torch.utils.data.DataLoader(train_set, shuffle=False, **loader),
+            torch.utils.data.DataLoader(val_set, shuffle=False, **loader),
+            ckpt_path=str(resume_from) if resume_from else None,
+        )
     trainer.save_checkpoint(last)
     return last
 

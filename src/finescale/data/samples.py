@@ -231,10 +231,15 @@ def conditioning(
 class PatchDataset(torch.utils.data.Dataset):
     """Random (time, window) patches; sample ``i`` is the same for a given seed, whatever the order."""
 
-    def __init__(self, fields: Fields, layout: Layout, to_hr: LRToHR, patch_size: int, length: int, seed: int = 0):
+    def __init__(
+        self, fields: Fields, layout: Layout, to_hr: LRToHR, patch_size: int, length: int, seed: int = 0,
+        start: int = 0,
+    ):
+        """``length`` samples; item ``i`` is sample ``start + i`` of the run (a resumed run skips what it saw)."""
         if fields.target is None:
             raise ValueError("training patches need HR targets")
         self.fields, self.layout, self.to_hr, self.length, self.seed = fields, layout, to_hr, length, seed
+        self.start = start
         h, w = to_hr.shape
         self.patch = (min(patch_size, h), min(patch_size, w))
 
@@ -242,7 +247,7 @@ class PatchDataset(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, i))
+        rng = np.random.default_rng((self.seed, self.start + i))
         (h, w), (p, q) = self.to_hr.shape, self.patch
         t = int(rng.integers(self.fields.lr.shape[0]))
         y0, x0 = int(rng.integers(h - p + 1)), int(rng.integers(w - q + 1))

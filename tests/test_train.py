@@ -1,0 +1,112 @@
+"""Training and generation end to end on a small Alps world, through the command line."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from typer.testing import CliRunner
+
+from finescale.cli import app
+from finescale.data.world import preset, simulate
+from finescale.train import load_checkpoint
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = [
+    "train.max_steps=6", "train.batch_size=4", "train.patch_size=32", "train.val_every_steps=3",
+    "train.val_batches=1", "train.warmup_steps=2", "model.network.base_width=8",
+    "model.network.channel_mult=[1, 2]", "model.conditioning.lr_variables=[t2m, u10, v10, tp, kindex]",
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "world"
+    simulate(out, preset("alps-small").model_copy(update={"days": 6.0}), seed=2)
+    return out
+
+
+def _train(world, out, *extra: str, resume: bool = False):
+    args = ["train", "--config", str(world / "finescale.yaml"), *(["--resume"] if resume else [])]
+    for item in [*TINY, f"train.out={out}", *extra]:
+        args += ["--set", item]
+    return runner.invoke(app, args)
+
+
+@pytest.fixture(scope="module")
+def regression(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("regression")
+    result = _train(world, out, "model.kind=regression")
+    assert result.exit_code == 0, result.output
+    return out / "checkpoints" / "last.ckpt"
+
+
+def test_checkpoint_is_safe_and_self_describing(regression):
+    raw = torch.load(regression, weights_only=True)  # no code can run from it
+    assert raw["global_step"] == 6
+    loaded = load_checkpoint(regression)
+    assert loaded.layout.target_variables == ("t2m", "u10", "v10", "tp")
+    assert loaded.grid["hr_shape"] == [80, 200] and loaded.config.model.kind == "regression"
+    assert "t2m" in loaded.stats and len(loaded.sha256) == 64
+
+
+def test_corrupt_checkpoint_is_a_clear_error(regression, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(regression.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="bad.ckpt: not a readable finescale checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_regression_downscales_one_member(regression, world, tmp_path):
+    out = tmp_path / "reg.zarr"
+    result = runner.invoke(app, ["downscale", "--checkpoint", str(regression), "--lr", str(world / "lr.zarr"),
+                                 "--static", str(world / "static.zarr"), "--out", str(out), "--times", "test"])
+    assert result.exit_code == 0, result.output
+    ens = xr.open_zarr(out)
+    assert ens.sizes["member"] == 1 and ens.t2m.dims == ("member", "time", "y", "x")
+    assert float(ens.tp.min()) >= 0.0  # precipitation comes back non-negative
+    truth = xr.open_zarr(world / "hr.zarr").t2m.sel(time=ens.time)
+    assert abs(float((ens.t2m[0] - truth).mean())) < 10.0  # physical units, right ballpark
+    assert ens.attrs["checkpoint_sha256"] == load_checkpoint(regression).sha256
+
+
+def test_diffusion_trains_resumes_and_samples_members(world, regression, tmp_path):
+    out = tmp_path / "diffusion"
+    result = _train(world, out, "model.kind=diffusion", "model.residual=regression",
+                    f"model.regression_checkpoint={regression}")
+    assert result.exit_code == 0, result.output
+    checkpoint = out / "checkpoints" / "last.ckpt"
+    result = _train(world, out, "model.kind=diffusion", "model.residual=regression",
+                    f"model.regression_checkpoint={regression}", "train.max_steps=9")
+    assert result.exit_code == 0, result.output
+    result = _train(world, out, "model.kind=diffusion", "model.residual=regression",
+                    f"model.regression_checkpoint={regression}", "train.max_steps=12", resume=True)
+    assert result.exit_code == 0, result.output
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 12  # continued, not restarted
+    ens_path = tmp_path / "ens.zarr"
+    lr = xr.open_zarr(world / "lr.zarr")
+    span = f"{np.datetime_as_string(lr.time.values[100], 'h')}..{np.datetime_as_string(lr.time.values[101], 'h')}"
+    result = runner.invoke(app, ["downscale", "--checkpoint", str(checkpoint), "--lr", str(world / "lr.zarr"),
+                                 "--static", str(world / "static.zarr"), "--out", str(ens_path), "--members", "3",
+                                 "--steps", "3", "--times", span, "--set", "sample.tile_size=48"])
+    assert result.exit_code == 0, result.output
+    ens = xr.open_zarr(ens_path).load()
+    assert ens.sizes["member"] == 3 and ens.sizes["time"] == 2
+    assert float(ens.t2m.std("member").mean()) > 0  # members differ
+    assert np.isfinite(ens.t2m).all() and float(ens.tp.min()) >= 0.0
+
+
+def test_data_on_another_grid_is_refused(regression, world, tmp_path):
+    other = tmp_path / "static.zarr"
+    shutil.copytree(world / "static.zarr", other)
+    small = xr.open_zarr(other).isel(y=slice(0, 40)).load()
+    shutil.rmtree(other)
+    small.to_zarr(other, zarr_format=2)
+    result = runner.invoke(app, ["downscale", "--checkpoint", str(regression), "--lr", str(world / "lr.zarr"),
+                                 "--static", str(other), "--out", str(tmp_path / "x.zarr")])
+    assert result.exit_code == 2 and "differs from the checkpoint" in result.output
+    assert not (tmp_path / "x.zarr").exists()
