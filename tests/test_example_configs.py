@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -88,3 +89,44 @@ def test_era5_cerra_example(tmp_path):
     check = pair.alignment.variables
     assert check["t2m"].correlation > 0.9
     assert set(pair.static.data_vars) == {"orog", "lsm"}
+
+
+def test_era5_cerra_trains_downscales_and_evaluates(tmp_path):
+    """Bring your own data end to end: train, downscale and evaluate on the ERA5 -> CERRA example."""
+    from typer.testing import CliRunner
+
+    from finescale.cli import app
+
+    shutil.copy(CONFIGS / "era5_cerra.yaml", tmp_path)
+    (tmp_path / "data").mkdir()
+    _era5(tmp_path / "data", pd.date_range("2020-07-01", periods=96, freq="h"))
+    _cerra(tmp_path / "data", pd.date_range("2020-07-01", periods=96, freq="h"))
+    runner = CliRunner()
+    tiny = ["train.max_steps=4", "train.batch_size=2", "train.patch_size=24", "train.val_every_steps=2",
+            "train.val_batches=1", "train.warmup_steps=1", "model.network.base_width=8",
+            "model.network.channel_mult=[1, 2]", "data.splits.gap_hours=0"]
+    args = ["train", "--config", str(tmp_path / "era5_cerra.yaml"), "--set", f"train.out={tmp_path / 'run'}"]
+    result = runner.invoke(app, args + [a for s in tiny for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+    ens = tmp_path / "ens.zarr"
+    result = runner.invoke(app, [
+        "downscale", "--checkpoint", str(checkpoint), "--lr", str(tmp_path / "data" / "era5_*.nc"),
+        "--static", str(tmp_path / "data" / "cerra_static.nc"), "--out", str(ens), "--members", "2",
+        "--steps", "8", "--times", "test",
+    ])
+    assert result.exit_code == 0, result.output
+    forecast = xr.open_zarr(ens)
+    assert forecast.t2m.dims == ("member", "time", "y", "x") and forecast.sizes["member"] == 2
+    assert forecast.t2m.attrs["units"] == "K" and float(forecast.t2m.mean()) > 250
+    assert all(bool(np.isfinite(forecast[v]).all()) for v in forecast.data_vars)
+
+    # the truth in finescale's names and units, as evaluate expects it
+    truth = open_pair(load_config(tmp_path / "era5_cerra.yaml").data).hr.load()
+    truth.to_zarr(tmp_path / "truth.zarr", zarr_format=2)
+    result = runner.invoke(app, ["evaluate", "--forecast", str(ens), "--truth", str(tmp_path / "truth.zarr"),
+                                 "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["forecast"]) >= {"t2m", "u10", "v10", "tp"}
