@@ -104,7 +104,8 @@ def test_era5_cerra_trains_downscales_and_evaluates(tmp_path):
     runner = CliRunner()
     tiny = ["train.max_steps=4", "train.batch_size=2", "train.patch_size=24", "train.val_every_steps=2",
             "train.val_batches=1", "train.warmup_steps=1", "model.network.base_width=8",
-            "model.network.channel_mult=[1, 2]", "data.splits.gap_hours=0"]
+            "model.network.channel_mult=[1, 2]", "model.network.attention_levels=[]", "data.splits.gap_hours=0",
+            "train.precision=32", "train.num_workers=0"]
     args = ["train", "--config", str(tmp_path / "era5_cerra.yaml"), "--set", f"train.out={tmp_path / 'run'}"]
     result = runner.invoke(app, args + [a for s in tiny for a in ("--set", s)])
     assert result.exit_code == 0, result.output

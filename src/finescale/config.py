@@ -165,6 +165,16 @@ class NetworkConfig(Settings):
     attention_heads: int = Field(default=4, ge=1, description="Heads of each self-attention layer.")
     dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout in the residual blocks.")
 
+    @model_validator(mode="after")
+    def _attention_levels_exist(self) -> NetworkConfig:
+        levels = len(self.channel_mult)
+        if any(not 0 <= level < levels for level in self.attention_levels):
+            raise ValueError(
+                f"attention_levels {list(self.attention_levels)} must lie in 0..{levels - 1} "
+                f"for channel_mult {list(self.channel_mult)}"
+            )
+        return self
+
 
 class EDMConfig(Settings):
     """EDM training settings (Karras et al. 2022)."""
