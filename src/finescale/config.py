@@ -236,6 +236,11 @@ class TrainConfig(Settings):
     accelerator: Literal["auto", "cpu", "gpu"] = Field(default="auto", description="'auto': GPU when present.")
     precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(default="32", description="Lightning precision.")
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value  # `--set train.precision=32` reads as a number
+
 
 class SampleConfig(Settings):
     """How ensembles are generated."""
