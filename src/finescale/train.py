@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import pickle
 import warnings
@@ -44,6 +45,16 @@ from finescale.models.regression import RegressionModel
 from finescale.nn.unet import UNetSettings
 
 CHECKPOINT_KEY = "finescale"
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertising tips from the log; its real messages pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +221,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
         # patch sequence is resumed by the dataset itself (start), not by Lightning
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # inside Lightning, nothing of ours
         trainer.fit(
             task,
             torch.utils.data.DataLoader(train_set, shuffle=False, **loader),
