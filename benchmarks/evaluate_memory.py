@@ -160,9 +160,11 @@ def main() -> None:
     out = data / "eval"
     command = [str(finescale), "evaluate", "--forecast", str(data / "forecast.zarr"), "--truth", str(data / "truth.zarr"),
                "--out", str(out), "--name", "bench"]
+    load_before = os.getloadavg()[0]  # other jobs on the machine slow the run down: say so
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # kB on Linux
     import dask
     import numpy
@@ -179,9 +181,10 @@ def main() -> None:
         "peak_rss_gb": round(peak_gb, 2),
         "forecast_gb_on_disk": round(_du(data / "forecast.zarr"), 1),
         "scored_values_per_s": round(values * len(meta["variables"]) / wall / 1e6, 1),
-        "blocks": meta["blocks"],
-        "spectra_times": meta["spectra"]["times"],
+        "blocks": meta.get("blocks"),
+        "spectra_times": (meta.get("spectra") or {}).get("times"),
         "build_min": round(built / 60, 2),
+        "load_average_1min": [round(load_before, 1), round(load_after, 1)],
     }
     print(f"machine: {_cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, numpy {numpy.__version__}, "
           f"xarray {xarray.__version__}, dask {dask.__version__}, zarr {zarr.__version__}")
