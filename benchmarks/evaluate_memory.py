@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model, disk_gb  # benchmarks/machine.py (scripts run from their folder)
 
 NY, NX = 160, 400  # the `alps` preset's HR grid: 0.025 degrees over 44-48 N, 5-15 E
 COARSE = 8  # the noise is drawn on a grid 8 times coarser and interpolated: spatially correlated
@@ -39,18 +40,6 @@ HOURS_PER_CHUNK = 24
 VARIABLES = {"t2m": "K", "u10": "m s-1", "v10": "m s-1", "tp": "mm h-1"}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _du(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e9
 
 
 def _interpolation(n_fine: int, n_coarse: int) -> np.ndarray:
@@ -179,14 +168,14 @@ def main() -> None:
         "forecast_values_per_variable": values,
         "wall_min": round(wall / 60, 2),
         "peak_rss_gb": round(peak_gb, 2),
-        "forecast_gb_on_disk": round(_du(data / "forecast.zarr"), 1),
+        "forecast_gb_on_disk": round(disk_gb(data / "forecast.zarr"), 1),
         "scored_values_per_s": round(values * len(meta["variables"]) / wall / 1e6, 1),
         "blocks": meta.get("blocks"),
         "spectra_times": (meta.get("spectra") or {}).get("times"),
         "build_min": round(built / 60, 2),
         "load_average_1min": [round(load_before, 1), round(load_after, 1)],
     }
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, numpy {numpy.__version__}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, numpy {numpy.__version__}, "
           f"xarray {xarray.__version__}, dask {dask.__version__}, zarr {zarr.__version__}")
     print(f"command: {' '.join(command)}")
     print(f"{args.days} days, {args.members} members, 4 + 1 variables: wall {wall / 60:.2f} min, peak RSS {peak_gb:.2f} GB, "

@@ -21,19 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _du(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e9
+from machine import cpu_model, disk_gb  # benchmarks/machine.py (scripts run from their folder)
 
 
 def main() -> None:
@@ -50,12 +38,12 @@ def main() -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # kB on Linux
-    size_gb = _du(args.out)
+    size_gb = disk_gb(args.out)
     import numpy
     import xarray
     import zarr
 
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, "
           f"numpy {numpy.__version__}, xarray {xarray.__version__}, zarr {zarr.__version__}")
     print(f"command: {' '.join(command)}")
     print(f"preset {args.preset}, {args.days:g} days: wall {wall / 60:.2f} min, "
