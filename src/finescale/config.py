@@ -182,6 +182,10 @@ class EDMConfig(Settings):
     sigma_data: float = Field(default=1.0, gt=0, description="Std of the (standardised) data.")
     P_mean: float = Field(default=-1.2, description="Mean of ln(sigma) during training (CorrDiff: 0 for residuals).")
     P_std: float = Field(default=1.2, gt=0, description="Std of ln(sigma) during training.")
+    scale_residuals: bool = Field(
+        default=True,
+        description="Divide each variable's residual by its std on training patches, so one sigma_data fits all.",
+    )
 
 
 class ModelConfig(Settings):

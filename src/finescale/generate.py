@@ -115,17 +115,17 @@ def draw(
         return tiled(lambda w: model(crop(cond, w), crop(base, w)), windows, shape, sample.tile_overlap)
     mu = tiled(lambda w: model.mu(crop(cond, w), crop(base, w)), windows, shape, sample.tile_overlap)
 
-    def denoise(r: Tensor, sigma: Tensor | float) -> Tensor:
-        return tiled(lambda w: model.denoise(crop(r, w), sigma, crop(cond, w), crop(mu, w)), windows, shape,
+    def denoise(z: Tensor, sigma: Tensor | float) -> Tensor:
+        return tiled(lambda w: model.denoise(crop(z, w), sigma, crop(cond, w), crop(mu, w)), windows, shape,
                      sample.tile_overlap)
 
     noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     sigmas = samplers.karras_sigmas(sample.steps, sample.sigma_min, sample.sigma_max, sample.rho)
-    r = samplers.sample(
+    z = samplers.sample(
         denoise, noise, sigmas, solver=sample.solver, S_churn=sample.S_churn, S_min=sample.S_min,
         S_max=sample.S_max, S_noise=sample.S_noise, generator=generator,
     )
-    return mu + r
+    return model.combine(z, mu)
 
 
 # --------------------------------------------------------------------------------------------

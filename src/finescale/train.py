@@ -16,6 +16,7 @@ import logging
 import math
 import pickle
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,22 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     return Prepared(pair, stats, layout, to_hr, periodic, fields(blocks["train"]), fields(validation_times))
 
 
+@torch.no_grad()
+def residual_scale(model: DiffusionModel, batches: Iterable[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """Area-weighted RMS per variable (C,) of y - mu over training batches, floored above 0.
+
+    The RMS, not the std: the sampler starts from noise around zero, so the second moment of the
+    residual is what sigma_data must match.
+    """
+    total = weight = torch.zeros(())
+    for batch in batches:
+        r = batch["target"] - model.mu(batch["cond"], batch["base"])
+        area = batch.get("area", torch.ones_like(r[:, :1]))
+        total = total + (area * r**2).sum(dim=(0, 2, 3))
+        weight = weight + area.sum()
+    return torch.sqrt(total / weight).clamp_min(1e-3)
+
+
 def checkpoint_meta(cfg: ExperimentConfig, prepared: Prepared) -> dict[str, Any]:
     """What a checkpoint must carry to be used and checked later (plain types only)."""
     hr = prepared.pair.hr
@@ -198,6 +215,9 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     )
     loader = {"batch_size": t.batch_size, "num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     model = build_model(cfg.model, prepared.layout, prepared.periodic_lon)
+    if isinstance(model, DiffusionModel) and cfg.model.edm.scale_residuals:
+        patches = PatchDataset(prepared.train, prepared.layout, prepared.to_hr, t.patch_size, 32 * t.batch_size, t.seed + 2)
+        model.residual_scale.copy_(residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size)))
     task = Task(model, cfg, checkpoint_meta(cfg, prepared))
     out = Path(t.out)
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_train_steps=t.val_every_steps,

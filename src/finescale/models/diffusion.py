@@ -1,8 +1,10 @@
 """Residual EDM diffusion: p(HR | LR) as a denoiser of the residual over a deterministic base.
 
 The residual r = y - mu is taken over the interpolated LR field (Anemoi) or over the mean of a
-trained regression model (CorrDiff). The network sees the noisy residual, the conditioning and
-mu itself. Sampling (``finescale.generate``) solves the EDM probability-flow ODE (or SDE, with
+trained regression model (CorrDiff). Each variable's residual is divided by its scale s (its std
+on training patches, see ``finescale.train``): residuals of very different size (a t2m residual
+is a tenth of a standardised unit, a wind residual nearly one) then share one sigma_data and one
+noise schedule. The network sees the noisy scaled residual, the conditioning and mu itself. Sampling (``finescale.generate``) solves the EDM probability-flow ODE (or SDE, with
 churn) from pure noise with this denoiser and adds mu back.
 """
 
@@ -31,6 +33,8 @@ class DiffusionModel(nn.Module):
         self.net = UNet(net)
         self.settings = edm.EDMSettings(sigma_data=settings.sigma_data, P_mean=settings.P_mean, P_std=settings.P_std)
         self.register_buffer("channel_weights", channel_weights.float())
+        # s per variable (C,): set once before training, saved with the weights
+        self.register_buffer("residual_scale", torch.ones_like(channel_weights, dtype=torch.float32))
         self.regression = regression
         if regression is not None:
             regression.requires_grad_(False).eval()
@@ -42,16 +46,24 @@ class DiffusionModel(nn.Module):
         with torch.no_grad():
             return self.regression(cond, base)
 
-    def denoise(self, r: Tensor, sigma: Tensor | float, cond: Tensor, mu: Tensor) -> Tensor:
-        """D(r; sigma): the denoised residual, conditioned on cond and mu."""
-        return edm.denoise(self.net, r, sigma, torch.cat([cond, mu], dim=1), self.settings.sigma_data)
+    def scaled_residual(self, y: Tensor, mu: Tensor) -> Tensor:
+        """z = (y - mu) / s, the quantity the diffusion models (B, C_out, H, W)."""
+        return (y - mu) / self.residual_scale[:, None, None]
+
+    def combine(self, z: Tensor, mu: Tensor) -> Tensor:
+        """y = mu + s z: a sample in standardised space from a sampled scaled residual."""
+        return mu + z * self.residual_scale[:, None, None].to(z)
+
+    def denoise(self, z: Tensor, sigma: Tensor | float, cond: Tensor, mu: Tensor) -> Tensor:
+        """D(z; sigma): the denoised scaled residual, conditioned on cond and mu."""
+        return edm.denoise(self.net, z, sigma, torch.cat([cond, mu], dim=1), self.settings.sigma_data)
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
         """EDM loss on the residual, weighted by variable and area."""
         mu = self.mu(batch["cond"], batch["base"])
         return edm.edm_loss(
             self.net,
-            batch["target"] - mu,
+            self.scaled_residual(batch["target"], mu),
             torch.cat([batch["cond"], mu], dim=1),
             self.settings,
             generator=generator,
