@@ -20,7 +20,7 @@ import math
 import pytest
 import torch
 
-from finescale.diffusion import SOLVERS, karras_sigmas, n_calls, sample
+from finescale.diffusion import SOLVERS, karras_sigmas, log_uniform_sigmas, n_calls, sample
 
 N_SAMPLES = 20_000
 MU, S0 = 0.5, 0.5
@@ -43,13 +43,13 @@ def std_normal(n: int = N_SAMPLES, seed: int = 0, dtype=torch.float64) -> torch.
     return torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-def affine_error(solver: str, n_steps: int) -> tuple[float, float]:
+def affine_error(solver: str, n_steps: int, sigmas: torch.Tensor | None = None) -> tuple[float, float]:
     """(relative error of the output std, error of the output for zero noise) vs the exact ODE.
 
     The exact flow from ``sigma_0`` to 0 maps ``sigma_0 z`` to ``mu (1 - k) + sigma_0 k z`` with
     ``k = s0 / sqrt(s0^2 + sigma_0^2)``.
     """
-    sigmas = karras_sigmas(n_steps)
+    sigmas = karras_sigmas(n_steps) if sigmas is None else sigmas
     out = sample(gaussian_denoiser, torch.tensor([0.0, 1.0], dtype=torch.float64), sigmas,
                  solver=solver)
     b, a = out[0].item(), (out[1] - out[0]).item()
@@ -191,6 +191,25 @@ def test_known_discretisation_error_of_the_default_schedule() -> None:
     assert affine_error("euler", 18)[0] == pytest.approx(-0.154, abs=0.02)
     for solver, n in [("heun", 18), ("dpmpp_2m", 10), ("euler", 18)]:
         assert abs(affine_error(solver, n)[1]) < 1e-3
+
+
+def test_log_uniform_levels_have_a_constant_ratio() -> None:
+    sigmas = log_uniform_sigmas(12, 0.02, 20.0)
+    assert sigmas.dtype == torch.float64 and sigmas.shape == (13,) and sigmas[-1] == 0
+    assert sigmas[0].item() == pytest.approx(20.0) and sigmas[-2].item() == pytest.approx(0.02)
+    ratios = sigmas[:-2] / sigmas[1:-1]
+    assert torch.allclose(ratios, ratios[0])
+    with pytest.raises(ValueError, match="sigma_min <= sigma_max"):
+        log_uniform_sigmas(4, 1.0, 0.5)
+
+
+def test_log_uniform_levels_make_the_multistep_solver_accurate_in_few_calls() -> None:
+    """Measured on N(mu, 0.5^2): 12 DPM++(2M) calls on equal ln-sigma steps (0.002..80) widen the
+    spread by 3.7 %, against 13 % on the Karras levels with the same 12 calls."""
+    log_uniform = affine_error("dpmpp_2m", 12, log_uniform_sigmas(12))[0]
+    karras = affine_error("dpmpp_2m", 12)[0]
+    assert abs(log_uniform) < 0.045
+    assert karras > 3 * abs(log_uniform)
 
 
 # --------------------------------------------------------------------------------------------

@@ -253,6 +253,10 @@ class SampleConfig(Settings):
     steps: int = Field(default=18, ge=1, description="Noise levels (Heun: 2N-1 network calls).")
     sigma_min: float = Field(default=0.002, gt=0, description="Smallest noise level.")
     sigma_max: float = Field(default=80.0, gt=0, description="Largest noise level.")
+    schedule: Literal["karras", "log_uniform"] = Field(
+        default="karras",
+        description="Noise levels: Karras (rho spacing) or equal steps in ln(sigma) (best with dpmpp_2m).",
+    )
     rho: float = Field(default=7.0, gt=0, description="Karras schedule exponent.")
     S_churn: float = Field(default=0.0, ge=0, description="Stochasticity of Heun (0: deterministic ODE).")
     S_min: float = Field(default=0.0, ge=0, description="Churn only for sigma >= S_min.")

@@ -91,6 +91,13 @@ def tiled(fn: Callable[[Window], Tensor], windows: list[Window], shape: tuple[in
 # drawing members
 
 
+def noise_levels(sample: SampleConfig) -> Tensor:
+    """The sampler's schedule (steps + 1 levels, last 0) from the sample settings."""
+    if sample.schedule == "log_uniform":
+        return samplers.log_uniform_sigmas(sample.steps, sample.sigma_min, sample.sigma_max)
+    return samplers.karras_sigmas(sample.steps, sample.sigma_min, sample.sigma_max, sample.rho)
+
+
 @torch.no_grad()
 def draw(
     model: torch.nn.Module,
@@ -120,7 +127,7 @@ def draw(
                      sample.tile_overlap)
 
     noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-    sigmas = samplers.karras_sigmas(sample.steps, sample.sigma_min, sample.sigma_max, sample.rho)
+    sigmas = noise_levels(sample)
     z = samplers.sample(
         denoise, noise, sigmas, solver=sample.solver, S_churn=sample.S_churn, S_min=sample.S_min,
         S_max=sample.S_max, S_noise=sample.S_noise, generator=generator,

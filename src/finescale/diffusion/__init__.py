@@ -12,7 +12,15 @@ from finescale.diffusion.edm import (
     preconditioning,
     sample_sigma,
 )
-from finescale.diffusion.samplers import SOLVERS, Denoiser, Solver, karras_sigmas, n_calls, sample
+from finescale.diffusion.samplers import (
+    SOLVERS,
+    Denoiser,
+    Solver,
+    karras_sigmas,
+    log_uniform_sigmas,
+    n_calls,
+    sample,
+)
 
 __all__ = [
     "SOLVERS",
@@ -25,6 +33,7 @@ __all__ = [
     "denoise",
     "edm_loss",
     "karras_sigmas",
+    "log_uniform_sigmas",
     "loss_weight",
     "n_calls",
     "preconditioning",
