@@ -55,6 +55,34 @@ def test_regression_learns_the_conditional_mean():
     assert after < 0.02
 
 
+def test_regression_learns_a_small_residual_beside_a_noisy_large_one():
+    # like t2m (small in standardised units) beside winds (large, with irreducible noise): scaled
+    # by its RMS, the small residual is learned to 7 % (27 % unscaled in the same 300 steps)
+    def batch(generator: torch.Generator, n: int = 32) -> dict:
+        c = torch.nn.functional.interpolate(torch.randn(n, 1, 2, 2, generator=generator), size=(8, 8),
+                                            mode="bilinear", align_corners=False)
+        y = torch.cat([2 * c + 0.5 * torch.randn(n, 1, 8, 8, generator=generator), 0.05 * c**2], dim=1)
+        return {"cond": c, "base": torch.zeros_like(y), "target": y}
+
+    torch.manual_seed(0)
+    settings = UNetSettings(in_channels=2, cond_channels=1, out_channels=2, use_noise=False, **SMALL)
+    model = RegressionModel(settings, torch.ones(2))
+    model.residual_scale.copy_(residual_scale(model, (batch(torch.Generator().manual_seed(5)) for _ in range(4))))
+    generator = torch.Generator().manual_seed(0)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = model.loss(batch(generator))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    test = batch(torch.Generator().manual_seed(9), n=64)
+    with torch.no_grad():
+        mean = model(test["cond"], test["base"])
+    small = 0.05 * test["cond"][:, 0] ** 2
+    assert ((mean[:, 1] - small).pow(2).mean() / small.pow(2).mean()).sqrt() < 0.12
+    assert (mean[:, 0] - 2 * test["cond"][:, 0]).pow(2).mean().sqrt() < 0.15  # the large one is not given up
+
+
 def test_diffusion_samples_the_conditional_distribution():
     torch.manual_seed(0)
     settings = UNetSettings(in_channels=1, cond_channels=2, out_channels=1, use_noise=True, **SMALL)

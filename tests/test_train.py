@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,19 @@ def test_data_on_another_grid_is_refused(regression, world, tmp_path):
                                  "--static", str(other), "--out", str(tmp_path / "x.zarr")])
     assert result.exit_code == 2 and "differs from the checkpoint" in result.output
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_demo_stages_chain_and_their_yaml_reloads(world, tmp_path):
+    import yaml
+
+    from finescale.config import load_config
+    from finescale.pipeline import demo_configs
+
+    regression, diffusion = demo_configs(world, tmp_path / "demo")
+    assert diffusion.model.regression_checkpoint == Path(regression.train.out) / "checkpoints" / "last.ckpt"
+    assert (regression.model.kind, diffusion.model.kind) == ("regression", "diffusion")
+    assert diffusion.data == regression.data  # both on the world's data section
+    # the YAML the demo writes beside each stage is a config `finescale train` accepts as it is
+    path = tmp_path / "diffusion.yaml"
+    path.write_text(yaml.safe_dump(diffusion.model_dump(mode="json"), sort_keys=False))
+    assert load_config(path) == diffusion

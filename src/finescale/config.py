@@ -182,10 +182,6 @@ class EDMConfig(Settings):
     sigma_data: float = Field(default=1.0, gt=0, description="Std of the (standardised) data.")
     P_mean: float = Field(default=-1.2, description="Mean of ln(sigma) during training (CorrDiff: 0 for residuals).")
     P_std: float = Field(default=1.2, gt=0, description="Std of ln(sigma) during training.")
-    scale_residuals: bool = Field(
-        default=True,
-        description="Divide each variable's residual by its std on training patches, so one sigma_data fits all.",
-    )
 
 
 class ModelConfig(Settings):
@@ -202,6 +198,11 @@ class ModelConfig(Settings):
     regression_checkpoint: Path | None = Field(
         default=None,
         description="Trained regression checkpoint, required when residual is 'regression' (relative to the config).",
+    )
+    scale_residuals: bool = Field(
+        default=True,
+        description="Divide each variable's residual (over the interpolation, or over mu for diffusion) by its RMS "
+        "on training patches, so small residuals (t2m) weigh as much as large ones (winds).",
     )
     loss_weights: dict[str, float] = Field(
         default_factory=dict, description="Per-variable loss weights (unlisted: 1)."

@@ -162,11 +162,13 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
 
 
 @torch.no_grad()
-def residual_scale(model: DiffusionModel, batches: Iterable[dict[str, torch.Tensor]]) -> torch.Tensor:
-    """Area-weighted RMS per variable (C,) of y - mu over training batches, floored above 0.
+def residual_scale(
+    model: RegressionModel | DiffusionModel, batches: Iterable[dict[str, torch.Tensor]]
+) -> torch.Tensor:
+    """Area-weighted RMS per variable (C,) of y - model.mu over training batches, floored above 0.
 
     The RMS, not the std: the sampler starts from noise around zero, so the second moment of the
-    residual is what sigma_data must match.
+    residual is what sigma_data must match (and what the regression's MSE measures).
     """
     total = weight = torch.zeros(())
     for batch in batches:
@@ -215,7 +217,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     )
     loader = {"batch_size": t.batch_size, "num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     model = build_model(cfg.model, prepared.layout, prepared.periodic_lon)
-    if isinstance(model, DiffusionModel) and cfg.model.edm.scale_residuals:
+    if cfg.model.scale_residuals:
         patches = PatchDataset(prepared.train, prepared.layout, prepared.to_hr, t.patch_size, 32 * t.batch_size, t.seed + 2)
         model.residual_scale.copy_(residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size)))
     task = Task(model, cfg, checkpoint_meta(cfg, prepared))

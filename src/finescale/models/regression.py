@@ -1,8 +1,12 @@
 """Regression model: the conditional mean of the HR fields, the debugging step and a reference.
 
 In standardised space the model predicts a residual over the interpolated LR field:
-mean = base + F(base, cond), trained with an area- and variable-weighted MSE. Its output is
-smooth (it averages over every HR state compatible with the LR input): that is the point.
+mean = base + s F(base, cond), trained with an area- and variable-weighted MSE of the error
+divided by s. s is each variable's RMS of (y - base) on training patches (see
+``finescale.train``): without it a variable whose residual is small in standardised units (t2m,
+whose standard deviation is dominated by elevation) hardly enters the loss and is left at
+interpolation skill. The output is smooth (it averages over every HR state compatible with the
+LR input): that is the point.
 """
 
 from __future__ import annotations
@@ -30,12 +34,18 @@ class RegressionModel(nn.Module):
             raise ValueError("the regression network takes no noise level: use_noise must be False")
         self.net = UNet(net)
         self.register_buffer("channel_weights", channel_weights.float())
+        # s per variable (C,): set once before training, saved with the weights
+        self.register_buffer("residual_scale", torch.ones_like(channel_weights, dtype=torch.float32))
+
+    def mu(self, cond: Tensor, base: Tensor) -> Tensor:
+        """What the residual scale is measured over: the interpolated LR field."""
+        return base
 
     def forward(self, cond: Tensor, base: Tensor) -> Tensor:
         """cond (B, C_cond, H, W), base (B, C_out, H, W) -> conditional mean (B, C_out, H, W)."""
-        return base + self.net(base, None, cond)
+        return base + self.residual_scale[:, None, None] * self.net(base, None, cond)
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
-        """Weighted MSE of the mean against the target (``generator`` unused: the loss is deterministic)."""
-        error = self(batch["cond"], batch["base"]) - batch["target"]
+        """Weighted MSE of the scaled error (``generator`` unused: the loss is deterministic)."""
+        error = (self(batch["cond"], batch["base"]) - batch["target"]) / self.residual_scale[:, None, None]
         return weighted_mse(error, self.channel_weights, batch.get("area"))

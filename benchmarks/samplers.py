@@ -1,0 +1,131 @@
+"""Benchmark: ensemble skill against network calls, for each solver and noise schedule.
+
+Draws ``--members`` members at every ``--every``-th hour of the test period with a trained
+diffusion checkpoint, once per (solver, schedule, steps), always from the same initial noise,
+and scores the fair CRPS of each variable against the HR truth. The reference is Heun with 40
+steps on the Karras levels (79 network calls). Target (issue 4): the fast solver within 2 % of
+the reference's CRPS with at most 12 network calls.
+
+    python benchmarks/samplers.py --checkpoint runs/demo/diffusion/checkpoints/last.ckpt \\
+        --world runs/demo/world --plot docs/images/samplers.png
+
+Prints a markdown table (CRPS per variable relative to the reference, their mean, the spread
+relative to the reference's, wall time) and writes the numbers as JSON beside ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from machine import cpu_model  # benchmarks/machine.py (scripts run from their folder)
+
+from finescale.diffusion import n_calls
+from finescale.generate import downscale
+from finescale.pipeline import world_split_times
+from finescale.verify.scores import crps_fair
+
+REFERENCE = ("heun", "karras", 40)
+CANDIDATES = [
+    *(("heun", "karras", n) for n in (4, 6, 9, 13, 18)),
+    *(("euler", "karras", n) for n in (8, 12, 18, 32)),
+    *(("dpmpp_2m", "karras", n) for n in (6, 8, 10, 12, 18)),
+    *(("dpmpp_2m", "log_uniform", n) for n in (6, 8, 10, 12, 18)),
+]
+
+
+def score(ensemble: Path, truth: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Fair CRPS and mean ensemble std per variable of one ensemble store."""
+    ens = xr.open_zarr(ensemble).load()
+    out = {}
+    for name in ens.data_vars:
+        fc, obs = ens[name], truth[name].sel(time=ens.time)
+        out[str(name)] = {"crps": float(crps_fair(fc, obs)), "spread": float(fc.std("member", ddof=1).mean())}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--world", type=Path, required=True, help="the Alps world the checkpoint was trained on")
+    parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--every", type=int, default=6, help="score every n-th test hour")
+    parser.add_argument("--sigma-max", type=float, default=None, help="override the checkpoint's sigma_max")
+    parser.add_argument("--out", type=Path, default=Path("samplers.json"))
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of CRPS against network calls")
+    args = parser.parse_args()
+
+    times = world_split_times(args.world, "test")[:: args.every]
+    truth = xr.open_zarr(args.world / "hr.zarr")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for solver, schedule, steps in [REFERENCE, *CANDIDATES]:
+            sample = {"solver": solver, "schedule": schedule, "steps": steps, "members": args.members,
+                      "batch_size": args.members}
+            if args.sigma_max is not None:
+                sample["sigma_max"] = args.sigma_max
+            path = Path(tmp) / f"{solver}-{schedule}-{steps}.zarr"
+            start = time.perf_counter()
+            downscale(args.checkpoint, args.world / "lr.zarr", args.world / "static.zarr", path, sample=sample,
+                      times=times)
+            wall = time.perf_counter() - start
+            rows.append({"solver": solver, "schedule": schedule, "steps": steps, "calls": n_calls(solver, steps),
+                         "wall_s": wall, "scores": score(path, truth)})
+            print(f"{solver:9s} {schedule:12s} {steps:3d} steps: {wall:6.1f} s", flush=True)
+
+    ref = rows[0]["scores"]
+    variables = list(ref)
+    for row in rows:
+        row["crps_rel"] = {v: row["scores"][v]["crps"] / ref[v]["crps"] for v in variables}
+        row["spread_rel"] = {v: row["scores"][v]["spread"] / ref[v]["spread"] for v in variables}
+        row["crps_rel_mean"] = float(np.mean(list(row["crps_rel"].values())))
+    machine = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "python": platform.python_version(),
+               "torch": torch.__version__}
+    args.out.write_text(json.dumps({"machine": machine, "times": len(times), "members": args.members,
+                                    "reference": rows[0], "rows": rows}, indent=1))
+
+    print(f"\n{len(times)} test times x {args.members} members; {machine['cpu']}, {machine['threads']} threads")
+    print("reference fair CRPS: " + ", ".join(f"{v} {ref[v]['crps']:.4g}" for v in variables))
+    head = "| solver | schedule | steps | calls | " + " | ".join(f"CRPS {v}" for v in variables)
+    print(f"\n{head} | CRPS mean | spread mean | wall (s) |")
+    print("|" + "---|" * (len(variables) + 7))
+    for row in rows:
+        crps = " | ".join(f"{row['crps_rel'][v]:.3f}" for v in variables)
+        spread = np.mean(list(row["spread_rel"].values()))
+        print(f"| {row['solver']} | {row['schedule']} | {row['steps']} | {row['calls']} | {crps} | "
+              f"{row['crps_rel_mean']:.3f} | {spread:.3f} | {row['wall_s']:.0f} |")
+    if args.plot:
+        plot(rows, args.plot)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Mean CRPS relative to the reference against network calls, one line per solver and schedule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in dict.fromkeys((r["solver"], r["schedule"]) for r in rows[1:]):
+        line = sorted((r for r in rows[1:] if (r["solver"], r["schedule"]) == key), key=lambda r: r["calls"])
+        ax.plot([r["calls"] for r in line], [r["crps_rel_mean"] for r in line], "o-", label=" / ".join(key))
+    ax.axhline(1.02, color="grey", ls="--", lw=1, label="reference + 2 %")
+    ax.axvline(12, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("network calls per member")
+    ax.set_ylabel("fair CRPS / Heun-40 CRPS (mean over variables)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
