@@ -127,3 +127,26 @@ def test_demo_stages_chain_and_their_yaml_reloads(world, tmp_path):
     path = tmp_path / "diffusion.yaml"
     path.write_text(yaml.safe_dump(diffusion.model_dump(mode="json"), sort_keys=False))
     assert load_config(path) == diffusion
+
+
+def test_ema_warms_up_then_decays_at_the_configured_rate():
+    from torch.optim.swa_utils import AveragedModel
+
+    from finescale.train import ema_update
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = AveragedModel(model, multi_avg_fn=ema_update(0.999), use_buffers=True)
+    ema.update_parameters(model)  # the first update copies the weights
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(100):
+        ema.update_parameters(model)
+    # a constant decay would have kept 0.999^100 = 90 % of the initial 0; warmed up, none is left
+    assert ema.module.weight.item() > 0.99
+    for _ in range(20_000):
+        ema.update_parameters(model)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    ema.update_parameters(model)
+    assert ema.module.weight.item() == pytest.approx(1.0 + 0.001, abs=1e-6)  # late: the configured decay
