@@ -3,7 +3,8 @@
 Target (issue 4), 16 members on the test period:
 - fair CRPS <= 1.2 x the oracle's for t2m, u10, v10 and <= 1.3 x for tp, and <= 0.85 x the
   regression model's;
-- spread-skill ratio in [0.8, 1.2]; rank histograms without a U or a dome;
+- spread-skill ratio in [0.8, 1.2]; rank histograms without a U or a dome (here: the two outer
+  bins hold within 25 % of their flat share; chi-square per degree of freedom reported);
 - spectral log10 ratio within +-0.15 in every band from 2 HR grid lengths to the LR grid length;
 - 99.9th percentile of tp within 20 % of the truth's.
 
@@ -81,6 +82,8 @@ def checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             "crps_oracle": row["crps_oracle_ratio"] <= ORACLE_FACTOR[v],
             "crps_regression": row["crps_regression_ratio"] <= 0.85,
             "ssr": 0.8 <= row["ssr"] <= 1.2,
+            # no U (outer bins too full: too little spread) or dome (too empty): within 25 % of flat
+            "rank": 0.8 <= row["edge_ratio"] <= 1.25,
             "spectral": row["spectral"] <= 0.15,
             **({"q999": abs(row["q999_rel_error"]) <= 0.2} if v == "tp" else {}),
         }
