@@ -53,14 +53,21 @@ def score(ensemble: Path, truth: xr.Dataset) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--world", type=Path, required=True, help="the Alps world the checkpoint was trained on")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--world", type=Path, help="the Alps world the checkpoint was trained on")
+    parser.add_argument("--from-json", type=Path, default=None, help="print and plot an earlier run's numbers")
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--every", type=int, default=6, help="score every n-th test hour")
     parser.add_argument("--sigma-max", type=float, default=None, help="override the checkpoint's sigma_max")
     parser.add_argument("--out", type=Path, default=Path("samplers.json"))
     parser.add_argument("--plot", type=Path, default=None, help="PNG of CRPS against network calls")
     args = parser.parse_args()
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        report(result, args.plot)
+        return
+    if args.checkpoint is None or args.world is None:
+        parser.error("--checkpoint and --world are needed (or --from-json)")
 
     times = world_split_times(args.world, "test")[:: args.every]
     truth = xr.open_zarr(args.world / "hr.zarr")
@@ -88,10 +95,17 @@ def main() -> None:
         row["crps_rel_mean"] = float(np.mean(list(row["crps_rel"].values())))
     machine = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "python": platform.python_version(),
                "torch": torch.__version__}
-    args.out.write_text(json.dumps({"machine": machine, "times": len(times), "members": args.members,
-                                    "reference": rows[0], "rows": rows}, indent=1))
+    result = {"machine": machine, "times": len(times), "members": args.members, "rows": rows}
+    args.out.write_text(json.dumps(result, indent=1))
+    report(result, args.plot)
 
-    print(f"\n{len(times)} test times x {args.members} members; {machine['cpu']}, {machine['threads']} threads")
+
+def report(result: dict, plot_path: Path | None) -> None:
+    """The markdown table, and the plot when asked."""
+    rows, machine = result["rows"], result["machine"]
+    ref = rows[0]["scores"]
+    variables = list(ref)
+    print(f"\n{result['times']} test times x {result['members']} members; {machine['cpu']}, {machine['threads']} threads")
     print("reference fair CRPS: " + ", ".join(f"{v} {ref[v]['crps']:.4g}" for v in variables))
     head = "| solver | schedule | steps | calls | " + " | ".join(f"CRPS {v}" for v in variables)
     print(f"\n{head} | CRPS mean | spread mean | wall (s) |")
@@ -101,30 +115,37 @@ def main() -> None:
         spread = np.mean(list(row["spread_rel"].values()))
         print(f"| {row['solver']} | {row['schedule']} | {row['steps']} | {row['calls']} | {crps} | "
               f"{row['crps_rel_mean']:.3f} | {spread:.3f} | {row['wall_s']:.0f} |")
-    if args.plot:
-        plot(rows, args.plot)
+    if plot_path:
+        plot(rows, plot_path)
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Mean CRPS relative to the reference against network calls, one line per solver and schedule."""
+    """CRPS and spread relative to the reference against network calls, a line per solver and schedule."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for key in dict.fromkeys((r["solver"], r["schedule"]) for r in rows[1:]):
         line = sorted((r for r in rows[1:] if (r["solver"], r["schedule"]) == key), key=lambda r: r["calls"])
-        ax.plot([r["calls"] for r in line], [r["crps_rel_mean"] for r in line], "o-", label=" / ".join(key))
-    ax.axhline(1.02, color="grey", ls="--", lw=1, label="reference + 2 %")
-    ax.axvline(12, color="grey", ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("network calls per member")
-    ax.set_ylabel("fair CRPS / Heun-40 CRPS (mean over variables)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+        calls = [r["calls"] for r in line]
+        axes[0].plot(calls, [r["crps_rel_mean"] for r in line], "o-", label=" / ".join(key))
+        axes[1].plot(calls, [np.mean(list(r["spread_rel"].values())) for r in line], "o-", label=" / ".join(key))
+    axes[0].axhline(1.02, color="grey", ls="--", lw=1, label="reference + 2 %")
+    axes[0].set_ylim(0.99, 1.1)
+    axes[0].set_ylabel("fair CRPS / Heun-40 CRPS (mean over variables)")
+    axes[1].axhline(1.0, color="grey", ls="--", lw=1)
+    axes[1].set_ylim(0.7, 1.4)
+    axes[1].set_ylabel("ensemble spread / Heun-40 spread")
+    for ax in axes:
+        ax.axvline(12, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("network calls per member")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
