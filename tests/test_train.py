@@ -119,7 +119,8 @@ def test_demo_stages_chain_and_their_yaml_reloads(world, tmp_path):
     from finescale.config import load_config
     from finescale.pipeline import demo_configs
 
-    regression, diffusion = demo_configs(world, tmp_path / "demo")
+    regression, diffusion = demo_configs(world, tmp_path / "demo", members=5)
+    assert diffusion.sample.members == 5
     assert diffusion.model.regression_checkpoint == Path(regression.train.out) / "checkpoints" / "last.ckpt"
     assert (regression.model.kind, diffusion.model.kind) == ("regression", "diffusion")
     assert diffusion.data == regression.data  # both on the world's data section

@@ -67,7 +67,9 @@ def parse_times(text: str | None, checkpoint: str | Path) -> np.ndarray | slice 
     return blocks[text]
 
 
-def demo_configs(world_dir: str | Path, out: str | Path) -> tuple[ExperimentConfig, ExperimentConfig]:
+def demo_configs(
+    world_dir: str | Path, out: str | Path, members: int = 16
+) -> tuple[ExperimentConfig, ExperimentConfig]:
     """The demo's two experiments on a world's data: a regression model, then a residual diffusion
     model over its mean. Small network and short training, sized for 2 CPU cores."""
     base = world_config(world_dir)
@@ -85,7 +87,8 @@ def demo_configs(world_dir: str | Path, out: str | Path) -> tuple[ExperimentConf
         "model": ModelConfig(kind="diffusion", residual="regression", network=network,
                              regression_checkpoint=out / "regression" / "checkpoints" / "last.ckpt"),
         "train": train.model_copy(update={"out": out / "diffusion", "max_steps": DEMO_STEPS[1]}),
-        "sample": SampleConfig(solver="dpmpp_2m", schedule="log_uniform", steps=12, members=16, batch_size=16),
+        "sample": SampleConfig(solver="dpmpp_2m", schedule="log_uniform", steps=12, members=members,
+                               batch_size=min(members, 16)),
     })
     return regression, diffusion
 
@@ -125,7 +128,7 @@ def run_demo(
     cfg = world_config(world_dir)
     console.print(report_table(open_pair(cfg.data)))
 
-    regression_cfg, diffusion_cfg = demo_configs(world_dir, out)
+    regression_cfg, diffusion_cfg = demo_configs(world_dir, out, members)
     checkpoints = {}
     for number, stage in [(3, regression_cfg), (4, diffusion_cfg)]:
         kind = stage.model.kind
@@ -141,7 +144,7 @@ def run_demo(
         with progress_bar(console) as bar:
             task = bar.add_task(kind, total=times.size)
             forecasts[kind] = downscale(checkpoint, world_dir / "lr.zarr", world_dir / "static.zarr",
-                                        out / f"{kind}.zarr", sample={"members": members}, times=times,
+                                        out / f"{kind}.zarr", times=times,
                                         progress=lambda n, task=task: bar.advance(task, n))
     with progress_bar(console) as bar:
         task = bar.add_task("oracle", total=members * times.size)

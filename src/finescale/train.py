@@ -108,7 +108,6 @@ def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor]
     return update
 
 
-
 class Task(L.LightningModule):
     """Fits ``model.loss``; keeps an EMA copy used for validation and saved for inference."""
 
