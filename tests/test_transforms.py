@@ -70,6 +70,20 @@ def test_inverse_clips_negative_outputs():
     assert np.all(back[:3] == 0.0) and back[3] > 0
 
 
+def test_values_below_zero_below_come_back_dry_in_numpy_torch_and_xarray():
+    import torch
+
+    dry = TransformConfig(kind="log1p", scale=0.5, zero_below=0.01)
+    x = np.array([0.0, 0.004, 0.0099, 0.01, 0.3, np.nan])
+    y = forward_transform(x, dry)
+    np.testing.assert_allclose(y[:-1], forward_transform(x, LOG)[:-1])  # the forward is unchanged
+    expected = np.array([0.0, 0.0, 0.0, 0.01, 0.3])
+    np.testing.assert_allclose(inverse_transform(y, dry)[:-1], expected, rtol=1e-12)
+    np.testing.assert_allclose(inverse_transform(torch.from_numpy(y), dry).numpy()[:-1], expected, rtol=1e-12)
+    np.testing.assert_allclose(inverse_transform(xr.DataArray(y), dry).values[:-1], expected, rtol=1e-12)
+    assert np.isnan(inverse_transform(y, dry)[-1]) and torch.isnan(inverse_transform(torch.from_numpy(y), dry)[-1])
+
+
 def test_xarray_lazy_and_negative_check_at_compute():
     da = xr.DataArray(
         np.abs(np.random.default_rng(0).normal(size=(6, 4, 5))),

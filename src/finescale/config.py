@@ -107,6 +107,11 @@ class TransformConfig(Settings):
         default="none", description="'log1p': y = log(1 + x/scale), for non-negative skewed fields such as precipitation."
     )
     scale: float = Field(default=1.0, gt=0, description="Scale of the log1p transform, in the variable's units.")
+    zero_below: float = Field(
+        default=0.0, ge=0,
+        description="log1p only: values below this (variable's units) come back as exactly 0 from the inverse, "
+        "so generated precipitation is dry where it would otherwise drizzle.",
+    )
 
 
 class AlignmentConfig(Settings):

@@ -91,13 +91,13 @@ def _log1p_numpy(x: np.ndarray, scale: float, name: str) -> np.ndarray:
     return np.log1p(x / np.asarray(scale, dtype=x.dtype))
 
 
-def _expm1_numpy(y: np.ndarray, scale: float) -> np.ndarray:
-    """scale * expm1(y) of a numpy block, clipped at 0 (NaN stays NaN)."""
+def _expm1_numpy(y: np.ndarray, scale: float, zero_below: float = 0.0) -> np.ndarray:
+    """scale * expm1(y) of a numpy block, set to 0 below ``zero_below`` and below 0 (NaN stays NaN)."""
     y = np.asarray(y)
     if y.dtype.kind != "f":
         y = y.astype(np.float64)
     x = np.asarray(scale, dtype=y.dtype) * np.expm1(y)
-    return np.where(x < 0, np.zeros((), dtype=x.dtype), x)
+    return np.where((x < 0) | (x < zero_below), np.zeros((), dtype=x.dtype), x)
 
 
 def forward_transform(x: T, transform: TransformConfig | None, *, name: str = "variable") -> T:
@@ -141,7 +141,10 @@ def inverse_transform(y: T, transform: TransformConfig | None, *, name: str = "v
     """Undo :func:`forward_transform`: ``scale * expm1(y)`` for ``log1p``, clipped at 0.
 
     Clipping makes precipitation come back non-negative even where a model predicts values
-    below the transformed zero. Zeros stay exactly zero. ``name`` is only used in messages.
+    below the transformed zero. Zeros stay exactly zero, and so do values below the transform's
+    ``zero_below``: a generative model's samples scatter around the transformed zero, and
+    without a threshold half of every dry area would come back as drizzle. ``name`` is only
+    used in messages.
     """
     transform = transform or _IDENTITY
     if transform.kind == "none":
@@ -153,7 +156,7 @@ def inverse_transform(y: T, transform: TransformConfig | None, *, name: str = "v
         out = xr.apply_ufunc(
             _expm1_numpy,
             y,
-            kwargs={"scale": scale},
+            kwargs={"scale": scale, "zero_below": float(transform.zero_below)},
             dask="parallelized",
             output_dtypes=[y.dtype if y.dtype.kind == "f" else np.float64],
             keep_attrs=True,
@@ -161,8 +164,9 @@ def inverse_transform(y: T, transform: TransformConfig | None, *, name: str = "v
         out.attrs.pop("units", None)
         return out  # type: ignore[return-value]
     if _is_torch(y):
-        return (y.expm1() * scale).clamp(min=0)  # type: ignore[attr-defined]
-    return _expm1_numpy(y, scale)  # type: ignore[arg-type, return-value]
+        x = y.expm1() * scale  # type: ignore[attr-defined]
+        return x.masked_fill(x < transform.zero_below, 0.0).clamp(min=0)  # type: ignore[return-value]
+    return _expm1_numpy(y, scale, transform.zero_below)  # type: ignore[arg-type, return-value]
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,7 +428,9 @@ def stats_fingerprint(
     fp: dict[str, Any] = {
         "format": STATS_FORMAT,
         "variables": names,
-        "transforms": {n: cfg.transforms.get(n, _IDENTITY).model_dump(mode="json") for n in names},
+        # only what the forward transform uses: zero_below acts on the way back, not on the statistics
+        "transforms": {n: cfg.transforms.get(n, _IDENTITY).model_dump(mode="json", include={"kind", "scale"})
+                       for n in names},
         "split": cfg.splits.model_dump(mode="json"),
         "train_times": {
             "count": int(times.size),

@@ -294,7 +294,7 @@ data:
       lsm: lsm
   splits: {{train: 0.7, validation: 0.15, test: 0.15, gap_hours: 12}}
   transforms:
-    tp: {{kind: log1p, scale: 0.1}}
+    tp: {{kind: log1p, scale: 0.1, zero_below: 0.01}}
 """
 
 
