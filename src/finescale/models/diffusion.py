@@ -1,11 +1,12 @@
 """Residual EDM diffusion: p(HR | LR) as a denoiser of the residual over a deterministic base.
 
 The residual r = y - mu is taken over the interpolated LR field (Anemoi) or over the mean of a
-trained regression model (CorrDiff). Each variable's residual is divided by its scale s (its std
+trained regression model (CorrDiff). Each variable's residual is divided by its scale s (its RMS
 on training patches, see ``finescale.train``): residuals of very different size (a t2m residual
 is a tenth of a standardised unit, a wind residual nearly one) then share one sigma_data and one
-noise schedule. The network sees the noisy scaled residual, the conditioning and mu itself. Sampling (``finescale.generate``) solves the EDM probability-flow ODE (or SDE, with
-churn) from pure noise with this denoiser and adds mu back.
+noise schedule. The network sees the noisy scaled residual, the conditioning and mu itself.
+Sampling (``finescale.generate``) solves the EDM probability-flow ODE (or SDE, with churn) from
+pure noise with this denoiser and returns mu + s z.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class DiffusionModel(nn.Module):
         return edm.denoise(self.net, z, sigma, torch.cat([cond, mu], dim=1), self.settings.sigma_data)
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
-        """EDM loss on the residual, weighted by variable and area."""
+        """EDM loss on the scaled residual, weighted by variable and area."""
         mu = self.mu(batch["cond"], batch["base"])
         return edm.edm_loss(
             self.net,
