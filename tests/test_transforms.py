@@ -210,6 +210,11 @@ def test_stats_saved_beside_hr_and_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(tr, "compute_stats", boom)
     assert load_or_compute_stats(pair, cfg) == first
 
+    # zero_below acts only on the way back: the file is reused, with the config's threshold
+    dry = cfg.model_copy(update={"transforms": {"tp": cfg.transforms["tp"].model_copy(update={"zero_below": 0.01})}})
+    reused = load_or_compute_stats(pair, dry)
+    assert reused["tp"].transform.zero_below == 0.01 and reused["tp"].mean == first["tp"].mean
+
 
 def test_stats_recomputed_when_config_changes(tmp_path):
     cfg = small_pair_files(tmp_path)

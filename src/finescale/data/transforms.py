@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -92,12 +92,12 @@ def _log1p_numpy(x: np.ndarray, scale: float, name: str) -> np.ndarray:
 
 
 def _expm1_numpy(y: np.ndarray, scale: float, zero_below: float = 0.0) -> np.ndarray:
-    """scale * expm1(y) of a numpy block, set to 0 below ``zero_below`` and below 0 (NaN stays NaN)."""
+    """scale * expm1(y) of a numpy block, set to 0 below ``zero_below`` >= 0 (NaN stays NaN)."""
     y = np.asarray(y)
     if y.dtype.kind != "f":
         y = y.astype(np.float64)
     x = np.asarray(scale, dtype=y.dtype) * np.expm1(y)
-    return np.where((x < 0) | (x < zero_below), np.zeros((), dtype=x.dtype), x)
+    return np.where(x < zero_below, np.zeros((), dtype=x.dtype), x)
 
 
 def forward_transform(x: T, transform: TransformConfig | None, *, name: str = "variable") -> T:
@@ -165,7 +165,7 @@ def inverse_transform(y: T, transform: TransformConfig | None, *, name: str = "v
         return out  # type: ignore[return-value]
     if _is_torch(y):
         x = y.expm1() * scale  # type: ignore[attr-defined]
-        return x.masked_fill(x < transform.zero_below, 0.0).clamp(min=0)  # type: ignore[return-value]
+        return x.masked_fill(x < transform.zero_below, 0.0)  # type: ignore[return-value]
     return _expm1_numpy(y, scale, transform.zero_below)  # type: ignore[arg-type, return-value]
 
 
@@ -476,7 +476,12 @@ def load_or_compute_stats(
         except (OSError, ValueError, KeyError, TypeError):
             saved = None  # unreadable or older layout: recompute below
         if saved is not None and _plain(dict(saved.fingerprint)) == fingerprint:
-            return saved
+            # the fingerprint leaves zero_below out (it does not change the statistics): the
+            # transforms the caller gets are the config's, not the ones the file was written with
+            return NormStats(
+                {n: replace(v, transform=cfg.transforms.get(n, _IDENTITY)) for n, v in saved.variables.items()},
+                saved.fingerprint,
+            )
 
     stats = compute_stats(
         pair.hr,
