@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import xarray as xr
-from machine import cpu_model  # benchmarks/machine.py (scripts run from their folder)
+from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 
 from finescale.diffusion import n_calls
 from finescale.generate import downscale
@@ -93,8 +91,7 @@ def main() -> None:
         row["crps_rel"] = {v: row["scores"][v]["crps"] / ref[v]["crps"] for v in variables}
         row["spread_rel"] = {v: row["scores"][v]["spread"] / ref[v]["spread"] for v in variables}
         row["crps_rel_mean"] = float(np.mean(list(row["crps_rel"].values())))
-    machine = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "python": platform.python_version(),
-               "torch": torch.__version__}
+    machine = describe()
     result = {"machine": machine, "times": len(times), "members": args.members, "rows": rows}
     args.out.write_text(json.dumps(result, indent=1))
     report(result, args.plot)

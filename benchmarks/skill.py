@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
-from machine import cpu_model  # benchmarks/machine.py (scripts run from their folder)
+from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 
 from finescale.config import ExperimentConfig, validate
 from finescale.data.world import preset, simulate
@@ -131,8 +129,7 @@ def main() -> None:
         references={"oracle": paths["oracle"], "regression": paths["regression"]}, name="diffusion"))
 
     rows = checks(json.loads((report / "metrics.json").read_text()))
-    machine = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "python": platform.python_version(),
-               "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    machine = describe()
     (out / "skill.json").write_text(json.dumps({"config": spec, "timings_s": timings, "machine": machine,
                                                 "test_times": int(times.size), "checks": rows}, indent=1))
     print(f"\n{args.config}: {times.size} test times x {score['members']} members; {machine}")
