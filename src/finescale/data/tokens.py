@@ -1,0 +1,244 @@
+"""Space-time neighbourhoods cut into tokens, and the masks that make AtmoRep's training tasks.
+
+A neighbourhood (hypercube) is ``cube = (nt, ny, nx)`` tokens of ``token = (tt, ty, tx)`` grid
+points (hours x rows x columns) of every field, at one origin ``(t0, y0, x0)`` of the series.
+Origins are drawn so that a neighbourhood lies inside the series: near the start or end of a
+block of times nothing wraps round. A field with L levels gives L x nt x ny x nx tokens of
+tt * ty * tx values each.
+
+Masks are made here, in the data loader, per sample:
+
+- ``bert``: each predicted field hides a random fraction of its tokens, drawn uniformly up to
+  the field's ``mask_rate`` (at least one token); the hidden values are replaced by 0, noise or
+  the token's mean (``masking.fill``);
+- ``forecast``: the last ``forecast_tokens`` time tokens of every time-dependent field;
+- ``interpolation``: the middle ``interpolation_tokens`` time tokens (known hours on both sides);
+- ``targets``: every token of the predicted fields, none of the inputs (downscaling, bias
+  correction: predict one set of fields from another).
+
+Except under ``bert``, hidden values are always 0: at inference they are unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from finescale.config import AtmoRepConfig
+from finescale.data.series import Series
+
+STRATEGIES = ("bert", "forecast", "interpolation", "targets")
+WHERE_FEATURES = 8  # sin/cos of lat, lon, hour of day, day of year at each token
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Token size (tt, ty, tx) in grid points and neighbourhood size (nt, ny, nx) in tokens."""
+
+    token: tuple[int, int, int]
+    cube: tuple[int, int, int]
+
+    @classmethod
+    def from_config(cls, cfg: AtmoRepConfig) -> Geometry:
+        t, n = cfg.token, cfg.neighbourhood
+        return cls((t.time, t.y, t.x), (n.time, n.y, n.x))
+
+    @property
+    def extent(self) -> tuple[int, int, int]:
+        """Hours, rows and columns a neighbourhood covers."""
+        return tuple(a * b for a, b in zip(self.token, self.cube, strict=True))  # type: ignore[return-value]
+
+    @property
+    def token_values(self) -> int:
+        tt, ty, tx = self.token
+        return tt * ty * tx
+
+
+def tokenize(x: torch.Tensor, token: Sequence[int]) -> torch.Tensor:
+    """(..., T, Y, X) -> (..., T/tt, Y/ty, X/tx, tt*ty*tx); each size must divide by the token's."""
+    *lead, t, y, x_ = x.shape
+    tt, ty, tx = token
+    if t % tt or y % ty or x_ % tx:
+        raise ValueError(f"shape {(t, y, x_)} does not divide into tokens {tuple(token)}")
+    n = len(lead)
+    x = x.reshape(*lead, t // tt, tt, y // ty, ty, x_ // tx, tx)
+    order = [*range(n), n, n + 2, n + 4, n + 1, n + 3, n + 5]
+    return x.permute(order).reshape(*lead, t // tt, y // ty, x_ // tx, tt * ty * tx)
+
+
+def untokenize(tokens: torch.Tensor, token: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`tokenize`: (..., nt, ny, nx, tt*ty*tx) -> (..., nt*tt, ny*ty, nx*tx)."""
+    *lead, nt, ny, nx, d = tokens.shape
+    tt, ty, tx = token
+    if d != tt * ty * tx:
+        raise ValueError(f"tokens of {d} values do not match token size {tuple(token)}")
+    n = len(lead)
+    x = tokens.reshape(*lead, nt, ny, nx, tt, ty, tx)
+    order = [*range(n), n, n + 3, n + 1, n + 4, n + 2, n + 5]
+    return x.permute(order).reshape(*lead, nt * tt, ny * ty, nx * tx)
+
+
+def where_features(series: Series, geometry: Geometry, origin: tuple[int, int, int]) -> torch.Tensor:
+    """(nt, ny, nx, 8): sin/cos of each token's mean latitude and longitude and of the hour of day
+    and day of year of its middle hour: the absolute position the model is told."""
+    (tt, ty, tx), (nt, ny, nx) = geometry.token, geometry.cube
+    t0, y0, x0 = origin
+    box = (slice(y0, y0 + ny * ty), slice(x0, x0 + nx * tx))
+    lat = np.deg2rad(series.lat[box].reshape(ny, ty, nx, tx).mean(axis=(1, 3)))
+    # longitudes through unit vectors: a token across the date line keeps its place
+    lon = np.deg2rad(series.lon[box]).reshape(ny, ty, nx, tx)
+    lon = np.arctan2(np.sin(lon).mean(axis=(1, 3)), np.cos(lon).mean(axis=(1, 3)))
+    hours = series.times[t0 + tt // 2 : t0 + nt * tt : tt].astype("datetime64[h]")
+    hour = (hours - hours.astype("datetime64[D]")).astype(float) * 2 * np.pi / 24
+    doy = (hours.astype("datetime64[D]") - hours.astype("datetime64[Y]")).astype(float) * 2 * np.pi / 365.25
+    space = np.stack([np.sin(lat), np.cos(lat), np.sin(lon), np.cos(lon)], axis=-1)  # (ny, nx, 4)
+    time = np.stack([np.sin(hour), np.cos(hour), np.sin(doy), np.cos(doy)], axis=-1)  # (nt, 4)
+    out = np.concatenate(
+        [np.broadcast_to(space, (nt, ny, nx, 4)), np.broadcast_to(time[:, None, None], (nt, ny, nx, 4))], axis=-1
+    )
+    return torch.from_numpy(out.astype(np.float32))
+
+
+def make_masks(
+    strategy: str, cfg: AtmoRepConfig, levels: dict[str, int], cube: tuple[int, int, int], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Boolean masks (L, nt, ny, nx) per field, True where the token is hidden, for one sample."""
+    nt = cube[0]
+    m = cfg.masking
+    masks = {}
+    for name, f in cfg.fields.items():
+        mask = np.zeros((levels[name], *cube), dtype=bool)
+        dynamic = f.source != "static"
+        if strategy == "bert" and f.predict:
+            n = mask.size
+            k = max(1, int(rng.uniform(0.0, f.mask_rate) * n))  # floor: never above the rate
+            mask.reshape(-1)[rng.choice(n, size=k, replace=False)] = True
+        elif strategy == "forecast" and dynamic:
+            mask[:, nt - m.forecast_tokens :] = True
+        elif strategy == "interpolation" and dynamic:
+            start = (nt - m.interpolation_tokens) // 2
+            mask[:, start : start + m.interpolation_tokens] = True
+        elif strategy == "targets" and f.predict:
+            mask[:] = True
+        elif strategy not in STRATEGIES:
+            raise ValueError(f"unknown masking strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
+        masks[name] = mask
+    return masks
+
+
+def check_geometry(cfg: AtmoRepConfig, series: Series, strategies: Sequence[str]) -> Geometry:
+    """The geometry of ``cfg``, checked against the series and the strategies (clear errors)."""
+    g = Geometry.from_config(cfg)
+    (et, ey, ex), (h, w), t = g.extent, series.shape, series.times.size
+    if ey > h or ex > w:
+        raise ValueError(
+            f"a neighbourhood of {ey} x {ex} grid points (token {cfg.token.y} x {cfg.token.x} x neighbourhood "
+            f"{cfg.neighbourhood.y} x {cfg.neighbourhood.x}) does not fit the {h} x {w} grid: make them smaller"
+        )
+    if et > t:
+        raise ValueError(f"a neighbourhood spans {et} hours but the block of times has only {t}")
+    nt, m = g.cube[0], cfg.masking
+    if "forecast" in strategies and m.forecast_tokens >= nt:
+        raise ValueError(f"masking.forecast_tokens {m.forecast_tokens} leaves no known time token of {nt}")
+    if "interpolation" in strategies and m.interpolation_tokens > nt - 2:
+        raise ValueError(
+            f"masking.interpolation_tokens {m.interpolation_tokens} needs known time tokens on both sides of {nt}"
+        )
+    return g
+
+
+class _Cubes(torch.utils.data.Dataset):
+    """Shared cutting and filling of neighbourhoods; subclasses choose origins and masks."""
+
+    def __init__(self, series: Series, cfg: AtmoRepConfig, strategies: Sequence[str]):
+        self.series, self.cfg = series, cfg
+        self.geometry = check_geometry(cfg, series, strategies)
+        self.levels = {name: series.levels(name) for name in cfg.fields}
+        self.predicted = [name for name, f in cfg.fields.items() if f.predict]
+
+    def cut(
+        self, origin: tuple[int, int, int], strategy: str, rng: np.random.Generator, fill: str
+    ) -> dict[str, object]:
+        g = self.geometry
+        (et, ey, ex), (t0, y0, x0) = g.extent, origin
+        masks = make_masks(strategy, self.cfg, self.levels, g.cube, rng)
+        inputs, targets, hidden = {}, {}, {}
+        for name in self.cfg.fields:
+            tokens = tokenize(self.series.window(name, t0, et, y0, ey, x0, ex), g.token)  # (L, nt, ny, nx, D)
+            mask = torch.from_numpy(masks[name])
+            if fill == "noise":
+                noise = torch.from_numpy(rng.standard_normal(tokens.shape, dtype=np.float32))
+            elif fill == "coarsen":
+                noise = tokens.mean(dim=-1, keepdim=True).expand_as(tokens)
+            else:
+                noise = torch.zeros_like(tokens)
+            inputs[name] = torch.where(mask[..., None], noise, tokens)
+            hidden[name] = mask
+            if name in self.predicted:
+                targets[name] = tokens
+        return {
+            "input": inputs,
+            "target": targets,
+            "masked": hidden,
+            "where": where_features(self.series, g, origin),
+            "origin": torch.tensor(origin, dtype=torch.int64),
+        }
+
+
+class CubeDataset(_Cubes):
+    """Random neighbourhoods with masks drawn from ``cfg.masking``; item ``i`` depends only on (seed, start + i)."""
+
+    def __init__(self, series: Series, cfg: AtmoRepConfig, length: int, seed: int = 0, start: int = 0):
+        names = list(cfg.masking.strategies)
+        super().__init__(series, cfg, names)
+        weights = np.array([cfg.masking.strategies[n] for n in names], dtype=float)
+        self.strategies, self.p = names, weights / weights.sum()
+        self.length, self.seed, self.start = length, seed, start
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        rng = np.random.default_rng((self.seed, self.start + i))
+        (et, ey, ex), (h, w) = self.geometry.extent, self.series.shape
+        origin = (
+            int(rng.integers(self.series.times.size - et + 1)),
+            int(rng.integers(h - ey + 1)),
+            int(rng.integers(w - ex + 1)),
+        )
+        strategy = self.strategies[int(rng.choice(len(self.strategies), p=self.p))]
+        fill = self.cfg.masking.fill if strategy == "bert" else "zero"
+        return self.cut(origin, strategy, rng, fill)
+
+
+class FixedCubes(_Cubes):
+    """Neighbourhoods at given origins with one deterministic strategy: inference and evaluation."""
+
+    def __init__(self, series: Series, cfg: AtmoRepConfig, origins: Sequence[tuple[int, int, int]], strategy: str):
+        if strategy == "bert":
+            raise ValueError("inference needs a deterministic mask: forecast, interpolation or targets, not bert")
+        super().__init__(series, cfg, [strategy])
+        (et, ey, ex), (h, w) = self.geometry.extent, series.shape
+        for t0, y0, x0 in origins:
+            if not (0 <= t0 <= series.times.size - et and 0 <= y0 <= h - ey and 0 <= x0 <= w - ex):
+                raise ValueError(f"origin {(t0, y0, x0)} puts the neighbourhood outside the series")
+        self.origins, self.strategy = [tuple(int(v) for v in o) for o in origins], strategy
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        return self.cut(self.origins[i], self.strategy, np.random.default_rng(0), "zero")  # type: ignore[arg-type]
+
+
+def tile_starts(size: int, extent: int) -> list[int]:
+    """Starts of windows of ``extent`` covering 0..size-1, the last flush with the end (overlapping)."""
+    if extent > size:
+        raise ValueError(f"window {extent} larger than {size}")
+    starts = list(range(0, size - extent + 1, extent))
+    if starts[-1] != size - extent:
+        starts.append(size - extent)
+    return starts

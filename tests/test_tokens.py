@@ -1,0 +1,165 @@
+"""Hypercubes, tokens and masks for the AtmoRep model (no network involved)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from finescale.config import AtmoRepConfig
+from finescale.data.series import Series
+from finescale.data.tokens import (
+    CubeDataset,
+    FixedCubes,
+    Geometry,
+    check_geometry,
+    tile_starts,
+    tokenize,
+    untokenize,
+)
+
+T, H, W = 24, 12, 18
+
+
+def make_series(t: int = T) -> Series:
+    rng = np.random.default_rng(0)
+    lat, lon = np.meshgrid(np.linspace(44, 48, H), np.linspace(5, 12, W), indexing="ij")
+    fields = {
+        "u": torch.from_numpy(rng.standard_normal((t, 3, H, W)).astype(np.float32)),  # 3 levels
+        "t2m": torch.from_numpy(rng.standard_normal((t, 1, H, W)).astype(np.float32)),
+        "orog": torch.from_numpy(rng.standard_normal((1, 1, H, W)).astype(np.float32)),
+    }
+    times = np.datetime64("2021-03-01T00", "h") + np.arange(t)
+    return Series(times, lat, lon, fields, {k: None for k in fields}, static=frozenset({"orog"}))
+
+
+def make_config(**masking) -> AtmoRepConfig:
+    return AtmoRepConfig.model_validate({
+        "data": {"lr": {"path": "lr.zarr", "variables": {"u": "u"}}, "hr": {"path": "hr.zarr", "variables": {"t2m": "t2m"}}},
+        "fields": {
+            "u": {"source": "lr", "variables": ["u850", "u700", "u500"], "mask_rate": 0.4},
+            "t2m": {"source": "hr", "mask_rate": 0.8},
+            "orog": {"source": "static", "predict": False},
+        },
+        "token": {"time": 2, "y": 3, "x": 3},
+        "neighbourhood": {"time": 4, "y": 2, "x": 3},
+        "masking": masking or {"strategies": {"bert": 1.0}},
+    })
+
+
+def test_tokenize_round_trip_and_token_content():
+    x = torch.randn(2, 3, 8, 9, 12)
+    tokens = tokenize(x, (2, 3, 4))
+    assert tokens.shape == (2, 3, 4, 3, 3, 24)
+    assert torch.equal(untokenize(tokens, (2, 3, 4)), x)
+    # token (1, 2, 0) of batch 1, level 2 holds hours 2-3, rows 6-8, columns 0-3, in that order
+    assert torch.equal(tokens[1, 2, 1, 2, 0], x[1, 2, 2:4, 6:9, 0:4].reshape(-1))
+    with pytest.raises(ValueError, match="does not divide"):
+        tokenize(torch.randn(5, 9, 12), (2, 3, 4))
+
+
+def test_neighbourhoods_never_wrap_in_time():
+    cfg = make_config()
+    g = Geometry.from_config(cfg)
+    series = make_series(t=g.extent[0])  # exactly one neighbourhood long: the only origin is 0
+    data = CubeDataset(series, cfg, length=50, seed=3)
+    assert {int(data[i]["origin"][0]) for i in range(50)} == {0}
+    longer = CubeDataset(make_series(), cfg, length=400, seed=3)
+    starts = np.array([longer[i]["origin"].numpy() for i in range(400)])
+    assert starts[:, 0].max() == T - g.extent[0] and starts[:, 0].min() == 0  # both ends reached, never past
+    assert (starts[:, 1] <= H - g.extent[1]).all() and (starts[:, 2] <= W - g.extent[2]).all()
+    with pytest.raises(ValueError, match="spans 8 hours but the block of times has only 7"):
+        CubeDataset(make_series(t=7), cfg, length=1)
+
+
+def test_bert_masks_follow_rates_and_spare_inputs():
+    cfg = make_config(strategies={"bert": 1.0}, fill="zero")
+    data = CubeDataset(make_series(), cfg, length=300, seed=1)
+    fractions = {"u": [], "t2m": []}
+    for i in range(300):
+        item = data[i]
+        assert not item["masked"]["orog"].any()  # inputs are never hidden
+        assert set(item["target"]) == {"u", "t2m"}
+        for name, seen in fractions.items():
+            m = item["masked"][name]
+            seen.append(m.float().mean().item())
+            assert m.any()  # at least one token to predict
+            assert torch.all(item["input"][name][m] == 0)
+            assert torch.equal(item["input"][name][~m], item["target"][name][~m])
+    for name, rate in (("u", 0.4), ("t2m", 0.8)):
+        f = np.array(fractions[name])
+        assert f.max() <= rate + 1e-6
+        assert abs(f.mean() - rate / 2) < 0.05  # uniform ratio in [0, rate]
+    # the same item twice: masks come from (seed, index) only
+    assert torch.equal(data[17]["masked"]["u"], data[17]["masked"]["u"])
+
+
+@pytest.mark.parametrize("fill", ["noise", "coarsen"])
+def test_bert_fills(fill):
+    cfg = make_config(strategies={"bert": 1.0}, fill=fill)
+    item = CubeDataset(make_series(), cfg, length=1, seed=0)[0]
+    m = item["masked"]["t2m"]
+    hidden, truth = item["input"]["t2m"][m], item["target"]["t2m"][m]
+    if fill == "coarsen":
+        assert torch.allclose(hidden, truth.mean(dim=-1, keepdim=True).expand_as(truth))
+    else:
+        assert not torch.allclose(hidden, truth) and abs(hidden.std().item() - 1) < 0.3
+
+
+def test_forecast_interpolation_and_target_masks():
+    cfg = make_config(strategies={"forecast": 1.0}, forecast_tokens=2)
+    item = FixedCubes(make_series(), cfg, [(0, 0, 0)], "forecast")[0]
+    for name in ("u", "t2m"):
+        m = item["masked"][name]
+        assert m[:, 2:].all() and not m[:, :2].any()
+        assert torch.all(item["input"][name][:, 2:] == 0)
+    assert not item["masked"]["orog"].any()
+
+    cfg = make_config(strategies={"interpolation": 1.0}, interpolation_tokens=2)
+    m = FixedCubes(make_series(), cfg, [(3, 1, 2)], "interpolation")[0]["masked"]["t2m"]
+    assert m[:, 1:3].all() and not m[:, [0, 3]].any()
+
+    cfg = make_config(strategies={"targets": 1.0})
+    item = FixedCubes(make_series(), cfg, [(0, 0, 0)], "targets")[0]
+    assert item["masked"]["t2m"].all() and item["masked"]["u"].all() and not item["masked"]["orog"].any()
+
+    with pytest.raises(ValueError, match="known time tokens on both sides"):
+        check_geometry(make_config(strategies={"interpolation": 1.0}, interpolation_tokens=3), make_series(),
+                       ["interpolation"])
+    with pytest.raises(ValueError, match="deterministic mask"):
+        FixedCubes(make_series(), cfg, [(0, 0, 0)], "bert")
+    with pytest.raises(ValueError, match="outside the series"):
+        FixedCubes(make_series(), cfg, [(T - 7, 0, 0)], "targets")
+
+
+def test_tokens_hold_the_series_and_where_features():
+    cfg = make_config(strategies={"targets": 1.0})
+    series = make_series()
+    item = FixedCubes(series, cfg, [(5, 3, 6)], "targets")[0]
+    g = Geometry.from_config(cfg)
+    (et, ey, ex) = g.extent
+    block = series.fields["u"][5 : 5 + et, :, 3 : 3 + ey, 6 : 6 + ex].transpose(0, 1)
+    assert torch.equal(untokenize(item["target"]["u"], g.token), block)
+    static = untokenize(item["input"]["orog"], g.token)
+    assert torch.equal(static[0, 0], static[0, -1])  # the same orography at every hour
+    where = item["where"]
+    assert where.shape == (4, 2, 3, 8)
+    lat_token = np.deg2rad(series.lat[3:6, 9:12].mean())  # token (y=0, x=1)
+    assert np.isclose(where[0, 0, 1, 0].item(), np.sin(lat_token), atol=1e-6)
+    hour = 5 + 1 + 2 * 2  # token 2 starts at hour 5 + 4, its middle hour is 10
+    assert np.isclose(where[2, 0, 0, 4].item(), np.sin(2 * np.pi * hour / 24), atol=1e-6)
+
+
+def test_neighbourhood_larger_than_grid_is_refused():
+    cfg = make_config().model_copy(update={"neighbourhood": make_config().neighbourhood.model_copy(update={"x": 7})})
+    with pytest.raises(ValueError, match="does not fit the 12 x 18 grid"):
+        CubeDataset(make_series(), cfg, length=1)
+
+
+def test_tile_starts_cover_the_domain():
+    assert tile_starts(18, 9) == [0, 9]
+    assert tile_starts(20, 9) == [0, 9, 11]
+    covered = np.zeros(20, bool)
+    for s in tile_starts(20, 9):
+        covered[s : s + 9] = True
+    assert covered.all()
