@@ -265,6 +265,34 @@ def train(
 
 @app.command()
 @_user_errors
+def pretrain(
+    config: Annotated[Path, typer.Option(help="AtmoRep YAML config (fields, token, neighbourhood, masking, train, ...).")],
+    world: Annotated[Path | None, typer.Option(help="Take the data section from this Alps world (the config then has none).")] = None,
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(help="Continue from <train.out>/checkpoints/last.ckpt if it exists.")] = False,
+) -> None:
+    """Pre-train (or fine-tune, with `init_checkpoint`) the AtmoRep masked-token model with its ensemble tail.
+
+    Writes checkpoints to `<train.out>/checkpoints/` and CSV logs to `<train.out>/logs/`.
+
+    **Examples**
+
+    `finescale pretrain --config configs/atmorep-pretrain.yaml --world runs/world --set train.out=runs/atmorep`
+
+    `finescale pretrain --config configs/atmorep-downscale.yaml --world runs/world --set init_checkpoint=runs/atmorep/checkpoints/last.ckpt`
+    """
+    from finescale.atmorep.train import pretrain as fit
+    from finescale.config import AtmoRepConfig, load_config
+    from finescale.pipeline import world_config
+
+    sections = {"data": world_config(world).data.model_dump(mode="json")} if world is not None else None
+    cfg = load_config(config, set_ or [], AtmoRepConfig, sections)
+    checkpoint = fit(cfg, resume=resume)
+    console.print(f"wrote [bold]{checkpoint}[/]")
+
+
+@app.command()
+@_user_errors
 def downscale(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint written by `finescale train`.")],
     lr: Annotated[Path, typer.Option(help="LR input (NetCDF/Zarr; an LR `member` dim gives members per LR member).")],

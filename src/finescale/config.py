@@ -528,10 +528,15 @@ def validate(tree: dict[str, Any], model: type[Settings] = ExperimentConfig, *, 
 
 
 def load_config(
-    path: str | Path, overrides: list[str] | None = None, model: type[Settings] = ExperimentConfig
+    path: str | Path,
+    overrides: list[str] | None = None,
+    model: type[Settings] = ExperimentConfig,
+    sections: dict[str, Any] | None = None,
 ) -> Any:
     """Read a YAML config, apply ``--set`` overrides, resolve relative paths and validate.
 
+    ``sections`` are added where the file has none of that name (their paths must be absolute),
+    for example the data section of a world; a file that has one too is an error.
     Raises ConfigError naming the file and the offending key.
     """
     path = Path(path)
@@ -543,6 +548,10 @@ def load_config(
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for key, section in (sections or {}).items():
+        if key in tree:
+            raise ConfigError(f"{path}: has its own '{key}' section; leave it out or do not pass another")
+        tree[key] = section
     tree = apply_overrides(tree, list(overrides or []))
     tree = _resolve_paths(tree, path.parent.resolve())
     return validate(tree, model, source=str(path))

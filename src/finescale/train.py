@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from finescale.config import ExperimentConfig, ModelConfig
+from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
 from finescale.data.pairs import Pair, open_pair, split_times
 from finescale.data.samples import (
     Fields,
@@ -111,12 +111,12 @@ def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor]
 class Task(L.LightningModule):
     """Fits ``model.loss``; keeps an EMA copy used for validation and saved for inference."""
 
-    def __init__(self, model: nn.Module, cfg: ExperimentConfig, meta: dict[str, Any]):
+    def __init__(self, model: nn.Module, settings: TrainConfig, meta: dict[str, Any]):
         super().__init__()
         self.model = model
-        self.cfg = cfg
+        self.settings = settings
         self.meta = meta
-        self.ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.train.ema_decay), use_buffers=True)
+        self.ema = AveragedModel(model, multi_avg_fn=ema_update(settings.ema_decay), use_buffers=True)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model.loss(batch)
@@ -128,12 +128,12 @@ class Task(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         # a fixed generator per batch: validation losses are comparable across the run
-        generator = torch.Generator(device=batch["target"].device).manual_seed(batch_idx)
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         loss = self.ema.module.loss(batch, generator=generator)
         self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        t = self.cfg.train
+        t = self.settings
         optimizer = torch.optim.Adam(self.model.parameters(), lr=t.learning_rate)
 
         def factor(step: int) -> float:
@@ -204,6 +204,7 @@ def checkpoint_meta(cfg: ExperimentConfig, prepared: Prepared) -> dict[str, Any]
     """What a checkpoint must carry to be used and checked later (plain types only)."""
     hr = prepared.pair.hr
     return {
+        "kind": "downscaling",
         "config": cfg.model_dump(mode="json"),
         "stats": prepared.stats.to_dict(),
         "layout": prepared.layout.to_dict(),
@@ -225,10 +226,8 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     prepared = prepare(cfg)
     t = cfg.train
-    last = Path(t.out) / "checkpoints" / "last.ckpt"
-    resume_from = last if resume and last.exists() else None
     # the patches are a fixed sequence: a resumed run continues it where the checkpoint stopped
-    done = torch.load(resume_from, weights_only=True)["global_step"] if resume_from else 0
+    resume_from, done = resume_point(t, resume)
     train_set = PatchDataset(
         prepared.train, prepared.layout, prepared.to_hr, t.patch_size, max(1, t.max_steps - done) * t.batch_size,
         t.seed, start=done * t.batch_size,
@@ -236,13 +235,38 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     val_set = PatchDataset(
         prepared.validation, prepared.layout, prepared.to_hr, t.patch_size, t.val_batches * t.batch_size, t.seed + 1
     )
-    loader = {"batch_size": t.batch_size, "num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     model = build_model(cfg.model, prepared.layout, prepared.periodic_lon)
     if cfg.model.scale_residuals:
         patches = PatchDataset(prepared.train, prepared.layout, prepared.to_hr, t.patch_size, 32 * t.batch_size, t.seed + 2)
         model.residual_scale.copy_(residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size)))
-    task = Task(model, cfg, checkpoint_meta(cfg, prepared))
+    return fit(model, t, checkpoint_meta(cfg, prepared), train_set, val_set, resume_from)
+
+
+def resume_point(t: TrainConfig, resume: bool) -> tuple[Path | None, int]:
+    """The checkpoint a run resumes from (None: a fresh run) and the optimisation steps it has done."""
+    last = Path(t.out) / "checkpoints" / "last.ckpt"
+    if not (resume and last.exists()):
+        return None, 0
+    return last, int(torch.load(last, weights_only=True)["global_step"])
+
+
+def fit(
+    model: nn.Module,
+    t: TrainConfig,
+    meta: dict[str, Any],
+    train_set: torch.utils.data.Dataset,
+    val_set: torch.utils.data.Dataset,
+    resume_from: Path | None = None,
+) -> Path:
+    """Fit ``model.loss`` on the two datasets with Lightning; returns ``<out>/checkpoints/last.ckpt``.
+
+    The datasets are fixed sequences of samples (a resumed run's dataset starts where the
+    checkpoint stopped), so the loaders do not shuffle. ``meta`` goes into every checkpoint.
+    """
+    task = Task(model, t, meta)
     out = Path(t.out)
+    last = out / "checkpoints" / "last.ckpt"
+    loader = {"batch_size": t.batch_size, "num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_train_steps=t.val_every_steps,
                                   save_top_k=0)
     trainer = L.Trainer(
@@ -261,7 +285,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     )
     with warnings.catch_warnings():
         # a frozen regression model inside the diffusion model is in eval mode on purpose; the
-        # patch sequence is resumed by the dataset itself (start), not by Lightning
+        # sample sequence is resumed by the dataset itself (start), not by Lightning
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
         warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # inside Lightning, nothing of ours
@@ -292,8 +316,12 @@ class Loaded:
     sha256: str
 
 
-def load_checkpoint(path: str | Path) -> Loaded:
-    """Load a finescale checkpoint safely (weights_only) and rebuild its model with the EMA weights."""
+def read_checkpoint(path: str | Path, kind: str = "downscaling") -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """The metadata, EMA weights and sha256 of a finescale checkpoint, read safely (weights_only).
+
+    ``kind`` is what the caller can use ("downscaling" or "atmorep"); another kind is an error
+    that says which command takes it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -305,11 +333,20 @@ def load_checkpoint(path: str | Path) -> Loaded:
     meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     if meta is None:
         raise ValueError(f"{path}: not a finescale checkpoint (no '{CHECKPOINT_KEY}' entry)")
+    found = meta.get("kind", "downscaling")
+    if found != kind:
+        raise ValueError(f"{path}: an {found} checkpoint, where an {kind} checkpoint is needed")
+    prefix = "ema.module."
+    ema = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    return meta, ema, digest
+
+
+def load_checkpoint(path: str | Path) -> Loaded:
+    """Load a finescale downscaling checkpoint safely (weights_only) and rebuild its model with the EMA weights."""
+    meta, ema, digest = read_checkpoint(path)
     config = ExperimentConfig.model_validate(meta["config"])
     layout = Layout.from_dict(meta["layout"])
     model = build_model(config.model, layout, bool(meta["periodic_lon"]))
-    prefix = "ema.module."
-    ema = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     model.load_state_dict(ema)
     model.eval()
     return Loaded(model, config, NormStats.from_dict(meta["stats"]), layout, bool(meta["periodic_lon"]),

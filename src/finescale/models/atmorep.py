@@ -59,7 +59,8 @@ class AtmoRep(nn.Module):
         self.names = list(cfg.fields)
         self.predicted = [name for name, f in cfg.fields.items() if f.predict]
         self.members, self.noise_dim, self.mse_weight = e.members, e.noise_dim, e.mse_weight
-        self.register_buffer("field_weights", torch.tensor([cfg.fields[f].loss_weight for f in self.predicted]))
+        weights = torch.tensor([cfg.fields[f].loss_weight for f in self.predicted])
+        self.register_buffer("field_weights", weights, persistent=False)  # from the config, not learned
 
         def param(*shape: int) -> nn.Parameter:
             return nn.Parameter(0.02 * torch.randn(*shape))

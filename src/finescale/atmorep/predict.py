@@ -1,0 +1,146 @@
+"""Ensembles from a trained AtmoRep model for one task, written like every other finescale forecast.
+
+The task is a masking strategy applied at fixed places: ``interpolation`` hides the middle time
+tokens of each neighbourhood, ``forecast`` the last ones, ``targets`` every token of the
+predicted fields. Neighbourhoods start every ``stride`` hours of a block of times (by default
+as many hours as are hidden, so the hidden hours follow each other) and tile the whole grid
+(the last tile flush with the edge; where tiles overlap the later one is kept). The hidden hours
+are written, per predicted variable, as a (member, time, y, x) Zarr store that
+``finescale evaluate`` scores against the truth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import finescale
+from finescale.atmorep.train import LoadedAtmoRep, load_atmorep
+from finescale.data.pairs import open_pair, split_times
+from finescale.data.series import Series, load_series
+from finescale.data.tokens import FixedCubes, Geometry, tile_starts, untokenize
+from finescale.io import EnsembleStore, atomic_path
+
+TASKS = ("interpolation", "forecast", "targets")
+ProgressFn = Callable[[int], None]
+
+
+def hidden_hours(loaded: LoadedAtmoRep, task: str) -> np.ndarray:
+    """Offsets (hours from the neighbourhood's start) that ``task`` hides."""
+    g = Geometry.from_config(loaded.config)
+    (tt, _, _), nt, m = g.token, g.cube[0], loaded.config.masking
+    if task == "forecast":
+        first, count = nt - m.forecast_tokens, m.forecast_tokens
+    elif task == "interpolation":
+        first, count = (nt - m.interpolation_tokens) // 2, m.interpolation_tokens
+    elif task == "targets":
+        first, count = 0, nt
+    else:
+        raise ValueError(f"unknown task '{task}'; choose from {', '.join(TASKS)}")
+    return np.arange(first * tt, (first + count) * tt)
+
+
+def output_variables(loaded: LoadedAtmoRep, fields: list[str] | None = None) -> dict[str, tuple[str, int]]:
+    """Variable -> (field, level index) for the predicted fields written (default: every predicted field)."""
+    predicted = [n for n, f in loaded.config.fields.items() if f.predict]
+    chosen = predicted if fields is None else fields
+    unknown = [f for f in chosen if f not in predicted]
+    if unknown:
+        raise ValueError(f"fields {unknown} are not predicted by this model; it predicts {', '.join(predicted)}")
+    return {v: (name, k) for name in chosen for k, v in enumerate(loaded.config.variables_of(name))}
+
+
+@torch.no_grad()
+def predict_origin(
+    loaded: LoadedAtmoRep, series: Series, t0: int, task: str, members: int, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Members over the whole grid for the neighbourhood hours starting at ``t0``: field -> (K, L, hours, H, W)."""
+    g = Geometry.from_config(loaded.config)
+    (et, ey, ex), (h, w) = g.extent, series.shape
+    origins = [(t0, y0, x0) for y0 in tile_starts(h, ey) for x0 in tile_starts(w, ex)]
+    cubes = FixedCubes(series, loaded.config, origins, task)
+    batch = torch.utils.data.default_collate([cubes[i] for i in range(len(cubes))])
+    fields = loaded.model.predict(batch, members, generator)
+    out = {}
+    for name, tokens in fields.items():
+        full = untokenize(tokens, g.token)  # (tiles, K, L, et, ey, ex)
+        grid = torch.empty(members, full.shape[2], et, h, w)
+        for i, (_, y0, x0) in enumerate(origins):
+            grid[..., y0 : y0 + ey, x0 : x0 + ex] = full[i]
+        out[name] = grid
+    return out
+
+
+def predict(
+    checkpoint: str | Path,
+    out: str | Path,
+    task: str,
+    *,
+    split: str = "test",
+    members: int | None = None,
+    stride: int | None = None,
+    lead: int | None = None,
+    fields: list[str] | None = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Write the ensemble of ``task`` over the block ``split`` of the checkpoint's data to ``out``.
+
+    lead: forecast only, write just the hidden hour ``lead`` hours after the last known one
+    (default: every hidden hour). stride: hours between neighbourhood starts (default: the
+    number of hidden hours). Returns ``out``.
+    """
+    loaded = load_atmorep(checkpoint)
+    cfg = loaded.config
+    k = members or cfg.ensemble.members
+    hours = hidden_hours(loaded, task)
+    if lead is not None:
+        if task != "forecast":
+            raise ValueError("lead applies to the forecast task only")
+        if not 1 <= lead <= hours.size:
+            raise ValueError(f"lead {lead} outside 1..{hours.size}: the model forecasts {hours.size} hours")
+        hours = hours[lead - 1 : lead]
+    step = stride or hours.size
+    pair = open_pair(cfg.data)
+    blocks = split_times(pair.hr.time.values, cfg.data.splits)
+    if split not in blocks:
+        raise ValueError(f"unknown split '{split}'; choose from {', '.join(blocks)}")
+    series = load_series(cfg, pair, loaded.stats, blocks[split])
+    loaded.check_grid(series, f"{checkpoint} on the {split} block")
+    extent = Geometry.from_config(cfg).extent[0]
+    starts = list(range(0, series.times.size - extent + 1, step))
+    if not starts:
+        raise ValueError(f"the {split} block ({series.times.size} hours) is shorter than a neighbourhood ({extent})")
+    valid = np.concatenate([series.times[s + hours] for s in starts])
+    if np.unique(valid).size != valid.size:
+        raise ValueError(f"stride {step} makes neighbourhoods hide the same hours twice: use at least {hours.size}")
+    variables = output_variables(loaded, fields)
+    attrs = {
+        "title": f"finescale AtmoRep {task} ensemble",
+        "source": f"finescale {finescale.__version__}",
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": loaded.sha256,
+        "task": task,
+        "hidden_hours": json.dumps([int(x) for x in hours]),
+        "lead_hours": "" if lead is None else str(lead),
+        "config": json.dumps(cfg.model_dump(mode="json")),
+        "Conventions": "CF-1.8",
+    }
+    meta = {v: {"units": loaded.stats[v].units or "", "long_name": v} for v in variables}
+    generator = torch.Generator().manual_seed(seed)
+    with atomic_path(out) as tmp:
+        store = EnsembleStore(tmp).create(meta, k, valid, series.lat, series.lon, hours.size, attrs)
+        for i, s in enumerate(starts):
+            z = predict_origin(loaded, series, s, task, k, generator)
+            blocks_out = {}
+            for v, (name, level) in variables.items():
+                values = z[name][:, level, hours].numpy().astype(np.float64)
+                blocks_out[v] = loaded.stats.denormalise_array(values, v).astype(np.float32)
+            store.write(slice(0, k), slice(i * hours.size, (i + 1) * hours.size), blocks_out)
+            if progress:
+                progress(1)
+    return Path(out)

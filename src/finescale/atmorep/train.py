@@ -1,0 +1,132 @@
+"""Pre-training and fine-tuning the AtmoRep model, and loading it back.
+
+``pretrain(cfg)`` opens the pair, reuses (or computes) the data layer's statistics, builds the
+fields of ``cfg`` on its grid for the training and validation blocks, and fits the model on
+random neighbourhoods masked as ``cfg.masking`` says. With ``init_checkpoint`` the run starts
+from a trained model (fine-tuning): every weight whose name and shape match is taken over, so a
+fine-tuning config may add fields, drop them or change the task. Checkpoints carry the config,
+statistics and field levels as plain types and load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+
+from finescale.config import AtmoRepConfig
+from finescale.data.pairs import Pair, open_pair, split_times
+from finescale.data.series import Series, load_series
+from finescale.data.tokens import CubeDataset, Geometry
+from finescale.data.transforms import NormStats, load_or_compute_stats
+from finescale.models.atmorep import AtmoRep
+from finescale.train import fit, read_checkpoint, resume_point
+
+log = logging.getLogger(__name__)
+KIND = "atmorep"
+
+
+@dataclass
+class Blocks:
+    """The pair, its statistics and the series of each block of times."""
+
+    pair: Pair
+    stats: NormStats
+    series: dict[str, Series]
+
+
+def open_blocks(cfg: AtmoRepConfig, names: tuple[str, ...] = ("train", "validation")) -> Blocks:
+    """Series of the blocks ``names`` (train, validation, test); a block shorter than a neighbourhood is an error."""
+    pair = open_pair(cfg.data)
+    stats = load_or_compute_stats(pair, cfg.data)
+    blocks = split_times(pair.hr.time.values, cfg.data.splits)
+    hours = Geometry.from_config(cfg).extent[0]
+    series = {}
+    for name in names:
+        times = blocks[name]
+        if times.size < hours:
+            raise ValueError(
+                f"the {name} block has {times.size} hours, fewer than the {hours} of one neighbourhood "
+                "(token.time x neighbourhood.time): use a longer period or smaller neighbourhoods"
+            )
+        series[name] = load_series(cfg, pair, stats, times)
+    return Blocks(pair, stats, series)
+
+
+def take_over(model: AtmoRep, path: str | Path) -> list[str]:
+    """Copy into ``model`` every weight of the AtmoRep checkpoint ``path`` with the same name and shape;
+    returns the names of the model's weights that start fresh."""
+    _, weights, _ = read_checkpoint(path, KIND)
+    own = model.state_dict()
+    taken = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(taken, strict=False)
+    fresh = sorted(set(own) - set(taken))
+    log.info("%s: took over %d of %d tensors; fresh: %s", path, len(taken), len(own), ", ".join(fresh) or "none")
+    return fresh
+
+
+def pretrain(cfg: AtmoRepConfig, resume: bool = False) -> Path:
+    """Fit the AtmoRep model of ``cfg``; returns the last checkpoint (EMA weights inside).
+
+    Pre-training and fine-tuning are the same call: fine-tuning sets ``init_checkpoint`` and
+    usually another ``masking`` (forecast, interpolation, targets) or other fields.
+    """
+    t = cfg.train
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    blocks = open_blocks(cfg)
+    train_series, val_series = blocks.series["train"], blocks.series["validation"]
+    levels = {name: train_series.levels(name) for name in cfg.fields}
+    model = AtmoRep(cfg, levels)
+    if cfg.init_checkpoint is not None:
+        take_over(model, cfg.init_checkpoint)
+    resume_from, done = resume_point(t, resume)
+    train_set = CubeDataset(train_series, cfg, max(1, t.max_steps - done) * t.batch_size, t.seed,
+                            start=done * t.batch_size)
+    val_set = CubeDataset(val_series, cfg, t.val_batches * t.batch_size, t.seed + 1)
+    grid = blocks.pair.hr if cfg.grid == "hr" else blocks.pair.lr
+    meta = {
+        "kind": KIND,
+        "config": cfg.model_dump(mode="json"),
+        "stats": blocks.stats.to_dict(),
+        "levels": levels,
+        "grid": {"shape": list(grid.lat.shape), "lat_range": [float(grid.lat.min()), float(grid.lat.max())],
+                 "lon_range": [float(grid.lon.min()), float(grid.lon.max())]},
+    }
+    return fit(model, t, meta, train_set, val_set, resume_from)
+
+
+@dataclass
+class LoadedAtmoRep:
+    """A trained AtmoRep model (EMA weights, eval mode) and what it was trained with."""
+
+    model: AtmoRep
+    config: AtmoRepConfig
+    stats: NormStats
+    levels: dict[str, int]
+    grid: dict[str, Any]
+    sha256: str
+
+    def check_grid(self, series: Series, where: str) -> None:
+        """Refuse a series on another grid than the model was trained on (its shape and extent)."""
+        shape = list(series.shape)
+        lat = [float(np.min(series.lat)), float(np.max(series.lat))]
+        if shape != self.grid["shape"] or not np.allclose(lat, self.grid["lat_range"], atol=1e-3):
+            raise ValueError(
+                f"{where}: grid {shape} over latitudes {lat} differs from the checkpoint's "
+                f"{self.grid['shape']} over {self.grid['lat_range']}"
+            )
+
+
+def load_atmorep(path: str | Path) -> LoadedAtmoRep:
+    """Load an AtmoRep checkpoint safely (weights_only) with its EMA weights."""
+    meta, weights, digest = read_checkpoint(path, KIND)
+    cfg = AtmoRepConfig.model_validate(meta["config"])
+    levels = {k: int(v) for k, v in meta["levels"].items()}
+    model = AtmoRep(cfg, levels)
+    model.load_state_dict(weights)
+    model.eval()
+    return LoadedAtmoRep(model, cfg, NormStats.from_dict(meta["stats"]), levels, meta["grid"], digest)

@@ -1,0 +1,137 @@
+"""AtmoRep end to end on a small Alps world: pre-train through the command line, fine-tune from the
+checkpoint, predict a task as an ensemble on disk, its references, and scoring with evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+import yaml
+from typer.testing import CliRunner
+
+from finescale.atmorep.predict import predict
+from finescale.atmorep.references import advection, known_hours, linear_in_time, persistence
+from finescale.atmorep.train import load_atmorep, take_over
+from finescale.cli import app
+from finescale.config import AtmoRepConfig
+from finescale.data.world import preset, simulate
+from finescale.io import write_zarr
+from finescale.models.atmorep import AtmoRep
+from finescale.train import load_checkpoint
+from finescale.verify.evaluate import run_evaluate
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = {
+    "name": "tiny",
+    "fields": {
+        "t2m": {"source": "hr"},
+        "tp": {"source": "hr"},
+        "u": {"source": "lr", "variables": ["u850", "u500"]},
+        "orog": {"source": "static", "predict": False},
+    },
+    "token": {"time": 2, "y": 8, "x": 8},
+    "neighbourhood": {"time": 3, "y": 2, "x": 3},
+    "network": {"width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "tail_layers": 1},
+    "ensemble": {"members": 4, "noise_dim": 8},
+    "masking": {"strategies": {"bert": 0.5, "interpolation": 0.5}},
+    "train": {"batch_size": 4, "max_steps": 60, "learning_rate": 3.0e-3, "warmup_steps": 5, "val_every_steps": 20,
+              "val_batches": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("atmorep") / "world"
+    simulate(out, preset("alps-small").model_copy(update={"days": 8.0}), seed=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrained(world, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pretrain")
+    config = folder / "atmorep.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    result = runner.invoke(app, ["pretrain", "--config", str(config), "--world", str(world),
+                                 "--set", f"train.out={folder / 'run'}"])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def test_pretraining_loss_falls_and_checkpoint_is_safe(pretrained):
+    logs = pd.read_csv(pretrained / "logs" / "version_0" / "metrics.csv")
+    val = logs["val_loss"].dropna().to_numpy()
+    assert val.size == 3 and val[-1] < val[0]  # fixed validation samples and noise: comparable
+    last = pretrained / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 60
+    loaded = load_atmorep(last)
+    assert loaded.levels == {"t2m": 1, "tp": 1, "u": 2, "orog": 1}
+    assert loaded.grid["shape"] == [80, 200] and not loaded.model.training
+    with pytest.raises(ValueError, match="an atmorep checkpoint, where an downscaling checkpoint is needed"):
+        load_checkpoint(last)
+
+
+def test_fine_tuning_takes_over_matching_weights(pretrained, world):
+    loaded = load_atmorep(pretrained / "checkpoints" / "last.ckpt")
+    tree = loaded.config.model_dump(mode="json")
+    tree["fields"]["v"] = {"source": "lr", "variables": ["v850", "v500"]}  # a new field
+    tree["masking"] = {"strategies": {"forecast": 1.0}}
+    cfg = AtmoRepConfig.model_validate(tree)
+    model = AtmoRep(cfg, {**loaded.levels, "v": 2})
+    fresh = take_over(model, pretrained / "checkpoints" / "last.ckpt")
+    assert fresh and all("v" in name.split(".") for name in fresh), fresh  # only the new field starts fresh
+    # a weight of a kept field came over unchanged
+    assert torch.equal(model.embed["t2m"].weight, loaded.model.embed["t2m"].weight)
+
+
+def test_predicted_interpolation_is_an_ensemble_that_evaluate_scores(pretrained, world, tmp_path):
+    out = predict(pretrained / "checkpoints" / "last.ckpt", tmp_path / "interp.zarr", "interpolation", members=3)
+    ds = xr.open_zarr(out)
+    assert ds.sizes["member"] == 3 and set(ds.data_vars) == {"t2m", "tp", "u850", "u500"}
+    assert json.loads(ds.attrs["hidden_hours"]) == [2, 3]  # the middle time token of 3
+    assert (ds.tp >= 0).all() and np.isfinite(ds.t2m).all()
+    truth = xr.open_zarr(world / "hr.zarr")
+    before, after = known_hours(ds)
+    assert np.all(after - before == np.timedelta64(3, "h"))
+    linear = linear_in_time(ds, truth, ["t2m", "tp"])
+    # halfway between the known hours the linear reference is their mean
+    t = ds.time.values[0].astype("datetime64[h]")  # one hour after the last known: weights 2/3, 1/3
+    manual = (2 * truth.t2m.sel(time=before[0]) + truth.t2m.sel(time=after[0])) / 3
+    assert t - before[0] == np.timedelta64(1, "h")
+    assert np.allclose(linear.t2m.sel(time=t)[0], manual, atol=1e-4)
+    write_zarr(linear, tmp_path / "linear.zarr")
+    report = run_evaluate(out, world / "hr.zarr", tmp_path / "eval", references={"linear": tmp_path / "linear.zarr"},
+                          variables=["t2m", "tp"], name="atmorep")
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert "linear" in metrics["references"]
+
+
+def test_forecast_lead_and_its_references(pretrained, world, tmp_path):
+    ckpt = pretrained / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match="forecast task only"):
+        predict(ckpt, tmp_path / "x.zarr", "interpolation", lead=1)
+    with pytest.raises(ValueError, match="lead 3 outside 1..2"):
+        predict(ckpt, tmp_path / "x.zarr", "forecast", lead=3)
+    assert not (tmp_path / "x.zarr").exists()
+    out = predict(ckpt, tmp_path / "lead1.zarr", "forecast", lead=1, members=2)
+    ds = xr.open_zarr(out)
+    truth = xr.open_zarr(world / "hr.zarr")
+    before, _ = known_hours(ds)
+    assert np.all(ds.time.values.astype("datetime64[h]") - before == np.timedelta64(1, "h"))
+    still = persistence(ds, truth, ["t2m"])
+    assert np.allclose(still.t2m[0, 0], truth.t2m.sel(time=before[0]))
+    # with no wind, advection is persistence; with a uniform eastward wind the field moves east
+    zero = xr.zeros_like(truth.t2m)
+    assert np.allclose(advection(ds, truth, zero, zero, ["t2m"]).t2m, still.t2m)
+    spacing = 6_371_000.0 * np.deg2rad(float(truth.lon[0, 1] - truth.lon[0, 0]))
+    lat0 = np.deg2rad(float(truth.lat[40, 0]))
+    east = xr.full_like(truth.t2m, 2 * spacing * np.cos(lat0) / 3600.0)  # two cells per hour at row 40
+    moved = advection(ds, truth, east, zero, ["t2m"]).t2m[0, 0].values
+    last = truth.t2m.sel(time=before[0]).values
+    assert np.allclose(moved[40, 10:], last[40, 8:-2], atol=1e-3)
+    assert ds.attrs["lead_hours"] == "1"
