@@ -107,17 +107,28 @@ def test_bert_fills(fill):
 
 
 def test_forecast_interpolation_and_target_masks():
+    series = make_series()
     cfg = make_config(strategies={"forecast": 1.0}, forecast_tokens=2)
-    item = FixedCubes(make_series(), cfg, [(0, 0, 0)], "forecast")[0]
+    item = FixedCubes(series, cfg, [(0, 0, 0)], "forecast")[0]
     for name in ("u", "t2m"):
         m = item["masked"][name]
         assert m[:, 2:].all() and not m[:, :2].any()
-        assert torch.all(item["input"][name][:, 2:] == 0)
+        hours = untokenize(item["input"][name], (2, 3, 3))  # (L, 8, 6, 9)
+        assert torch.equal(hours[:, 4:], hours[:, 3:4].expand(-1, 4, -1, -1))  # persistence of hour 3
+        assert torch.equal(item["base"][name], item["input"][name])
     assert not item["masked"]["orog"].any()
+    zero = FixedCubes(series, make_config(strategies={"forecast": 1.0}, forecast_tokens=2, time_fill="zero"),
+                      [(0, 0, 0)], "forecast")[0]
+    assert torch.all(zero["input"]["t2m"][:, 2:] == 0)
 
     cfg = make_config(strategies={"interpolation": 1.0}, interpolation_tokens=2)
-    m = FixedCubes(make_series(), cfg, [(3, 1, 2)], "interpolation")[0]["masked"]["t2m"]
+    item = FixedCubes(series, cfg, [(3, 1, 2)], "interpolation")[0]
+    m = item["masked"]["t2m"]
     assert m[:, 1:3].all() and not m[:, [0, 3]].any()
+    hours = untokenize(item["input"]["t2m"], (2, 3, 3))[0]  # hours 2..5 hidden, 1 and 6 known
+    truth = series.fields["t2m"][3:11, 0, 1:7, 2:11]  # origin (3, 1, 2), extent (8, 6, 9)
+    for h in range(2, 6):
+        assert torch.allclose(hours[h], truth[1] + (h - 1) / 5 * (truth[6] - truth[1]), atol=1e-6)
 
     cfg = make_config(strategies={"targets": 1.0})
     item = FixedCubes(make_series(), cfg, [(0, 0, 0)], "targets")[0]

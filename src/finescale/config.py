@@ -376,7 +376,13 @@ class MaskingConfig(Settings):
     fill: Literal["zero", "noise", "coarsen"] = Field(
         default="zero",
         description="BERT only: masked values become 0, N(0, 1) noise, or the token's mean (a coarsened token); "
-        "the other strategies always give 0.",
+        "targets always gives 0.",
+    )
+    time_fill: Literal["zero", "informed"] = Field(
+        default="informed",
+        description="forecast and interpolation: hidden hours start as 0, or informed by what is known at inference "
+        "(the last known hour for a forecast, linear interpolation in time for a gap); the model predicts the "
+        "change from that start.",
     )
 
     @field_validator("strategies")

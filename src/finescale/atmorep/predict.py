@@ -22,7 +22,7 @@ import finescale
 from finescale.atmorep.train import LoadedAtmoRep, load_atmorep
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.series import Series, load_series
-from finescale.data.tokens import FixedCubes, Geometry, tile_starts, untokenize
+from finescale.data.tokens import FixedCubes, Geometry, hidden_tokens, tile_starts, untokenize
 from finescale.io import EnsembleStore, atomic_path
 
 TASKS = ("interpolation", "forecast", "targets")
@@ -32,16 +32,13 @@ ProgressFn = Callable[[int], None]
 def hidden_hours(loaded: LoadedAtmoRep, task: str) -> np.ndarray:
     """Offsets (hours from the neighbourhood's start) that ``task`` hides."""
     g = Geometry.from_config(loaded.config)
-    (tt, _, _), nt, m = g.token, g.cube[0], loaded.config.masking
-    if task == "forecast":
-        first, count = nt - m.forecast_tokens, m.forecast_tokens
-    elif task == "interpolation":
-        first, count = (nt - m.interpolation_tokens) // 2, m.interpolation_tokens
-    elif task == "targets":
-        first, count = 0, nt
-    else:
+    tt, nt = g.token[0], g.cube[0]
+    if task == "targets":
+        return np.arange(nt * tt)
+    if task not in TASKS:
         raise ValueError(f"unknown task '{task}'; choose from {', '.join(TASKS)}")
-    return np.arange(first * tt, (first + count) * tt)
+    first, stop = hidden_tokens(task, loaded.config.masking, nt)
+    return np.arange(first * tt, stop * tt)
 
 
 def output_variables(loaded: LoadedAtmoRep, fields: list[str] | None = None) -> dict[str, tuple[str, int]]:

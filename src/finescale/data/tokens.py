@@ -16,7 +16,14 @@ Masks are made here, in the data loader, per sample:
 - ``targets``: every token of the predicted fields, none of the inputs (downscaling, bias
   correction: predict one set of fields from another).
 
-Except under ``bert``, hidden values are always 0: at inference they are unknown.
+Under ``forecast`` and ``interpolation`` with ``time_fill: informed`` (the default) the hidden
+hours start from what is known at inference: the last known hour repeated (persistence) or the
+linear interpolation in time between the hours around the gap; ``targets`` hides with 0.
+
+A sample is a dict: ``input[name]`` (L, nt, ny, nx, D) tokens with hidden ones filled,
+``masked[name]`` (L, nt, ny, nx) bool, and for predicted fields ``target[name]`` (the truth)
+and ``base[name]`` (the fill the model predicts a change from: the input, or 0 where the input
+is noise); ``where`` (nt, ny, nx, 8) position features; ``origin`` (3,) (t0, y0, x0).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from finescale.config import AtmoRepConfig
+from finescale.config import AtmoRepConfig, MaskingConfig
 from finescale.data.series import Series
 
 STRATEGIES = ("bert", "forecast", "interpolation", "targets")
@@ -102,31 +109,51 @@ def where_features(series: Series, geometry: Geometry, origin: tuple[int, int, i
     return torch.from_numpy(out.astype(np.float32))
 
 
+def hidden_tokens(strategy: str, masking: MaskingConfig, nt: int) -> tuple[int, int]:
+    """First and one-past-last time token a ``forecast`` or ``interpolation`` mask hides (of ``nt``)."""
+    if strategy == "forecast":
+        return nt - masking.forecast_tokens, nt
+    if strategy == "interpolation":
+        start = (nt - masking.interpolation_tokens) // 2
+        return start, start + masking.interpolation_tokens
+    raise ValueError(f"'{strategy}' hides no fixed time tokens")
+
+
 def make_masks(
     strategy: str, cfg: AtmoRepConfig, levels: dict[str, int], cube: tuple[int, int, int], rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
     """Boolean masks (L, nt, ny, nx) per field, True where the token is hidden, for one sample."""
-    nt = cube[0]
-    m = cfg.masking
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown masking strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
     masks = {}
     for name, f in cfg.fields.items():
         mask = np.zeros((levels[name], *cube), dtype=bool)
-        dynamic = f.source != "static"
         if strategy == "bert" and f.predict:
             n = mask.size
             k = max(1, int(rng.uniform(0.0, f.mask_rate) * n))  # floor: never above the rate
             mask.reshape(-1)[rng.choice(n, size=k, replace=False)] = True
-        elif strategy == "forecast" and dynamic:
-            mask[:, nt - m.forecast_tokens :] = True
-        elif strategy == "interpolation" and dynamic:
-            start = (nt - m.interpolation_tokens) // 2
-            mask[:, start : start + m.interpolation_tokens] = True
+        elif strategy in ("forecast", "interpolation") and f.source != "static":
+            first, stop = hidden_tokens(strategy, cfg.masking, cube[0])
+            mask[:, first:stop] = True
         elif strategy == "targets" and f.predict:
             mask[:] = True
-        elif strategy not in STRATEGIES:
-            raise ValueError(f"unknown masking strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
         masks[name] = mask
     return masks
+
+
+def fill_hours(window: torch.Tensor, first: int, stop: int) -> torch.Tensor:
+    """``window`` (L, T, Y, X) with hours first..stop-1 filled from the known hours around them:
+    the last known hour repeated when nothing is known after (forecast: persistence), else linear
+    in time between the hours just before and just after (interpolation)."""
+    out = window.clone()
+    before = window[:, first - 1 : first]
+    if stop >= window.shape[1]:
+        out[:, first:stop] = before
+        return out
+    after = window[:, stop : stop + 1]
+    w = (torch.arange(first, stop, dtype=window.dtype) - (first - 1)) / (stop - first + 1)
+    out[:, first:stop] = before + w[None, :, None, None] * (after - before)
+    return out
 
 
 def check_geometry(cfg: AtmoRepConfig, series: Series, strategies: Sequence[str]) -> Geometry:
@@ -159,28 +186,39 @@ class _Cubes(torch.utils.data.Dataset):
         self.levels = {name: series.levels(name) for name in cfg.fields}
         self.predicted = [name for name, f in cfg.fields.items() if f.predict]
 
-    def cut(
-        self, origin: tuple[int, int, int], strategy: str, rng: np.random.Generator, fill: str
-    ) -> dict[str, object]:
+    def cut(self, origin: tuple[int, int, int], strategy: str, rng: np.random.Generator) -> dict[str, object]:
+        """One sample: tokens of every field with hidden ones filled, masks, targets and residual bases."""
         g = self.geometry
         (et, ey, ex), (t0, y0, x0) = g.extent, origin
+        m = self.cfg.masking
         masks = make_masks(strategy, self.cfg, self.levels, g.cube, rng)
-        inputs, targets, hidden = {}, {}, {}
+        informed = strategy in ("forecast", "interpolation") and m.time_fill == "informed"
+        inputs, targets, bases, hidden = {}, {}, {}, {}
         for name in self.cfg.fields:
-            tokens = tokenize(self.series.window(name, t0, et, y0, ey, x0, ex), g.token)  # (L, nt, ny, nx, D)
+            window = self.series.window(name, t0, et, y0, ey, x0, ex)  # (L, et, ey, ex)
+            tokens = tokenize(window, g.token)  # (L, nt, ny, nx, D)
             mask = torch.from_numpy(masks[name])
-            if fill == "noise":
-                noise = torch.from_numpy(rng.standard_normal(tokens.shape, dtype=np.float32))
-            elif fill == "coarsen":
-                noise = tokens.mean(dim=-1, keepdim=True).expand_as(tokens)
+            if informed and mask.any():
+                first, stop = hidden_tokens(strategy, m, g.cube[0])
+                fill = tokenize(fill_hours(window, first * g.token[0], stop * g.token[0]), g.token)
+            elif strategy == "bert" and m.fill == "coarsen":
+                fill = tokens.mean(dim=-1, keepdim=True).expand_as(tokens)
             else:
-                noise = torch.zeros_like(tokens)
-            inputs[name] = torch.where(mask[..., None], noise, tokens)
+                fill = torch.zeros_like(tokens)
+            base = torch.where(mask[..., None], fill, tokens)
+            noisy = strategy == "bert" and m.fill == "noise"
+            if noisy:
+                noise = torch.from_numpy(rng.standard_normal(tokens.shape, dtype=np.float32))
+                inputs[name] = torch.where(mask[..., None], noise, tokens)
+            else:
+                inputs[name] = base
             hidden[name] = mask
             if name in self.predicted:
                 targets[name] = tokens
+                bases[name] = torch.where(mask[..., None], torch.zeros_like(tokens), tokens) if noisy else base
         return {
             "input": inputs,
+            "base": bases,
             "target": targets,
             "masked": hidden,
             "where": where_features(self.series, g, origin),
@@ -210,8 +248,7 @@ class CubeDataset(_Cubes):
             int(rng.integers(w - ex + 1)),
         )
         strategy = self.strategies[int(rng.choice(len(self.strategies), p=self.p))]
-        fill = self.cfg.masking.fill if strategy == "bert" else "zero"
-        return self.cut(origin, strategy, rng, fill)
+        return self.cut(origin, strategy, rng)
 
 
 class FixedCubes(_Cubes):
@@ -231,7 +268,7 @@ class FixedCubes(_Cubes):
         return len(self.origins)
 
     def __getitem__(self, i: int) -> dict[str, object]:
-        return self.cut(self.origins[i], self.strategy, np.random.default_rng(0), "zero")  # type: ignore[arg-type]
+        return self.cut(self.origins[i], self.strategy, np.random.default_rng(0))  # type: ignore[arg-type]
 
 
 def tile_starts(size: int, extent: int) -> list[int]:

@@ -3,8 +3,10 @@ predicted field, and an ensemble tail trained with the fair CRPS.
 
 Input: a batch from ``finescale.data.tokens`` — per field the tokens ``input[name]``
 (B, L, nt, ny, nx, D) with hidden tokens filled, the masks ``masked[name]`` (B, L, nt, ny, nx),
-the targets ``target[name]`` of predicted fields and the position features ``where``
-(B, nt, ny, nx, 8). Every token is embedded with a linear map of its D values plus its level,
+the targets ``target[name]`` and residual bases ``base[name]`` of predicted fields and the
+position features ``where`` (B, nt, ny, nx, 8). Members of a hidden token are predicted as a
+change from its base (the persistence or linear-in-time fill of a forecast or a gap, 0 or the
+token mean under BERT). Every token is embedded with a linear map of its D values plus its level,
 its place inside the neighbourhood (learned, per axis), its absolute place and time (sin/cos of
 lat, lon, hour, day of year) and, when hidden, a learned mask vector.
 
@@ -135,7 +137,8 @@ class AtmoRep(nn.Module):
             zm = z[rows]  # (Nm, K, noise_dim)
             for block in self.tail[name]:
                 x = block(x, zm)
-            out[name] = self.head[name](x)
+            base = batch["base"][name].flatten(1, -2)[rows, cols]  # (Nm, D): the fill, predicted as a change
+            out[name] = base[:, None] + self.head[name](x)
         return out
 
     def loss(self, batch: Mapping[str, Tensor | Mapping[str, Tensor]], generator: torch.Generator | None = None) -> Tensor:
@@ -164,7 +167,7 @@ class AtmoRep(nn.Module):
         predictions = self(batch, k, generator)
         out = {}
         for name in self.predicted:
-            known = batch["input"][name]
+            known = batch["base"][name]
             full = known.unsqueeze(1).expand(-1, k, *known.shape[1:]).clone()  # (B, K, L, nt, ny, nx, D)
             mask = batch["masked"][name]
             rows, *rest = mask.nonzero(as_tuple=True)
