@@ -293,6 +293,40 @@ def pretrain(
 
 @app.command()
 @_user_errors
+def predict(
+    checkpoint: Annotated[Path, typer.Option(help="AtmoRep checkpoint written by `finescale pretrain`.")],
+    task: Annotated[str, typer.Option(help="`interpolation`, `forecast` or `targets` (downscaling, bias correction).")],
+    out: Annotated[Path, typer.Option(help="Output Zarr store (member, time, y, x).")],
+    split: Annotated[str, typer.Option(help="Block of times: `train`, `validation` or `test`.")] = "test",
+    members: Annotated[int | None, typer.Option(min=2, help="Members (default: the config's).")] = None,
+    lead: Annotated[int | None, typer.Option(min=1, help="Forecast: write only this lead (hours after the last known).")] = None,
+    stride: Annotated[int | None, typer.Option(min=1, help="Hours between neighbourhoods (default: the hidden hours).")] = None,
+    references: Annotated[Path | None, typer.Option(help="Also write the task's references (linear in time; persistence, advection) here.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the members' noise.")] = 0,
+) -> None:
+    """Predict a task with a trained AtmoRep model: an ensemble of the hidden hours over the whole grid.
+
+    **Examples**
+
+    `finescale predict --checkpoint runs/atmorep/checkpoints/last.ckpt --task interpolation --out runs/interp.zarr --references runs/interp-refs`
+
+    `finescale predict --checkpoint runs/atmorep/checkpoints/last.ckpt --task forecast --lead 1 --out runs/nowcast1.zarr`
+    """
+    from finescale.atmorep.predict import predict as run
+    from finescale.atmorep.predict import write_references
+
+    with _progress() as progress:
+        bar = progress.add_task(f"{task} (neighbourhoods)", total=None)
+        path = run(checkpoint, out, task, split=split, members=members, stride=stride, lead=lead, seed=seed,
+                   progress=lambda n: progress.advance(bar, n))
+    console.print(f"wrote [bold]{path}[/]")
+    if references is not None:
+        for name, ref in write_references(checkpoint, path, references).items():
+            console.print(f"wrote {name}: [bold]{ref}[/]")
+
+
+@app.command()
+@_user_errors
 def downscale(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint written by `finescale train`.")],
     lr: Annotated[Path, typer.Option(help="LR input (NetCDF/Zarr; an LR `member` dim gives members per LR member).")],

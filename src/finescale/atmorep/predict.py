@@ -141,3 +141,41 @@ def predict(
             if progress:
                 progress(1)
     return Path(out)
+
+
+def write_references(
+    checkpoint: str | Path, forecast_path: str | Path, out_dir: str | Path, wind: tuple[str, str] = ("u700", "v700")
+) -> dict[str, Path]:
+    """The references of an AtmoRep store beside it: linear interpolation in time for a gap;
+    persistence and advection by the LR wind ``wind`` (interpolated to the grid) for a forecast.
+
+    Returns name -> path of one-member stores in ``out_dir`` (written atomically).
+    """
+    import xarray as xr
+
+    from finescale.atmorep.references import advection, linear_in_time, persistence
+    from finescale.baselines import interpolation
+    from finescale.io import write_zarr
+
+    cfg = load_atmorep(checkpoint).config
+    forecast = xr.open_zarr(forecast_path)
+    pair = open_pair(cfg.data)
+    truth = pair.hr if cfg.grid == "hr" else pair.lr
+    names = [str(v) for v in forecast.data_vars if v in truth.data_vars]
+    task = forecast.attrs.get("task")
+    refs: dict[str, xr.Dataset] = {}
+    if task == "interpolation":
+        refs["linear"] = linear_in_time(forecast, truth, names)
+    elif task == "forecast":
+        refs["persistence"] = persistence(forecast, truth, names)
+        missing = [w for w in wind if w not in pair.lr.data_vars]
+        if missing:
+            raise ValueError(f"advection needs the LR wind {list(wind)}; the LR lacks {missing}")
+        winds = pair.lr[list(wind)]
+        if cfg.grid == "hr":
+            winds = interpolation(winds, truth)
+        refs["advection"] = advection(forecast, truth, winds[wind[0]], winds[wind[1]], names)
+    else:
+        raise ValueError(f"{forecast_path}: task {task!r} has no time references (interpolation or forecast)")
+    out_dir = Path(out_dir)
+    return {name: write_zarr(ds, out_dir / f"{name}.zarr") for name, ds in refs.items()}

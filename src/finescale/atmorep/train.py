@@ -127,6 +127,9 @@ def load_atmorep(path: str | Path) -> LoadedAtmoRep:
     cfg = AtmoRepConfig.model_validate(meta["config"])
     levels = {k: int(v) for k, v in meta["levels"].items()}
     model = AtmoRep(cfg, levels)
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:  # weights of another version or a hand-edited config
+        raise ValueError(f"{path}: its weights do not fit the model its config describes ({exc})") from None
     model.eval()
     return LoadedAtmoRep(model, cfg, NormStats.from_dict(meta["stats"]), levels, meta["grid"], digest)
