@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finescale.config import ExperimentConfig, reference_markdown
+from finescale.config import AtmoRepConfig, ExperimentConfig, reference_markdown
 from finescale.data.world import WorldParams
 
 DOCS = Path(__file__).parent
 PAGES = {
     "configuration.md": (ExperimentConfig, "Configuration reference"),
+    "atmorep-configuration.md": (AtmoRepConfig, "AtmoRep configuration reference"),
     "world-parameters.md": (WorldParams, "Alps world parameters"),
 }
 

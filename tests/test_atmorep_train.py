@@ -4,6 +4,7 @@ checkpoint, predict a task as an ensemble on disk, its references, and scoring w
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,14 +14,17 @@ import xarray as xr
 import yaml
 from typer.testing import CliRunner
 
-from finescale.atmorep.predict import predict
+from finescale.atmorep.attention import attention_maps
+from finescale.atmorep.predict import open_series, predict
 from finescale.atmorep.references import advection, known_hours, linear_in_time, persistence
 from finescale.atmorep.train import load_atmorep, take_over
 from finescale.cli import app
-from finescale.config import AtmoRepConfig
+from finescale.config import AtmoRepConfig, ConfigError, load_config, validate
+from finescale.data.tokens import FixedCubes
 from finescale.data.world import preset, simulate
 from finescale.io import write_zarr
 from finescale.models.atmorep import AtmoRep
+from finescale.pipeline import world_config
 from finescale.train import load_checkpoint
 from finescale.verify.evaluate import run_evaluate
 
@@ -135,3 +139,36 @@ def test_forecast_lead_and_its_references(pretrained, world, tmp_path):
     last = truth.t2m.sel(time=before[0]).values
     assert np.allclose(moved[40, 10:], last[40, 8:-2], atol=1e-3)
     assert ds.attrs["lead_hours"] == "1"
+
+
+def test_shipped_configs_validate_on_a_world(world, tmp_path):
+    root = Path(__file__).parents[1]
+    sections = {"data": world_config(world).data.model_dump(mode="json")}
+    cfg = load_config(root / "configs" / "atmorep-pretrain.yaml", [], AtmoRepConfig, sections)
+    assert cfg.variables_of("u") == ["u850", "u700", "u500"] and not cfg.fields["orog"].predict
+    assert set(cfg.partners_of("t2m")) == set(cfg.fields) - {"t2m"}
+    bench = yaml.safe_load((root / "benchmarks" / "configs" / "atmorep-cpu.yaml").read_text())["pretrain"]
+    validate({**sections, **bench}, AtmoRepConfig)
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({**TINY, **sections}))
+    with pytest.raises(ConfigError, match="has its own 'data' section"):
+        load_config(own, [], AtmoRepConfig, sections)
+
+
+def test_attention_maps_sum_to_one_and_are_drawn(pretrained, tmp_path):
+    ckpt = pretrained / "checkpoints" / "last.ckpt"
+    result = runner.invoke(app, ["attention", "--checkpoint", str(ckpt), "--field", "tp", "--token", "0,2,1,1",
+                                 "--out", str(tmp_path / "tp.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tp.png").read_bytes()[:4] == b"\x89PNG"
+    loaded = load_atmorep(ckpt)
+    series = open_series(loaded, "test", "test")
+    batch = torch.utils.data.default_collate([FixedCubes(series, loaded.config, [(0, 0, 0)], "forecast")[0]])
+    maps = attention_maps(loaded, batch, "tp", (0, 2, 1, 1), layer=0)
+    assert set(maps) == {"tp", "t2m", "u", "orog"}
+    assert maps["u"].shape == (2, 3, 2, 3) and maps["tp"].shape == (1, 3, 2, 3)
+    assert np.isclose(maps["tp"].sum(), 1.0, atol=1e-5)  # self-attention over its own tokens
+    assert np.isclose(sum(maps[p].sum() for p in ("t2m", "u", "orog")), 1.0, atol=1e-5)  # cross over partners
+    bad = runner.invoke(app, ["attention", "--checkpoint", str(ckpt), "--field", "tp", "--token", "0,9,1,1",
+                              "--out", str(tmp_path / "bad.png")])
+    assert bad.exit_code == 2 and "outside the field's tokens" in bad.output and not (tmp_path / "bad.png").exists()

@@ -174,3 +174,20 @@ def test_tile_starts_cover_the_domain():
     for s in tile_starts(20, 9):
         covered[s : s + 9] = True
     assert covered.all()
+
+
+def test_targets_start_from_the_base_field():
+    tree = make_config(strategies={"targets": 1.0}).model_dump(mode="json")
+    tree["fields"]["t2m"]["base"] = "orog"  # any input field with as many levels
+    cfg = AtmoRepConfig.model_validate(tree)
+    item = FixedCubes(make_series(), cfg, [(2, 1, 1)], "targets")[0]
+    assert torch.equal(item["input"]["t2m"], item["input"]["orog"])
+    assert torch.equal(item["base"]["t2m"], item["input"]["orog"])
+    assert torch.all(item["input"]["u"] == 0)  # no base: hidden with 0
+    for field, base, message in (("t2m", "u", "must be an input field"), ("u", "orog", "another number of levels")):
+        bad = make_config().model_dump(mode="json")
+        bad["fields"][field]["base"] = base
+        if base == "u":
+            bad["fields"]["u"]["predict"] = True
+        with pytest.raises(ValueError, match=message):
+            AtmoRepConfig.model_validate(bad)

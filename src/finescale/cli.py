@@ -325,6 +325,55 @@ def predict(
             console.print(f"wrote {name}: [bold]{ref}[/]")
 
 
+def _ints(text: str | None, n: int, what: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != n:
+        raise ValueError(f"{what} {text!r}: expected {n} integers separated by commas")
+    return values
+
+
+@app.command()
+@_user_errors
+def attention(
+    checkpoint: Annotated[Path, typer.Option(help="AtmoRep checkpoint written by `finescale pretrain`.")],
+    out: Annotated[Path, typer.Option(help="Figure to write (PNG).")],
+    field: Annotated[str, typer.Option(help="Field of the query token.")],
+    token: Annotated[str | None, typer.Option(help="Query token `LEVEL,T,Y,X` (default: level 0, last time token, centre).")] = None,
+    task: Annotated[str, typer.Option(help="Masks of the sample: `forecast`, `interpolation` or `targets`.")] = "forecast",
+    split: Annotated[str, typer.Option(help="Block of times the sample comes from.")] = "test",
+    origin: Annotated[str | None, typer.Option(help="Neighbourhood origin `T0,Y0,X0` in grid indices of the block (default: 0,0,0).")] = None,
+    layer: Annotated[int, typer.Option(help="Encoder layer (negative counts from the last).")] = -1,
+) -> None:
+    """Draw where one token of the AtmoRep encoder looks: its self-attention and its cross-attention to each partner field.
+
+    **Examples**
+
+    `finescale attention --checkpoint runs/atmorep/checkpoints/last.ckpt --field tp --out runs/attention-tp.png`
+
+    `finescale attention --checkpoint runs/atmorep/checkpoints/last.ckpt --field t2m --token 0,3,1,2 --origin 24,20,40 --layer 0 --out a.png`
+    """
+    import torch
+
+    from finescale.atmorep.attention import attention_maps, plot_attention
+    from finescale.atmorep.predict import open_series
+    from finescale.atmorep.train import load_atmorep
+    from finescale.data.tokens import FixedCubes
+
+    loaded = load_atmorep(checkpoint)
+    cube = (loaded.config.neighbourhood.time, loaded.config.neighbourhood.y, loaded.config.neighbourhood.x)
+    query = _ints(token, 4, "--token") or (0, cube[0] - 1, cube[1] // 2, cube[2] // 2)
+    start = _ints(origin, 3, "--origin") or (0, 0, 0)
+    series = open_series(loaded, split, str(checkpoint))
+    sample = FixedCubes(series, loaded.config, [start], task)[0]  # type: ignore[list-item]
+    maps = attention_maps(loaded, torch.utils.data.default_collate([sample]), field, query, layer)  # type: ignore[arg-type]
+    console.print(f"wrote [bold]{plot_attention(maps, query, field, out)}[/]")  # type: ignore[arg-type]
+
+
 @app.command()
 @_user_errors
 def downscale(

@@ -308,6 +308,11 @@ class FieldConfig(Settings):
         default=0.5, ge=0, le=1, description="BERT masking: each sample masks a random fraction up to this rate."
     )
     loss_weight: float = Field(default=1.0, ge=0, description="Weight of this field in the loss.")
+    base: str | None = Field(
+        default=None,
+        description="targets masking: the hidden tokens start from this input field (same number of levels), "
+        "e.g. the LR field of the same variable on the model's grid, and the model predicts the change; None: 0.",
+    )
 
     @model_validator(mode="after")
     def _static_fields_are_inputs(self) -> FieldConfig:
@@ -423,6 +428,12 @@ class AtmoRepConfig(Settings):
                 raise ValueError(f"fields.{name}.partners: unknown fields {unknown}; fields are {sorted(names)}")
             if name in (f.partners or []):
                 raise ValueError(f"fields.{name}.partners: a field cannot be its own partner")
+            if f.base is not None:
+                base = self.fields.get(f.base)
+                if base is None or base.predict:
+                    raise ValueError(f"fields.{name}.base: '{f.base}' must be an input field (predict: false)")
+                if len(self.variables_of(f.base)) != len(self.variables_of(name)):
+                    raise ValueError(f"fields.{name}.base: '{f.base}' has another number of levels")
         return self
 
     def variables_of(self, name: str) -> list[str]:

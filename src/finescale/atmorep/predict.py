@@ -51,6 +51,18 @@ def output_variables(loaded: LoadedAtmoRep, fields: list[str] | None = None) -> 
     return {v: (name, k) for name in chosen for k, v in enumerate(loaded.config.variables_of(name))}
 
 
+def open_series(loaded: LoadedAtmoRep, split: str, where: str) -> Series:
+    """The model's fields on the block ``split`` of its data, checked against its grid."""
+    cfg = loaded.config
+    pair = open_pair(cfg.data)
+    blocks = split_times(pair.hr.time.values, cfg.data.splits)
+    if split not in blocks:
+        raise ValueError(f"unknown split '{split}'; choose from {', '.join(blocks)}")
+    series = load_series(cfg, pair, loaded.stats, blocks[split])
+    loaded.check_grid(series, f"{where} on the {split} block")
+    return series
+
+
 @torch.no_grad()
 def predict_origin(
     loaded: LoadedAtmoRep, series: Series, t0: int, task: str, members: int, generator: torch.Generator
@@ -102,12 +114,7 @@ def predict(
             raise ValueError(f"lead {lead} outside 1..{hours.size}: the model forecasts {hours.size} hours")
         hours = hours[lead - 1 : lead]
     step = stride or hours.size
-    pair = open_pair(cfg.data)
-    blocks = split_times(pair.hr.time.values, cfg.data.splits)
-    if split not in blocks:
-        raise ValueError(f"unknown split '{split}'; choose from {', '.join(blocks)}")
-    series = load_series(cfg, pair, loaded.stats, blocks[split])
-    loaded.check_grid(series, f"{checkpoint} on the {split} block")
+    series = open_series(loaded, split, str(checkpoint))
     extent = Geometry.from_config(cfg).extent[0]
     starts = list(range(0, series.times.size - extent + 1, step))
     if not starts:

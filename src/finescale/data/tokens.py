@@ -18,7 +18,8 @@ Masks are made here, in the data loader, per sample:
 
 Under ``forecast`` and ``interpolation`` with ``time_fill: informed`` (the default) the hidden
 hours start from what is known at inference: the last known hour repeated (persistence) or the
-linear interpolation in time between the hours around the gap; ``targets`` hides with 0.
+linear interpolation in time between the hours around the gap; ``targets`` hides with the
+field's ``base`` input field (the LR field of the same variable, say) or 0.
 
 A sample is a dict: ``input[name]`` (L, nt, ny, nx, D) tokens with hidden ones filled,
 ``masked[name]`` (L, nt, ny, nx) bool, and for predicted fields ``target[name]`` (the truth)
@@ -193,14 +194,16 @@ class _Cubes(torch.utils.data.Dataset):
         m = self.cfg.masking
         masks = make_masks(strategy, self.cfg, self.levels, g.cube, rng)
         informed = strategy in ("forecast", "interpolation") and m.time_fill == "informed"
+        windows = {name: self.series.window(name, t0, et, y0, ey, x0, ex) for name in self.cfg.fields}  # (L, et, ey, ex)
         inputs, targets, bases, hidden = {}, {}, {}, {}
-        for name in self.cfg.fields:
-            window = self.series.window(name, t0, et, y0, ey, x0, ex)  # (L, et, ey, ex)
-            tokens = tokenize(window, g.token)  # (L, nt, ny, nx, D)
+        for name, f in self.cfg.fields.items():
+            tokens = tokenize(windows[name], g.token)  # (L, nt, ny, nx, D)
             mask = torch.from_numpy(masks[name])
             if informed and mask.any():
                 first, stop = hidden_tokens(strategy, m, g.cube[0])
-                fill = tokenize(fill_hours(window, first * g.token[0], stop * g.token[0]), g.token)
+                fill = tokenize(fill_hours(windows[name], first * g.token[0], stop * g.token[0]), g.token)
+            elif strategy == "targets" and f.base is not None:
+                fill = tokenize(windows[f.base], g.token)
             elif strategy == "bert" and m.fill == "coarsen":
                 fill = tokens.mean(dim=-1, keepdim=True).expand_as(tokens)
             else:
