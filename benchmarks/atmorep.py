@@ -6,13 +6,22 @@ Targets (issue 5), ensembles on the test period:
   wind reported beside it), and the 2- and 3-hour leads reported;
 - spread-skill ratio in [0.8, 1.2] for each task;
 - the pre-training loss falls steadily (train loss in ten windows of the run, each window's mean
-  below the first's; validation loss on fixed samples at its last check below its first).
+  below the first's; validation loss on fixed samples at its last check below its first);
+- downscaling (fine-tuned, `downscale` section): scored in one report beside the diffusion
+  model, the regression model and the oracle of the skill benchmark on the same test hours
+  (needs `--skill`: that benchmark's output folder, whose world is then used);
+- bias correction (fine-tuned, `bias` section, LR grid): mean precipitation within 5 % and the
+  99th percentile within 10 % of the HR truth coarsened to the LR grid, beside quantile mapping
+  (fitted on the training block) and the uncorrected LR precipitation.
 
-    python benchmarks/atmorep.py --config benchmarks/configs/atmorep-cpu.yaml --out runs/atmorep-cpu
+    python benchmarks/atmorep.py --config benchmarks/configs/atmorep-cpu.yaml --out runs/atmorep-cpu \
+        [--skill runs/skill-cpu]
 
-The config names the world and, under `pretrain`, an AtmoRep config without its `data` section
-(the world's is used). Stages whose output exists are reused (delete the folder to start
-again). Prints the timings, the checks and the machine, and writes them to ``<out>/atmorep.json``.
+The config names the world (unless `--skill` gives one) and, under `pretrain`, `downscale` and
+`bias`, AtmoRep configs without their `data` section (the world's is used; the fine-tunes start
+from the pre-trained checkpoint). Stages whose output exists are reused (delete the folder to
+start again). Prints the timings, the checks and the machine, and writes them to
+``<out>/atmorep.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 import yaml
 from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 
@@ -57,7 +67,7 @@ def task_rows(metrics: dict[str, Any], task: str, reference: str | None, factor:
         fc, refs = metrics["forecast"][v], metrics["references"]
         row: dict[str, Any] = {"task": task, "variable": v, "crps": fc["crps_fair"], "ssr": fc["ssr"]}
         for name, ref in refs.items():
-            row[f"mae_{name}"] = ref[v]["crps_fair"]  # one member: the CRPS is the MAE
+            row[f"ref_{name}"] = ref[v]["crps_fair"]  # the CRPS (for one member the MAE)
         row["pass"] = {"ssr": 0.8 <= fc["ssr"] <= 1.2}
         if reference is not None:
             row["ratio"] = fc["crps_fair"] / refs[reference][v]["crps_fair"]
@@ -66,10 +76,55 @@ def task_rows(metrics: dict[str, Any], task: str, reference: str | None, factor:
     return rows
 
 
+def bias_correction(checkpoint: Path, out: Path, members: int, timed: Any) -> dict[str, Any]:
+    """Predict the bias-corrected LR precipitation of the test block, write its truth (HR coarsened
+    to the LR grid), quantile mapping and the uncorrected LR beside it, score all, check the targets."""
+    from finescale.atmorep.train import load_atmorep
+    from finescale.baselines import fit_quantile_mapping, forecast_dataset
+    from finescale.data.grids import coarsen
+    from finescale.data.pairs import open_pair, split_times
+    from finescale.io import write_zarr
+
+    store = out / "bias.zarr"
+    timed("predict bias", store, lambda: predict(checkpoint, store, "targets", members=members))
+    cfg = load_atmorep(checkpoint).config
+    pair = open_pair(cfg.data)
+    blocks = split_times(pair.hr.time.values, cfg.data.splits)
+    lr = pair.lr[["tp"]]
+    truth = coarsen(pair.hr.tp, round(pair.ratio)).to_dataset(name="tp")
+    truth = truth.assign_coords(lat=lr.lat, lon=lr.lon)
+    paths = {"truth": out / "bias-truth.zarr", "qm": out / "bias-qm.zarr", "uncorrected": out / "bias-lr.zarr"}
+    test = xr.open_zarr(store).time.values
+    if not paths["truth"].exists():
+        write_zarr(truth.sel(time=test).compute(), paths["truth"])
+        train = blocks["train"]
+        qm = fit_quantile_mapping(lr.sel(time=train), truth.sel(time=train), fit_period="train")
+        write_zarr(forecast_dataset(qm.apply(lr.sel(time=test)).compute(), truth, {"title": "quantile mapping"}),
+                   paths["qm"])
+        write_zarr(forecast_dataset(lr.sel(time=test).compute(), truth, {"title": "uncorrected LR"}),
+                   paths["uncorrected"])
+    report = out / "bias-evaluation"
+    timed("evaluate bias", report / "metrics.json", lambda: run_evaluate(
+        store, paths["truth"], report, variables=["tp"], name="atmorep bias correction",
+        references={"qm": paths["qm"], "uncorrected": paths["uncorrected"]}))
+    metrics = json.loads((report / "metrics.json").read_text())
+    true_mean = float(xr.open_zarr(paths["truth"]).tp.mean())
+    rows = []
+    for name, m in {"atmorep": metrics["forecast"]["tp"], **{k: v["tp"] for k, v in metrics["references"].items()}}.items():
+        row = {"task": "bias", "variable": f"tp ({name})", "crps": m["crps_fair"], "ssr": m["ssr"],
+               "mean_rel_error": m["bias_mean"] / true_mean, "q99_rel_error": m["q99_rel_error"]}
+        row["pass"] = {"mean": abs(row["mean_rel_error"]) <= 0.05, "q99": abs(row["q99_rel_error"]) <= 0.10}
+        if name == "atmorep":
+            row["pass"]["ssr"] = 0.8 <= m["ssr"] <= 1.2
+        rows.append(row)
+    return {"rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--skill", type=Path, help="output folder of benchmarks/skill.py: its world and ensembles")
     args = parser.parse_args()
     spec = yaml.safe_load(args.config.read_text())
     out = args.out.absolute()
@@ -84,15 +139,24 @@ def main() -> None:
         timings[name] = time.perf_counter() - start
         print(f"{name}: {timings[name] / 60:.1f} min", flush=True)
 
-    world_dir = out / "world"
-    world = spec["world"]
-    params = preset(world["preset"]).model_copy(update={"days": float(world["days"])})
-    timed("world", world_dir / WORLD_FILE, lambda: simulate(world_dir, params, seed=world.get("seed", 0)))
-    tree = {"data": world_config(world_dir).data.model_dump(mode="json"), **spec["pretrain"]}
-    tree["train"] = {**tree.get("train", {}), "out": str(out / "pretrain")}
-    cfg = validate(tree, AtmoRepConfig, source="pretrain section")
-    checkpoint = out / "pretrain" / "checkpoints" / "last.ckpt"
-    timed("pretrain", checkpoint, lambda: pretrain(cfg))
+    if args.skill is not None:
+        world_dir = args.skill.absolute() / "world"
+    else:
+        world_dir = out / "world"
+        world = spec["world"]
+        params = preset(world["preset"]).model_copy(update={"days": float(world["days"])})
+        timed("world", world_dir / WORLD_FILE, lambda: simulate(world_dir, params, seed=world.get("seed", 0)))
+    data = world_config(world_dir).data.model_dump(mode="json")
+
+    def stage(name: str, init: Path | None = None) -> Path:
+        tree = {"data": data, **spec[name], **({"init_checkpoint": str(init)} if init else {})}
+        tree["train"] = {**tree.get("train", {}), "out": str(out / name)}
+        cfg = validate(tree, AtmoRepConfig, source=f"{name} section")
+        last = out / name / "checkpoints" / "last.ckpt"
+        timed(name, last, lambda: pretrain(cfg))
+        return last
+
+    checkpoint = stage("pretrain")
 
     members = spec.get("members", 16)
     runs = {"interpolation": ("interpolation", None), **{f"forecast-{k}h": ("forecast", k) for k in (1, 2, 3)}}
@@ -109,21 +173,42 @@ def main() -> None:
         reference, factor = TARGETS.get(name, (None, None))
         rows += task_rows(json.loads((report / "metrics.json").read_text()), name, reference, factor)
 
+    if "downscale" in spec and args.skill is not None:
+        tuned = stage("downscale", checkpoint)
+        store = out / "downscale.zarr"
+        timed("predict downscale", store, lambda: predict(tuned, store, "targets", members=members))
+        report = out / "downscale-evaluation"
+        skill = args.skill.absolute()
+        timed("evaluate downscale", report / "metrics.json", lambda: run_evaluate(
+            store, world_dir / "hr.zarr", report, lr_path=world_dir / "lr.zarr", variables=VARIABLES,
+            name="atmorep downscaling",
+            references={n: skill / f"{n}.zarr" for n in ("diffusion", "regression", "oracle")}))
+        rows += task_rows(json.loads((report / "metrics.json").read_text()), "downscale", None, None)
+    bias = None
+    if "bias" in spec:
+        tuned = stage("bias", checkpoint)
+        bias = bias_correction(tuned, out, members, timed)
+        rows += bias["rows"]
+
     loss = loss_falls(out / "pretrain" / "logs" / "version_0" / "metrics.csv")
     machine = describe()
     (out / "atmorep.json").write_text(json.dumps({"config": spec, "timings_s": timings, "machine": machine,
-                                                  "loss": loss, "checks": rows}, indent=1))
+                                                  "world": str(world_dir), "loss": loss, "checks": rows}, indent=1))
     print(f"\n{args.config}: {members} members; {machine}")
     print("timings (min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in timings.items()))
     print(f"pre-training loss in ten windows: {' '.join(f'{w:.3f}' for w in loss['train_windows'])}; "
           f"validation {' '.join(f'{v:.3f}' for v in loss['val'])}; steady: {loss['steady']}")
-    print("\n| task | variable | fair CRPS | reference MAE | CRPS / MAE | SSR | met |")
+    print("\n| task | variable | fair CRPS | references (CRPS; MAE for one member) | CRPS / target reference | "
+          "SSR | met |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        refs = ", ".join(f"{k[4:]} {v:.4g}" for k, v in r.items() if k.startswith("mae_"))
+        refs = ", ".join(f"{k[4:]} {v:.4g}" for k, v in r.items() if k.startswith("ref_"))
+        if "mean_rel_error" in r:
+            refs = f"mean {r['mean_rel_error']:+.3f}, q99 {r['q99_rel_error']:+.3f}"
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
         met = "yes" if all(r["pass"].values()) else "no: " + ", ".join(k for k, ok in r["pass"].items() if not ok)
-        print(f"| {r['task']} | {r['variable']} | {r['crps']:.4g} | {refs} | {ratio} | {r['ssr']:.2f} | {met} |")
+        ssr = "" if r["ssr"] is None else f"{r['ssr']:.2f}"  # none for one member
+        print(f"| {r['task']} | {r['variable']} | {r['crps']:.4g} | {refs} | {ratio} | {ssr} | {met} |")
 
 
 if __name__ == "__main__":

@@ -147,8 +147,12 @@ def test_shipped_configs_validate_on_a_world(world, tmp_path):
     cfg = load_config(root / "configs" / "atmorep-pretrain.yaml", [], AtmoRepConfig, sections)
     assert cfg.variables_of("u") == ["u850", "u700", "u500"] and not cfg.fields["orog"].predict
     assert set(cfg.partners_of("t2m")) == set(cfg.fields) - {"t2m"}
-    bench = yaml.safe_load((root / "benchmarks" / "configs" / "atmorep-cpu.yaml").read_text())["pretrain"]
-    validate({**sections, **bench}, AtmoRepConfig)
+    for name in ("atmorep-downscale", "atmorep-bias"):
+        tuned = load_config(root / "configs" / f"{name}.yaml", [], AtmoRepConfig, sections)
+        assert tuned.fields["tp"].base == "tp_lr"
+    bench = yaml.safe_load((root / "benchmarks" / "configs" / "atmorep-cpu.yaml").read_text())
+    for stage in ("pretrain", "downscale", "bias"):
+        validate({**sections, **bench[stage]}, AtmoRepConfig)
     own = tmp_path / "own.yaml"
     own.write_text(yaml.safe_dump({**TINY, **sections}))
     with pytest.raises(ConfigError, match="has its own 'data' section"):
