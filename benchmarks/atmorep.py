@@ -43,6 +43,7 @@ from finescale.atmorep.train import pretrain
 from finescale.config import AtmoRepConfig, validate
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE
+from finescale.io import write_zarr
 from finescale.pipeline import world_config
 from finescale.verify.evaluate import run_evaluate
 
@@ -83,7 +84,6 @@ def bias_correction(checkpoint: Path, out: Path, members: int, timed: Any) -> di
     from finescale.baselines import fit_quantile_mapping, forecast_dataset
     from finescale.data.grids import coarsen
     from finescale.data.pairs import open_pair, split_times
-    from finescale.io import write_zarr
 
     store = out / "bias.zarr"
     timed("predict bias", store, lambda: predict(checkpoint, store, "targets", members=members))
@@ -158,12 +158,21 @@ def main() -> None:
 
     checkpoint = stage("pretrain")
 
-    members = spec.get("members", 16)
-    runs = {"interpolation": ("interpolation", None), **{f"forecast-{k}h": ("forecast", k) for k in (1, 2, 3)}}
+    members, stride = spec.get("members", 16), spec.get("stride")
+    for task in ("interpolation", "forecast"):
+        store = out / f"{task}.zarr"
+        timed(f"predict {task}", store, lambda t=task, s=store: predict(checkpoint, s, t, members=members, stride=stride))
+    forecast = xr.open_zarr(out / "forecast.zarr")
+    leads = len(json.loads(forecast.attrs["hidden_hours"]))
+    for k in range(1, leads + 1):  # one store per lead: the k-th hidden hour of every neighbourhood
+        if not (out / f"forecast-{k}h.zarr").exists():
+            subset = forecast.isel(time=slice(k - 1, None, leads)).assign_attrs(lead_hours=str(k))
+            for variable in subset.variables.values():
+                variable.encoding = {}
+            write_zarr(subset, out / f"forecast-{k}h.zarr")
     rows = []
-    for name, (task, lead) in runs.items():
+    for name in ["interpolation", *(f"forecast-{k}h" for k in range(1, leads + 1))]:
         store, refs = out / f"{name}.zarr", out / f"{name}-references"
-        timed(f"predict {name}", store, lambda t=task, k=lead, s=store: predict(checkpoint, s, t, members=members, lead=k))
         if not refs.exists():
             write_references(checkpoint, store, refs)
         report = out / f"{name}-evaluation"

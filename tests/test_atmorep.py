@@ -62,6 +62,9 @@ def test_predict_keeps_known_tokens_and_fills_hidden_ones(one_thread):
     model = AtmoRep(cfg, {"a": 1, "b": 1}).eval()
     batch = torch.utils.data.default_collate([FixedCubes(series, cfg, [(0, 0, 0), (5, 8, 4)], "forecast")[i]
                                               for i in range(2)])
+    untrained = model.predict(batch, members=3)["b"]  # the output layer starts at zero: members = persistence
+    assert torch.equal(untrained, batch["base"]["b"].unsqueeze(1).expand_as(untrained))
+    torch.nn.init.normal_(model.head["b"][-1].weight, std=0.1)  # as if trained: the noise now reaches the output
     out = model.predict(batch, members=5)["b"]
     assert out.shape == (2, 5, 1, 2, 2, 2, 16)
     known = ~batch["masked"]["b"]

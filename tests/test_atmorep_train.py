@@ -76,7 +76,7 @@ def test_pretraining_loss_falls_and_checkpoint_is_safe(pretrained):
     loaded = load_atmorep(last)
     assert loaded.levels == {"t2m": 1, "tp": 1, "u": 2, "orog": 1}
     assert loaded.grid["shape"] == [80, 200] and not loaded.model.training
-    with pytest.raises(ValueError, match="an atmorep checkpoint, where an downscaling checkpoint is needed"):
+    with pytest.raises(ValueError, match="kind 'atmorep', where 'downscaling' is needed"):
         load_checkpoint(last)
 
 

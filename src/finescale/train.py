@@ -335,7 +335,8 @@ def read_checkpoint(path: str | Path, kind: str = "downscaling") -> tuple[dict[s
         raise ValueError(f"{path}: not a finescale checkpoint (no '{CHECKPOINT_KEY}' entry)")
     found = meta.get("kind", "downscaling")
     if found != kind:
-        raise ValueError(f"{path}: an {found} checkpoint, where an {kind} checkpoint is needed")
+        use = {"downscaling": "finescale downscale", "atmorep": "finescale predict"}.get(found, "another command")
+        raise ValueError(f"{path}: a checkpoint of kind '{found}', where '{kind}' is needed (use it with `{use}`)")
     prefix = "ema.module."
     ema = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     return meta, ema, digest

@@ -89,6 +89,9 @@ class AtmoRep(nn.Module):
         self.head = nn.ModuleDict({
             name: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, g.token_values)) for name in self.predicted
         })
+        for head in self.head.values():  # an untrained model predicts its base (persistence, linear in time, ...)
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
 
     # -- the deterministic part ---------------------------------------------------------------
 
