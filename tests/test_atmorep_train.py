@@ -150,9 +150,10 @@ def test_shipped_configs_validate_on_a_world(world, tmp_path):
     for name in ("atmorep-downscale", "atmorep-bias"):
         tuned = load_config(root / "configs" / f"{name}.yaml", [], AtmoRepConfig, sections)
         assert tuned.fields["tp"].base == "tp_lr"
-    bench = yaml.safe_load((root / "benchmarks" / "configs" / "atmorep-cpu.yaml").read_text())
-    for stage in ("pretrain", "downscale", "bias"):
-        validate({**sections, **bench[stage]}, AtmoRepConfig)
+    for machine in ("cpu", "gpu"):
+        bench = yaml.safe_load((root / "benchmarks" / "configs" / f"atmorep-{machine}.yaml").read_text())
+        for stage in ("pretrain", "downscale", "bias"):
+            validate({**sections, **bench[stage]}, AtmoRepConfig)
     own = tmp_path / "own.yaml"
     own.write_text(yaml.safe_dump({**TINY, **sections}))
     with pytest.raises(ConfigError, match="has its own 'data' section"):
