@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from stages import Stages
 
 from finescale.atmorep.predict import predict, write_references
 from finescale.atmorep.train import pretrain
@@ -77,7 +77,7 @@ def task_rows(metrics: dict[str, Any], task: str, reference: str | None, factor:
     return rows
 
 
-def bias_correction(checkpoint: Path, out: Path, members: int, timed: Any) -> dict[str, Any]:
+def bias_correction(checkpoint: Path, out: Path, members: int, timed: Stages) -> dict[str, Any]:
     """Predict the bias-corrected LR precipitation of the test block, write its truth (HR coarsened
     to the LR grid), quantile mapping and the uncorrected LR beside it, score all, check the targets."""
     from finescale.atmorep.train import load_atmorep
@@ -128,16 +128,8 @@ def main() -> None:
     args = parser.parse_args()
     spec = yaml.safe_load(args.config.read_text())
     out = args.out.absolute()
-    timings: dict[str, float] = {}
-
-    def timed(name: str, done: Path, fn: Any) -> None:
-        if done.exists():
-            print(f"{name}: reusing {done}", flush=True)
-            return
-        start = time.perf_counter()
-        fn()
-        timings[name] = time.perf_counter() - start
-        print(f"{name}: {timings[name] / 60:.1f} min", flush=True)
+    timed = Stages()
+    timings = timed.timings
 
     if args.skill is not None:
         world_dir = args.skill.absolute() / "world"

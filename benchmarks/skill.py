@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from stages import Stages
 
 from finescale.config import ExperimentConfig, validate
 from finescale.data.world import preset, simulate
@@ -96,16 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     spec = yaml.safe_load(args.config.read_text())
     out = args.out.absolute()
-    timings: dict[str, float] = {}
-
-    def timed(name: str, done: Path, fn: Any) -> None:
-        if done.exists():
-            print(f"{name}: reusing {done}", flush=True)
-            return
-        start = time.perf_counter()
-        fn()
-        timings[name] = time.perf_counter() - start
-        print(f"{name}: {timings[name] / 60:.1f} min", flush=True)
+    timed = Stages()
+    timings = timed.timings
 
     world_dir = out / "world"
     world = spec["world"]
