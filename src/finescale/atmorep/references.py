@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
+from finescale.baselines import forecast_dataset
 from finescale.data.grids import grid_spacing
 from finescale.data.samples import is_global
 
@@ -39,16 +40,9 @@ def known_hours(forecast: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _one_member(fields: dict[str, np.ndarray], template: xr.Dataset, truth: xr.Dataset, title: str) -> xr.Dataset:
-    data = {
-        v: (("member", "time", "y", "x"), a[None].astype(np.float32), dict(truth[v].attrs)) for v, a in fields.items()
-    }
-    coords = {
-        "member": [0],
-        "time": template.time.values,
-        "lat": (("y", "x"), template.lat.values, dict(template.lat.attrs)),
-        "lon": (("y", "x"), template.lon.values, dict(template.lon.attrs)),
-    }
-    return xr.Dataset(data, coords=coords, attrs={"title": title, "Conventions": "CF-1.8"})
+    """(time, y, x) arrays at the template's times as a one-member forecast on the truth's grid."""
+    ds = xr.Dataset({v: (("time", "y", "x"), a) for v, a in fields.items()}, coords={"time": template.time.values})
+    return forecast_dataset(ds, truth, {"title": title, "Conventions": "CF-1.8"})
 
 
 def _at(truth: xr.Dataset, v: str, times: np.ndarray) -> np.ndarray:
