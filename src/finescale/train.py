@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -41,6 +42,7 @@ from finescale.data.samples import (
     make_layout,
 )
 from finescale.data.transforms import NormStats, load_or_compute_stats
+from finescale.io import atomic_path, block_seed, check_writable
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
 from finescale.nn.unet import UNetSettings
@@ -118,12 +120,21 @@ class Task(L.LightningModule):
         self.meta = meta
         self.ema = AveragedModel(model, multi_avg_fn=ema_update(settings.ema_decay), use_buffers=True)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # the step's random numbers (diffusion levels and noise, dropout, AtmoRep members) come
+        # from a seed of (seed, step, process): a run resumed from a checkpoint draws the same
+        # ones as a run never stopped, and DDP processes draw different ones
+        torch.manual_seed(block_seed(self.settings.seed, self.global_step, self.global_rank))
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model.loss(batch)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
-    def on_train_batch_end(self, *args: Any) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here, not in on_train_batch_end: a checkpoint written at this step (by a callback's
+        # on_train_batch_end, which runs first) must hold the average with this step's update
         self.ema.update_parameters(self.model)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -224,13 +235,13 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     With ``resume`` the run continues from ``<out>/checkpoints/last.ckpt`` when it exists.
     """
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    prepared = prepare(cfg)
     t = cfg.train
+    resume_from, done = resume_point(t, resume)  # first: an output folder that cannot be written fails now
+    prepared = prepare(cfg)
     # the patches are a fixed sequence: a resumed run continues it where the checkpoint stopped
-    resume_from, done = resume_point(t, resume)
     train_set = PatchDataset(
-        prepared.train, prepared.layout, prepared.to_hr, t.patch_size, max(1, t.max_steps - done) * t.batch_size,
-        t.seed, start=done * t.batch_size,
+        prepared.train, prepared.layout, prepared.to_hr, t.patch_size, t.max_steps * t.batch_size, t.seed,
+        start=done * t.batch_size,
     )
     val_set = PatchDataset(
         prepared.validation, prepared.layout, prepared.to_hr, t.patch_size, t.val_batches * t.batch_size, t.seed + 1
@@ -243,11 +254,40 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
 
 
 def resume_point(t: TrainConfig, resume: bool) -> tuple[Path | None, int]:
-    """The checkpoint a run resumes from (None: a fresh run) and the optimisation steps it has done."""
-    last = Path(t.out) / "checkpoints" / "last.ckpt"
+    """The checkpoint a run resumes from (None: a fresh run) and the optimisation steps it has done.
+
+    Checks first that the run's folder ``t.out`` can be written (:class:`finescale.io.OutputError`
+    naming it otherwise), and removes the temporary files of checkpoints whose writing was killed.
+
+    A resumed run continues as if never stopped: its training set is the same fixed sequence of
+    samples started at the step it resumes from, and each step's random numbers come from a
+    seed of the step (:meth:`Task.on_train_batch_start`). Its training set must still hold
+    ``max_steps`` batches: Lightning restores its count of batches within the epoch and ends the
+    epoch when the count reaches the loader's length, so a shorter set would end it early and
+    start the sequence again.
+    """
+    folder = check_writable(Path(t.out)) / "checkpoints"
+    for leftover in folder.glob(".*.tmp-*"):  # see AtomicCheckpointIO
+        leftover.unlink(missing_ok=True)
+    last = folder / "last.ckpt"
     if not (resume and last.exists()):
         return None, 0
     return last, int(torch.load(last, weights_only=True)["global_step"])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint under a temporary name beside it, then renames it into place.
+
+    A run killed while writing keeps its previous checkpoint whole. (Lightning's own writer
+    goes through a temporary file in the system's temporary folder and moves it, which is a
+    copy, not atomic, where that folder is on another file system than the checkpoints.)
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def fit(
@@ -261,7 +301,9 @@ def fit(
     """Fit ``model.loss`` on the two datasets with Lightning; returns ``<out>/checkpoints/last.ckpt``.
 
     The datasets are fixed sequences of samples (a resumed run's dataset starts where the
-    checkpoint stopped), so the loaders do not shuffle. ``meta`` goes into every checkpoint.
+    checkpoint stopped and still holds ``max_steps`` batches: see :func:`resume_point`), so the
+    loaders do not shuffle. ``meta`` goes into every checkpoint. Checkpoints are written
+    atomically every ``val_every_steps`` steps, and so are the CSV logs flushed.
     """
     task = Task(model, t, meta)
     out = Path(t.out)
@@ -277,8 +319,9 @@ def fit(
         val_check_interval=t.val_every_steps,
         check_val_every_n_epoch=None,
         limit_val_batches=t.val_batches,
-        logger=CSVLogger(out, name="logs"),
+        logger=CSVLogger(out, name="logs", flush_logs_every_n_steps=t.val_every_steps),  # a killed run keeps its log
         callbacks=[checkpoints],
+        plugins=[AtomicCheckpointIO()],
         enable_model_summary=False,
         log_every_n_steps=max(1, min(50, t.val_every_steps)),
         num_sanity_val_steps=0,

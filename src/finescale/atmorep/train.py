@@ -77,15 +77,15 @@ def pretrain(cfg: AtmoRepConfig, resume: bool = False) -> Path:
     """
     t = cfg.train
     L.seed_everything(t.seed, workers=True, verbose=False)
+    resume_from, done = resume_point(t, resume)  # first: an output folder that cannot be written fails now
     blocks = open_blocks(cfg)
     train_series, val_series = blocks.series["train"], blocks.series["validation"]
     levels = {name: train_series.levels(name) for name in cfg.fields}
     model = AtmoRep(cfg, levels)
     if cfg.init_checkpoint is not None:
         take_over(model, cfg.init_checkpoint)
-    resume_from, done = resume_point(t, resume)
-    train_set = CubeDataset(train_series, cfg, max(1, t.max_steps - done) * t.batch_size, t.seed,
-                            start=done * t.batch_size)
+    # max_steps batches, also when resuming: see resume_point
+    train_set = CubeDataset(train_series, cfg, t.max_steps * t.batch_size, t.seed, start=done * t.batch_size)
     val_set = CubeDataset(val_series, cfg, t.val_batches * t.batch_size, t.seed + 1)
     grid = blocks.pair.hr if cfg.grid == "hr" else blocks.pair.lr
     meta = {
