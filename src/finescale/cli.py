@@ -29,6 +29,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a setting: `section.key=value` (repeatable).")
 ]
+RankOption = Annotated[
+    int | None,
+    typer.Option(min=0, help="This process among those sharing the output (default: `$RANK` as torchrun sets it, else 0)."),
+]
+WorldSizeOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Processes sharing the output, each writing every N-th block (default: `$WORLD_SIZE`, else 1)."),
+]
 
 
 def _user_errors(func: F) -> F:
@@ -49,6 +57,10 @@ def _user_errors(func: F) -> F:
 
 def _progress() -> Progress:
     return progress_bar(err_console)
+
+
+def _note(text: str) -> None:
+    err_console.print(text, highlight=False)
 
 
 @app.command()
@@ -303,8 +315,15 @@ def predict(
     stride: Annotated[int | None, typer.Option(min=1, help="Hours between neighbourhoods (default: the hidden hours).")] = None,
     references: Annotated[Path | None, typer.Option(help="Also write the task's references (linear in time; persistence, advection) here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the members' noise.")] = 0,
+    rank: RankOption = None,
+    world_size: WorldSizeOption = None,
 ) -> None:
     """Predict a task with a trained AtmoRep model: an ensemble of the hidden hours over the whole grid.
+
+    Written neighbourhood by neighbourhood into `.<name>.partial` beside `--out` and renamed when
+    complete: rerun the same command after a crash to write only what is missing. With
+    `--world-size N` (or under torchrun) N processes share the work; the last one to finish
+    renames the output (and writes the references).
 
     **Examples**
 
@@ -314,11 +333,15 @@ def predict(
     """
     from finescale.atmorep.predict import predict as run
     from finescale.atmorep.predict import write_references
+    from finescale.io import process_share
 
+    rank, world_size = process_share(rank, world_size)
     with _progress() as progress:
         bar = progress.add_task(f"{task} (neighbourhoods)", total=None)
         path = run(checkpoint, out, task, split=split, members=members, stride=stride, lead=lead, seed=seed,
-                   progress=lambda n: progress.advance(bar, n))
+                   progress=lambda n: progress.advance(bar, n), rank=rank, world_size=world_size, note=_note)
+    if path != out:
+        return  # another process completes the output
     console.print(f"wrote [bold]{path}[/]")
     if references is not None:
         for name, ref in write_references(checkpoint, path, references).items():
@@ -386,16 +409,26 @@ def downscale(
     solver: Annotated[str | None, typer.Option(help="`euler`, `heun` or `dpmpp_2m` (default: the config's).")] = None,
     times: Annotated[str | None, typer.Option(help="`START..END` (inclusive, ISO times) or a split name of the config: `test`.")] = None,
     set_: SetOption = None,
+    rank: RankOption = None,
+    world_size: WorldSizeOption = None,
 ) -> None:
     """Generate an HR ensemble from LR inputs with a trained model.
+
+    Written in blocks (a batch of members over 24 times) into `.<name>.partial` beside `--out`
+    and renamed when complete: rerun the same command after a crash to generate only the missing
+    blocks. With `--world-size N` (or under torchrun) N processes share the blocks; the last one
+    to finish renames the output. The result is the same however it was split or resumed.
 
     **Examples**
 
     `finescale downscale --checkpoint runs/diffusion/checkpoints/last.ckpt --lr runs/world/lr.zarr --static runs/world/static.zarr --members 16 --times test --out runs/diffusion.zarr`
 
     `finescale downscale --checkpoint ckpt --lr era5_ens.nc --static cerra_static.nc --members 4 --solver dpmpp_2m --steps 12 --times 2020-07-01T00..2020-07-02T23 --out ens.zarr --set sample.tile_size=128`
+
+    `torchrun --nproc-per-node 4 -m finescale.cli downscale --checkpoint ckpt --lr lr.zarr --static static.zarr --times test --out ens.zarr`
     """
     from finescale.generate import downscale as generate
+    from finescale.io import process_share
     from finescale.pipeline import parse_times
 
     overrides = {k: v for k, v in {"members": members, "steps": steps, "solver": solver}.items() if v is not None}
@@ -406,11 +439,13 @@ def downscale(
         import yaml
 
         overrides[key.removeprefix("sample.")] = yaml.safe_load(value)
+    rank, world_size = process_share(rank, world_size)
     with _progress() as bar:
-        task = bar.add_task("downscale (times)", total=None)
+        task = bar.add_task("downscale (times x member batches)", total=None)
         path = generate(checkpoint, lr, static, out, sample=overrides, times=parse_times(times, checkpoint),
-                        progress=lambda n: bar.advance(task, n))
-    console.print(f"wrote [bold]{path}[/]")
+                        progress=lambda n: bar.advance(task, n), rank=rank, world_size=world_size, note=_note)
+    if path == out:
+        console.print(f"wrote [bold]{path}[/]")
 
 
 def main() -> None:  # pragma: no cover - console entry point

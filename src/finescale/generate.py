@@ -4,8 +4,14 @@ For each LR time (and each LR member, where the LR is an ensemble) the model dra
 HR states. Large domains are cut into overlapping tiles: the sampler runs on the whole-domain
 state, and at every step the denoiser is evaluated tile by tile and the tiles' estimates are
 blended with smooth weights, so memory follows the tile while the sample has no seams. The
-output is a Zarr store (member, time, y, x) in physical units, written through a temporary name,
-carrying the config, the checkpoint's hash and the sampler settings as attributes.
+output is a Zarr store (member, time, y, x) in physical units carrying the config, the
+checkpoint's hash and the sampler settings as attributes.
+
+It is written in blocks (a batch of members over a Zarr chunk of times) into a partial store
+beside the output and renamed into place when complete (:func:`finescale.io.fill_ensemble`): a
+killed run resumes with the missing blocks, and several processes can share the blocks. Every
+batch of members at every time draws its noise from its own seed (the run's seed, its first
+member and the time), so the result is the same however the blocks are shared or resumed.
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from finescale.config import SampleConfig, validate
 from finescale.data.samples import Fields, LRToHR, conditioning, load_fields
 from finescale.data.sources import open_source, open_static
 from finescale.diffusion import samplers
-from finescale.io import EnsembleStore, atomic_path
+from finescale.io import (
+    Block,
+    EnsembleSpec,
+    block_seed,
+    check_writable,
+    ensemble_blocks,
+    fill_ensemble,
+)
 from finescale.models.diffusion import DiffusionModel
 from finescale.train import Loaded, load_checkpoint
 
@@ -151,6 +164,10 @@ def _check_grid(loaded: Loaded, lr: xr.Dataset, hr_lat: xr.DataArray, where: str
         raise ValueError(f"{where}: LR lacks {missing}, which the model was trained on")
 
 
+#: times per Zarr chunk of the output, and per block of work
+CHUNK_TIMES = 24
+
+
 def downscale(
     checkpoint: str | Path,
     lr_path: str | Path,
@@ -160,12 +177,25 @@ def downscale(
     sample: dict[str, Any] | None = None,
     times: np.ndarray | slice | None = None,
     progress: ProgressFn | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    note: Callable[[str], None] | None = None,
 ) -> Path:
     """Write an HR ensemble for the LR times (all, ``times`` given, or a slice of them) to ``out``.
 
     sample: overrides of the checkpoint's sample settings (members, steps, solver, ...). An LR
     with a ``member`` dim gives ``members`` HR members per LR member (member = k_lr * members + k).
+    progress: called with 1 after each batch of members at one time.
+
+    A rerun with the same arguments after a crash draws only the blocks not yet written; a
+    partial output left by other arguments is refused (remove ``.<name>.partial`` beside ``out``
+    to start over). With ``world_size`` > 1 this process draws the blocks whose index modulo
+    ``world_size`` is ``rank`` into the shared partial store, and the last process to finish
+    moves it to ``out``. Returns ``out`` once complete, else the partial store's folder; ``note``
+    receives one-line messages about resuming and sharing. An ``out`` whose folder cannot be
+    written is refused before anything is loaded.
     """
+    check_writable(Path(out).parent)
     loaded = load_checkpoint(checkpoint)
     cfg = loaded.config
     settings = validate(cfg.sample.model_dump() | (sample or {}), SampleConfig, source="sample settings")
@@ -183,8 +213,6 @@ def downscale(
     lr_members = lr.sizes.get("member", 1)
     members = settings.members if isinstance(loaded.model, DiffusionModel) else 1
     to_hr = LRToHR(lr.lat, lr.lon, static.lat, static.lon, cfg.model.conditioning.interpolation, loaded.periodic_lon)
-    windows = tiles(to_hr.shape, settings.tile_size, settings.tile_overlap)
-    layout, stats = loaded.layout, loaded.stats
     attrs = {
         "title": f"finescale {cfg.model.kind} ensemble",
         "source": f"finescale {finescale.__version__}",
@@ -195,45 +223,62 @@ def downscale(
         "config": json.dumps(cfg.model_dump(mode="json")),
         "Conventions": "CF-1.8",
     }
-    variables = {v: {"units": stats[v].units or "", "long_name": v} for v in layout.target_variables}
-    chunk = 24
-    generator = torch.Generator().manual_seed(settings.seed)
-    with atomic_path(out) as tmp:
-        store = EnsembleStore(tmp).create(
-            variables, lr_members * members, lr.time.values, static.lat.values, static.lon.values, chunk, attrs
-        )
-        for k_lr in range(lr_members):
-            lr_k = lr.isel(member=k_lr) if "member" in lr.dims else lr
-            for t0 in range(0, lr_k.sizes["time"], chunk):
-                block = lr_k.isel(time=slice(t0, t0 + chunk))
-                fields = load_fields(layout, stats, block, static, static.lat, static.lon)
-                data = _draw_block(loaded, fields, to_hr, settings, members, windows, generator, progress)
-                store.write(slice(k_lr * members, (k_lr + 1) * members), slice(t0, t0 + block.sizes["time"]), data)
-    return Path(out)
+    variables = {v: {"units": loaded.stats[v].units or "", "long_name": v} for v in loaded.layout.target_variables}
+    spec = EnsembleSpec(variables, lr_members * members, lr.time.values, static.lat.values, static.lon.values,
+                        CHUNK_TIMES, attrs)
+    # a block is one network batch of members (of one LR member) over a chunk of times
+    groups = [
+        slice(k * members + m0, k * members + min(m0 + settings.batch_size, members))
+        for k in range(lr_members)
+        for m0 in range(0, members, settings.batch_size)
+    ]
+    blocks = ensemble_blocks(groups, lr.sizes["time"], CHUNK_TIMES)
+    drawer = _BlockDrawer(loaded, lr, static, to_hr, settings, members, progress)
+    filled = fill_ensemble(out, spec, blocks, drawer, rank=rank, world_size=world_size, note=note)
+    return filled.path
 
 
-def _draw_block(
-    loaded: Loaded,
-    fields: Fields,
-    to_hr: LRToHR,
-    settings: SampleConfig,
-    members: int,
-    windows: list[Window],
-    generator: torch.Generator,
-    progress: ProgressFn | None,
-) -> dict[str, np.ndarray]:
-    """Physical HR members (members, T, H, W) per target variable for one block of times."""
-    layout, stats = loaded.layout, loaded.stats
-    h, w = to_hr.shape
-    n_times = fields.lr.shape[0]
-    out = {v: np.empty((members, n_times, h, w), np.float32) for v in layout.target_variables}
-    for t in range(n_times):
-        for m0 in range(0, members, settings.batch_size):
-            b = min(settings.batch_size, members - m0)
-            cond, base = conditioning(fields, layout, to_hr, [t] * b, (0, 0, h, w))
-            z = draw(loaded.model, cond, base, settings, generator, windows).numpy()
+class _BlockDrawer:
+    """Draws the physical HR members of one block: name -> (members, times, H, W)."""
+
+    def __init__(
+        self,
+        loaded: Loaded,
+        lr: xr.Dataset,
+        static: xr.Dataset,
+        to_hr: LRToHR,
+        settings: SampleConfig,
+        members: int,
+        progress: ProgressFn | None,
+    ):
+        self.loaded, self.lr, self.static, self.to_hr = loaded, lr, static, to_hr
+        self.settings, self.members, self.progress = settings, members, progress
+        self.windows = tiles(to_hr.shape, settings.tile_size, settings.tile_overlap)
+        self._fields: tuple[tuple[int, int], Fields] | None = None  # the last block's: its member groups follow
+
+    def fields(self, k_lr: int, times: slice) -> Fields:
+        """Standardised inputs of LR member ``k_lr`` over ``times`` (kept for the next block)."""
+        key = (k_lr, times.start)
+        if self._fields is None or self._fields[0] != key:
+            lr = self.lr.isel(member=k_lr) if "member" in self.lr.dims else self.lr
+            fields = load_fields(self.loaded.layout, self.loaded.stats, lr.isel(time=times), self.static,
+                                 self.static.lat, self.static.lon)
+            self._fields = (key, fields)
+        return self._fields[1]
+
+    def __call__(self, block: Block) -> dict[str, np.ndarray]:
+        layout, stats = self.loaded.layout, self.loaded.stats
+        fields = self.fields(block.members.start // self.members, block.times)
+        h, w = self.to_hr.shape
+        b = block.members.stop - block.members.start
+        valid = self.lr.time.values[block.times].astype("datetime64[s]").astype(np.int64)
+        out = {v: np.empty((b, valid.size, h, w), np.float32) for v in layout.target_variables}
+        for t, seconds in enumerate(valid):
+            generator = torch.Generator().manual_seed(block_seed(self.settings.seed, block.members.start, seconds))
+            cond, base = conditioning(fields, layout, self.to_hr, [t] * b, (0, 0, h, w))
+            z = draw(self.loaded.model, cond, base, self.settings, generator, self.windows).numpy()
             for c, name in enumerate(layout.target_variables):
-                out[name][m0 : m0 + b, t] = stats.denormalise_array(z[:, c].astype(np.float64), name)
-        if progress:
-            progress(1)
-    return out
+                out[name][:, t] = stats.denormalise_array(z[:, c].astype(np.float64), name)
+            if self.progress:
+                self.progress(1)
+        return out

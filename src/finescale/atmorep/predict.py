@@ -6,7 +6,9 @@ predicted fields. Neighbourhoods start every ``stride`` hours of a block of time
 as many hours as are hidden, so the hidden hours follow each other) and tile the whole grid
 (the last tile flush with the edge; where tiles overlap the later one is kept). The hidden hours
 are written, per predicted variable, as a (member, time, y, x) Zarr store that
-``finescale evaluate`` scores against the truth.
+``finescale evaluate`` scores against the truth. Each neighbourhood start is a block of
+:func:`finescale.io.fill_ensemble` with its own seed: a killed run resumes with the missing
+ones, and several processes can share them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from finescale.atmorep.train import LoadedAtmoRep, load_atmorep
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.series import Series, load_series
 from finescale.data.tokens import FixedCubes, Geometry, hidden_tokens, tile_starts, untokenize
-from finescale.io import EnsembleStore, atomic_path
+from finescale.io import (
+    Block,
+    EnsembleSpec,
+    block_seed,
+    check_writable,
+    ensemble_blocks,
+    fill_ensemble,
+)
 
 TASKS = ("interpolation", "forecast", "targets")
 ProgressFn = Callable[[int], None]
@@ -96,13 +105,20 @@ def predict(
     fields: list[str] | None = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    note: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the ensemble of ``task`` over the block ``split`` of the checkpoint's data to ``out``.
 
     lead: forecast only, write just the hidden hour ``lead`` hours after the last known one
     (default: every hidden hour). stride: hours between neighbourhood starts (default: the
-    number of hidden hours). Returns ``out``.
+    number of hidden hours). The members of the neighbourhood starting at hour h draw their
+    noise from a seed of (``seed``, h). Resuming and sharing between processes (``rank`` of
+    ``world_size``) are those of :func:`finescale.io.fill_ensemble`. Returns ``out`` once
+    complete, else the partial store's folder.
     """
+    check_writable(Path(out).parent)
     loaded = load_atmorep(checkpoint)
     cfg = loaded.config
     k = members or cfg.ensemble.members
@@ -135,19 +151,22 @@ def predict(
         "Conventions": "CF-1.8",
     }
     meta = {v: {"units": loaded.stats[v].units or "", "long_name": v} for v in variables}
-    generator = torch.Generator().manual_seed(seed)
-    with atomic_path(out) as tmp:
-        store = EnsembleStore(tmp).create(meta, k, valid, series.lat, series.lon, hours.size, attrs)
-        for i, s in enumerate(starts):
-            z = predict_origin(loaded, series, s, task, k, generator)
-            blocks_out = {}
-            for v, (name, level) in variables.items():
-                values = z[name][:, level, hours].numpy().astype(np.float64)
-                blocks_out[v] = loaded.stats.denormalise_array(values, v).astype(np.float32)
-            store.write(slice(0, k), slice(i * hours.size, (i + 1) * hours.size), blocks_out)
-            if progress:
-                progress(1)
-    return Path(out)
+    spec = EnsembleSpec(meta, k, valid, series.lat, series.lon, hours.size, attrs)
+    blocks = ensemble_blocks([slice(0, k)], valid.size, hours.size)  # block i: the hidden hours of start i
+
+    def draw(block: Block) -> dict[str, np.ndarray]:
+        start = starts[block.times.start // hours.size]
+        seconds = series.times[start].astype("datetime64[s]").astype(np.int64)
+        z = predict_origin(loaded, series, start, task, k, torch.Generator().manual_seed(block_seed(seed, seconds)))
+        values = {}
+        for v, (name, level) in variables.items():
+            physical = loaded.stats.denormalise_array(z[name][:, level, hours].numpy().astype(np.float64), v)
+            values[v] = physical.astype(np.float32)
+        if progress:
+            progress(1)
+        return values
+
+    return fill_ensemble(out, spec, blocks, draw, rank=rank, world_size=world_size, note=note).path
 
 
 def write_references(
