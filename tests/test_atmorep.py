@@ -107,3 +107,59 @@ def test_ensemble_tail_learns_the_conditional_distribution(one_thread):
     assert 0.85 < ssr < 1.15, ssr
     assert abs(spread - S) < 0.1 * S, spread
     assert (p.mean(dim=1) - a).abs().mean().item() < 0.2  # centred on a
+
+
+def detail_toy(detail: list[str]) -> tuple[Series, AtmoRepConfig]:
+    """Field b = 0.8 x s for a white-noise static field s: 64 independent values per token, more than
+    the model's 16 features can carry, so only a point-by-point path from s can predict b."""
+    rng = np.random.default_rng(1)
+    t, h, w = 8, 32, 32
+    s = np.broadcast_to(rng.standard_normal((1, 1, h, w)), (t, 1, h, w)).astype(np.float32)
+    zero = np.zeros_like(s)
+    lat, lon = np.meshgrid(np.linspace(45, 47, h), np.linspace(6, 10, w), indexing="ij")
+    series = Series(np.datetime64("2020-01-01T00", "h") + np.arange(t), lat, lon,
+                    {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in
+                     {"s": s, "b": 0.8 * s, "b0": zero}.items()}, {"s": None, "b": None, "b0": None})
+    cfg = AtmoRepConfig.model_validate({
+        "data": {"lr": {"path": "x", "variables": {"b0": "b0"}}, "hr": {"path": "y", "variables": {"b": "b"}},
+                 "static": {"path": "z", "variables": {"s": "s"}}},
+        "fields": {"s": {"source": "static", "predict": False}, "b0": {"source": "lr", "predict": False},
+                   "b": {"source": "hr", "base": "b0", "detail": detail}},
+        "token": {"time": 1, "y": 8, "x": 8}, "neighbourhood": {"time": 1, "y": 2, "x": 2},
+        "network": {"width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 0, "tail_layers": 1},
+        "ensemble": {"members": 4, "noise_dim": 8}, "masking": {"strategies": {"targets": 1.0}},
+    })
+    return series, cfg
+
+
+@pytest.mark.parametrize("detail", [["s"], []])
+def test_detail_inputs_reach_the_members_point_by_point(one_thread, detail):
+    """With s as detail the model learns b = 0.8 s value by value; without, 16 features per token
+    cannot carry 64 independent values and the error stays near the spread of b."""
+    torch.manual_seed(0)
+    series, cfg = detail_toy(detail)
+    model = AtmoRep(cfg, {"s": 1, "b": 1, "b0": 1})
+    loader = torch.utils.data.DataLoader(CubeDataset(series, cfg, length=300 * 8, seed=0), batch_size=8)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for batch in loader:
+        loss = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = torch.utils.data.default_collate([CubeDataset(series, cfg, length=16, seed=9)[i] for i in range(16)])
+    with torch.no_grad():
+        p = model(test, members=4)["b"].mean(dim=1)
+    y = test["target"]["b"].flatten(1, -2)[test["masked"]["b"].flatten(1)]
+    error = (p - y).abs().mean().item() / y.abs().mean().item()
+    if detail:
+        assert error < 0.1, error
+    else:
+        assert error > 0.5, error
+
+
+def test_detail_must_name_an_input_field():
+    _, cfg = detail_toy(["s"])
+    tree = cfg.model_dump(mode="json")
+    tree["fields"]["b"]["detail"] = ["b"]
+    with pytest.raises(ValueError, match="fields.b.detail: 'b' must be an input field"):
+        AtmoRepConfig.model_validate(tree)

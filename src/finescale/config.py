@@ -313,6 +313,12 @@ class FieldConfig(Settings):
         description="targets masking: the hidden tokens start from this input field (same number of levels), "
         "e.g. the LR field of the same variable on the model's grid, and the model predicts the change; None: 0.",
     )
+    detail: list[str] = Field(
+        default_factory=list,
+        description="Input fields whose values enter this field's members point by point: per member and token the "
+        "tail gives one gain per level of each, times that token's values (e.g. [orog] for t2m: a lapse rate "
+        "times the terrain), detail a token's few features cannot carry.",
+    )
 
     @model_validator(mode="after")
     def _static_fields_are_inputs(self) -> FieldConfig:
@@ -434,6 +440,11 @@ class AtmoRepConfig(Settings):
                     raise ValueError(f"fields.{name}.base: '{f.base}' must be an input field (predict: false)")
                 if len(self.variables_of(f.base)) != len(self.variables_of(name)):
                     raise ValueError(f"fields.{name}.base: '{f.base}' has another number of levels")
+            for other in f.detail:
+                if other not in self.fields or self.fields[other].predict:
+                    raise ValueError(f"fields.{name}.detail: '{other}' must be an input field (predict: false)")
+            if f.detail and not f.predict:
+                raise ValueError(f"fields.{name}.detail: only a predicted field takes detail")
         return self
 
     def variables_of(self, name: str) -> list[str]:

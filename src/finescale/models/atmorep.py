@@ -8,7 +8,9 @@ position features ``where`` (B, nt, ny, nx, 8). Members of a hidden token are pr
 change from its base (the persistence or linear-in-time fill of a forecast or a gap, 0 or the
 token mean under BERT). Every token is embedded with a linear map of its D values plus its level,
 its place inside the neighbourhood (learned, per axis), its absolute place and time (sin/cos of
-lat, lon, hour, day of year) and, when hidden, a learned mask vector.
+lat, lon, hour, day of year) and, when hidden, a learned mask vector. A field's ``detail`` inputs
+(e.g. the orography under t2m) reach its members point by point: a gain per member and token
+times the input token's values, detail that a token's few features cannot carry.
 
 The ensemble tail. AtmoRep draws members from K separate heads and trains them with member MSEs
 plus a Gaussian term, which is not a proper scoring rule. We train with the fair CRPS, which is
@@ -89,7 +91,15 @@ class AtmoRep(nn.Module):
         self.head = nn.ModuleDict({
             name: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, g.token_values)) for name in self.predicted
         })
-        for head in self.head.values():  # an untrained model predicts its base (persistence, linear in time, ...)
+        # detail: per member and token, one gain per level of each detail field, times its values
+        self.detail = {name: list(cfg.fields[name].detail) for name in self.predicted}
+        self.gain = nn.ModuleDict({
+            name: nn.ModuleDict({other: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, levels[other]))
+                                 for other in self.detail[name]})
+            for name in self.predicted
+        })
+        gains = [gain for per_field in self.gain.values() for gain in per_field.values()]
+        for head in [*self.head.values(), *gains]:  # an untrained model predicts its base
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
 
@@ -134,6 +144,7 @@ class AtmoRep(nn.Module):
         out = {}
         for name in self.predicted:
             rows, cols = batch["masked"][name].flatten(1).nonzero(as_tuple=True)
+            place = batch["masked"][name].nonzero(as_tuple=True)[2:]  # (t, y, x) of each hidden token
             h = features[name][rows, cols]  # (Nm, d)
             noise = torch.randn(h.shape[0], k, self.noise_dim, generator=generator, device=h.device, dtype=h.dtype)
             x = h[:, None] + self.token_noise[name](noise)
@@ -142,6 +153,9 @@ class AtmoRep(nn.Module):
                 x = block(x, zm)
             base = batch["base"][name].flatten(1, -2)[rows, cols]  # (Nm, D): the fill, predicted as a change
             out[name] = base[:, None] + self.head[name](x)
+            for other in self.detail[name]:
+                values = batch["input"][other][(rows, slice(None), *place)]  # (Nm, L_other, D)
+                out[name] = out[name] + torch.einsum("nkl,nld->nkd", self.gain[name][other](x), values)
         return out
 
     def loss(self, batch: Mapping[str, Tensor | Mapping[str, Tensor]], generator: torch.Generator | None = None) -> Tensor:
