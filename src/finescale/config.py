@@ -62,6 +62,12 @@ class _FileConfig(Settings):
     x: str | None = Field(default=None, description="Name of the west-east dimension (None: infer).")
     lat: str = Field(default="lat", description="Name of the latitude coordinate (1-D or 2-D).")
     lon: str = Field(default="lon", description="Name of the longitude coordinate (1-D or 2-D).")
+    missing: Literal["error", "mask"] = Field(
+        default="error",
+        description="NaN and Inf in the mapped variables (decoded fill values included): 'error' refuses them, "
+        "naming the file, variable and time; 'mask' treats them as missing values (left out of the statistics, "
+        "the alignment check and the training loss; given to the models as the variable's mean).",
+    )
 
     @field_validator("variables", mode="before")
     @classmethod

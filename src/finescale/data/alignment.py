@@ -29,6 +29,7 @@ __all__ = [
     "VariableCheck",
     "align_time",
     "check_alignment",
+    "check_covers",
 ]
 
 #: Times sampled for the consistency check, and the most HR values loaded for it.
@@ -264,7 +265,8 @@ def check_alignment(
 ) -> AlignmentReport:
     """Refuse LR/HR pairs that are clearly misaligned; measure how well they agree otherwise.
 
-    Checks, in order (the first failure raises MisalignedError with a partial report):
+    Checks, in order (the first failure raises MisalignedError with a partial report and a
+    message that starts with the LR and HR sources):
 
     1. grids: LR must not be finer than HR; the spacing ratio must be a whole number, the same
        in y and x, when ``cfg.require_integer_ratio`` (nested grids);
@@ -299,7 +301,8 @@ def check_alignment(
     }
 
     def refuse(message: str) -> MisalignedError:
-        return MisalignedError(message, AlignmentReport(**partial))
+        files = f"LR {_source(lr)} vs HR {_source(hr)}: "
+        return MisalignedError(files + message, AlignmentReport(**partial))
 
     spacing = f"LR spacing {lr_dy:.4g}° x {lr_dx:.4g}°, HR {hr_dy:.4g}° x {hr_dx:.4g}°"
     if ratio_y < 1 - 1e-3 or ratio_x < 1 - 1e-3:
@@ -368,6 +371,32 @@ def check_alignment(
     return AlignmentReport(**partial)
 
 
+def check_covers(lr: xr.Dataset, hr: xr.Dataset, tolerance_deg: float) -> None:
+    """Refuse LR that does not cover the HR grid (LR and HR on different domains).
+
+    lr, hr: datasets with lat/lon(y, x) in degrees; ``hr`` may hold HR data or static fields.
+    The HR cell-edge extent must lie inside the LR one, within ``tolerance_deg`` plus 5 % of an
+    LR cell (as in :func:`check_alignment`). Raises MisalignedError naming both sources.
+    """
+    lr_lon = lr["lon"].values
+    hr_lon = hr["lon"].values
+    lr_lon = lr_lon + 360.0 * np.round((np.nanmedian(hr_lon) - np.nanmedian(lr_lon)) / 360.0)
+    lr_ext = _extent(lr["lat"].values, lr_lon)
+    hr_ext = _extent(hr["lat"].values, hr_lon)
+    tol = tolerance_deg + _EDGE_FRACTION * min(grids.grid_spacing(lr["lat"], lr["lon"]))
+    inside = (
+        hr_ext[0] >= lr_ext[0] - tol
+        and hr_ext[1] <= lr_ext[1] + tol
+        and hr_ext[2] >= lr_ext[2] - tol
+        and hr_ext[3] <= lr_ext[3] + tol
+    )
+    if not inside:
+        raise MisalignedError(
+            f"LR {_source(lr)} vs HR {_source(hr)}: the HR grid is not inside the LR domain: "
+            f"LR {_fmt_extent(lr_ext)}; HR {_fmt_extent(hr_ext)} (tolerance {tol:.3g}°)"
+        )
+
+
 def _sample_times(lr: xr.Dataset, hr: xr.Dataset, name: str) -> np.ndarray:
     """Up to 48 evenly spaced common times, fewer when HR fields are large."""
     common = np.intersect1d(lr["time"].values, hr["time"].values)
@@ -400,8 +429,8 @@ def _compare_variables(
         lr_units, hr_units = lr[name].attrs.get("units"), hr[name].attrs.get("units")
         if lr_units and hr_units and not units.same_units(lr_units, hr_units):
             raise PairError(
-                f"variable '{name}' is in {lr_units} in LR but {hr_units} in HR; "
-                "set the same 'units' for it in both sources"
+                f"variable '{name}' is in {lr_units} in LR ({_source(lr)}) but {hr_units} in HR "
+                f"({_source(hr)}); set the same 'units' for it in both sources"
             )
         times = _sample_times(lr, hr, name)
         if times.size == 0:

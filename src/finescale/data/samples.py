@@ -7,7 +7,8 @@ A sample is a window of the HR grid at one time:
 - ``base`` (C_out, P, Q): for each target variable, the interpolated LR field of the same name
   (zeros where the LR lacks it): the residual's base;
 - ``target`` (C_out, P, Q): the standardised HR truth (training only);
-- ``area`` (1, P, Q): cos(latitude) normalised to mean 1 over the grid, weighting the loss.
+- ``area`` (1, P, Q): cos(latitude) normalised to mean 1 over the grid, weighting the loss;
+  0 where the HR target is missing (NaN in a source with ``missing: mask``).
 
 LR fields go to the HR grid with ``torch.nn.functional.grid_sample`` at the fractional source
 indices from :func:`finescale.data.grids.source_indices`, so any window is interpolated alone,
@@ -162,11 +163,15 @@ def position_features(lat: xr.DataArray, lon: xr.DataArray) -> np.ndarray:
     return np.stack([np.sin(la), np.cos(la), np.sin(lo), np.cos(lo)]).astype(np.float32)
 
 
-def _normalised(ds: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.ndarray:
-    """Stack standardised variables along a new channel axis 1 (or 0 without time), float32; NaN -> 0."""
+def _standardised(ds: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.ndarray:
+    """Stack standardised variables along a new channel axis 1 (or 0 without time), float32; NaN stays."""
     arrays = [np.asarray(stats.normalise_array(ds[v].values.astype(np.float64), v), dtype=np.float32) for v in names]
-    out = np.stack(arrays, axis=-3) if arrays else np.zeros((0,), np.float32)
-    return np.nan_to_num(out, nan=0.0)
+    return np.stack(arrays, axis=-3) if arrays else np.zeros((0,), np.float32)
+
+
+def _normalised(ds: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.ndarray:
+    """:func:`_standardised` with missing values (NaN) at 0, the variable's mean."""
+    return np.nan_to_num(_standardised(ds, names, stats), nan=0.0)
 
 
 @dataclass
@@ -178,7 +183,8 @@ class Fields:
     static: torch.Tensor  # (C_s, H, W)
     position: torch.Tensor  # (4, H, W)
     area: torch.Tensor  # (1, H, W): cos(latitude) / its mean, the loss's area weights
-    target: torch.Tensor | None  # (T, C_out, H, W), None at inference
+    target: torch.Tensor | None  # (T, C_out, H, W), None at inference; missing values at 0
+    valid: torch.Tensor | None = None  # (T, 1, H, W): 1 where every target is present; None: everywhere
 
 
 def load_fields(
@@ -198,13 +204,20 @@ def load_fields(
     static_arr = _normalised(static, layout.static_variables, stats) if layout.static_variables else None
     shape = np.asarray(hr_lat).shape
     area = np.cos(np.deg2rad(np.asarray(hr_lat, dtype=float)))
+    target = valid = None
+    if hr is not None:
+        target = _standardised(hr, layout.target_variables, stats)
+        present = np.isfinite(target).all(axis=1, keepdims=True)
+        valid = None if present.all() else torch.from_numpy(present.astype(np.float32))
+        target = torch.from_numpy(np.nan_to_num(target, nan=0.0))
     return Fields(
         times=lr.time.values,
         lr=torch.from_numpy(_normalised(lr, layout.lr_variables, stats)),
         static=torch.from_numpy(static_arr if static_arr is not None else np.zeros((0, *shape), np.float32)),
         position=torch.from_numpy(position_features(hr_lat, hr_lon)),
         area=torch.from_numpy((area / area.mean())[None].astype(np.float32)),
-        target=None if hr is None else torch.from_numpy(_normalised(hr, layout.target_variables, stats)),
+        target=target,
+        valid=valid,
     )
 
 
@@ -254,4 +267,6 @@ class PatchDataset(torch.utils.data.Dataset):
         cond, base = conditioning(self.fields, self.layout, self.to_hr, [t], (y0, x0, p, q))
         target = self.fields.target[t, :, y0 : y0 + p, x0 : x0 + q]  # type: ignore[index]
         area = self.fields.area[:, y0 : y0 + p, x0 : x0 + q]
+        if self.fields.valid is not None:  # missing targets weigh nothing in the loss
+            area = area * self.fields.valid[t, :, y0 : y0 + p, x0 : x0 + q]
         return {"cond": cond[0], "base": base[0], "target": target, "area": area}

@@ -14,6 +14,17 @@ After :func:`open_source` every dataset follows one layout, whatever the file lo
   grid, taken as they are for a projected one);
 * times are strictly increasing and unique; variables without a time dim are static fields;
 * data stay lazy (dask), read chunk by chunk.
+
+Every chunk is checked as it is read (by whatever computes it: statistics, the alignment check,
+training, generation), so a bad file is named wherever it is first read:
+
+* a chunk that cannot be read (a truncated or corrupt file) is a PairError naming the file and
+  the variable, not a decoder's traceback;
+* missing values (NaN, also what a ``_FillValue`` decodes to) and infinities are refused, naming
+  the file, the variable and the first bad time of the chunk, unless the source sets
+  ``missing: mask``: then +-Inf become NaN too and NaN is a missing value (skipped by the
+  statistics and the alignment check, given to the models as the variable's mean, left out of
+  the training loss where it is in an HR target).
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from xarray.backends import BackendArray
+from xarray.core import indexing
 
 from finescale.config import SourceConfig, StaticConfig, VariableSpec, _FileConfig
 from finescale.data import units
@@ -34,6 +47,8 @@ __all__ = [
     "MissingVariableError",
     "PairError",
     "SourceNotFoundError",
+    "checked_reads",
+    "disk_chunks",
     "open_source",
     "open_static",
 ]
@@ -106,11 +121,11 @@ def open_static(cfg: StaticConfig) -> xr.Dataset:
 
 def _open(cfg: _FileConfig, *, time: str | None, level: str) -> xr.Dataset:
     path = Path(cfg.path)
-    raw = _open_raw(path, cfg.engine)
+    raw = _open_raw(path, cfg, time)
     lat_name = _coordinate_name(raw, cfg.lat, _LAT_ALIASES, "latitude", path)
     lon_name = _coordinate_name(raw, cfg.lon, _LON_ALIASES, "longitude", path)
-    lat = raw[lat_name].load()
-    lon = raw[lon_name].load()
+    lat = _load_coordinate(raw, lat_name, path)
+    lon = _load_coordinate(raw, lon_name, path)
     y_dim, x_dim = _grid_dims(lat, lon, cfg, path)
 
     arrays = {}
@@ -157,14 +172,24 @@ def _open(cfg: _FileConfig, *, time: str | None, level: str) -> xr.Dataset:
     return ds
 
 
-def _open_raw(path: Path, engine: str) -> xr.Dataset:
-    """The file as xarray opens it: lazy, not yet chunked (except Zarr and multi-file)."""
+def _open_raw(path: Path, cfg: _FileConfig, time: str | None) -> xr.Dataset:
+    """The file as xarray opens it, lazy, its mapped variables read through :class:`_CheckedReads`.
+
+    Not yet chunked for a single NetCDF file; Zarr and multi-file sources are chunked as on disk.
+    """
+    names = {spec.name for spec in cfg.variables.values()}
     if any(ch in str(path) for ch in "*?["):
         files = sorted(path.parent.glob(path.name))
         if not files:
             raise SourceNotFoundError(f"{path}: no file matches this pattern")
-        kind = _engine_for(files[0], engine)
+        kind = _engine_for(files[0], cfg.engine)
         _check_reader(kind, path)
+
+        def checked(ds: xr.Dataset) -> xr.Dataset:
+            # each file on its own, so that an error names the file that holds the bad chunk
+            one = Path(ds.encoding.get("source", path))
+            return disk_chunks(checked_reads(ds, names, one, cfg.missing, time))
+
         try:
             return xr.open_mfdataset(
                 files,
@@ -173,22 +198,159 @@ def _open_raw(path: Path, engine: str) -> xr.Dataset:
                 data_vars="minimal",
                 coords="minimal",
                 compat="override",
-                chunks={},
+                chunks=None,
+                cache=False,
+                preprocess=checked,
             )
-        except (OSError, ValueError) as exc:
-            raise PairError(f"{path}: cannot open the matching files together: {exc}") from exc
+        except PairError:
+            raise
+        except Exception as exc:  # any reader error means this file cannot be used
+            raise PairError(
+                f"{path}: cannot open the matching files together: {type(exc).__name__}: {exc}"
+            ) from exc
     if not path.exists():
         raise SourceNotFoundError(f"{path}: no such file or folder")
-    kind = _engine_for(path, engine)
+    kind = _engine_for(path, cfg.engine)
     _check_reader(kind, path)
     try:
-        if kind == "zarr":
-            return xr.open_zarr(path, chunks={}, consolidated=_consolidated(path))
         # Lazy but unchunked: chunking later reads each chunk's slice only, whereas chunks={}
         # would make one task of a whole contiguous NetCDF variable.
-        return xr.open_dataset(path, engine=_ENGINES[kind], cache=False)
-    except (OSError, ValueError, KeyError) as exc:
-        raise PairError(f"{path}: cannot be read as {kind}: {exc}") from exc
+        if kind == "zarr":
+            raw = xr.open_dataset(
+                path, engine="zarr", chunks=None, cache=False, consolidated=_consolidated(path)
+            )
+        else:
+            raw = xr.open_dataset(path, engine=_ENGINES[kind], cache=False)
+    except Exception as exc:  # decoders raise many types for a corrupt file
+        raise PairError(f"{path}: cannot be read as {kind}: {type(exc).__name__}: {exc}") from exc
+    raw = checked_reads(raw, names, path, cfg.missing, time)
+    return disk_chunks(raw) if kind == "zarr" else raw
+
+
+def _load_coordinate(raw: xr.Dataset, name: str, path: Path) -> xr.DataArray:
+    try:
+        return raw[name].load()
+    except Exception as exc:  # decoders raise many types for a corrupt file
+        raise PairError(
+            f"{path}: coordinate '{name}' cannot be read ({type(exc).__name__}: {exc}); "
+            "the file may be truncated or corrupt"
+        ) from exc
+
+
+def disk_chunks(ds: xr.Dataset) -> xr.Dataset:
+    """Dask chunks as on disk (Zarr chunks, NetCDF4 chunking; else whole variables)."""
+    return ds.assign(
+        {
+            name: da.chunk(da.encoding.get("preferred_chunks") or {})
+            for name, da in ds.data_vars.items()
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# checked reads: corrupt chunks and missing values are named where they are read
+
+
+class _CheckedReads(BackendArray):
+    """One variable of a file, read lazily; each block read is checked before anyone sees it.
+
+    A block that fails to read is a PairError naming the file and the variable. Non-finite
+    values are a PairError naming the first bad time of the block (``missing="error"``) or, with
+    ``missing="mask"``, +-Inf become NaN (NaN stays: a missing value); ``missing="keep"`` leaves
+    values as they are. ``times``: the time values along the variable's axis ``time_axis`` (None:
+    no time dim).
+    """
+
+    def __init__(
+        self,
+        variable: xr.Variable,
+        path: Path,
+        name: str,
+        missing: str,
+        time_axis: int | None,
+        times: np.ndarray | None,
+    ) -> None:
+        self.variable, self.path, self.name, self.missing = variable, path, name, missing
+        self.time_axis, self.times = time_axis, times
+        self.shape, self.dtype = variable.shape, variable.dtype
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._read
+        )
+
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
+        try:
+            values = np.asarray(self.variable[key].values)
+        except Exception as exc:  # decoders raise many types for a corrupt chunk
+            raise PairError(
+                f"{self.path}: variable '{self.name}' cannot be read ({type(exc).__name__}: "
+                f"{exc}); the file may be truncated or corrupt"
+            ) from exc
+        if self.missing == "keep" or values.dtype.kind not in "fc":
+            return values
+        finite = np.isfinite(values)
+        if finite.all():
+            return values
+        if self.missing == "mask":
+            return np.where(np.isinf(values), np.nan, values)
+        raise PairError(self._bad_value(key, values, finite))
+
+    def _bad_value(self, key: tuple[Any, ...], values: np.ndarray, finite: np.ndarray) -> str:
+        """The message for the first non-finite value of a block read at ``key``."""
+        first = tuple(np.argwhere(~finite)[0])
+        index = _file_index(key, self.shape, first)
+        where = ", ".join(f"{d}={i}" for d, i in zip(self.variable.dims, index, strict=True))
+        value = values[first]
+        what = "NaN (a missing value)" if np.isnan(value) else str(value)
+        at = ""
+        if self.time_axis is not None and self.times is not None:
+            at = f" at time {_time_text(self.times[index[self.time_axis]])}"
+        return (
+            f"{self.path}: variable '{self.name}' holds {what}{at} (first in the block read; "
+            f"file indices {where}); set 'missing: mask' on this source to treat NaN and Inf "
+            "as missing values"
+        )
+
+
+def _file_index(
+    key: tuple[Any, ...], shape: tuple[int, ...], position: tuple[Any, ...]
+) -> list[int]:
+    """Indices in the file of ``position`` in a block read with the outer-indexing ``key``.
+
+    An integer in ``key`` drops its axis from the block; a slice or an integer array keeps it.
+    """
+    axes = iter(position)
+    index = []
+    for k, n in zip(key, shape, strict=True):
+        if isinstance(k, (int, np.integer)):
+            index.append(int(k) % n)
+        elif isinstance(k, slice):
+            index.append(range(*k.indices(n))[int(next(axes))])
+        else:
+            index.append(int(np.asarray(k)[int(next(axes))]) % n)
+    return index
+
+
+def checked_reads(
+    ds: xr.Dataset, names: set[str], path: Path, missing: str, time: str | None
+) -> xr.Dataset:
+    """``ds`` with its data variables ``names`` read through :class:`_CheckedReads`.
+
+    ds: as opened lazily without dask (``chunks=None``, ``cache=False``); chunk it afterwards
+    (e.g. :func:`disk_chunks`). path: the file named in errors. missing: ``"error"``, ``"mask"``
+    or ``"keep"`` (see :class:`_CheckedReads`). time: name of the time dim (None: none).
+    """
+    times = ds[time].values if time is not None and time in ds.coords else None
+    checked = {}
+    for name in names & {str(n) for n in ds.data_vars}:
+        var = ds[name].variable
+        axis = var.dims.index(time) if time is not None and time in var.dims else None
+        reads = _CheckedReads(var, path, name, missing, axis, times)
+        checked[name] = xr.Variable(
+            var.dims, indexing.LazilyIndexedArray(reads), var.attrs, var.encoding
+        )
+    return ds.assign(checked)
 
 
 def _check_reader(kind: str, path: Path) -> None:

@@ -314,7 +314,8 @@ def compute_stats(
     fields use all their points. Missing values (NaN) are skipped.
 
     The reductions run lazily with dask, streaming chunks; nothing is loaded whole.
-    Raises ValueError naming a variable that is constant (std 0) or has no finite value.
+    Raises ValueError naming the file (its ``finescale_source``) and a variable that is constant
+    (std 0) or has no finite value.
     """
     transforms = dict(transforms or {})
     selected = None if times is None else np.asarray(times)
@@ -325,6 +326,7 @@ def compute_stats(
         sources.append(("static", static))
 
     pending: dict[str, tuple[str, TransformConfig, str | None, Any, Any, Any]] = {}
+    files: dict[str, str] = {}  # where each variable comes from, for the messages
     for source, ds in sources:
         for name in ds.data_vars:
             name = str(name)
@@ -336,6 +338,7 @@ def compute_stats(
             tf = transforms.get(name, _IDENTITY)
             y = forward_transform(_lazy(da), tf, name=name).astype(np.float64)
             pending[name] = (source, tf, da.attrs.get("units"), y.mean(), y.std(), y.count())
+            files[name] = f"{ds.attrs['finescale_source']}: " if "finescale_source" in ds.attrs else ""
 
     # One compute call shares the reading of every chunk among all reductions.
     keys = list(pending)
@@ -346,12 +349,12 @@ def compute_stats(
         mean, std, count = float(mean), float(std), int(count)
         if count == 0 or not np.isfinite(mean):
             raise ValueError(
-                f"variable '{name}' ({source}) has no finite value in the training times"
+                f"{files[name]}variable '{name}' ({source}) has no finite value in the training times"
             )
         if not np.isfinite(std) or std <= 0.0:
             raise ValueError(
-                f"variable '{name}' ({source}) is constant over the training times (std 0): "
-                "it cannot be normalised; remove it from the config"
+                f"{files[name]}variable '{name}' ({source}) is constant over the training times "
+                f"(std 0, every value {mean:g}): it cannot be normalised; remove it from the config"
             )
         variables[name] = VariableStats(mean, std, tf, source, count, units)
     return NormStats(variables, fingerprint or {})

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from finescale.data.sources import _NETCDF_SUFFIXES, checked_reads, disk_chunks
 from finescale.verify.extremes import QuantileHistogram
 from finescale.verify.scores import region_mask
 from finescale.verify.spectra import octave_bands, radial_psd, spectral_log_ratio
@@ -133,18 +134,28 @@ Progress = Callable[[str], None]
 
 
 def open_dataset(path: str | Path, role: str = "dataset") -> xr.Dataset:
-    """Open a Zarr store or a NetCDF/GRIB file lazily (dask), with errors naming ``role`` and path."""
+    """Open a Zarr store or a NetCDF/GRIB file lazily (dask, chunked as stored), with errors naming ``role`` and path.
+
+    A chunk that cannot be read later (a truncated or corrupt file) is an error naming the file
+    and the variable (:func:`finescale.data.sources.checked_reads`); values are kept as they are
+    (NaN: a missing member or truth value).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{role} {path}: no such file or directory")
     zarr_like = path.is_dir() or path.suffix == ".zarr"
     try:
         if zarr_like:
-            return xr.open_dataset(path, engine="zarr", chunks={})
-        return xr.open_dataset(path, chunks={})
+            ds = xr.open_dataset(path, engine="zarr", chunks=None, cache=False)
+        else:
+            # a NetCDF name is read as NetCDF: a corrupt file then says why, not "no engine matched"
+            engine = "netcdf4" if path.suffix.lower() in _NETCDF_SUFFIXES else None
+            ds = xr.open_dataset(path, engine=engine, chunks=None, cache=False)
     except Exception as exc:  # every reader fails differently; one clear message is what helps
         kind = "a Zarr store" if zarr_like else "a file xarray can read"
-        raise ValueError(f"{role} {path}: cannot be opened as {kind} ({exc})") from exc
+        raise ValueError(f"{role} {path}: cannot be opened as {kind} ({type(exc).__name__}: {exc})") from exc
+    names = {str(n) for n in ds.data_vars}
+    return disk_chunks(checked_reads(ds, names, path, "keep", "time" if "time" in ds.dims else None))
 
 
 def parse_references(items: Iterable[str]) -> dict[str, Path]:
