@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from finescale.config import ConfigError
@@ -49,7 +50,9 @@ def _user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (ConfigError, OrographyError, FileNotFoundError, KeyError, ValueError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            # one line whatever a library's message looked like; brackets in it are not markup
+            text = escape(" ".join(str(message).split()))
+            err_console.print(f"[bold red]error:[/] {text}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -28,6 +28,8 @@ from torch import Tensor
 
 import finescale
 from finescale.config import SampleConfig, validate
+from finescale.data.alignment import check_covers
+from finescale.data.grids import grid_spacing
 from finescale.data.samples import Fields, LRToHR, conditioning, load_fields
 from finescale.data.sources import open_source, open_static
 from finescale.diffusion import samplers
@@ -152,16 +154,31 @@ def draw(
 # whole runs
 
 
-def _check_grid(loaded: Loaded, lr: xr.Dataset, hr_lat: xr.DataArray, where: str) -> None:
-    """Refuse data on other grids or without the variables the model was trained on."""
+def _check_grid(loaded: Loaded, lr: xr.Dataset, static: xr.Dataset, lr_path: str, static_path: str) -> None:
+    """Refuse data on other grids or domains, or without the variables the model was trained on."""
     grid = loaded.grid
-    if list(hr_lat.shape) != grid["hr_shape"]:
-        raise ValueError(f"{where}: HR grid {tuple(hr_lat.shape)} differs from the checkpoint's {tuple(grid['hr_shape'])}")
+    if list(static.lat.shape) != grid["hr_shape"]:
+        raise ValueError(f"{static_path}: HR grid {tuple(static.lat.shape)} differs from the checkpoint's "
+                         f"{tuple(grid['hr_shape'])}")
+    tolerance = loaded.config.data.alignment.tolerance_deg
+    # as check_alignment compares static fields with HR: rounding of the coordinates in the files
+    hr_tolerance = tolerance + 0.05 * min(grid_spacing(static.lat, static.lon))
+    ranges = {"lat": [float(static.lat.min()), float(static.lat.max())],
+              "lon": [float(static.lon.min()), float(static.lon.max())]}
+    for name, (low, high) in ranges.items():
+        trained = grid[f"hr_{name}_range"]
+        off = np.array([low - trained[0], high - trained[1]])
+        if name == "lon":  # the static file may use the other convention ([0, 360) or [-180, 180))
+            off = (off + 180.0) % 360.0 - 180.0
+        if np.abs(off).max() > hr_tolerance:
+            raise ValueError(f"{static_path}: HR grid spans {name} {low:.3f}..{high:.3f}, the checkpoint's "
+                             f"{trained[0]:.3f}..{trained[1]:.3f}: another domain than the model was trained on")
     if list(lr.lat.shape) != grid["lr_shape"]:
-        raise ValueError(f"{where}: LR grid {tuple(lr.lat.shape)} differs from the checkpoint's {tuple(grid['lr_shape'])}")
+        raise ValueError(f"{lr_path}: LR grid {tuple(lr.lat.shape)} differs from the checkpoint's {tuple(grid['lr_shape'])}")
+    check_covers(lr, static, tolerance)
     missing = [v for v in loaded.layout.lr_variables if v not in lr.data_vars]
     if missing:
-        raise ValueError(f"{where}: LR lacks {missing}, which the model was trained on")
+        raise ValueError(f"{lr_path}: LR lacks {missing}, which the model was trained on")
 
 
 #: times per Zarr chunk of the output, and per block of work
@@ -203,7 +220,7 @@ def downscale(
     if cfg.data.static is None:
         raise ValueError(f"{checkpoint}: the model was trained without static fields; nothing gives the HR grid")
     static = open_static(cfg.data.static.model_copy(update={"path": Path(static_path)}))
-    _check_grid(loaded, lr, static.lat, f"{lr_path}")
+    _check_grid(loaded, lr, static, str(lr_path), str(static_path))
     if isinstance(times, slice):
         lr = lr.sel(time=times)
     elif times is not None:

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import pickle
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -372,29 +373,58 @@ def read_checkpoint(path: str | Path, kind: str = "downscaling") -> tuple[dict[s
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, corrupt, unsafe
-        raise ValueError(f"{path}: not a readable finescale checkpoint ({type(exc).__name__}: {exc})") from None
-    meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
+        raise ValueError(f"{path}: not a readable finescale checkpoint ({_load_error(exc)})") from None
+    meta = _dict_entry(checkpoint, CHECKPOINT_KEY)
     if meta is None:
         raise ValueError(f"{path}: not a finescale checkpoint (no '{CHECKPOINT_KEY}' entry)")
     found = meta.get("kind", "downscaling")
     if found != kind:
         use = {"downscaling": "finescale downscale", "atmorep": "finescale predict"}.get(found, "another command")
         raise ValueError(f"{path}: a checkpoint of kind '{found}', where '{kind}' is needed (use it with `{use}`)")
+    state = _dict_entry(checkpoint, "state_dict")
+    if state is None:
+        raise ValueError(f"{path}: a finescale checkpoint without weights (no 'state_dict' entry)")
     prefix = "ema.module."
-    ema = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    ema = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
     return meta, ema, digest
+
+
+def _load_error(exc: BaseException) -> str:
+    """The first sentence of torch.load's error, on one line. A refusal of the safe loader keeps
+    only its reason: its advice to load the file unsafely is not for a file from elsewhere."""
+    text = str(exc)
+    refused = re.search(r"WeightsUnpickler error:(.*)", text, re.DOTALL)
+    first = re.match(r"\s*(.+?)(?:\.\s|\n\n|$)", refused.group(1) if refused else text, re.DOTALL)
+    text = first.group(1) if first else text
+    if refused:
+        text += "; only tensors and plain data are loaded, nothing that could run code"
+    return f"{type(exc).__name__}: {' '.join(text.split())}"
+
+
+def _dict_entry(obj: Any, key: str) -> dict[str, Any] | None:
+    """``obj[key]`` when both are dicts (a file from elsewhere may hold anything), else None."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 def load_checkpoint(path: str | Path) -> Loaded:
     """Load a finescale downscaling checkpoint safely (weights_only) and rebuild its model with the EMA weights."""
     meta, ema, digest = read_checkpoint(path)
-    config = ExperimentConfig.model_validate(meta["config"])
-    layout = Layout.from_dict(meta["layout"])
-    model = build_model(config.model, layout, bool(meta["periodic_lon"]))
-    model.load_state_dict(ema)
+    try:
+        config = ExperimentConfig.model_validate(meta["config"])
+        layout = Layout.from_dict(meta["layout"])
+        stats = NormStats.from_dict(meta["stats"])
+        periodic, grid = bool(meta["periodic_lon"]), dict(meta["grid"])
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # another version's layout, or edited by hand
+        raise ValueError(f"{path}: its description is not that of a finescale downscaling checkpoint "
+                         f"({type(exc).__name__}: {exc})") from None
+    model = build_model(config.model, layout, periodic)
+    try:
+        model.load_state_dict(ema)
+    except RuntimeError as exc:  # weights of another version or a hand-edited config
+        raise ValueError(f"{path}: its weights do not fit the model its config describes ({exc})") from None
     model.eval()
-    return Loaded(model, config, NormStats.from_dict(meta["stats"]), layout, bool(meta["periodic_lon"]),
-                  meta["grid"], digest)
+    return Loaded(model, config, stats, layout, periodic, grid, digest)
 
 
 def describe(loaded: Loaded) -> str:

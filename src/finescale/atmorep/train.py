@@ -124,12 +124,17 @@ class LoadedAtmoRep:
 def load_atmorep(path: str | Path) -> LoadedAtmoRep:
     """Load an AtmoRep checkpoint safely (weights_only) with its EMA weights."""
     meta, weights, digest = read_checkpoint(path, KIND)
-    cfg = AtmoRepConfig.model_validate(meta["config"])
-    levels = {k: int(v) for k, v in meta["levels"].items()}
+    try:
+        cfg = AtmoRepConfig.model_validate(meta["config"])
+        levels = {k: int(v) for k, v in meta["levels"].items()}
+        stats, grid = NormStats.from_dict(meta["stats"]), dict(meta["grid"])
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # another version's layout, or edited by hand
+        raise ValueError(f"{path}: its description is not that of a finescale AtmoRep checkpoint "
+                         f"({type(exc).__name__}: {exc})") from None
     model = AtmoRep(cfg, levels)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:  # weights of another version or a hand-edited config
         raise ValueError(f"{path}: its weights do not fit the model its config describes ({exc})") from None
     model.eval()
-    return LoadedAtmoRep(model, cfg, NormStats.from_dict(meta["stats"]), levels, meta["grid"], digest)
+    return LoadedAtmoRep(model, cfg, stats, levels, grid, digest)
