@@ -1,7 +1,12 @@
 """Shared test fixtures."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+import xarray as xr
+import yaml
 
 
 @pytest.fixture(scope="module")
@@ -12,3 +17,52 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: Settings of a model and a run small enough to train in seconds on the small pair.
+TINY_RUN = {
+    "model": {"kind": "regression", "network": {"base_width": 8, "channel_mult": [1, 2]}},
+    "train": {
+        "max_steps": 2,
+        "batch_size": 2,
+        "patch_size": 16,
+        "val_every_steps": 2,
+        "val_batches": 1,
+        "warmup_steps": 1,
+        "accelerator": "cpu",
+        "num_workers": 0,  # a loader process costs more than these few patches
+    },
+    "sample": {"members": 2, "steps": 2, "solver": "euler"},
+}
+
+
+@pytest.fixture(scope="session")
+def small_pair(tmp_path_factory) -> Path:
+    """A folder with a good small pair and a config that trains on it in seconds.
+
+    ``lr.nc`` (8 x 10 points, 1 deg), ``hr.nc`` (32 x 40, 0.25 deg; LR is HR coarsened 4x plus
+    noise), 24 hourly times of t2m (K) and tp, ``static.nc`` (orog on the HR grid) and
+    ``finescale.yaml`` (t2m only; paths relative to the folder, so a copy of the folder is a
+    pair of its own). Built with the synthetic pairs of test_pairs.py.
+    """
+    from test_pairs import make_pair, write
+
+    folder = tmp_path_factory.mktemp("small_pair")
+    lr, hr = make_pair()
+    write(lr, folder / "lr.nc")
+    write(hr, folder / "hr.nc")
+    orog = np.random.default_rng(1).random((hr.sizes["lat"], hr.sizes["lon"]))
+    static = xr.Dataset(
+        {"orog": (("lat", "lon"), orog, {"units": "m"})}, coords={"lat": hr.lat, "lon": hr.lon}
+    )
+    write(static, folder / "static.nc")
+    t2m = {"t2m": {"name": "t2m", "units": "K"}}
+    data = {
+        "lr": {"path": "lr.nc", "variables": t2m},
+        "hr": {"path": "hr.nc", "variables": t2m},
+        "static": {"path": "static.nc", "variables": {"orog": "orog"}},
+    }
+    (folder / "finescale.yaml").write_text(
+        yaml.safe_dump({"data": data, **TINY_RUN}, sort_keys=False)
+    )
+    return folder
