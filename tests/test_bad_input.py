@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 import shutil
+import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,7 @@ from finescale.config import load_config
 from finescale.data.pairs import open_pair
 from finescale.data.samples import LRToHR, PatchDataset, load_fields, make_layout
 from finescale.data.transforms import compute_stats
+from finescale.train import DIGEST_KEY, load_checkpoint
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -336,6 +340,31 @@ def random_bytes_checkpoint(d: Path, good: dict) -> Bad:
     return Bad(args, [f"{bad}: not a readable finescale checkpoint"], [out])
 
 
+def tensor_data(checkpoint: Path) -> list[tuple[int, int]]:
+    """(start, stop) byte offsets of the tensors' data in a checkpoint (a zip file: a stored member
+    ``<archive>/data/<n>`` per tensor storage, its data after a local header of variable length)."""
+    raw = checkpoint.read_bytes()
+    spans = []
+    for member in zipfile.ZipFile(checkpoint).infolist():
+        if re.fullmatch(r"[^/]+/data/\d+", member.filename) and member.file_size:
+            assert member.compress_type == zipfile.ZIP_STORED
+            names, extra = struct.unpack_from("<HH", raw, member.header_offset + 26)
+            start = member.header_offset + 30 + names + extra
+            spans.append((start, start + member.file_size))
+    return spans
+
+
+def corrupted_tensor_bytes(d: Path, good: dict) -> Bad:
+    bad = d / "corrupted.ckpt"
+    raw = bytearray(good["checkpoint"].read_bytes())
+    start, stop = max(tensor_data(good["checkpoint"]), key=lambda span: span[1] - span[0])
+    for i in range(start + (stop - start) // 2, start + (stop - start) // 2 + 64):
+        raw[i] ^= 0xFF  # 64 bytes in the middle of the largest tensor: the file still unpickles
+    bad.write_bytes(bytes(raw))
+    args, out = _downscale(d, bad)
+    return Bad(args, [f"{bad} is corrupt: its weights do not match the digest written with them"], [out])
+
+
 def checkpoint_for_other_variables(d: Path, good: dict) -> Bad:
     lr = _edit(d / "lr.nc", lambda ds: ds.drop_vars("t2m"))
     args, out = _downscale(d, good["checkpoint"])
@@ -406,6 +435,7 @@ CASES = {
     "mixed calendars": mixed_calendars,
     "truncated checkpoint": truncated_checkpoint,
     "corrupt checkpoint (predict)": random_bytes_checkpoint,
+    "corrupted tensor bytes": corrupted_tensor_bytes,
     "checkpoint for other variables": checkpoint_for_other_variables,
     "checkpoint for another grid": checkpoint_for_another_grid,
     "checkpoint for another domain": checkpoint_for_another_domain,
@@ -436,6 +466,34 @@ def test_bad_input_is_refused_clearly(name, small_pair, good, tmp_path):
         str(out.with_name(f".{out.name}.partial").relative_to(tmp_path)) for out in bad.outputs
     )
     assert {p for p in tree(tmp_path) - before if not p.startswith(partial)} == set()
+
+
+def test_a_checkpoint_with_any_tensor_byte_changed_is_refused(good, tmp_path):
+    raw = good["checkpoint"].read_bytes()
+    spans = tensor_data(good["checkpoint"])
+    assert sum(stop - start for start, stop in spans) > len(raw) / 2  # the bulk of the file
+    rng = np.random.default_rng(7)
+    # 20 offsets drawn uniformly over the bytes of every tensor (weights, EMA, optimiser state)
+    sizes = np.array([stop - start for start, stop in spans])
+    for n, k in enumerate(rng.choice(len(spans), size=20, p=sizes / sizes.sum())):
+        start, stop = spans[k]
+        changed = bytearray(raw)
+        changed[int(rng.integers(start, stop))] ^= int(rng.integers(1, 256))
+        bad = tmp_path / f"flipped-{n}.ckpt"
+        bad.write_bytes(bytes(changed))
+        with pytest.raises(ValueError) as refusal:
+            load_checkpoint(bad)
+        assert str(refusal.value).startswith(f"{bad} is corrupt") or str(refusal.value).startswith(
+            f"{bad}: not a readable finescale checkpoint"
+        ), str(refusal.value)
+
+
+def test_a_checkpoint_without_a_digest_still_loads(good, tmp_path):
+    checkpoint = torch.load(good["checkpoint"], weights_only=True)
+    assert isinstance(checkpoint.pop(DIGEST_KEY), str)  # written with every checkpoint
+    older = tmp_path / "older.ckpt"
+    torch.save(checkpoint, older)
+    assert list(load_checkpoint(older).layout.target_variables) == ["t2m"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import math
 import pickle
 import re
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ from finescale.models.regression import RegressionModel
 from finescale.nn.unet import UNetSettings
 
 CHECKPOINT_KEY = "finescale"
+#: the checkpoint entry holding the sha256 of its tensors and description (:func:`weights_digest`)
+DIGEST_KEY = "finescale_sha256"
 
 
 class _NoTips(logging.Filter):
@@ -273,7 +275,48 @@ def resume_point(t: TrainConfig, resume: bool) -> tuple[Path | None, int]:
     last = folder / "last.ckpt"
     if not (resume and last.exists()):
         return None, 0
-    return last, int(torch.load(last, weights_only=True)["global_step"])
+    checkpoint = torch.load(last, weights_only=True)
+    check_digest(checkpoint, last)  # a resumed run takes the optimiser's state too: all of it must be whole
+    return last, int(checkpoint["global_step"])
+
+
+def _tensors(value: Any, place: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor inside nested dicts, lists and tuples, with its place ("/state_dict/ema.module.w")."""
+    if isinstance(value, torch.Tensor):
+        yield place, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{place}/{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{place}/{i}")
+
+
+def weights_digest(checkpoint: dict[str, Any]) -> str:
+    """sha256 of a checkpoint's finescale description and of every tensor in it, in a canonical order.
+
+    The description as JSON with sorted keys, then each tensor in order of its place: place,
+    dtype, shape and values (in C order whatever the strides, so a tensor hashes the same before
+    writing and after loading). Every tensor: the weights and their EMA, which inference loads,
+    and the optimiser's state, which a resumed run loads. Written into the checkpoint, it reveals
+    bytes changed since: torch.load does not check its members, so a flipped byte inside a
+    tensor loads as a different weight.
+    """
+    digest = hashlib.sha256(json.dumps(checkpoint.get(CHECKPOINT_KEY), sort_keys=True, default=repr).encode())
+    for place, tensor in sorted(_tensors(checkpoint), key=lambda item: item[0]):
+        digest.update(f"{place}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def check_digest(checkpoint: Any, path: Path) -> None:
+    """Refuse a checkpoint whose tensors or description differ from the digest written with them.
+
+    A checkpoint without a digest (written before there was one) is not checked.
+    """
+    written = checkpoint.get(DIGEST_KEY) if isinstance(checkpoint, dict) else None
+    if written is not None and written != weights_digest(checkpoint):
+        raise ValueError(f"{path} is corrupt: its weights do not match the digest written with them")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -281,14 +324,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     A run killed while writing keeps its previous checkpoint whole. (Lightning's own writer
     goes through a temporary file in the system's temporary folder and moves it, which is a
-    copy, not atomic, where that folder is on another file system than the checkpoints.)
+    copy, not atomic, where that folder is on another file system than the checkpoints.) The
+    checkpoint carries the digest of its tensors and description (:func:`weights_digest`), which
+    the loaders check.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            torch.save({**checkpoint, DIGEST_KEY: weights_digest(checkpoint)}, tmp)
 
 
 def fit(
@@ -364,7 +409,8 @@ def read_checkpoint(path: str | Path, kind: str = "downscaling") -> tuple[dict[s
     """The metadata, EMA weights and sha256 of a finescale checkpoint, read safely (weights_only).
 
     ``kind`` is what the caller can use ("downscaling" or "atmorep"); another kind is an error
-    that says which command takes it.
+    that says which command takes it. A checkpoint whose tensors or description do not match the
+    digest written with them is an error too (:func:`check_digest`).
     """
     path = Path(path)
     if not path.is_file():
@@ -374,6 +420,7 @@ def read_checkpoint(path: str | Path, kind: str = "downscaling") -> tuple[dict[s
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, corrupt, unsafe
         raise ValueError(f"{path}: not a readable finescale checkpoint ({_load_error(exc)})") from None
+    check_digest(checkpoint, path)
     meta = _dict_entry(checkpoint, CHECKPOINT_KEY)
     if meta is None:
         raise ValueError(f"{path}: not a finescale checkpoint (no '{CHECKPOINT_KEY}' entry)")
