@@ -119,3 +119,28 @@ def test_residual_scaling_lets_small_and_large_residuals_share_one_schedule():
     # within 10 % (measured: 0.4 % and 2.4 %; without the scaling the small one is 21 % too wide)
     assert 0.9 * noise[0] < spread[0].item() < 1.1 * noise[0]
     assert 0.9 * noise[1] < spread[1].item() < 1.1 * noise[1]
+
+
+def test_a_batch_whose_targets_are_all_missing_adds_nothing_to_the_loss():
+    # with missing: mask a target's area weight is 0 where it is missing; a batch of only such
+    # targets once gave 0 / 0 = NaN, which reached every weight through the optimiser
+    torch.manual_seed(0)
+    regression = RegressionModel(
+        UNetSettings(in_channels=1, cond_channels=1, out_channels=1, use_noise=False, **SMALL), torch.ones(1)
+    )
+    diffusion = DiffusionModel(
+        UNetSettings(in_channels=1, cond_channels=2, out_channels=1, use_noise=True, **SMALL), EDMConfig(), torch.ones(1)
+    )
+    batch = _toy_batch(torch.Generator().manual_seed(5), batch=4)
+    missing = {**batch, "area": torch.zeros(4, 1, 8, 8)}
+    for model in (regression, diffusion):
+        model.zero_grad()
+        loss = model.loss(missing, generator=torch.Generator().manual_seed(1))
+        loss.backward()
+        assert loss.item() == 0.0
+        assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in model.parameters() if p.grad is not None)
+    # beside present targets, missing ones weigh nothing: the loss is that of the present ones
+    half = {k: torch.cat([v[:2], v[:2] + 5.0]) for k, v in batch.items()}
+    half["area"] = torch.cat([torch.ones(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)])
+    present = {k: v[:2] for k, v in half.items()}
+    torch.testing.assert_close(regression.loss(half), regression.loss(present))

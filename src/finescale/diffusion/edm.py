@@ -206,7 +206,8 @@ def edm_loss(
             doubling them doubles the loss).
         area_weights: (*spatial,) or (B, 1, *spatial) non-negative weights per grid point
             (e.g. cos(latitude) on a global grid); normalised to mean 1, so they make the average over the grid a
-            weighted average and leave its scale alone (uniform weights: no change).
+            weighted average and leave its scale alone (uniform weights: no change). All zero
+            (every target of the batch missing): the loss is 0, with zero gradients.
 
     Returns:
         :class:`EDMLoss` ``(loss, per_channel)``: scalar and (C,), in ``y``'s dtype.
@@ -245,4 +246,5 @@ def _normalised_area_weights(area_weights: Tensor, y: Tensor) -> Tensor:
     # values are not checked here: that would sync the device on every training step; the
     # weights are a fixed grid property, checked once where they are built
     w = area_weights.to(y)
-    return w / w.mean()
+    # floored: weights all zero (a batch whose targets are all missing) stay zero, not 0 / 0
+    return w / w.mean().clamp_min(torch.finfo(w.dtype).tiny)

@@ -18,11 +18,15 @@ from finescale.nn.unet import UNet, UNetSettings
 
 
 def weighted_mse(error: Tensor, channel_weights: Tensor, area: Tensor | None = None) -> Tensor:
-    """Mean of error^2 weighted by channel (C,) and area (B, 1, H, W) weights; error (B, C, H, W)."""
+    """Mean of error^2 weighted by channel (C,) and area (B, 1, H, W) weights; error (B, C, H, W).
+
+    Weights all zero (a batch whose targets are all missing) give 0, with zero gradients.
+    """
     w = channel_weights.to(error)[None, :, None, None]
     if area is not None:
         w = w * area
-    return (w * error**2).mean() / w.mean()
+    # the floor only acts on weights all zero: 0, not 0 / 0
+    return (w * error**2).mean() / w.mean().clamp_min(torch.finfo(w.dtype).tiny)
 
 
 class RegressionModel(nn.Module):
