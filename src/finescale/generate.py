@@ -17,7 +17,7 @@ member and the time), so the result is the same however the blocks are shared or
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,17 @@ def _check_grid(loaded: Loaded, lr: xr.Dataset, static: xr.Dataset, lr_path: str
         raise ValueError(f"{lr_path}: LR lacks {missing}, which the model was trained on")
 
 
+def read_through(ds: xr.Dataset, names: Sequence[str]) -> None:
+    """Read every value of the variables ``names`` once, chunk by chunk, keeping none of them.
+
+    The reads go through the data layer's checks (:mod:`finescale.data.sources`), which refuse
+    what the source's ``missing`` setting does not allow (NaN, Inf) and chunks that cannot be
+    decoded, naming the file, the variable and the time: done before drawing, a refusal comes
+    before any output is created instead of part-way through it. Costs one more read of the LR.
+    """
+    ds[list(names)].count().compute()
+
+
 #: times per Zarr chunk of the output, and per block of work
 CHUNK_TIMES = 24
 
@@ -227,6 +238,7 @@ def downscale(
         lr = lr.sel(time=np.asarray(times, dtype="datetime64[ns]"))
     if lr.sizes["time"] == 0:
         raise ValueError(f"{lr_path}: no LR times in the requested period")
+    read_through(lr, loaded.layout.lr_variables)  # a refusal now leaves no partial output behind
     lr_members = lr.sizes.get("member", 1)
     members = settings.members if isinstance(loaded.model, DiffusionModel) else 1
     to_hr = LRToHR(lr.lat, lr.lon, static.lat, static.lon, cfg.model.conditioning.interpolation, loaded.periodic_lon)
