@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import scoringrules as sr
 import torch
+import xarray as xr
 from scipy.ndimage import gaussian_filter
 
 from finescale.config import AtmoRepConfig
-from finescale.data.series import Series
-from finescale.data.tokens import CubeDataset, FixedCubes
+from finescale.data.pairs import open_pair
+from finescale.data.series import Series, load_series
+from finescale.data.tokens import CubeDataset, FixedCubes, untokenize
+from finescale.data.transforms import load_or_compute_stats
 from finescale.models.atmorep import AtmoRep, fair_crps
 
 
@@ -163,3 +166,41 @@ def test_detail_must_name_an_input_field():
     tree["fields"]["b"]["detail"] = ["b"]
     with pytest.raises(ValueError, match="fields.b.detail: 'b' must be an input field"):
         AtmoRepConfig.model_validate(tree)
+
+
+def test_missing_target_values_are_left_out_of_the_loss(small_pair, tmp_path, one_thread):
+    # every other HR column of t2m is missing (NaN, the source sets missing: mask): half the targets
+    hr = xr.load_dataset(small_pair / "hr.nc")
+    hr["t2m"][:, :, ::2] = np.nan
+    hr.to_netcdf(tmp_path / "hr.nc")
+    t2m = {"t2m": {"name": "t2m", "units": "K"}}
+    cfg = AtmoRepConfig.model_validate({
+        "data": {"lr": {"path": str(small_pair / "lr.nc"), "variables": t2m},
+                 "hr": {"path": str(tmp_path / "hr.nc"), "variables": t2m, "missing": "mask"}},
+        "fields": {"coarse": {"source": "lr", "variables": ["t2m"], "predict": False}, "t2m": {"source": "hr"}},
+        "token": {"time": 2, "y": 4, "x": 4}, "neighbourhood": {"time": 2, "y": 2, "x": 2},
+        "network": {"width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "tail_layers": 1},
+        "ensemble": {"members": 4, "noise_dim": 8}, "masking": {"strategies": {"targets": 1.0}},
+    })
+    pair = open_pair(cfg.data)
+    series = load_series(cfg, pair, load_or_compute_stats(pair, cfg.data))
+    data = CubeDataset(series, cfg, length=4, seed=0)
+    batch = torch.utils.data.default_collate([data[i] for i in range(4)])
+    target, valid = batch["target"]["t2m"], batch["valid"]["t2m"]
+    columns = batch["origin"][:, 2, None] + torch.arange(8)  # each sample's HR columns
+    odd = (columns % 2 == 1)[:, None, None, None, :].expand(-1, 1, 4, 8, -1)  # (B, L, hours, rows, columns)
+    assert torch.equal(untokenize(valid, data.geometry.token), odd)  # exactly the missing columns
+    assert (target[~valid] == 0).all() and torch.isfinite(batch["input"]["coarse"]).all()
+
+    model = AtmoRep(cfg, {name: series.levels(name) for name in cfg.fields}).eval()
+    torch.nn.init.normal_(model.head["t2m"][-1].weight, std=0.1)  # as if trained: members differ
+
+    def loss(batch: dict) -> torch.Tensor:
+        return model.loss(batch, generator=torch.Generator().manual_seed(1))
+
+    before = loss(batch)
+    refilled = {**batch, "target": {"t2m": torch.where(valid, target, 1e3)}}
+    assert torch.equal(loss(refilled), before)  # the missing values' fill is ignored
+    assert not torch.equal(loss({**batch, "target": {"t2m": torch.where(valid, target + 1, target)}}), before)
+    without_validity = {k: v for k, v in refilled.items() if k != "valid"}
+    assert loss(without_validity) > 10 * before  # as the loss was: the fill counted

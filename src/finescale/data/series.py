@@ -46,7 +46,11 @@ class Series:
         return int(self.fields[name].shape[1])
 
     def window(self, name: str, t0: int, nt: int, y0: int, ny: int, x0: int, nx: int) -> torch.Tensor:
-        """Field ``name`` on times t0..t0+nt-1 and the window (y0, x0, ny, nx): (L, nt, ny, nx)."""
+        """Field ``name`` on times t0..t0+nt-1 and the window (y0, x0, ny, nx): (L, nt, ny, nx).
+
+        Missing values are NaN, and so is a value interpolated from one: what they mean is the
+        caller's (the token pipeline gives inputs the mean and keeps targets out of the loss).
+        """
         data = self.fields[name]
         if name in self.static:  # one time for every time
             data = data.expand(nt, -1, -1, -1)
@@ -63,7 +67,8 @@ class Series:
 
 
 def _standardised(ds: xr.Dataset, names: list[str], stats: NormStats, where: str) -> np.ndarray:
-    """(T, L, y, x) (or (1, L, y, x) without time) float32; missing variables are errors naming the source."""
+    """(T, L, y, x) (or (1, L, y, x) without time) float32, missing values NaN; missing variables are
+    errors naming the source."""
     missing = [v for v in names if v not in ds.data_vars]
     if missing:
         raise ValueError(f"{where}: variables {missing} not found; available: {', '.join(map(str, ds.data_vars))}")
@@ -71,7 +76,7 @@ def _standardised(ds: xr.Dataset, names: list[str], stats: NormStats, where: str
     for v in names:
         values = stats.normalise_array(ds[v].values.astype(np.float64), v)
         arrays.append(np.asarray(values if "time" in ds[v].dims else values[None], dtype=np.float32))
-    return np.nan_to_num(np.stack(arrays, axis=1), nan=0.0)
+    return np.stack(arrays, axis=1)
 
 
 def load_series(cfg: AtmoRepConfig, pair: Pair, stats: NormStats, times: np.ndarray | None = None) -> Series:

@@ -22,9 +22,12 @@ linear interpolation in time between the hours around the gap; ``targets`` hides
 field's ``base`` input field (the LR field of the same variable, say) or 0.
 
 A sample is a dict: ``input[name]`` (L, nt, ny, nx, D) tokens with hidden ones filled,
-``masked[name]`` (L, nt, ny, nx) bool, and for predicted fields ``target[name]`` (the truth)
-and ``base[name]`` (the fill the model predicts a change from: the input, or 0 where the input
-is noise); ``where`` (nt, ny, nx, 8) position features; ``origin`` (3,) (t0, y0, x0).
+``masked[name]`` (L, nt, ny, nx) bool, and for predicted fields ``target[name]`` (the truth),
+``valid[name]`` (L, nt, ny, nx, D) bool (False where the truth is missing) and ``base[name]``
+(the fill the model predicts a change from: the input, or 0 where the input is noise); ``where``
+(nt, ny, nx, 8) position features; ``origin`` (3,) (t0, y0, x0). Missing values (a source with
+``missing: mask``) are the variable's mean, 0, in inputs and targets alike; ``valid`` keeps
+them out of the loss.
 """
 
 from __future__ import annotations
@@ -195,7 +198,9 @@ class _Cubes(torch.utils.data.Dataset):
         masks = make_masks(strategy, self.cfg, self.levels, g.cube, rng)
         informed = strategy in ("forecast", "interpolation") and m.time_fill == "informed"
         windows = {name: self.series.window(name, t0, et, y0, ey, x0, ex) for name in self.cfg.fields}  # (L, et, ey, ex)
-        inputs, targets, bases, hidden = {}, {}, {}, {}
+        present = {name: torch.isfinite(windows[name]) for name in self.predicted}
+        windows = {name: torch.where(torch.isfinite(w), w, 0.0) for name, w in windows.items()}  # missing: the mean
+        inputs, targets, valid, bases, hidden = {}, {}, {}, {}, {}
         for name, f in self.cfg.fields.items():
             tokens = tokenize(windows[name], g.token)  # (L, nt, ny, nx, D)
             mask = torch.from_numpy(masks[name])
@@ -218,11 +223,13 @@ class _Cubes(torch.utils.data.Dataset):
             hidden[name] = mask
             if name in self.predicted:
                 targets[name] = tokens
+                valid[name] = tokenize(present[name], g.token)
                 bases[name] = torch.where(mask[..., None], torch.zeros_like(tokens), tokens) if noisy else base
         return {
             "input": inputs,
             "base": bases,
             "target": targets,
+            "valid": valid,
             "masked": hidden,
             "where": where_features(self.series, g, origin),
             "origin": torch.tensor(origin, dtype=torch.int64),

@@ -3,8 +3,9 @@ predicted field, and an ensemble tail trained with the fair CRPS.
 
 Input: a batch from ``finescale.data.tokens`` — per field the tokens ``input[name]``
 (B, L, nt, ny, nx, D) with hidden tokens filled, the masks ``masked[name]`` (B, L, nt, ny, nx),
-the targets ``target[name]`` and residual bases ``base[name]`` of predicted fields and the
-position features ``where`` (B, nt, ny, nx, 8). Members of a hidden token are predicted as a
+the targets ``target[name]``, their validity ``valid[name]`` (False where the truth is missing;
+optional) and residual bases ``base[name]`` of predicted fields and the position features
+``where`` (B, nt, ny, nx, 8). Members of a hidden token are predicted as a
 change from its base (the persistence or linear-in-time fill of a forecast or a gap, 0 or the
 token mean under BERT). Every token is embedded with a linear map of its D values plus its level,
 its place inside the neighbourhood (learned, per axis), its absolute place and time (sin/cos of
@@ -50,6 +51,13 @@ def fair_crps(ensemble: Tensor, y: Tensor) -> Tensor:
     skill = (x - y.unsqueeze(-1)).abs().mean(dim=-1)
     spread = ((2 * i - k - 1) * x).sum(dim=-1) / (k * (k - 1))
     return skill - spread
+
+
+def valid_mean(values: Tensor, valid: Tensor | None) -> Tensor:
+    """Mean of ``values`` over the entries ``valid`` marks (all when None); 0 when it marks none."""
+    if valid is None:
+        return values.mean()
+    return torch.where(valid, values, 0).sum() / valid.sum().clamp_min(1)
 
 
 class AtmoRep(nn.Module):
@@ -160,16 +168,18 @@ class AtmoRep(nn.Module):
 
     def loss(self, batch: Mapping[str, Tensor | Mapping[str, Tensor]], generator: torch.Generator | None = None) -> Tensor:
         """Fair CRPS of the members on the hidden values (plus ``mse_weight`` x MSE of their mean),
-        averaged per field and weighted across fields."""
+        averaged per field over the values whose truth is known (``batch['valid']``, when given)
+        and weighted across fields."""
         predictions = self(batch, generator=generator)
         total = torch.zeros((), device=self.field_weights.device)
         for w, name in zip(self.field_weights, self.predicted, strict=True):
             mask = batch["masked"][name].flatten(1)
             y = batch["target"][name].flatten(1, -2)[mask]  # (Nm, D)
+            valid = batch["valid"][name].flatten(1, -2)[mask] if "valid" in batch else None  # (Nm, D)
             p = predictions[name]  # (Nm, K, D)
-            term = fair_crps(p.transpose(1, 2), y).mean()
+            term = valid_mean(fair_crps(p.transpose(1, 2), y), valid)
             if self.mse_weight:
-                term = term + self.mse_weight * ((p.mean(dim=1) - y) ** 2).mean()
+                term = term + self.mse_weight * valid_mean((p.mean(dim=1) - y) ** 2, valid)
             total = total + w * term
         return total / self.field_weights.sum()
 
