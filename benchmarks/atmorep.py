@@ -62,6 +62,12 @@ def loss_falls(log: Path) -> dict[str, Any]:
     return {"train_windows": windows, "val": val, "steady": bool(steady)}
 
 
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, section by section (one level deep)."""
+    return {key: {**base.get(key, {}), **value} if isinstance(value, dict) else value
+            for key, value in {**base, **overrides}.items()}
+
+
 def task_rows(metrics: dict[str, Any], task: str, reference: str | None, factor: float | None) -> list[dict[str, Any]]:
     rows = []
     for v in VARIABLES:
@@ -140,8 +146,9 @@ def main() -> None:
         timed("world", world_dir / WORLD_FILE, lambda: simulate(world_dir, params, seed=world.get("seed", 0)))
     data = world_config(world_dir).data.model_dump(mode="json")
 
-    def stage(name: str, init: Path | None = None) -> Path:
-        tree = {"data": data, **spec[name], **({"init_checkpoint": str(init)} if init else {})}
+    def stage(name: str, init: Path | None = None, section: dict[str, Any] | None = None) -> Path:
+        section = spec[name] if section is None else section
+        tree = {"data": data, **section, **({"init_checkpoint": str(init)} if init else {})}
         tree["train"] = {**tree.get("train", {}), "out": str(out / name)}
         cfg = validate(tree, AtmoRepConfig, source=f"{name} section")
         last = out / name / "checkpoints" / "last.ckpt"
@@ -149,11 +156,14 @@ def main() -> None:
         return last
 
     checkpoint = stage("pretrain")
+    # a task fine-tune, where the config has one, is the pretrain section with its overrides
+    tuned = {task: stage(f"tune-{task}", checkpoint, merge(spec["pretrain"], overrides))
+             for task, overrides in spec.get("tune", {}).items()}
 
     members, stride = spec.get("members", 16), spec.get("stride")
     for task in ("interpolation", "forecast"):
-        store = out / f"{task}.zarr"
-        timed(f"predict {task}", store, lambda t=task, s=store: predict(checkpoint, s, t, members=members, stride=stride))
+        store, model = out / f"{task}.zarr", tuned.get(task, checkpoint)
+        timed(f"predict {task}", store, lambda t=task, s=store, m=model: predict(m, s, t, members=members, stride=stride))
     forecast = xr.open_zarr(out / "forecast.zarr")
     leads = len(json.loads(forecast.attrs["hidden_hours"]))
     for k in range(1, leads + 1):  # one store per lead: the k-th hidden hour of every neighbourhood
