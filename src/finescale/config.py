@@ -240,7 +240,10 @@ class TrainConfig(Settings):
         description="Folder for checkpoints and CSV logs (relative to where you run, unlike input paths).",
     )
     patch_size: int = Field(default=64, ge=8, description="Side of the square HR training patches (grid points).")
-    batch_size: int = Field(default=16, ge=1, description="Patches per optimisation step.")
+    batch_size: int = Field(
+        default=16, ge=1,
+        description="Patches per optimisation step and process (global batch: batch_size x devices x num_nodes).",
+    )
     max_steps: int = Field(default=2000, ge=1, description="Optimisation steps.")
     learning_rate: float = Field(default=2e-4, gt=0, description="Adam learning rate (cosine decay to 10%).")
     warmup_steps: int = Field(default=100, ge=0, description="Linear learning-rate warm-up.")
@@ -250,12 +253,48 @@ class TrainConfig(Settings):
     seed: int = Field(default=0, description="Seed of weights, patches and noise.")
     num_workers: int = Field(default=0, ge=0, description="Data-loader worker processes.")
     accelerator: Literal["auto", "cpu", "gpu"] = Field(default="auto", description="'auto': GPU when present.")
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(default="32", description="Lightning precision.")
+    devices: int = Field(
+        default=1, ge=1,
+        description="Processes (GPUs, or CPU processes) per node; more than 1 trains data-parallel (DDP). "
+        "Each process draws its own batch_size patches: the global batch is batch_size x devices x num_nodes.",
+    )
+    num_nodes: int = Field(
+        default=1, ge=1, description="Machines, each running `devices` processes (torchrun or SLURM starts them)."
+    )
+    strategy: Literal["auto", "ddp"] = Field(
+        default="auto", description="Lightning strategy; 'auto' is one process, or DDP when devices x num_nodes > 1."
+    )
+    precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = Field(
+        default="32",
+        description="Lightning precision: '32' (= '32-true') float32; 'bf16-mixed' runs the networks in bfloat16 "
+        "under autocast (weights, optimiser and EMA stay float32), on CPU and GPU; '16-mixed': float16, GPU only.",
+    )
+    channels_last: bool = Field(
+        default=False,
+        description="Weights and batches in channels-last memory order (often faster convolutions on GPUs and "
+        "recent CPUs; same results to float rounding).",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the networks (UNets, AtmoRep's encoder) before training: slower start, "
+        "faster steps; on CPU it needs a C++ compiler.",
+    )
 
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value  # `--set train.precision=32` reads as a number
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: devices x num_nodes."""
+        return self.devices * self.num_nodes
+
+    @property
+    def global_batch_size(self) -> int:
+        """Patches per optimisation step over all processes: batch_size x world_size."""
+        return self.batch_size * self.world_size
+
 
 
 class SampleConfig(Settings):

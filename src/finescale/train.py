@@ -46,7 +46,8 @@ from finescale.data.transforms import NormStats, load_or_compute_stats
 from finescale.io import atomic_path, block_seed, check_writable
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
-from finescale.nn.unet import UNetSettings
+from finescale.nn.transformer import MultiFieldEncoder
+from finescale.nn.unet import UNet, UNetSettings
 
 CHECKPOINT_KEY = "finescale"
 #: the checkpoint entry holding the sha256 of its tensors and description (:func:`weights_digest`)
@@ -114,7 +115,12 @@ def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor]
 
 
 class Task(L.LightningModule):
-    """Fits ``model.loss``; keeps an EMA copy used for validation and saved for inference."""
+    """Fits ``model.loss``; keeps an EMA copy used for validation and saved for inference.
+
+    Under DDP every process holds the same weights (DDP averages the gradients), so every
+    process keeps the same EMA; Lightning writes checkpoints and logs from rank 0 only, and the
+    logged losses are averaged over the processes.
+    """
 
     def __init__(self, model: nn.Module, settings: TrainConfig, meta: dict[str, Any]):
         super().__init__()
@@ -122,6 +128,8 @@ class Task(L.LightningModule):
         self.settings = settings
         self.meta = meta
         self.ema = AveragedModel(model, multi_avg_fn=ema_update(settings.ema_decay), use_buffers=True)
+        # the average is never differentiated; DDP would otherwise wait for its gradients
+        self.ema.requires_grad_(False)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # the step's random numbers (diffusion levels and noise, dropout, AtmoRep members) come
@@ -131,7 +139,7 @@ class Task(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model.loss(batch)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
         return loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
@@ -141,10 +149,11 @@ class Task(L.LightningModule):
         self.ema.update_parameters(self.model)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        # a fixed generator per batch: validation losses are comparable across the run
-        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        # a fixed generator per batch (and process): validation losses are comparable across the run
+        seed = batch_idx * self.trainer.world_size + self.global_rank
+        generator = torch.Generator(device=self.device).manual_seed(seed)
         loss = self.ema.module.loss(batch, generator=generator)
-        self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        self.log("val_loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         t = self.settings
@@ -163,8 +172,64 @@ class Task(L.LightningModule):
         checkpoint[CHECKPOINT_KEY] = self.meta
 
 
+def _channels_last(value: Any) -> Any:
+    """A (B, C, H, W) tensor in channels-last memory order; anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.ndim == 4:
+        return value.contiguous(memory_format=torch.channels_last)
+    return value
+
+
+#: the networks ``compile`` compiles: the backbones, where nearly all the time goes. The code
+#: around them (noise draws, masks with data-dependent shapes) stays eager.
+COMPILED = (UNet, MultiFieldEncoder)
+
+
+def compile_networks(model: nn.Module) -> int:
+    """``torch.compile`` every backbone inside ``model`` in place (parameter names unchanged); returns how many."""
+    networks = [m for m in model.modules() if isinstance(m, COMPILED)]
+    for network in networks:
+        network.compile()
+    return len(networks)
+
+
 # --------------------------------------------------------------------------------------------
 # data
+
+
+class Samples(L.LightningDataModule):
+    """Loaders of two fixed sample sequences, in order; under DDP each process takes every W-th sample.
+
+    Process r of W gets samples r, r + W, r + 2W, ... (a distributed sampler without
+    shuffling), so the processes' batches of a step together are the next ``batch_size`` x W
+    samples. The loaders are made once the processes exist (rank and W are known then).
+    """
+
+    def __init__(self, train_set: torch.utils.data.Dataset, val_set: torch.utils.data.Dataset, t: TrainConfig):
+        super().__init__()
+        self.train_set, self.val_set, self.settings = train_set, val_set, t
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._loader(self.train_set)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.settings.channels_last and isinstance(batch, dict):
+            return {k: _channels_last(v) for k, v in batch.items()}
+        return batch
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._loader(self.val_set)
+
+    def _loader(self, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
+        t, trainer = self.settings, self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = torch.utils.data.DistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=t.batch_size, sampler=sampler, shuffle=False, num_workers=t.num_workers,
+            persistent_workers=t.num_workers > 0,
+        )
 
 
 @dataclass
@@ -241,13 +306,15 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     t = cfg.train
     resume_from, done = resume_point(t, resume)  # first: an output folder that cannot be written fails now
     prepared = prepare(cfg)
-    # the patches are a fixed sequence: a resumed run continues it where the checkpoint stopped
+    # the patches are a fixed sequence: a resumed run continues it where the checkpoint stopped.
+    # Under DDP each step takes the next global batch of it, split between the processes (see fit)
+    batch = t.global_batch_size
     train_set = PatchDataset(
-        prepared.train, prepared.layout, prepared.to_hr, t.patch_size, t.max_steps * t.batch_size, t.seed,
-        start=done * t.batch_size,
+        prepared.train, prepared.layout, prepared.to_hr, t.patch_size, t.max_steps * batch, t.seed,
+        start=done * batch,
     )
     val_set = PatchDataset(
-        prepared.validation, prepared.layout, prepared.to_hr, t.patch_size, t.val_batches * t.batch_size, t.seed + 1
+        prepared.validation, prepared.layout, prepared.to_hr, t.patch_size, t.val_batches * batch, t.seed + 1
     )
     model = build_model(cfg.model, prepared.layout, prepared.periodic_lon)
     if cfg.model.scale_residuals:
@@ -350,17 +417,27 @@ def fit(
     checkpoint stopped and still holds ``max_steps`` batches: see :func:`resume_point`), so the
     loaders do not shuffle. ``meta`` goes into every checkpoint. Checkpoints are written
     atomically every ``val_every_steps`` steps, and so are the CSV logs flushed.
+
+    With ``t.world_size`` > 1 processes (DDP) process r of W takes the samples r, r + W, r + 2W,
+    ... (see :class:`Samples`): step k then covers samples k G ... (k + 1) G - 1 with
+    G = ``t.global_batch_size``, the same patches as one process with batch G, so the datasets
+    hold G samples per step.
     """
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     task = Task(model, t, meta)
+    if t.compile:
+        compile_networks(task.model)  # after the EMA copy: validation and checkpoints stay uncompiled
     out = Path(t.out)
     last = out / "checkpoints" / "last.ckpt"
-    loader = {"batch_size": t.batch_size, "num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, every_n_train_steps=t.val_every_steps,
                                   save_top_k=0)
     trainer = L.Trainer(
         max_steps=t.max_steps,
         accelerator=t.accelerator,
-        devices=1,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
         precision=t.precision,
         val_check_interval=t.val_every_steps,
         check_val_every_n_epoch=None,
@@ -371,6 +448,7 @@ def fit(
         enable_model_summary=False,
         log_every_n_steps=max(1, min(50, t.val_every_steps)),
         num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # Lightning's would shuffle the training samples: Samples splits them
     )
     with warnings.catch_warnings():
         # a frozen regression model inside the diffusion model is in eval mode on purpose; the
@@ -380,8 +458,7 @@ def fit(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # inside Lightning, nothing of ours
         trainer.fit(
             task,
-            torch.utils.data.DataLoader(train_set, shuffle=False, **loader),
-            torch.utils.data.DataLoader(val_set, shuffle=False, **loader),
+            datamodule=Samples(train_set, val_set, t),
             ckpt_path=str(resume_from) if resume_from else None,
         )
     trainer.save_checkpoint(last, weights_only=False)  # full state: --resume needs the optimiser

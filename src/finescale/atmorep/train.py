@@ -84,9 +84,10 @@ def pretrain(cfg: AtmoRepConfig, resume: bool = False) -> Path:
     model = AtmoRep(cfg, levels)
     if cfg.init_checkpoint is not None:
         take_over(model, cfg.init_checkpoint)
+    batch = t.global_batch_size  # every step takes the next global batch, split between DDP processes
     # max_steps batches, also when resuming: see resume_point
-    train_set = CubeDataset(train_series, cfg, t.max_steps * t.batch_size, t.seed, start=done * t.batch_size)
-    val_set = CubeDataset(val_series, cfg, t.val_batches * t.batch_size, t.seed + 1)
+    train_set = CubeDataset(train_series, cfg, t.max_steps * batch, t.seed, start=done * batch)
+    val_set = CubeDataset(val_series, cfg, t.val_batches * batch, t.seed + 1)
     grid = blocks.pair.hr if cfg.grid == "hr" else blocks.pair.lr
     meta = {
         "kind": KIND,
