@@ -251,7 +251,16 @@ class TrainConfig(Settings):
     val_every_steps: int = Field(default=250, ge=1, description="Validation (and checkpoint) interval.")
     val_batches: int = Field(default=4, ge=1, description="Batches per validation.")
     seed: int = Field(default=0, description="Seed of weights, patches and noise.")
-    num_workers: int = Field(default=0, ge=0, description="Data-loader worker processes.")
+    num_workers: int = Field(
+        default=1, ge=0,
+        description="Data-loader worker processes reading the training samples while the model trains, each "
+        "opening the data itself (0: read in the training process; validation samples always are).",
+    )
+    cache_mb: int = Field(
+        default=256, ge=0,
+        description="Decoded data chunks each data-loader process keeps (MiB): bounds the memory training takes, "
+        "whatever the size of the dataset; a dataset that fits is read from disk once.",
+    )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(default="auto", description="'auto': GPU when present.")
     devices: int = Field(
         default=1, ge=1,

@@ -19,6 +19,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,16 @@ from torch.optim.swa_utils import AveragedModel
 from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
 from finescale.data.pairs import Pair, open_pair, split_times
 from finescale.data.samples import (
-    Fields,
     Layout,
+    LazyFields,
     LRToHR,
     PatchDataset,
     is_global,
-    load_fields,
+    lazy_fields,
     make_layout,
 )
 from finescale.data.transforms import NormStats, load_or_compute_stats
+from finescale.data.windows import BlockCache, Sources, open_sources
 from finescale.io import atomic_path, block_seed, check_writable
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
@@ -217,18 +219,23 @@ class Samples(L.LightningDataModule):
         return batch
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader(self.val_set)
+        # the few validation batches are read in the training process: a persistent worker
+        # for them would hold another copy of the process (~300 MB on CPU) through the run
+        return self._loader(self.val_set, workers=0)
 
-    def _loader(self, dataset: torch.utils.data.Dataset) -> torch.utils.data.DataLoader:
+    def _loader(self, dataset: torch.utils.data.Dataset, workers: int | None = None) -> torch.utils.data.DataLoader:
+        """A loader of ``dataset`` in order; ``workers`` processes (default ``num_workers``) read the
+        samples, each opening the data itself."""
         t, trainer = self.settings, self.trainer
+        workers = t.num_workers if workers is None else workers
         sampler = None
         if trainer is not None and trainer.world_size > 1:
             sampler = torch.utils.data.DistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
         return torch.utils.data.DataLoader(
-            dataset, batch_size=t.batch_size, sampler=sampler, shuffle=False, num_workers=t.num_workers,
-            persistent_workers=t.num_workers > 0,
+            dataset, batch_size=t.batch_size, sampler=sampler, shuffle=False, num_workers=workers,
+            persistent_workers=workers > 0,
         )
 
 
@@ -241,12 +248,16 @@ class Prepared:
     layout: Layout
     to_hr: LRToHR
     periodic_lon: bool
-    train: Fields
-    validation: Fields
+    train: LazyFields
+    validation: LazyFields
 
 
 def prepare(cfg: ExperimentConfig) -> Prepared:
-    """Open the pair, statistics on the training block, layout, and the fields of both blocks."""
+    """Open the pair, statistics on the training block, layout, and the fields of both blocks.
+
+    The fields stay on disk: samples read their windows, through a cache of ``train.cache_mb``
+    per block and process (each DataLoader worker opens the sources again).
+    """
     pair = open_pair(cfg.data)
     stats = load_or_compute_stats(pair, cfg.data)
     layout = make_layout(cfg.model, pair.lr, pair.hr, pair.static)
@@ -255,8 +266,11 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     blocks = split_times(pair.hr.time.values, cfg.data.splits)
     validation_times = blocks["validation"] if blocks["validation"].size else blocks["test"]
 
-    def fields(times: np.ndarray) -> Fields:
-        return load_fields(layout, stats, pair.lr, pair.static, pair.hr.lat, pair.hr.lon, hr=pair.hr, times=times)
+    sources = Sources(partial(open_sources, cfg.data), opened={"lr": pair.lr, "hr": pair.hr})
+
+    def fields(times: np.ndarray) -> LazyFields:
+        cache = BlockCache(cfg.train.cache_mb * 2**20)
+        return lazy_fields(layout, stats, sources, pair.static, pair.hr.lat, pair.hr.lon, times, cache)
 
     return Prepared(pair, stats, layout, to_hr, periodic, fields(blocks["train"]), fields(validation_times))
 
@@ -320,6 +334,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     if cfg.model.scale_residuals:
         patches = PatchDataset(prepared.train, prepared.layout, prepared.to_hr, t.patch_size, 32 * t.batch_size, t.seed + 2)
         model.residual_scale.copy_(residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size)))
+        prepared.train.clear_cache()  # DataLoader workers read the training samples from here on
     return fit(model, t, checkpoint_meta(cfg, prepared), train_set, val_set, resume_from)
 
 

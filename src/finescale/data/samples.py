@@ -12,7 +12,12 @@ A sample is a window of the HR grid at one time:
 
 LR fields go to the HR grid with ``torch.nn.functional.grid_sample`` at the fractional source
 indices from :func:`finescale.data.grids.source_indices`, so any window is interpolated alone,
-on any device, and on regular or projected grids alike.
+from the LR cells around it, on any device, and on regular or projected grids alike.
+
+Training streams: :class:`LazyFields` keep the LR and HR on disk, and each training patch reads
+its HR window and the LR cells around it (:mod:`finescale.data.windows`), in DataLoader worker
+processes that open the data themselves. Generation holds a block of LR times in memory
+(:class:`Fields`; the LR is small) and builds the conditioning of the whole domain.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import xarray as xr
 from finescale.config import ModelConfig
 from finescale.data.grids import source_indices
 from finescale.data.transforms import NormStats
+from finescale.data.windows import BlockCache, Sources, WindowReader
 
 POSITION_FEATURES = ("sin_lat", "cos_lat", "sin_lon", "cos_lon")
 TIME_FEATURES = ("sin_hour", "cos_hour", "sin_doy", "cos_doy")
@@ -112,7 +118,11 @@ def is_global(lon: np.ndarray) -> bool:
 
 
 class LRToHR:
-    """Brings LR fields (B, C, h, w) to windows of the HR grid, by grid_sample at fixed positions."""
+    """Brings LR fields (B, C, h, w) to windows of the HR grid, by grid_sample at fixed positions.
+
+    The positions are the fractional LR (row, column) of every HR point; a window needs only
+    the LR cells around its own points (:meth:`lr_box`), so a sample reads those alone.
+    """
 
     def __init__(
         self,
@@ -123,29 +133,64 @@ class LRToHR:
         method: str = "bilinear",
         periodic_lon: bool = False,
     ):
-        rows, cols = source_indices(lr_lat, lr_lon, hr_lat, hr_lon, periodic_lon=periodic_lon)
-        h, w = np.asarray(lr_lat).shape
+        self.rows, self.cols = source_indices(lr_lat, lr_lon, hr_lat, hr_lon, periodic_lon=periodic_lon)  # (H, W)
+        self.lr_shape: tuple[int, int] = tuple(np.asarray(lr_lat).shape)  # type: ignore[assignment]
         self.periodic = periodic_lon
         self.pad = 2 if periodic_lon else 0  # columns wrapped onto each side for the cubic stencil
-        # align_corners=True maps -1 and +1 to the centres of the first and last LR cells
-        gx = 2.0 * (cols + self.pad) / (w + 2 * self.pad - 1) - 1.0
-        gy = 2.0 * rows / (h - 1) - 1.0
-        self.grid = torch.from_numpy(np.stack([gx, gy], axis=-1).astype(np.float32))  # (H, W, 2)
         if method not in ("bilinear", "bicubic"):
             raise ValueError(f"unknown interpolation '{method}'; use bilinear or bicubic")
         self.mode = method
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.grid.shape[:2])  # type: ignore[return-value]
+        return tuple(self.rows.shape)  # type: ignore[return-value]
 
-    def __call__(self, lr: torch.Tensor, window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-        """lr (B, C, h, w) -> (B, C, P, Q) on the HR window (y0, x0, P, Q) (None: whole grid)."""
-        grid = self.grid if window is None else self.grid[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+    def lr_box(self, window: tuple[int, int, int, int]) -> tuple[slice, slice]:
+        """LR rows and columns the interpolation of the HR window (y0, x0, P, Q) reads.
+
+        The cells from one before to two after each fractional position (the cubic stencil),
+        clipped to the grid; every column on a periodic grid (the stencil wraps round).
+        """
+        y0, x0, p, q = window
+        h, w = self.lr_shape
+        rows = _stencil(self.rows[y0 : y0 + p, x0 : x0 + q], h)
+        cols = slice(0, w) if self.periodic else _stencil(self.cols[y0 : y0 + p, x0 : x0 + q], w)
+        return rows, cols
+
+    def __call__(
+        self,
+        lr: torch.Tensor,
+        window: tuple[int, int, int, int] | None = None,
+        box: tuple[slice, slice] | None = None,
+    ) -> torch.Tensor:
+        """lr (B, C, h, w) -> (B, C, P, Q) on the HR window (y0, x0, P, Q) (None: whole grid).
+
+        ``box``: the LR rows and columns ``lr`` holds, from :meth:`lr_box` (None: all of them).
+        """
+        y0, x0, p, q = window if window is not None else (0, 0, *self.shape)
+        r0, c0 = (box[0].start, box[1].start) if box is not None else (0, 0)
+        h, w = lr.shape[-2:]
+        grid = np.empty((p, q, 2), np.float32)
+        # align_corners=True maps -1 and +1 to the centres of the first and last LR cells held;
+        # in place: a whole large domain makes few temporaries
+        for k, (index, start, pad, n) in enumerate([(self.cols, c0, self.pad, w), (self.rows, r0, 0, h)]):
+            g = index[y0 : y0 + p, x0 : x0 + q] - (start - pad)
+            g *= 2.0
+            g /= n + 2 * pad - 1
+            g -= 1.0
+            grid[..., k] = g
+        grid = torch.from_numpy(grid)  # (P, Q, 2): x then y
         if self.pad:
             lr = torch.cat([lr[..., -self.pad :], lr, lr[..., : self.pad]], dim=-1)
         grid = grid.to(device=lr.device, dtype=lr.dtype).expand(lr.shape[0], -1, -1, -1)
         return F.grid_sample(lr, grid, mode=self.mode, padding_mode="border", align_corners=True)
+
+
+def _stencil(index: np.ndarray, n: int) -> slice:
+    """Cells floor(i) - 1 .. floor(i) + 2 of fractional indices ``index`` in 0..n-1, at least two."""
+    lo = min(max(int(np.floor(index.min())) - 1, 0), max(n - 2, 0))
+    hi = max(min(int(np.floor(index.max())) + 3, n), lo + 2)
+    return slice(lo, min(hi, n))
 
 
 def time_features(times: np.ndarray) -> np.ndarray:
@@ -186,6 +231,19 @@ class Fields:
     target: torch.Tensor | None  # (T, C_out, H, W), None at inference; missing values at 0
     valid: torch.Tensor | None = None  # (T, 1, H, W): 1 where every target is present; None: everywhere
 
+    def lr_window(self, t: int, box: tuple[slice, slice]) -> torch.Tensor:
+        """The LR at time ``t`` on the rows and columns ``box``: (1, C_lr, rows, cols)."""
+        return self.lr[t : t + 1, :, box[0], box[1]]
+
+    def target_window(self, t: int, rows: slice, cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """The HR target (C_out, P, Q) at time ``t`` on a window, missing values at 0, and (1, P, Q)
+        1 where every target is present, else 0."""
+        if self.target is None:
+            raise ValueError("training patches need HR targets")
+        target = self.target[t, :, rows, cols]
+        present = self.valid[t, :, rows, cols] if self.valid is not None else torch.ones_like(target[:1])
+        return target, present
+
 
 def load_fields(
     layout: Layout,
@@ -201,9 +259,7 @@ def load_fields(
     if times is not None:
         lr = lr.sel(time=times)
         hr = hr.sel(time=times) if hr is not None else None
-    static_arr = _normalised(static, layout.static_variables, stats) if layout.static_variables else None
-    shape = np.asarray(hr_lat).shape
-    area = np.cos(np.deg2rad(np.asarray(hr_lat, dtype=float)))
+    static_fields, position, area = _grid_fields(layout, stats, static, hr_lat, hr_lon)
     target = valid = None
     if hr is not None:
         target = _standardised(hr, layout.target_variables, stats)
@@ -213,12 +269,25 @@ def load_fields(
     return Fields(
         times=lr.time.values,
         lr=torch.from_numpy(_normalised(lr, layout.lr_variables, stats)),
-        static=torch.from_numpy(static_arr if static_arr is not None else np.zeros((0, *shape), np.float32)),
-        position=torch.from_numpy(position_features(hr_lat, hr_lon)),
-        area=torch.from_numpy((area / area.mean())[None].astype(np.float32)),
+        static=static_fields,
+        position=position,
+        area=area,
         target=target,
         valid=valid,
     )
+
+
+def _grid_fields(
+    layout: Layout, stats: NormStats, static: xr.Dataset | None, hr_lat: xr.DataArray, hr_lon: xr.DataArray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The HR fields without time: standardised static (C_s, H, W), position (4, H, W) and area (1, H, W)."""
+    if layout.static_variables:
+        static_arr = _normalised(static, layout.static_variables, stats)  # type: ignore[arg-type]
+    else:
+        static_arr = np.zeros((0, *np.asarray(hr_lat).shape), np.float32)
+    area = np.cos(np.deg2rad(np.asarray(hr_lat, dtype=float)))
+    return (torch.from_numpy(static_arr), torch.from_numpy(position_features(hr_lat, hr_lon)),
+            torch.from_numpy((area / area.mean())[None].astype(np.float32)))
 
 
 def conditioning(
@@ -227,12 +296,21 @@ def conditioning(
     """``cond`` (B, C_cond, P, Q) and ``base`` (B, C_out, P, Q) for times ``index`` on one window."""
     y0, x0, p, q = window
     lr_hr = to_hr(fields.lr[list(index)], window)
-    b = lr_hr.shape[0]
-    parts = [lr_hr, fields.static[:, y0 : y0 + p, x0 : x0 + q].expand(b, -1, -1, -1)]
+    return _assemble(layout, lr_hr, fields.static[:, y0 : y0 + p, x0 : x0 + q],
+                     fields.position[:, y0 : y0 + p, x0 : x0 + q], fields.times[list(index)])
+
+
+def _assemble(
+    layout: Layout, lr_hr: torch.Tensor, static: torch.Tensor, position: torch.Tensor, times: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cond`` and ``base`` from the LR on the window (B, C_lr, P, Q), the window's static (C_s, P, Q)
+    and position (4, P, Q) fields, and the B times."""
+    b, (p, q) = lr_hr.shape[0], lr_hr.shape[-2:]
+    parts = [lr_hr, static.expand(b, -1, -1, -1)]
     if layout.position:
-        parts.append(fields.position[:, y0 : y0 + p, x0 : x0 + q].expand(b, -1, -1, -1))
+        parts.append(position.expand(b, -1, -1, -1))
     if layout.time:
-        feats = torch.from_numpy(time_features(fields.times[list(index)]))
+        feats = torch.from_numpy(time_features(times))
         parts.append(feats[:, :, None, None].expand(-1, -1, p, q))
     base = torch.zeros(b, len(layout.target_variables), p, q)
     for k, i in enumerate(layout.base_index):
@@ -241,15 +319,75 @@ def conditioning(
     return torch.cat(parts, dim=1), base
 
 
+@dataclass
+class LazyFields:
+    """The fields of a block of times for training, LR and HR read window by window.
+
+    The time-dependent fields stay on disk (:class:`~finescale.data.windows.WindowReader`);
+    only the HR fields without time are held in memory.
+    """
+
+    times: np.ndarray  # (T,) datetime64
+    lr: WindowReader  # (T, C_lr, h, w)
+    target: WindowReader  # (T, C_out, H, W)
+    static: torch.Tensor  # (C_s, H, W)
+    position: torch.Tensor  # (4, H, W)
+    area: torch.Tensor  # (1, H, W): cos(latitude) / its mean, the loss's area weights
+
+    def lr_window(self, t: int, box: tuple[slice, slice]) -> torch.Tensor:
+        """The LR at time ``t`` on the rows and columns ``box``: (1, C_lr, rows, cols), missing values at 0."""
+        return torch.from_numpy(np.nan_to_num(self.lr.read(slice(t, t + 1), *box), nan=0.0))
+
+    def target_window(self, t: int, rows: slice, cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """The HR target (C_out, P, Q) at time ``t`` on a window, missing values at 0, and (1, P, Q)
+        1 where every target is present, else 0."""
+        target = self.target.read(slice(t, t + 1), rows, cols)[0]
+        present = np.isfinite(target).all(axis=0, keepdims=True).astype(np.float32)
+        return torch.from_numpy(np.nan_to_num(target, nan=0.0)), torch.from_numpy(present)
+
+    def clear_cache(self) -> None:
+        """Drop the chunks this process holds (the training process, once the DataLoader workers
+        read the samples)."""
+        self.lr.cache.clear()
+        self.target.cache.clear()
+
+
+def lazy_fields(
+    layout: Layout,
+    stats: NormStats,
+    sources: Sources,
+    static: xr.Dataset | None,
+    hr_lat: xr.DataArray,
+    hr_lon: xr.DataArray,
+    times: np.ndarray,
+    cache: BlockCache,
+) -> LazyFields:
+    """The layout's fields at ``times`` for :class:`PatchDataset`: LR and HR opened lazily from
+    ``sources`` ("lr", "hr"), read through ``cache``; static fields read and standardised now."""
+    static_fields, position, area = _grid_fields(layout, stats, static, hr_lat, hr_lon)
+    return LazyFields(
+        times=np.asarray(times),
+        lr=WindowReader(sources, "lr", layout.lr_variables, stats, cache, times),
+        target=WindowReader(sources, "hr", layout.target_variables, stats, cache, times),
+        static=static_fields,
+        position=position,
+        area=area,
+    )
+
+
 class PatchDataset(torch.utils.data.Dataset):
-    """Random (time, window) patches; sample ``i`` is the same for a given seed, whatever the order."""
+    """Random (time, window) patches; sample ``i`` is the same for a given seed, whatever the order.
+
+    From :class:`LazyFields` each sample reads its own HR window and the LR cells around it,
+    nothing more; :class:`Fields` (in memory) give the same samples.
+    """
 
     def __init__(
-        self, fields: Fields, layout: Layout, to_hr: LRToHR, patch_size: int, length: int, seed: int = 0,
-        start: int = 0,
+        self, fields: LazyFields | Fields, layout: Layout, to_hr: LRToHR, patch_size: int, length: int,
+        seed: int = 0, start: int = 0,
     ):
         """``length`` samples; item ``i`` is sample ``start + i`` of the run (a resumed run skips what it saw)."""
-        if fields.target is None:
+        if isinstance(fields, Fields) and fields.target is None:
             raise ValueError("training patches need HR targets")
         self.fields, self.layout, self.to_hr, self.length, self.seed = fields, layout, to_hr, length, seed
         self.start = start
@@ -262,11 +400,13 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.start + i))
         (h, w), (p, q) = self.to_hr.shape, self.patch
-        t = int(rng.integers(self.fields.lr.shape[0]))
+        t = int(rng.integers(len(self.fields.times)))
         y0, x0 = int(rng.integers(h - p + 1)), int(rng.integers(w - q + 1))
-        cond, base = conditioning(self.fields, self.layout, self.to_hr, [t], (y0, x0, p, q))
-        target = self.fields.target[t, :, y0 : y0 + p, x0 : x0 + q]  # type: ignore[index]
-        area = self.fields.area[:, y0 : y0 + p, x0 : x0 + q]
-        if self.fields.valid is not None:  # missing targets weigh nothing in the loss
-            area = area * self.fields.valid[t, :, y0 : y0 + p, x0 : x0 + q]
-        return {"cond": cond[0], "base": base[0], "target": target, "area": area}
+        window, rows, cols = (y0, x0, p, q), slice(y0, y0 + p), slice(x0, x0 + q)
+        box = self.to_hr.lr_box(window)
+        lr_hr = self.to_hr(self.fields.lr_window(t, box), window, box)
+        cond, base = _assemble(self.layout, lr_hr, self.fields.static[:, rows, cols],
+                               self.fields.position[:, rows, cols], self.fields.times[t : t + 1])
+        target, present = self.fields.target_window(t, rows, cols)
+        # missing targets weigh nothing in the loss
+        return {"cond": cond[0], "base": base[0], "target": target, "area": self.fields.area[:, rows, cols] * present}
