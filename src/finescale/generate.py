@@ -304,7 +304,10 @@ class _BlockDrawer:
         out = {v: np.empty((b, valid.size, h, w), np.float32) for v in layout.target_variables}
         for t, seconds in enumerate(valid):
             generator = torch.Generator().manual_seed(block_seed(self.settings.seed, block.members.start, seconds))
-            cond, base = conditioning(fields, layout, self.to_hr, [t] * b, (0, 0, h, w))
+            # every member of the batch has the same inputs: one copy, seen b times (on a large
+            # domain each copy is C_cond x H x W floats)
+            cond, base = conditioning(fields, layout, self.to_hr, [t], (0, 0, h, w))
+            cond, base = cond.expand(b, -1, -1, -1), base.expand(b, -1, -1, -1)
             z = draw(self.loaded.model, cond, base, self.settings, generator, self.windows).numpy()
             for c, name in enumerate(layout.target_variables):
                 out[name][:, t] = stats.denormalise_array(z[:, c].astype(np.float64), name)

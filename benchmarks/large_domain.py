@@ -1,0 +1,231 @@
+"""Benchmark: generation on a 2048 x 2048 HR domain with patch tiling, peak memory and wall time.
+
+Target (issue 6, large domains): a 2048 x 2048 HR domain generated with tiles keeps peak memory
+under 4 GB on CPU (the seams are checked by tests/test_tiling.py).
+
+    python benchmarks/large_domain.py --out docs/results/large-domain-cpu.json
+
+Builds once under ``--root`` (reused): a 2048 x 2048 HR grid at 0.01 degrees with smooth
+synthetic t2m, u10 and v10 over ``--hours`` hours, the LR at 8 times the spacing (256 x 256,
+block means of the HR, so the pair passes its checks) and static orography and land-sea mask;
+then a residual diffusion model with the demo's network (base width 16, channel multipliers
+1, 2, 2), trained for 2 steps (memory and time do not depend on the weights). Then
+``finescale downscale`` runs in a fresh process for ``--times`` LR times, ``--members``
+members in network batches of ``--batch``, with tiles of ``--tile`` points overlapping by
+``--overlap``, and this prints its wall time and peak resident memory (resource.getrusage of
+the children), with the machine and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import yaml
+from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+
+SIZE, RATIO, STEP = 2048, 8, 0.01  # HR points per side, LR / HR spacing, HR spacing (degrees)
+TARGETS = ("t2m", "u10", "v10")
+COMMAND = "python benchmarks/large_domain.py --out docs/results/large-domain-cpu.json"
+GENERATE = """
+import sys, json
+from finescale.generate import downscale
+checkpoint, lr, static, out, sample, times = sys.argv[1:]
+downscale(checkpoint, lr, static, out, sample=json.loads(sample), times=slice(*times.split("..")))
+"""
+
+
+def smooth(rng: np.random.Generator, modes: int = 12) -> np.ndarray:
+    """A (SIZE, SIZE) field of unit variance: random plane waves of 100 to 1000 points, and 10% white noise."""
+    y = np.arange(SIZE, dtype=np.float32)[:, None]
+    x = np.arange(SIZE, dtype=np.float32)[None, :]
+    field = np.zeros((SIZE, SIZE), np.float32)
+    for _ in range(modes):
+        wavelength, angle, phase = (
+            rng.uniform(100, 1000),
+            rng.uniform(0, np.pi),
+            rng.uniform(0, 2 * np.pi),
+        )
+        k = 2 * np.pi / wavelength
+        field += np.sin(k * np.cos(angle) * x + k * np.sin(angle) * y + phase, dtype=np.float32)
+    field /= field.std()
+    return field + 0.1 * rng.standard_normal((SIZE, SIZE), dtype=np.float32)
+
+
+def build(root: Path, hours: int) -> Path:
+    """HR, LR and static Zarr stores and the model's config under ``root`` (once); the config's path."""
+    config = root / "finescale.yaml"
+    if config.is_file():
+        return config
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    lat, lon = 40.0 + (np.arange(SIZE) + 0.5) * STEP, 5.0 + (np.arange(SIZE) + 0.5) * STEP
+    times = np.datetime64("2021-06-01T00", "ns") + np.arange(hours).astype("timedelta64[h]")
+    offsets = {"t2m": (288.0, 5.0), "u10": (3.0, 4.0), "v10": (-1.0, 4.0)}
+    for k, when in enumerate(times):
+        hr = xr.Dataset(
+            {
+                v: (("time", "lat", "lon"), (mean + std * smooth(rng))[None])
+                for v, (mean, std) in offsets.items()
+            },
+            coords={"time": [when], "lat": lat, "lon": lon},
+        )
+        lr = hr.coarsen(lat=RATIO, lon=RATIO).mean()
+        append = {"append_dim": "time"} if k else {"mode": "w"}
+        hr.to_zarr(root / "hr.zarr", zarr_format=2, consolidated=True, **append)
+        lr.to_zarr(root / "lr.zarr", zarr_format=2, consolidated=True, **append)
+    static = xr.Dataset(
+        {
+            "orog": (("lat", "lon"), 800 + 600 * smooth(rng)),
+            "lsm": (("lat", "lon"), smooth(rng) > 0),
+        },
+        coords={"lat": lat, "lon": lon},
+    ).astype(np.float32)
+    static.to_zarr(root / "static.zarr", mode="w", zarr_format=2, consolidated=True)
+    variables = {v: v for v in TARGETS}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "large-domain",
+                "data": {
+                    "lr": {"path": "lr.zarr", "variables": variables},
+                    "hr": {"path": "hr.zarr", "variables": variables},
+                    "static": {"path": "static.zarr", "variables": {"orog": "orog", "lsm": "lsm"}},
+                    "splits": {"train": 0.75, "validation": 0.125, "test": 0.125, "gap_hours": 0},
+                },
+                "model": {
+                    "kind": "diffusion",
+                    "residual": "interpolation",
+                    "network": {"base_width": 16, "channel_mult": [1, 2, 2]},
+                },
+                "train": {
+                    "out": str(root / "model"),
+                    "max_steps": 2,
+                    "batch_size": 8,
+                    "patch_size": 64,
+                    "warmup_steps": 1,
+                    "val_every_steps": 2,
+                    "val_batches": 1,
+                    "num_workers": 0,
+                    "accelerator": "cpu",
+                },
+            },
+            sort_keys=False,
+        )
+    )
+    return config
+
+
+def checkpoint(config: Path) -> Path:
+    """The model of ``config``, trained once."""
+    from finescale.config import load_config
+    from finescale.train import train
+
+    cfg = load_config(config)
+    last = Path(cfg.train.out) / "checkpoints" / "last.ckpt"
+    return last if last.is_file() else train(cfg)
+
+
+def generate(root: Path, model: Path, sample: dict, times: str) -> dict[str, float]:
+    """Wall time (s) and peak resident memory (GB) of `downscale` in a fresh process."""
+    out = root / "ensemble.zarr"
+    for old in (
+        out,
+        out.parent / f".{out.name}.partial",
+    ):  # a finished or partial earlier run would be resumed
+        shutil.rmtree(old, ignore_errors=True)
+    command = [
+        sys.executable,
+        "-c",
+        GENERATE,
+        str(model),
+        str(root / "lr.zarr"),
+        str(root / "static.zarr"),
+        str(out),
+        json.dumps(sample),
+        times,
+    ]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: kilobytes
+    written = xr.open_zarr(out)
+    shape = {k: int(v) for k, v in written.sizes.items()}
+    finite = all(bool(np.isfinite(written[v].values).all()) for v in written.data_vars)
+    return {
+        "wall_s": seconds,
+        "peak_rss_gb": peak_kb * 1024 / 1e9,
+        "output_shape": shape,
+        "finite": finite,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--root", type=Path, default=Path("/tmp/finescale-large-domain"))
+    parser.add_argument(
+        "--hours", type=int, default=8, help="hours of data built (training needs 3 blocks)"
+    )
+    parser.add_argument("--times", type=int, default=1, help="LR times generated")
+    parser.add_argument("--members", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=2, help="members per network call")
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=3,
+        help="DPM++(2M) steps on log-uniform levels (from 3 the second-order history is held)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("large-domain.json"))
+    args = parser.parse_args()
+
+    config = build(args.root, args.hours)
+    model = checkpoint(config)
+    sample = {
+        "members": args.members,
+        "batch_size": args.batch,
+        "tile_size": args.tile,
+        "tile_overlap": args.overlap,
+        "solver": "dpmpp_2m",
+        "schedule": "log_uniform",
+        "steps": args.steps,
+    }
+    first = np.datetime64("2021-06-01T00", "h")
+    times = f"{first}..{first + np.timedelta64(args.times - 1, 'h')}"
+    load = [os.getloadavg()[0]]
+    result = generate(args.root, model, sample, times)
+    load.append(os.getloadavg()[0])
+    result.update(
+        {
+            "hr_shape": [SIZE, SIZE],
+            "lr_shape": [SIZE // RATIO, SIZE // RATIO],
+            "targets": list(TARGETS),
+            "sample": sample,
+            "times": args.times,
+            "load_average_1min": load,
+            "machine": describe(),
+            "command": COMMAND,
+        }
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(
+        f"{SIZE} x {SIZE}: {args.members} members x {args.times} times, tiles {args.tile} (overlap {args.overlap}), "
+        f"batch {args.batch}: peak RSS {result['peak_rss_gb']:.2f} GB, {result['wall_s']:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
