@@ -20,7 +20,7 @@ import os
 import uuid
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dask.array
@@ -73,23 +73,24 @@ class BlockCache:
         self._blocks.clear()
         self._bytes = 0
 
-    def get(self, key: Hashable, load: Callable[[], np.ndarray]) -> np.ndarray:
-        """The block cached under ``key``, else ``load()`` (kept for later, within the budget)."""
+    def lookup(self, key: Hashable) -> np.ndarray | None:
+        """The block cached under ``key`` (now the most recently used), or None."""
         if self._pid != os.getpid():
             self.clear()
             self._pid = os.getpid()
         block = self._blocks.get(key)
         if block is not None:
             self._blocks.move_to_end(key)
-            return block
-        block = load()
+        return block
+
+    def put(self, key: Hashable, block: np.ndarray) -> None:
+        """Keep a block just decoded, dropping the least recently used beyond the budget."""
         self.reads += 1
         self._blocks[key] = block
         self._bytes += block.nbytes
         while self._bytes > self.budget and self._blocks:
             _, old = self._blocks.popitem(last=False)
             self._bytes -= old.nbytes
-        return block
 
 
 class Sources:
@@ -193,39 +194,61 @@ class WindowReader:
             (box[0].stop - box[0].start, len(self.names), *(s.stop - s.start for s in box[1:])),
             np.float32,
         )
-        for c, (name, array) in enumerate(self.arrays().items()):
-            raw = self._read_array(name, array, box).astype(np.float64)
-            out[:, c] = self.stats.normalise_array(raw, name)
+        for c, (name, raw) in enumerate(self._read_raw(box).items()):
+            out[:, c] = self.stats.normalise_array(raw.astype(np.float64), name)
         return out
 
-    def _read_array(self, name: str, array: Any, box: Box) -> np.ndarray:
-        """``array[box]``, assembled from the cached blocks it overlaps when they are worth caching."""
-        bounds = self._bounds[name]
-        if bounds is None:
-            data = array[box]
-            return np.asarray(
-                data.compute(scheduler="synchronous") if hasattr(data, "compute") else data
-            )
-        spans = [
-            range(bisect_right(b, s.start) - 1, bisect_left(b, s.stop))
-            for b, s in zip(bounds, box, strict=True)
-        ]
-        out = np.empty([s.stop - s.start for s in box], array.dtype)
-        for index in itertools.product(*spans):
-            block = self.cache.get(
-                (self.key, name, index),
-                lambda index=index: np.asarray(
-                    array.blocks[index].compute(scheduler="synchronous")
-                ),
-            )
-            starts = [b[i] for b, i in zip(bounds, index, strict=True)]
-            src, dst = [], []
-            for s, b, i, first in zip(box, bounds, index, starts, strict=True):
-                lo, hi = max(s.start, first), min(s.stop, b[i + 1])
-                src.append(slice(lo - first, hi - first))
-                dst.append(slice(lo - s.start, hi - s.start))
-            out[tuple(dst)] = block[tuple(src)]
+    def _read_raw(self, box: Box) -> dict[str, np.ndarray]:
+        """Each variable's values on ``box``, from the blocks it overlaps where they are worth
+        caching, else read directly; what is not in memory is decoded by one dask call (a call
+        costs milliseconds of scheduling, whatever it reads)."""
+        arrays = self.arrays()
+        held: dict[Hashable, Any] = {}  # block key or variable name -> values
+        pending: dict[Hashable, Any] = {}  # the same -> dask array to compute
+        for name, array in arrays.items():
+            bounds = self._bounds[name]
+            if bounds is None:
+                target = pending if isinstance(array, dask.array.Array) else held
+                target[name] = array[box]
+                continue
+            for index in _overlapping(bounds, box):
+                key = (self.key, name, index)
+                block = self.cache.lookup(key)
+                if block is None:
+                    pending[key] = array.blocks[index]
+                else:
+                    held[key] = block
+        if pending:
+            for key, values in zip(
+                pending, dask.compute(*pending.values(), scheduler="synchronous"), strict=True
+            ):
+                held[key] = np.asarray(values)
+                if key not in arrays:  # a block, not a direct read
+                    self.cache.put(key, held[key])
+        out = {}
+        for name, array in arrays.items():
+            bounds = self._bounds[name]
+            if bounds is None:
+                out[name] = np.asarray(held[name])
+                continue
+            out[name] = np.empty([s.stop - s.start for s in box], array.dtype)
+            for index in _overlapping(bounds, box):
+                src, dst = [], []
+                for s, b, i in zip(box, bounds, index, strict=True):
+                    lo, hi = max(s.start, b[i]), min(s.stop, b[i + 1])
+                    src.append(slice(lo - b[i], hi - b[i]))
+                    dst.append(slice(lo - s.start, hi - s.start))
+                out[name][tuple(dst)] = held[(self.key, name, index)][tuple(src)]
         return out
+
+
+def _overlapping(bounds: list[list[int]], box: Box) -> Iterator[tuple[int, ...]]:
+    """Indices of the blocks (with edges ``bounds`` along each dim) that ``box`` overlaps."""
+    spans = [
+        range(bisect_right(b, s.start) - 1, bisect_left(b, s.stop))
+        for b, s in zip(bounds, box, strict=True)
+    ]
+    return itertools.product(*spans)
 
 
 def _block_bounds(array: Any, cache: BlockCache) -> list[list[int]] | None:
