@@ -305,7 +305,6 @@ class TrainConfig(Settings):
         return self.batch_size * self.world_size
 
 
-
 class SampleConfig(Settings):
     """How ensembles are generated."""
 

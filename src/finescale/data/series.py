@@ -52,7 +52,11 @@ class Series:
         return int(self.fields[name].shape[1])
 
     def window(self, name: str, t0: int, nt: int, y0: int, ny: int, x0: int, nx: int) -> torch.Tensor:
-        """Field ``name`` on times t0..t0+nt-1 and the window (y0, x0, ny, nx): (L, nt, ny, nx)."""
+        """Field ``name`` on times t0..t0+nt-1 and the window (y0, x0, ny, nx): (L, nt, ny, nx).
+
+        Missing values are NaN, and so is a value interpolated from one: what they mean is the
+        caller's (the token pipeline gives inputs the mean and keeps targets out of the loss).
+        """
         steps = self.fields[name].shape[0]
         if name in self.static:  # one time for every time
             times = slice(0, 1)
@@ -71,16 +75,16 @@ class Series:
 
 
 def _read(field: torch.Tensor | WindowReader, times: slice, box: tuple[slice, slice]) -> torch.Tensor:
-    """(nt, L, rows, cols) of a field, missing values at 0."""
+    """(nt, L, rows, cols) of a field, missing values NaN."""
     if isinstance(field, WindowReader):
-        return torch.from_numpy(np.nan_to_num(field.read(times, *box), nan=0.0))
+        return torch.from_numpy(field.read(times, *box))
     return field[times, :, box[0], box[1]]
 
 
 def _static(ds: xr.Dataset, names: list[str], stats: NormStats) -> np.ndarray:
-    """(1, L, y, x) float32: time-independent variables standardised, missing values at 0."""
+    """(1, L, y, x) float32: time-independent variables standardised, missing values NaN."""
     arrays = [stats.normalise_array(ds[v].values.astype(np.float64), v) for v in names]
-    return np.nan_to_num(np.stack(arrays)[None].astype(np.float32), nan=0.0)
+    return np.stack(arrays)[None].astype(np.float32)
 
 
 def load_series(cfg: AtmoRepConfig, pair: Pair, stats: NormStats, times: np.ndarray | None = None) -> Series:
