@@ -95,6 +95,7 @@ def main() -> None:
         val_every_steps=args.steps,
         val_batches=1,
         accelerator="cpu",
+        num_workers=0,  # tiny samples made in memory: no loader processes
         devices=args.devices,
         strategy="ddp" if args.devices > 1 else "auto",
     )

@@ -60,6 +60,7 @@ def _train(out: Path, **switches: Any) -> RegressionModel:
         val_every_steps=STEPS,
         val_batches=1,
         accelerator="cpu",
+        num_workers=0,  # tiny samples made in memory: no loader processes
         **switches,
     )
     fit(
