@@ -311,7 +311,12 @@ class SampleConfig(Settings):
     solver: Literal["euler", "heun", "dpmpp_2m"] = Field(default="heun", description="ODE/SDE solver.")
     steps: int = Field(default=18, ge=1, description="Noise levels (Heun: 2N-1 network calls).")
     sigma_min: float = Field(default=0.002, gt=0, description="Smallest noise level.")
-    sigma_max: float = Field(default=80.0, gt=0, description="Largest noise level.")
+    sigma_max: float = Field(
+        default=80.0,
+        gt=0,
+        description="Largest noise level (EDM's 80). Levels far above those trained (ln sigma ~ N(P_mean, P_std^2)) "
+        "run an untrained denoiser: 8 removed the skill benchmark's over-wide wind members.",
+    )
     schedule: Literal["karras", "log_uniform"] = Field(
         default="karras",
         description="Noise levels: Karras (rho spacing) or equal steps in ln(sigma) (best with dpmpp_2m).",
