@@ -1,5 +1,6 @@
 """Tiled generation: tiles cover the grid, blending is a weighted mean, and a field drawn tile by
-tile has no seams (no jump at tile borders, the spectrum of the field drawn whole)."""
+tile has no seams (no jump at tile borders, the spectrum of the field drawn whole). Large domains
+get blocks of fewer times, and a run whose estimated memory is above a limit is refused."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import torch
 
 from finescale.config import ModelConfig, NetworkConfig, SampleConfig
 from finescale.data.samples import Layout
-from finescale.generate import Window, blend_weights, draw, tiled, tiles
+from finescale.generate import (
+    BLOCK_BUDGET_BYTES,
+    MAX_CHUNK_TIMES,
+    Window,
+    blend_weights,
+    check_memory,
+    chunk_times,
+    draw,
+    estimate_memory,
+    tiled,
+    tiles,
+)
 from finescale.models.diffusion import DiffusionModel
 from finescale.train import build_model
 
@@ -19,6 +31,7 @@ TILE = 32
 # blended borders measured 0.9-1.35 over six random networks, hard edges 3.6-12
 SEAM_TOLERANCE = 1.5
 SPECTRUM_TOLERANCE = 0.1
+LAYOUT = Layout(("t2m",), ("orog",), ("t2m",), position=False, time=False)
 
 
 def test_tiles_cover_the_grid_and_blend_to_a_weighted_mean():
@@ -46,13 +59,12 @@ def _network(seed: int = 0) -> DiffusionModel:
     """A small diffusion network with random weights everywhere (its output layer starts at zero,
     which would make the denoiser a pointwise function, blind to tiles)."""
     torch.manual_seed(seed)
-    layout = Layout(("t2m",), ("orog",), ("t2m",), position=False, time=False)
     config = ModelConfig(
         kind="diffusion",
         residual="interpolation",
         network=NetworkConfig(base_width=8, channel_mult=(1, 2)),
     )
-    model = build_model(config, layout, periodic_lon=False).eval()
+    model = build_model(config, LAYOUT, periodic_lon=False).eval()
     for weight in model.parameters():
         if weight.dim() > 1 and not weight.any():
             torch.nn.init.normal_(weight, std=0.1)
@@ -132,3 +144,30 @@ def test_blended_tiles_leave_no_seams(network, whole):
 def test_hard_tile_edges_fail_the_seam_check(network, whole):
     windows = tiles((SIZE, SIZE), TILE, 0)  # no overlap: each point from one tile, no blending
     assert seam_ratio(_draw(network, 0, windows), whole, windows) > 2 * SEAM_TOLERANCE
+
+
+def test_blocks_hold_fewer_times_on_large_domains():
+    assert chunk_times(8, 4, (96, 96)) == MAX_CHUNK_TIMES == 24
+    assert chunk_times(2, 4, (2048, 2048)) == 2  # 134 MB a time
+    assert chunk_times(8, 4, (2048, 2048)) == 1  # one time alone is above the budget
+    for batch, variables, side in [(8, 4, 512), (2, 3, 1024), (4, 4, 1500), (2, 3, 2048)]:
+        times = chunk_times(batch, variables, (side, side))
+        assert 1 <= times < MAX_CHUNK_TIMES
+        assert 4 * batch * variables * side**2 * times <= BLOCK_BUDGET_BYTES
+
+
+def test_memory_estimate_follows_the_batch_and_a_run_above_the_limit_is_refused(network):
+    settings = SampleConfig(members=8, batch_size=8, tile_size=256, solver="dpmpp_2m")
+    shape, times = (2048, 2048), 24
+    estimates = {b: estimate_memory(network, LAYOUT, settings, shape, times, b) for b in (1, 2, 3, 4, 8)}
+    assert estimates[8] == estimate_memory(network, LAYOUT, settings, shape, times)  # the settings' batch
+    # 7 float64 solver arrays and 2 float32 ones (noise, mu) of a member's 2048 x 2048 values
+    assert estimates[1].sampler == (7 * 8 + 2 * 4) * 2048**2
+    assert estimates[2].sampler == 2 * estimates[1].sampler and estimates[2].fields == estimates[1].fields
+    assert all(estimates[a].total < estimates[b].total for a, b in [(1, 2), (2, 4), (4, 8)])
+    limit = (estimates[2].total + estimates[3].total) / 2e9  # the largest batch that fits is 2
+    assert check_memory(network, LAYOUT, settings, shape, times, None) == estimates[8]
+    with pytest.raises(ValueError, match=r"above --max-memory-gb .*: use sample.batch_size=2$"):
+        check_memory(network, LAYOUT, settings, shape, times, limit)
+    with pytest.raises(ValueError, match="no batch size fits"):
+        check_memory(network, LAYOUT, settings, shape, times, 0.5)

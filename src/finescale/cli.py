@@ -414,13 +414,18 @@ def downscale(
     set_: SetOption = None,
     rank: RankOption = None,
     world_size: WorldSizeOption = None,
+    max_memory_gb: Annotated[
+        float | None,
+        typer.Option(min=0, help="Refuse a run whose estimated peak memory (GB) is above this, naming a batch size that fits."),
+    ] = None,
 ) -> None:
     """Generate an HR ensemble from LR inputs with a trained model.
 
-    Written in blocks (a batch of members over 24 times) into `.<name>.partial` beside `--out`
-    and renamed when complete: rerun the same command after a crash to generate only the missing
-    blocks. With `--world-size N` (or under torchrun) N processes share the blocks; the last one
-    to finish renames the output. The result is the same however it was split or resumed.
+    Written in blocks (a batch of members over up to 24 times, fewer on large domains) into
+    `.<name>.partial` beside `--out` and renamed when complete: rerun the same command after a
+    crash to generate only the missing blocks. With `--world-size N` (or under torchrun) N
+    processes share the blocks; the last one to finish renames the output. The result is the
+    same however it was split or resumed. The estimated peak memory is shown before drawing.
 
     **Examples**
 
@@ -446,7 +451,8 @@ def downscale(
     with _progress() as bar:
         task = bar.add_task("downscale (times x member batches)", total=None)
         path = generate(checkpoint, lr, static, out, sample=overrides, times=parse_times(times, checkpoint),
-                        progress=lambda n: bar.advance(task, n), rank=rank, world_size=world_size, note=_note)
+                        progress=lambda n: bar.advance(task, n), rank=rank, world_size=world_size, note=_note,
+                        max_memory_gb=max_memory_gb)
     if path == out:
         console.print(f"wrote [bold]{path}[/]")
 
