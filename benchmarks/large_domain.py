@@ -3,7 +3,7 @@
 Target (issue 6, large domains): a 2048 x 2048 HR domain generated with tiles keeps peak memory
 under 4 GB on CPU (the seams are checked by tests/test_tiling.py).
 
-    python benchmarks/large_domain.py --out docs/results/large-domain-cpu.json
+    OMP_NUM_THREADS=1 python benchmarks/large_domain.py --times 6 --members 2 --out docs/results/large-domain-cpu.json
 
 Builds once under ``--root`` (reused): a 2048 x 2048 HR grid at 0.01 degrees with smooth
 synthetic t2m, u10 and v10 over ``--hours`` hours, the LR at 8 times the spacing (256 x 256,
@@ -13,7 +13,9 @@ then a residual diffusion model with the demo's network (base width 16, channel 
 ``finescale downscale`` runs in a fresh process for ``--times`` LR times, ``--members``
 members in network batches of ``--batch``, with tiles of ``--tile`` points overlapping by
 ``--overlap``, and this prints its wall time and peak resident memory (resource.getrusage of
-the children), with the machine and the load average.
+the children) beside ``finescale.generate.estimate_memory``'s estimate, with the times per block
+(the output's time chunk), the machine and the load average. Run it with OMP_NUM_THREADS=1 on
+shared cores: threads competing with other jobs slow torch down.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from machine import describe  # benchmarks/machine.py (scripts run from their fo
 
 SIZE, RATIO, STEP = 2048, 8, 0.01  # HR points per side, LR / HR spacing, HR spacing (degrees)
 TARGETS = ("t2m", "u10", "v10")
-COMMAND = "python benchmarks/large_domain.py --out docs/results/large-domain-cpu.json"
 GENERATE = """
 import sys, json
 from finescale.generate import downscale
 checkpoint, lr, static, out, sample, times = sys.argv[1:]
-downscale(checkpoint, lr, static, out, sample=json.loads(sample), times=slice(*times.split("..")))
+downscale(checkpoint, lr, static, out, sample=json.loads(sample), times=slice(*times.split("..")),
+          note=lambda text: print(text, file=sys.stderr, flush=True))
 """
 
 
@@ -80,7 +82,10 @@ def build(root: Path, hours: int) -> Path:
             coords={"time": [when], "lat": lat, "lon": lon},
         )
         lr = hr.coarsen(lat=RATIO, lon=RATIO).mean()
-        append = {"append_dim": "time"} if k else {"mode": "w"}
+        # hours since the start: units xarray infers from the first time alone (days) would
+        # label the appended hours as days
+        first = {"mode": "w", "encoding": {"time": {"units": "hours since 2021-06-01", "dtype": "int64"}}}
+        append = {"append_dim": "time"} if k else first
         hr.to_zarr(root / "hr.zarr", zarr_format=2, consolidated=True, **append)
         lr.to_zarr(root / "lr.zarr", zarr_format=2, consolidated=True, **append)
     static = xr.Dataset(
@@ -165,15 +170,30 @@ def generate(root: Path, model: Path, sample: dict, times: str) -> dict[str, flo
         "wall_s": seconds,
         "peak_rss_gb": peak_kb * 1024 / 1e9,
         "output_shape": shape,
+        "times_per_block": written[TARGETS[0]].encoding["chunks"][1],
         "finite": finite,
     }
+
+
+def estimate(model: Path, sample: dict, times: int) -> dict[str, float]:
+    """``finescale.generate.estimate_memory``'s peak memory (GB), in total and by part."""
+    from finescale.config import SampleConfig, validate
+    from finescale.generate import estimate_memory
+    from finescale.train import load_checkpoint
+
+    loaded = load_checkpoint(model)
+    settings = validate(loaded.config.sample.model_dump() | sample, SampleConfig, source="sample settings")
+    parts = estimate_memory(loaded.model, loaded.layout, settings, (SIZE, SIZE), times)
+    names = ("sampler", "fields", "tile", "output", "libraries")
+    return {"total": parts.total / 1e9} | {name: getattr(parts, name) / 1e9 for name in names}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--root", type=Path, default=Path("/tmp/finescale-large-domain"))
+    # not /tmp/finescale-large-domain: builds there hold the hours labelled as days
+    parser.add_argument("--root", type=Path, default=Path("/tmp/finescale-large-domain-hourly"))
     parser.add_argument(
         "--hours", type=int, default=8, help="hours of data built (training needs 3 blocks)"
     )
@@ -209,21 +229,24 @@ def main() -> None:
     load.append(os.getloadavg()[0])
     result.update(
         {
+            "estimate_gb": estimate(model, sample, args.times),
             "hr_shape": [SIZE, SIZE],
             "lr_shape": [SIZE // RATIO, SIZE // RATIO],
             "targets": list(TARGETS),
             "sample": sample,
             "times": args.times,
             "load_average_1min": load,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "machine": describe(),
-            "command": COMMAND,
+            "command": " ".join(["python", *sys.argv]),
         }
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(
         f"{SIZE} x {SIZE}: {args.members} members x {args.times} times, tiles {args.tile} (overlap {args.overlap}), "
-        f"batch {args.batch}: peak RSS {result['peak_rss_gb']:.2f} GB, {result['wall_s']:.0f} s"
+        f"batch {args.batch}: peak RSS {result['peak_rss_gb']:.2f} GB "
+        f"(estimate {result['estimate_gb']['total']:.2f} GB), {result['wall_s']:.0f} s"
     )
 
 
