@@ -112,8 +112,10 @@ def main() -> None:
     paths = {name: out / f"{name}.zarr" for name in ("regression", "diffusion", "oracle")}
     for name in ("regression", "diffusion"):
         checkpoint = out / name / "checkpoints" / "last.ckpt"
-        timed(f"downscale {name}", paths[name], lambda c=checkpoint, p=paths[name]: downscale(
-            c, world_dir / "lr.zarr", world_dir / "static.zarr", p, sample={"members": score["members"]}, times=times))
+        # the config's sample section, not only the one saved in a (possibly reused) checkpoint
+        sample = {**spec[name].get("sample", {}), "members": score["members"]}
+        timed(f"downscale {name}", paths[name], lambda c=checkpoint, p=paths[name], s=sample: downscale(
+            c, world_dir / "lr.zarr", world_dir / "static.zarr", p, sample=s, times=times))
     timed("oracle", paths["oracle"], lambda: oracle(world_dir, score["members"], paths["oracle"], times=times))
     report = out / "evaluation"
     timed("evaluate", report / "metrics.json", lambda: run_evaluate(
