@@ -344,13 +344,7 @@ def check_alignment(
                 f"half an LR cell is {lr_dy / 2:.3g}°: cell corners given as centres?)"
             )
     else:
-        inside = (
-            hr_ext[0] >= lr_ext[0] - tol
-            and hr_ext[1] <= lr_ext[1] + tol
-            and hr_ext[2] >= lr_ext[2] - tol
-            and hr_ext[3] <= lr_ext[3] + tol
-        )
-        if not inside:
+        if not _extent_within(hr_ext, lr_ext, tol):
             raise refuse(
                 f"the HR domain is not inside the LR domain: LR {_fmt_extent(lr_ext)}; "
                 f"HR {_fmt_extent(hr_ext)} (tolerance {tol:.3g}°)"
@@ -371,6 +365,16 @@ def check_alignment(
     return AlignmentReport(**partial)
 
 
+def _extent_within(inner: tuple[float, ...], outer: tuple[float, ...], tol: float) -> bool:
+    """Whether extent ``inner`` (lat0, lat1, lon0, lon1; degrees) lies inside ``outer`` within ``tol``."""
+    return (
+        inner[0] >= outer[0] - tol
+        and inner[1] <= outer[1] + tol
+        and inner[2] >= outer[2] - tol
+        and inner[3] <= outer[3] + tol
+    )
+
+
 def check_covers(lr: xr.Dataset, hr: xr.Dataset, tolerance_deg: float) -> None:
     """Refuse LR that does not cover the HR grid (LR and HR on different domains).
 
@@ -384,13 +388,7 @@ def check_covers(lr: xr.Dataset, hr: xr.Dataset, tolerance_deg: float) -> None:
     lr_ext = _extent(lr["lat"].values, lr_lon)
     hr_ext = _extent(hr["lat"].values, hr_lon)
     tol = tolerance_deg + _EDGE_FRACTION * min(grids.grid_spacing(lr["lat"], lr["lon"]))
-    inside = (
-        hr_ext[0] >= lr_ext[0] - tol
-        and hr_ext[1] <= lr_ext[1] + tol
-        and hr_ext[2] >= lr_ext[2] - tol
-        and hr_ext[3] <= lr_ext[3] + tol
-    )
-    if not inside:
+    if not _extent_within(hr_ext, lr_ext, tol):
         raise MisalignedError(
             f"LR {_source(lr)} vs HR {_source(hr)}: the HR grid is not inside the LR domain: "
             f"LR {_fmt_extent(lr_ext)}; HR {_fmt_extent(hr_ext)} (tolerance {tol:.3g}°)"
