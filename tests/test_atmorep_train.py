@@ -4,6 +4,7 @@ checkpoint, predict a task as an ensemble on disk, its references, and scoring w
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,34 @@ def test_forecast_lead_and_its_references(pretrained, world, tmp_path):
     last = truth.t2m.sel(time=before[0]).values
     assert np.allclose(moved[40, 10:], last[40, 8:-2], atol=1e-3)
     assert ds.attrs["lead_hours"] == "1"
+
+
+def test_a_refused_value_in_the_predicted_block_fails_before_drawing(pretrained, world, tmp_path, monkeypatch):
+    import finescale.atmorep.predict as module
+
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    checkpoint = pretrained / "checkpoints" / "last.ckpt"
+    # u850 is LR only, so the pair's alignment check (which reads the variables LR and HR share)
+    # does not see it: the last hour of the test block is first read when its neighbourhood is drawn
+    bad_time = open_series(load_atmorep(checkpoint), "test", "x").times[-1]
+    lr = xr.open_zarr(copy / "lr.zarr")
+    hour = int(np.flatnonzero(lr.time.values.astype("datetime64[h]") == bad_time)[0])
+    u = lr.u.isel(time=slice(hour, hour + 1)).load()  # u850 is level 850 of u
+    u.loc[{"level": 850.0}][0, 3, 4] = np.nan
+    u.to_dataset().drop_vars([c for c in u.coords if c != "time"]).to_zarr(
+        copy / "lr.zarr", region={"time": slice(hour, hour + 1)})
+    real = module.open_pair
+
+    def on_the_copy(data):
+        moved = {k: getattr(data, k).model_copy(update={"path": copy / Path(getattr(data, k).path).name})
+                 for k in ("lr", "hr", "static")}
+        return real(data.model_copy(update=moved))
+
+    monkeypatch.setattr(module, "open_pair", on_the_copy)
+    with pytest.raises(ValueError, match=f"lr.zarr: variable 'u' holds NaN.*{str(bad_time)[:13]}"):
+        predict(checkpoint, tmp_path / "x.zarr", "interpolation", members=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["world"]  # no output, not even a partial one
 
 
 def test_shipped_configs_validate_on_a_world(world, tmp_path):

@@ -144,3 +144,16 @@ def test_a_batch_whose_targets_are_all_missing_adds_nothing_to_the_loss():
     half["area"] = torch.cat([torch.ones(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)])
     present = {k: v[:2] for k, v in half.items()}
     torch.testing.assert_close(regression.loss(half), regression.loss(present))
+
+
+def test_residual_scale_refuses_patches_whose_targets_are_all_missing():
+    model = DiffusionModel(
+        UNetSettings(in_channels=1, cond_channels=2, out_channels=1, use_noise=True, **SMALL), EDMConfig(), torch.ones(1)
+    )
+    batch = _toy_batch(torch.Generator().manual_seed(5), batch=4)
+    with pytest.raises(ValueError, match="every one is missing"):
+        residual_scale(model, [{**batch, "area": torch.zeros(4, 1, 8, 8)}] * 2)
+    # one present pixel is enough for a finite scale
+    area = torch.zeros(4, 1, 8, 8)
+    area[0, 0, 0, 0] = 1.0
+    assert torch.isfinite(residual_scale(model, [{**batch, "area": area}])).all()

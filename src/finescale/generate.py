@@ -18,7 +18,7 @@ member and the time), so the result is the same however the blocks are shared or
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from finescale.config import SampleConfig, validate
 from finescale.data.alignment import check_covers
 from finescale.data.grids import grid_spacing
 from finescale.data.samples import Fields, Layout, LRToHR, conditioning, load_fields
-from finescale.data.sources import open_source, open_static
+from finescale.data.sources import open_source, open_static, read_through
 from finescale.diffusion import samplers
 from finescale.io import (
     Block,
@@ -300,17 +300,6 @@ def _check_grid(loaded: Loaded, lr: xr.Dataset, static: xr.Dataset, lr_path: str
     missing = [v for v in loaded.layout.lr_variables if v not in lr.data_vars]
     if missing:
         raise ValueError(f"{lr_path}: LR lacks {missing}, which the model was trained on")
-
-
-def read_through(ds: xr.Dataset, names: Sequence[str]) -> None:
-    """Read every value of the variables ``names`` once, chunk by chunk, keeping none of them.
-
-    The reads go through the data layer's checks (:mod:`finescale.data.sources`), which refuse
-    what the source's ``missing`` setting does not allow (NaN, Inf) and chunks that cannot be
-    decoded, naming the file, the variable and the time: done before drawing, a refusal comes
-    before any output is created instead of part-way through it. Costs one more read of the LR.
-    """
-    ds[list(names)].count().compute()
 
 
 def downscale(

@@ -290,6 +290,9 @@ def residual_scale(
         area = batch.get("area", torch.ones_like(r[:, :1]))
         total = total + (area * r**2).sum(dim=(0, 2, 3))
         weight = weight + area.sum()
+    if not weight > 0:
+        raise ValueError("no HR target value in the patches drawn to scale the residuals: every one is "
+                         "missing (NaN with 'missing: mask'); check the HR source of the training block")
     return torch.sqrt(total / weight).clamp_min(1e-3)
 
 

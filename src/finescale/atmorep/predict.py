@@ -24,6 +24,7 @@ import finescale
 from finescale.atmorep.train import LoadedAtmoRep, load_atmorep
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.series import Series, load_series
+from finescale.data.sources import read_through
 from finescale.data.tokens import FixedCubes, Geometry, hidden_tokens, tile_starts, untokenize
 from finescale.io import (
     Block,
@@ -69,6 +70,10 @@ def open_series(loaded: LoadedAtmoRep, split: str, where: str) -> Series:
         raise ValueError(f"unknown split '{split}'; choose from {', '.join(blocks)}")
     series = load_series(cfg, pair, loaded.stats, blocks[split])
     loaded.check_grid(series, f"{where} on the {split} block")
+    for source, ds in (("lr", pair.lr), ("hr", pair.hr)):
+        names = [v for name, f in cfg.fields.items() if f.source == source for v in cfg.variables_of(name)]
+        if names:  # refused values (NaN, Inf) are named now, not hours into drawing
+            read_through(ds.sel(time=blocks[split]), names)
     return series
 
 

@@ -119,6 +119,17 @@ def open_static(cfg: StaticConfig) -> xr.Dataset:
     return ds
 
 
+def read_through(ds: xr.Dataset, names: Sequence[str]) -> None:
+    """Read every value of the variables ``names`` once, chunk by chunk, keeping none of them.
+
+    ``ds`` is (a selection of) a dataset opened here: the reads go through this module's checks,
+    which refuse what the source's ``missing`` setting does not allow (NaN, Inf) and chunks that
+    cannot be decoded, naming the file, the variable and the time. Done before a long run draws
+    anything, a refusal comes before any output is created instead of part-way through it, at
+    the cost of one more read.
+    """
+    ds[list(names)].count().compute()
+
 def _open(cfg: _FileConfig, *, time: str | None, level: str) -> xr.Dataset:
     path = Path(cfg.path)
     raw = _open_raw(path, cfg, time)
