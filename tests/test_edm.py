@@ -51,10 +51,9 @@ def gen(seed: int = 0) -> torch.Generator:
 def test_settings_defaults_are_frozen_and_checked() -> None:
     s = EDMSettings()
     assert (s.sigma_data, s.P_mean, s.P_std) == (1.0, -1.2, 1.2)
-    assert (s.sigma_min, s.sigma_max, s.rho) == (0.002, 80.0, 7.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.sigma_data = 0.5  # type: ignore[misc]
-    for bad in [{"sigma_data": 0.0}, {"P_std": -1.0}, {"sigma_min": 100.0}, {"rho": 0.0}]:
+    for bad in [{"sigma_data": 0.0}, {"P_std": -1.0}, {"P_std": 0.0}]:
         with pytest.raises(ValueError):
             EDMSettings(**bad)
 

@@ -46,33 +46,23 @@ Network = Callable[[Tensor, Tensor, Any], Tensor]
 
 @dataclass(frozen=True)
 class EDMSettings:
-    """Noise-level settings of an EDM model (training and the default sampling schedule).
+    """Noise-level settings of an EDM model's preconditioning and training.
 
     ``sigma_data`` is the standard deviation of the (normalised) data: 1.0 for standardised
     fields, as in Anemoi (EDM uses 0.5 for images in [-1, 1]). ``P_mean``/``P_std`` set the
-    log-normal training noise distribution (CorrDiff uses ``P_mean = 0`` for residuals);
-    ``sigma_min``, ``sigma_max`` and ``rho`` set the Karras sampling schedule.
+    log-normal training noise distribution (CorrDiff uses ``P_mean = 0`` for residuals). The
+    sampling schedule is the sampler's (:class:`finescale.config.SampleConfig`).
     """
 
     sigma_data: float = 1.0
     P_mean: float = -1.2
     P_std: float = 1.2
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
 
     def __post_init__(self) -> None:
         if not self.sigma_data > 0:
             raise ValueError(f"sigma_data must be > 0, got {self.sigma_data}")
         if not self.P_std > 0:
             raise ValueError(f"P_std must be > 0, got {self.P_std}")
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise ValueError(
-                f"need 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
-                f"sigma_max={self.sigma_max}"
-            )
-        if not self.rho > 0:
-            raise ValueError(f"rho must be > 0, got {self.rho}")
 
 
 class Preconditioning(NamedTuple):
