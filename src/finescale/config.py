@@ -312,10 +312,10 @@ class SampleConfig(Settings):
     steps: int = Field(default=18, ge=1, description="Noise levels (Heun: 2N-1 network calls).")
     sigma_min: float = Field(default=0.002, gt=0, description="Smallest noise level.")
     sigma_max: float = Field(
-        default=80.0,
+        default=20.0,
         gt=0,
-        description="Largest noise level (EDM's 80). Levels far above those trained (ln sigma ~ N(P_mean, P_std^2)) "
-        "run an untrained denoiser: 8 removed the skill benchmark's over-wide wind members.",
+        description="Largest noise level, for residuals of unit RMS (model.scale_residuals). Not EDM's 80: on the "
+        "skill benchmark 80 left the winds' members too wide and 8 precipitation's too narrow (docs/models.md).",
     )
     schedule: Literal["karras", "log_uniform"] = Field(
         default="karras",
