@@ -130,6 +130,7 @@ def read_through(ds: xr.Dataset, names: Sequence[str]) -> None:
     """
     ds[list(names)].count().compute()
 
+
 def _open(cfg: _FileConfig, *, time: str | None, level: str) -> xr.Dataset:
     path = Path(cfg.path)
     raw = _open_raw(path, cfg, time)
