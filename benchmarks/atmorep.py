@@ -20,8 +20,8 @@ Targets (issue 5), ensembles on the test period:
 The config names the world (unless `--skill` gives one) and, under `pretrain`, `downscale` and
 `bias`, AtmoRep configs without their `data` section (the world's is used; the fine-tunes start
 from the pre-trained checkpoint); under `tune`, per task (interpolation, forecast), overrides of
-the pretrain section for a task fine-tune that then predicts that task. Stages whose output exists are reused (delete the folder to
-start again). Prints the timings, the checks and the machine, and writes them to
+the pretrain section for a task fine-tune that then predicts that task. Stages whose output
+exists are reused (delete the folder to start again). Prints the timings, the checks and the machine, and writes them to
 ``<out>/atmorep.json``.
 """
 

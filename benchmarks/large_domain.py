@@ -177,13 +177,11 @@ def generate(root: Path, model: Path, sample: dict, times: str) -> dict[str, flo
 
 def estimate(model: Path, sample: dict, times: int) -> dict[str, float]:
     """``finescale.generate.estimate_memory``'s peak memory (GB), in total and by part."""
-    from finescale.config import SampleConfig, validate
-    from finescale.generate import estimate_memory
+    from finescale.generate import estimate_memory, sample_settings
     from finescale.train import load_checkpoint
 
     loaded = load_checkpoint(model)
-    settings = validate(loaded.config.sample.model_dump() | sample, SampleConfig, source="sample settings")
-    parts = estimate_memory(loaded.model, loaded.layout, settings, (SIZE, SIZE), times)
+    parts = estimate_memory(loaded.model, loaded.layout, sample_settings(loaded, sample), (SIZE, SIZE), times)
     names = ("sampler", "fields", "tile", "output", "libraries")
     return {"total": parts.total / 1e9} | {name: getattr(parts, name) / 1e9 for name in names}
 

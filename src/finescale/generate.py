@@ -302,6 +302,11 @@ def _check_grid(loaded: Loaded, lr: xr.Dataset, static: xr.Dataset, lr_path: str
         raise ValueError(f"{lr_path}: LR lacks {missing}, which the model was trained on")
 
 
+def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> SampleConfig:
+    """The checkpoint's sample settings with ``overrides`` (members, steps, solver, ...), checked."""
+    return validate(loaded.config.sample.model_dump() | (overrides or {}), SampleConfig, source="sample settings")
+
+
 def downscale(
     checkpoint: str | Path,
     lr_path: str | Path,
@@ -335,7 +340,7 @@ def downscale(
     check_writable(Path(out).parent)
     loaded = load_checkpoint(checkpoint)
     cfg = loaded.config
-    settings = validate(cfg.sample.model_dump() | (sample or {}), SampleConfig, source="sample settings")
+    settings = sample_settings(loaded, sample)
     lr = open_source(cfg.data.lr.model_copy(update={"path": Path(lr_path)}))
     if cfg.data.static is None:
         raise ValueError(f"{checkpoint}: the model was trained without static fields; nothing gives the HR grid")
