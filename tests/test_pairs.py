@@ -488,6 +488,54 @@ def test_static_file_with_single_time(tmp_path):
     assert ds["z"].dims == ("y", "x")
 
 
+def test_in_memory_dataset_opens_as_its_file(tmp_path):
+    lr, _ = make_pair(nt=6)
+    # north-to-south and in degrees C, so that flipping and conversion are exercised too
+    lr = lr.isel(lat=slice(None, None, -1))
+    lr["t2m"] = (lr["t2m"] - 273.15).assign_attrs(units="degC")
+    lr["orog"] = (("lat", "lon"), np.arange(80.0).reshape(8, 10), {"units": "m"})
+    path = write(lr, tmp_path / "lr.nc")
+    spec = {
+        "t2m": {"name": "t2m", "units": "K"},
+        "tp": {"name": "tp", "units": "mm h-1", "accumulation": True},
+        "orog": "orog",
+    }
+    cfg = DataConfig.model_validate(
+        {"lr": {"path": str(path), "variables": spec}, "hr": {"path": "unused.nc", "variables": spec}}
+    )
+    from_file = open_source(cfg.lr).compute()
+    assert from_file["t2m"].attrs["units"] == "K"
+    with xr.open_dataset(path) as opened:
+        memory_cfg = cfg.lr.model_copy(update={"path": Path("not-read.nc")})
+        for given in (opened, lr, lr.chunk({"time": 4})):
+            ds = open_source(memory_cfg, given)
+            assert ds.attrs["finescale_source"] == "in-memory dataset"
+            xr.testing.assert_identical(ds.drop_attrs(deep=False).compute(),
+                                        from_file.drop_attrs(deep=False))
+    assert open_source(memory_cfg, lr.chunk({"time": 4}))["t2m"].chunks[0] == (4, 2)
+
+    from finescale.config import StaticConfig
+
+    static_cfg = StaticConfig.model_validate({"path": "unused.nc", "variables": {"orog": "orog"}})
+    xr.testing.assert_identical(
+        open_static(static_cfg, lr).drop_attrs(deep=False),
+        open_static(static_cfg.model_copy(update={"path": path})).drop_attrs(deep=False),
+    )
+
+
+def test_in_memory_nan_refused_naming_the_variable():
+    lr, _ = make_pair(nt=6)
+    lr["t2m"][3, 2, 5] = np.nan
+    cfg = config(Path("unused.nc"), Path("unused.nc"))
+    ds = open_source(cfg.lr, lr)  # lazy: refused when read
+    with pytest.raises(
+        PairError, match=r"in-memory dataset: variable 't2m' holds NaN.* at time 2020-01-01T03:00"
+    ):
+        ds["t2m"].compute()
+    masked = open_source(cfg.lr.model_copy(update={"missing": "mask"}), lr)["t2m"].values
+    assert np.isnan(masked).sum() == 1
+
+
 def test_grib_needs_cfgrib(tmp_path):
     path = tmp_path / "era5.grib"
     path.write_bytes(b"GRIB")

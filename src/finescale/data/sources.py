@@ -59,6 +59,8 @@ _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zmetadata", ".zarray")
 _ENGINES = {"netcdf": "netcdf4", "zarr": "zarr", "grib": "cfgrib"}
 _LAT_ALIASES = ("lat", "latitude", "nav_lat", "XLAT")
 _LON_ALIASES = ("lon", "longitude", "nav_lon", "XLONG")
+#: What error messages name instead of a file for a dataset passed to :func:`open_source`.
+IN_MEMORY = "in-memory dataset"
 #: Target size of one dask chunk along time for sources that are not chunked on disk.
 _CHUNK_BYTES = 64 * 2**20
 
@@ -86,7 +88,7 @@ class MissingVariableError(PairError, KeyError):
 # opening
 
 
-def open_source(cfg: SourceConfig) -> xr.Dataset:
+def open_source(cfg: SourceConfig, dataset: xr.Dataset | None = None) -> xr.Dataset:
     """Open an LR or HR source in finescale's layout (see the module docstring).
 
     NetCDF (engine netcdf4), Zarr (a folder or ``*.zarr``) and GRIB (cfgrib, optional extra);
@@ -95,26 +97,34 @@ def open_source(cfg: SourceConfig) -> xr.Dataset:
     (accumulated amounts are divided by the time step). Variables without the time dim are kept
     as static fields (e.g. LR orography); at least one variable must have it.
 
+    dataset: data already in memory (or lazily opened by the caller), decoded as xarray decodes
+    a file, laid out as the file would be (the names, dims and coordinates ``cfg`` gives). It is
+    used instead of reading ``cfg.path`` (then ignored) and goes through the same mapping,
+    level selection, conversions and checks, chunk by chunk as it is read; errors name the
+    "in-memory dataset". Dask-backed variables keep their chunks, NumPy-backed ones are
+    chunked as a NetCDF file's.
+
     Raises SourceNotFoundError (path missing), MissingVariableError (a mapped variable is not in
     the file; lists those that are), units.UnitsError (unknown units) and PairError (wrong dims,
     times not strictly increasing or repeated, unknown format, GRIB without cfgrib).
     """
-    return _open(cfg, time=cfg.time, level=cfg.level)
+    return _open(cfg, time=cfg.time, level=cfg.level, dataset=dataset)
 
 
-def open_static(cfg: StaticConfig) -> xr.Dataset:
+def open_static(cfg: StaticConfig, dataset: xr.Dataset | None = None) -> xr.Dataset:
     """Open time-independent HR fields (orography, land-sea mask, ...) in finescale's layout.
 
     Length-1 dims other than y/x (such as a single time of an ERA5 invariant file) are
-    dropped; any other extra dim is an error. Same formats and errors as :func:`open_source`.
+    dropped; any other extra dim is an error. Same formats, ``dataset`` and errors as
+    :func:`open_source`.
     """
-    ds = _open(cfg, time=None, level="level")
+    ds = _open(cfg, time=None, level="level", dataset=dataset)
     for name, da in ds.data_vars.items():
         extra = [d for d in da.dims if d not in ("y", "x")]
         if extra:
             raise PairError(
-                f"{cfg.path}: static variable '{name}' has dims {tuple(da.dims)}; "
-                "only (y, x) is allowed (select a level in the config)"
+                f"{ds.attrs['finescale_source']}: static variable '{name}' has dims "
+                f"{tuple(da.dims)}; only (y, x) is allowed (select a level in the config)"
             )
     return ds
 
@@ -131,9 +141,16 @@ def read_through(ds: xr.Dataset, names: Sequence[str]) -> None:
     ds[list(names)].count().compute()
 
 
-def _open(cfg: _FileConfig, *, time: str | None, level: str) -> xr.Dataset:
-    path = Path(cfg.path)
-    raw = _open_raw(path, cfg, time)
+def _open(
+    cfg: _FileConfig, *, time: str | None, level: str, dataset: xr.Dataset | None
+) -> xr.Dataset:
+    path: Path | str
+    if dataset is None:
+        path = Path(cfg.path)
+        raw = _open_raw(path, cfg, time)
+    else:
+        path = IN_MEMORY
+        raw = _memory_raw(dataset, cfg, time)
     lat_name = _coordinate_name(raw, cfg.lat, _LAT_ALIASES, "latitude", path)
     lon_name = _coordinate_name(raw, cfg.lon, _LON_ALIASES, "longitude", path)
     lat = _load_coordinate(raw, lat_name, path)
@@ -239,7 +256,16 @@ def _open_raw(path: Path, cfg: _FileConfig, time: str | None) -> xr.Dataset:
     return disk_chunks(raw) if kind == "zarr" else raw
 
 
-def _load_coordinate(raw: xr.Dataset, name: str, path: Path) -> xr.DataArray:
+def _memory_raw(dataset: xr.Dataset, cfg: _FileConfig, time: str | None) -> xr.Dataset:
+    """An in-memory ``dataset`` as :func:`_open_raw` gives a file: mapped variables checked."""
+    names = {spec.name for spec in cfg.variables.values()}
+    raw = checked_reads(dataset, names, IN_MEMORY, cfg.missing, time)
+    # The caller's dask chunks are kept; NumPy-backed data are chunked later, as a NetCDF file's.
+    dask = [n for n in raw.data_vars if n in names and dataset[n].chunks is not None]
+    return raw.assign({n: raw[n].chunk(dataset[n].chunksizes) for n in dask})
+
+
+def _load_coordinate(raw: xr.Dataset, name: str, path: Path | str) -> xr.DataArray:
     try:
         return raw[name].load()
     except Exception as exc:  # decoders raise many types for a corrupt file
@@ -276,7 +302,7 @@ class _CheckedReads(BackendArray):
     def __init__(
         self,
         variable: xr.Variable,
-        path: Path,
+        path: Path | str,
         name: str,
         missing: str,
         time_axis: int | None,
@@ -345,7 +371,7 @@ def _file_index(
 
 
 def checked_reads(
-    ds: xr.Dataset, names: set[str], path: Path, missing: str, time: str | None
+    ds: xr.Dataset, names: set[str], path: Path | str, missing: str, time: str | None
 ) -> xr.Dataset:
     """``ds`` with its data variables ``names`` read through :class:`_CheckedReads`.
 
@@ -410,7 +436,7 @@ def _engine_for(path: Path, engine: str) -> str:
 
 
 def _coordinate_name(
-    ds: xr.Dataset, wanted: str, aliases: Sequence[str], what: str, path: Path
+    ds: xr.Dataset, wanted: str, aliases: Sequence[str], what: str, path: Path | str
 ) -> str:
     if wanted in ds.variables:
         return wanted
@@ -425,7 +451,7 @@ def _coordinate_name(
 
 
 def _grid_dims(
-    lat: xr.DataArray, lon: xr.DataArray, cfg: _FileConfig, path: Path
+    lat: xr.DataArray, lon: xr.DataArray, cfg: _FileConfig, path: Path | str
 ) -> tuple[str, str]:
     """Names of the file's south-north and west-east dims."""
     if lat.ndim == 1 and lon.ndim == 1:
@@ -450,7 +476,7 @@ def _grid_dims(
 
 
 def _variable(
-    ds: xr.Dataset, name: str, spec: VariableSpec, path: Path, *, level: str
+    ds: xr.Dataset, name: str, spec: VariableSpec, path: Path | str, *, level: str
 ) -> xr.DataArray:
     """The mapped variable, at the requested level, with canonical name."""
     if spec.name not in ds.data_vars and spec.name not in ds.coords:
@@ -495,7 +521,7 @@ def _is_monotonic(values: np.ndarray, increasing: bool) -> bool:
 
 
 def _attach_grid(
-    ds: xr.Dataset, lat: xr.DataArray, lon: xr.DataArray, y_dim: str, x_dim: str, path: Path
+    ds: xr.Dataset, lat: xr.DataArray, lon: xr.DataArray, y_dim: str, x_dim: str, path: Path | str
 ) -> xr.Dataset:
     """Add lat(y, x), lon(y, x) and flip y/x so that y runs south->north and x west->east."""
     if lat.ndim == 1:
@@ -533,7 +559,7 @@ def _wrap180(degrees: Any) -> Any:
 
 
 def _convert_units(
-    da: xr.DataArray, spec: VariableSpec, path: Path, name: str, step_seconds: float | None
+    da: xr.DataArray, spec: VariableSpec, path: Path | str, name: str, step_seconds: float | None
 ) -> xr.DataArray:
     """``da`` in the units the spec asks for; the file's units are checked even when kept."""
     where = f"{path}: variable '{name}'"
@@ -569,7 +595,7 @@ def _time_text(t: Any) -> str:
     return str(t)
 
 
-def _check_times(times: np.ndarray, path: Path) -> None:
+def _check_times(times: np.ndarray, path: Path | str) -> None:
     """Strictly increasing and unique, else PairError naming the first offending time."""
     if times.size < 2:
         return
@@ -595,7 +621,7 @@ def _hours(times: np.ndarray, ref: Any) -> np.ndarray:
     return np.array([(t - ref).total_seconds() / 3600.0 for t in times], dtype=float)
 
 
-def _time_step_seconds(ds: xr.Dataset, path: Path, name: str) -> float:
+def _time_step_seconds(ds: xr.Dataset, path: Path | str, name: str) -> float:
     """The usual (median) time step, the period of accumulated amounts."""
     times = ds["time"].values
     if times.size < 2:
