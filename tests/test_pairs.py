@@ -19,7 +19,7 @@ from finescale.data.alignment import (
     align_time,
     check_alignment,
 )
-from finescale.data.pairs import Pair, open_pair, report_table, split_times
+from finescale.data.pairs import Pair, open_pair, report_table, report_tables, split_times
 from finescale.data.sources import (
     MissingVariableError,
     PairError,
@@ -161,9 +161,47 @@ def test_report_table_renders(tmp_path):
     console = Console(record=True, width=160)
     console.print(report_table(pair))
     text = console.export_text()
-    for word in ("Times", "Grids", "t2m", "ratio 4", "correlation"):
+    for word in ("Times", "Grids", "t2m", "ratio 4", "corr.", "Units and accumulation"):
         assert word in text
     console.print(report_table([pair.time_report, pair.alignment]))
+
+
+def test_report_tables_readable_at_80_columns(tmp_path):
+    lr, hr = make_pair()
+    hr["t2m"] = (hr["t2m"] - 273.15).assign_attrs(units="degC")
+    lr_path, hr_path = pair_files(tmp_path, lr, hr)
+    names = {
+        "air_temperature_2m": {"name": "t2m", "units": "K"},
+        "precipitation_rate": {"name": "tp", "units": "mm h-1", "accumulation": "1h"},
+    }
+    cfg = DataConfig.model_validate(
+        {"lr": {"path": str(lr_path), "variables": names},
+         "hr": {"path": str(hr_path), "variables": names}}
+    )
+    pair = open_pair(cfg)
+    console = Console(record=True, width=80)
+    for table in report_tables(pair):
+        console.print(table)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in text  # nothing cut
+    # every name, header and number whole, on one line
+    for whole in (
+        "air_temperature_2m", "precipitation_rate", "variable", "units", "times", "corr.",
+        "pattern", "bias", "RMSE", "first dropped", "spacing (deg)", "lat (cell edges)",
+        "2020-01-01T00:00", "2020-01-01T23:00", "40.000..48.000", "5.000..15.000",
+        "degC -> K", "m -> mm h-1", "1 h (stated)", "accumulated over",
+    ):
+        assert whole in text, whole
+    check = pair.alignment.variables["air_temperature_2m"]
+    row = next(line for line in lines if "air_temperature_2m" in line and " K " in line)
+    for value in (check.correlation, check.pattern_correlation):
+        assert f"{value:.3f}" in row
+    for value in (check.bias, check.rmse):
+        assert f"{value:.3g}" in row
+    if check.alternative:
+        assert f"air_temperature_2m {check.alternative} (corr." in text
 
 
 def test_north_to_south_file_is_sorted(tmp_path):

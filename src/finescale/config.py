@@ -8,11 +8,21 @@ the config file, so a config and its data can travel together.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
 
 
 class ConfigError(ValueError):
@@ -29,6 +39,60 @@ class Settings(BaseModel):
 # data: what to read and how to pair it
 
 
+#: Seconds per unit of a duration such as '1h' or '30 min' (VariableSpec.accumulation).
+_DURATION_UNITS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+_DURATION = re.compile(rf"{_NUMBER}\s*([a-z]+)", re.IGNORECASE)
+_ISO_DURATION = re.compile(
+    rf"P(?:{_NUMBER}D)?(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?", re.IGNORECASE
+)
+
+
+def duration_seconds(text: str) -> float:
+    """Length in seconds of a duration: a number and a unit ('1h', '30 min', '3600s', '1d';
+    units s, min, h, d and their spellings as words) or ISO 8601 ('PT1H', 'PT30M', 'P1D').
+
+    Raises ValueError naming the text and the accepted forms.
+    """
+    stripped = text.strip()
+    plain = _DURATION.fullmatch(stripped)
+    if plain and plain.group(2).lower() in _DURATION_UNITS:
+        return float(plain.group(1)) * _DURATION_UNITS[plain.group(2).lower()]
+    iso = _ISO_DURATION.fullmatch(stripped)
+    if iso and stripped.upper() not in ("P", "PT") and not stripped.upper().endswith("T"):
+        days, hours, minutes, seconds = (float(g) if g else 0.0 for g in iso.groups())
+        return days * 86400 + hours * 3600 + minutes * 60 + seconds
+    raise ValueError(
+        f"{text!r} is not a duration: give a number and a unit (s, min, h or d), e.g. 1h, "
+        "30min, 3600s or 1d, or ISO 8601 such as PT1H"
+    )
+
+
+def duration_text(seconds: float, *, space: bool = True) -> str:
+    """``seconds`` in the largest of d, h, min and s that gives a whole number: '1 h', '90 min',
+    '45 s' ('1h' without ``space``); :func:`duration_seconds` reads it back."""
+    gap = " " if space else ""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size:.0f}{gap}{unit}"
+    # fixed-point, never an exponent, which duration_seconds would not read
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + f"{gap}s"
+
+
+class Duration(float):
+    """A length of time in seconds, written in a config with its unit: '1h', '30min', '3600s',
+    'PT1H' (:func:`duration_seconds`)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return core_schema.no_info_after_validator_function(cls, core_schema.float_schema())
+
+
 class VariableSpec(Settings):
     """One variable of a source, mapped to the name finescale uses for it."""
 
@@ -40,12 +104,41 @@ class VariableSpec(Settings):
     source_units: str | None = Field(
         default=None, description="Units of the data in the file, used only when it has no 'units' attribute."
     )
-    accumulation: bool = Field(
+    accumulation: bool | Duration = Field(
         default=False,
-        description="The file holds amounts accumulated over each time step (ERA5 'tp' in m); "
-        "they are divided by the step length to give a rate.",
+        description="The file holds amounts accumulated over a period (ERA5 'tp' in m), divided by the "
+        "period's length to give the rate asked for in 'units'. Give the period as a duration: '1h' (ERA5 "
+        "hourly 'tp'), '6h', '30min', '3600s', '1d', '1 h' or ISO 8601 'PT1H' (a bare number is refused: "
+        "it has no unit). 'true' infers the period from the time step, and is "
+        "refused unless every time step is the same: amounts sampled less often than they are accumulated "
+        "(hourly amounts every 6 h) need the period stated. 'pairs check' shows the period used.",
     )
     level: float | None = Field(default=None, description="Select this value of the vertical coordinate.")
+
+    @field_validator("accumulation", mode="before")
+    @classmethod
+    def _period_in_seconds(cls, value: Any) -> Any:
+        """true/false as they are; a duration such as '1h' as its length in seconds."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            raise ValueError(  # noqa: TRY004 (pydantic reports ValueError, not TypeError)
+                "a bare number has no unit: give the accumulation period as a duration, "
+                "e.g. 1h, 30min or 3600s (or true to infer it from a regular time step)"
+            )
+        if isinstance(value, str):
+            if value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
+            seconds = duration_seconds(value)
+            if seconds <= 0:
+                raise ValueError("the accumulation period must be longer than 0")
+            return seconds
+        return value
+
+    @field_serializer("accumulation")
+    def _period_as_text(self, value: bool | Duration) -> bool | str:
+        # written back as a duration, so that a dumped config reads in again the same
+        return value if isinstance(value, bool) else duration_text(value, space=False)
 
 
 class _FileConfig(Settings):

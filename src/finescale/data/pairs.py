@@ -19,11 +19,10 @@ from finescale.config import DataConfig, SplitConfig
 from finescale.data.alignment import (
     AlignmentReport,
     TimeReport,
-    _fmt_extent,
     align_time,
     check_alignment,
 )
-from finescale.data.sources import PairError, _hours, open_source, open_static
+from finescale.data.sources import INFERRED, PairError, _hours, open_source, open_static
 
 __all__ = [
     "Pair",
@@ -133,9 +132,14 @@ def _num(v: float | None, fmt: str = ".3g") -> str:
 def report_tables(
     pair_or_reports: Pair | TimeReport | AlignmentReport | Iterable[TimeReport | AlignmentReport],
 ) -> list[Table]:
-    """The tables of :func:`report_table`, separately: times, grids, variables (those known)."""
-    if isinstance(pair_or_reports, Pair):
-        items: list[Any] = [pair_or_reports.time_report, pair_or_reports.alignment]
+    """The tables of :func:`report_table`, separately: times, grids, variables (those known)
+    and, given a Pair, the units and accumulation periods of every variable it opened.
+
+    Laid out to be read whole at 80 columns: names never cut, long values wrapped or folded.
+    """
+    pair = pair_or_reports if isinstance(pair_or_reports, Pair) else None
+    if pair is not None:
+        items: list[Any] = [pair.time_report, pair.alignment]
     elif isinstance(pair_or_reports, (TimeReport, AlignmentReport)):
         items = [pair_or_reports]
     else:
@@ -148,6 +152,8 @@ def report_tables(
             tables.append(_grid_table(item))
             if item.variables:
                 tables.append(_variable_table(item))
+    if pair is not None:
+        tables.append(_units_table({"LR": pair.lr, "HR": pair.hr, "static": pair.static}))
     return tables
 
 
@@ -155,20 +161,29 @@ def report_table(
     pair_or_reports: Pair | TimeReport | AlignmentReport | Iterable[TimeReport | AlignmentReport],
 ) -> Table:
     """One rich table (for ``finescale pairs check``) holding the time report, the grids and
-    ratio, and per-variable correlation, bias and RMSE."""
+    ratio, per-variable correlation, bias and RMSE and (given a Pair) the unit conversions and
+    accumulation periods applied on opening."""
     outer = Table.grid(padding=(1, 0))
     for table in report_tables(pair_or_reports):
         outer.add_row(table)
     return outer
 
 
+def _table(title: str, *columns: str, right: Iterable[str] = ()) -> Table:
+    """A table whose first column (names) is never wrapped nor cut; the others fold long words
+    rather than cut them. Columns named in ``right`` (numbers) are right-justified."""
+    table = Table(title=title, title_justify="left", caption_justify="left")
+    right = set(right)
+    for i, col in enumerate(columns):
+        justify = "right" if col in right else "left"
+        table.add_column(col, no_wrap=i == 0, overflow="fold", justify=justify)
+    return table
+
+
 def _time_table(t: TimeReport) -> Table:
-    table = Table(title="Times", title_justify="left")
-    for col in ("", "LR", "HR"):
-        table.add_column(col)
-    table.add_row(
-        "range", f"{t.lr_range[0]} .. {t.lr_range[1]}", f"{t.hr_range[0]} .. {t.hr_range[1]}"
-    )
+    table = _table("Times", "", "LR", "HR")
+    table.add_row("first", t.lr_range[0], t.hr_range[0])
+    table.add_row("last", t.lr_range[1], t.hr_range[1])
     table.add_row("times", str(t.lr_times), str(t.hr_times))
     table.add_row("kept", str(t.kept), str(t.kept))
     table.add_row("dropped", str(t.lr_dropped), str(t.hr_dropped))
@@ -179,9 +194,7 @@ def _time_table(t: TimeReport) -> Table:
 
 
 def _grid_table(a: AlignmentReport) -> Table:
-    table = Table(title="Grids", title_justify="left")
-    for col in ("", "LR", "HR"):
-        table.add_column(col)
+    table = _table("Grids", "", "LR", "HR")
     table.add_row(
         "points (y x x)", f"{a.lr_shape[0]} x {a.lr_shape[1]}", f"{a.hr_shape[0]} x {a.hr_shape[1]}"
     )
@@ -191,7 +204,10 @@ def _grid_table(a: AlignmentReport) -> Table:
         f"{a.hr_spacing[0]:.4g} x {a.hr_spacing[1]:.4g}",
     )
     if a.lr_extent is not None and a.hr_extent is not None:
-        table.add_row("extent (cell edges)", _fmt_extent(a.lr_extent), _fmt_extent(a.hr_extent))
+        # (south, north, west, east) cell edges, one row per axis so that each fits on a line
+        lr, hr = a.lr_extent, a.hr_extent
+        table.add_row("lat (cell edges)", f"{lr[0]:.3f}..{lr[1]:.3f}", f"{hr[0]:.3f}..{hr[1]:.3f}")
+        table.add_row("lon (cell edges)", f"{lr[2]:.3f}..{lr[3]:.3f}", f"{hr[2]:.3f}..{hr[3]:.3f}")
     table.caption = (
         f"ratio {a.ratio:.3g} (y {a.ratio_y:.3g}, x {a.ratio_x:.3g}); HR brought to LR by "
         f"{a.method or '-'}"
@@ -202,14 +218,10 @@ def _grid_table(a: AlignmentReport) -> Table:
 
 
 def _variable_table(a: AlignmentReport) -> Table:
-    table = Table(title="LR vs HR on the LR grid", title_justify="left")
-    numeric = ("times", "correlation", "pattern corr.", "bias", "RMSE")
-    for col in ("variable", "units", *numeric, "best alternative"):
-        table.add_column(col, justify="right" if col in numeric else "left")
+    numeric = ("times", "corr.", "pattern corr.", "bias", "RMSE")
+    table = _table("LR vs HR on the LR grid", "variable", "units", *numeric, right=numeric)
+    alternatives = []
     for v in a.variables.values():
-        alt = (
-            f"{v.alternative} ({_num(v.alternative_correlation, '.2f')})" if v.alternative else "-"
-        )
         table.add_row(
             v.name,
             v.units or "-",
@@ -218,6 +230,38 @@ def _variable_table(a: AlignmentReport) -> Table:
             _num(v.pattern_correlation, ".3f"),
             _num(v.bias),
             _num(v.rmse),
-            alt,
         )
+        if v.alternative:
+            corr = _num(v.alternative_correlation, ".2f")
+            alternatives.append(f"{v.name} {v.alternative} (corr. {corr})")
+    # the best other layout of LR (flip, shift, transpose) goes under the table: a column of
+    # its own would not fit in 80 columns
+    table.caption = "corr.: of the anomalies; pattern corr.: of the values" + "".join(
+        f"\nbest other layout of LR: {alt}" for alt in alternatives
+    )
+    return table
+
+
+def _units_table(sources: dict[str, xr.Dataset | None]) -> Table:
+    """Per variable of each source: the file's units -> those used, and the accumulation period
+    (as recorded by :func:`finescale.data.sources.open_source`)."""
+    table = _table(
+        "Units and accumulation periods", "variable", "source", "units", "accumulated over"
+    )
+    for label, ds in sources.items():
+        if ds is None:
+            continue
+        for name, da in ds.data_vars.items():
+            used = str(da.attrs.get("units", "-"))
+            source = da.attrs.get("source_units")
+            converted = used if source is None else f"{source} -> {used}"
+            period = da.attrs.get("accumulation_period")
+            how = da.attrs.get("accumulation_period_source")
+            how = "inferred" if how == INFERRED else how
+            over = "-" if period is None else f"{period} ({how})" if how else str(period)
+            table.add_row(str(name), label, converted, over)
+    table.caption = (
+        "units: in the file -> used, where converted; accumulated over: the period amounts were "
+        "divided by, stated in the config or inferred from the (regular) time step"
+    )
     return table

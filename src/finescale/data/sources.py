@@ -40,7 +40,13 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from finescale.config import SourceConfig, StaticConfig, VariableSpec, _FileConfig
+from finescale.config import (
+    SourceConfig,
+    StaticConfig,
+    VariableSpec,
+    _FileConfig,
+    duration_text,
+)
 from finescale.data import units
 
 __all__ = [
@@ -61,6 +67,8 @@ _LAT_ALIASES = ("lat", "latitude", "nav_lat", "XLAT")
 _LON_ALIASES = ("lon", "longitude", "nav_lon", "XLONG")
 #: What error messages name instead of a file for a dataset passed to :func:`open_source`.
 IN_MEMORY = "in-memory dataset"
+#: How the accumulation period was obtained (attrs["accumulation_period_source"]).
+STATED, INFERRED = "stated", "inferred from the time step"
 #: Target size of one dask chunk along time for sources that are not chunked on disk.
 _CHUNK_BYTES = 64 * 2**20
 
@@ -192,11 +200,8 @@ def _open(
     if "time" in ds.dims:
         _check_times(ds["time"].values, path)
 
-    step = None
     for name, spec in cfg.variables.items():
-        if spec.accumulation and step is None:
-            step = _time_step_seconds(ds, path, name)
-        ds[name] = _convert_units(ds[name], spec, path, name, step if spec.accumulation else None)
+        ds[name] = _convert_units(ds, spec, path, name)
     ds.attrs = {**raw.attrs, "finescale_source": str(path)}
     return ds
 
@@ -558,13 +563,18 @@ def _wrap180(degrees: Any) -> Any:
     return (np.asarray(degrees) + 180.0) % 360.0 - 180.0
 
 
-def _convert_units(
-    da: xr.DataArray, spec: VariableSpec, path: Path | str, name: str, step_seconds: float | None
-) -> xr.DataArray:
-    """``da`` in the units the spec asks for; the file's units are checked even when kept."""
+def _convert_units(ds: xr.Dataset, spec: VariableSpec, path: Path | str, name: str) -> xr.DataArray:
+    """Variable ``name`` of ``ds`` in the units the spec asks for; the file's units are checked
+    even when kept.
+
+    What was done is recorded in its attrs, for ``pairs check`` to show: ``source_units`` (the
+    file's units, where they differ from the result's), ``accumulation_period`` (e.g. "1 h")
+    and ``accumulation_period_source`` (:data:`STATED` or :data:`INFERRED`).
+    """
+    da = ds[name]
     where = f"{path}: variable '{name}'"
     if spec.units is None:
-        if spec.accumulation:
+        if spec.accumulation is not False:
             raise PairError(
                 f"{where} is accumulated: give the rate units to convert it to, "
                 "e.g. units: 'mm h-1'"
@@ -574,13 +584,41 @@ def _convert_units(
             units.parse_units(str(text), where=where)  # unknown units are an error all the same
             da = da.assign_attrs(units=text)
         return da
-    return units.convert(
+    text = da.attrs.get("units", spec.source_units)
+    period: tuple[float, str] | None = None
+    if text is not None and units.needs_period(str(text), spec.units, where=where):
+        if spec.accumulation is False:
+            raise units.UnitsError(
+                f"{where}: converting {str(text)!r} to {spec.units!r} needs the period each value "
+                "is accumulated over; set it on this variable, e.g. accumulation: 1h"
+            )
+        period = _accumulation_period(ds, spec, path, name)
+    out = units.convert(
         da,
         spec.units,
         source_units=spec.source_units,
-        accumulation_seconds=step_seconds,
+        accumulation_seconds=None if period is None else period[0],
         where=where,
     )
+    done: dict[str, str] = {}
+    if str(text) != spec.units:
+        done["source_units"] = str(text)
+    if period is not None:
+        done["accumulation_period"] = duration_text(period[0])
+        done["accumulation_period_source"] = period[1]
+    elif spec.accumulation is not False:
+        done["accumulation_period"] = "not applied"
+        done["accumulation_period_source"] = f"the file's units {str(text)!r} are already a rate"
+    return out.assign_attrs(done)
+
+
+def _accumulation_period(
+    ds: xr.Dataset, spec: VariableSpec, path: Path | str, name: str
+) -> tuple[float, str]:
+    """(length in s, how it was obtained) of the period the variable's values accumulate over."""
+    if spec.accumulation is not True:
+        return float(spec.accumulation), STATED
+    return _regular_step_seconds(ds, path, name), INFERRED
 
 
 # --------------------------------------------------------------------------------------------
@@ -621,12 +659,36 @@ def _hours(times: np.ndarray, ref: Any) -> np.ndarray:
     return np.array([(t - ref).total_seconds() / 3600.0 for t in times], dtype=float)
 
 
-def _time_step_seconds(ds: xr.Dataset, path: Path | str, name: str) -> float:
-    """The usual (median) time step, the period of accumulated amounts."""
-    times = ds["time"].values
+def _regular_step_seconds(ds: xr.Dataset, path: Path | str, name: str) -> float:
+    """The time step in s, which must be the same throughout: the period of accumulated
+    amounts when the config says ``accumulation: true``."""
+    times = ds["time"].values if "time" in ds.coords else np.array([])
     if times.size < 2:
         raise PairError(
             f"{path}: variable '{name}' is accumulated but the file has a single time, so the "
-            "accumulation period cannot be inferred"
+            "accumulation period cannot be inferred; state it, e.g. accumulation: 1h"
         )
-    return float(np.median(np.diff(_hours(times, times[0])))) * 3600.0
+    if times.dtype.kind == "M":
+        steps = np.diff(times) / np.timedelta64(1, "s")
+    elif times.dtype.kind in "iuf":
+        raise PairError(
+            f"{path}: times are plain numbers (no CF 'units' attribute), so the accumulation "
+            f"period of variable '{name}' cannot be inferred from them; state it, e.g. "
+            "accumulation: 1h"
+        )
+    else:  # cftime
+        steps = np.array([step.total_seconds() for step in np.diff(times)], dtype=float)
+    lengths = [duration_text(float(s)) for s in np.unique(steps)]
+    if len(lengths) > 1:
+        seen = (
+            ", ".join(lengths[:-1]) + f" and {lengths[-1]}"
+            if len(lengths) <= 4
+            else ", ".join(lengths[:4]) + f" and {len(lengths) - 4} more"
+        )
+        raise PairError(
+            f"{path}: variable '{name}' has accumulation: true, but its times are not evenly "
+            f"spaced (steps of {seen}), so the period each value is accumulated over cannot be "
+            "inferred from the time step; state it in the config, e.g. accumulation: 1h for "
+            "amounts accumulated over an hour"
+        )
+    return float(steps[0])

@@ -154,6 +154,19 @@ def same_units(a: str, b: str) -> bool:
     return _as_water_depth(parse_units(a)) == _as_water_depth(parse_units(b))
 
 
+def needs_period(source: str, target: str, *, where: str = "") -> bool:
+    """Whether converting units ``source`` to ``target`` turns an amount into a rate or a rate
+    into an amount ('m' -> 'mm h-1'), which takes the length of the accumulation period.
+
+    False for units that cannot be converted at all (:func:`convert` says why). Raises
+    UnitsError for unknown units; ``where`` starts its message.
+    """
+    src = _as_water_depth(parse_units(source, where=where))
+    dst = _as_water_depth(parse_units(target, where=where))
+    same_otherwise = src.dims[:2] + src.dims[3:] == dst.dims[:2] + dst.dims[3:]
+    return same_otherwise and abs(dst.dims[2] - src.dims[2]) == 1
+
+
 def convert(
     da: xr.DataArray,
     to: str,
