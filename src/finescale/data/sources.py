@@ -7,7 +7,8 @@ pairs and splits them.
 After :func:`open_source` every dataset follows one layout, whatever the file looked like:
 
 * variables carry the canonical names of the config (the keys of ``variables``), converted to
-  the units the config asks for;
+  the units the config asks for (the file's units, where different, in ``attrs["source_units"]``;
+  the period amounts were divided by in ``attrs["accumulation_period"]``);
 * dims are ``time``, an optional ``level``, then ``y`` (south -> north) and ``x`` (west -> east),
   in that order; ``y`` and ``x`` carry no coordinate values, the grid is given by 2-D
   coordinates ``lat(y, x)`` and ``lon(y, x)`` in degrees (built from 1-D lat/lon for a regular
@@ -101,9 +102,12 @@ def open_source(cfg: SourceConfig, dataset: xr.Dataset | None = None) -> xr.Data
 
     NetCDF (engine netcdf4), Zarr (a folder or ``*.zarr``) and GRIB (cfgrib, optional extra);
     ``engine: auto`` decides by suffix, a folder is a Zarr store; a path with ``*`` opens all
-    matching NetCDF files as one dataset. Units are converted as the VariableSpec asks
-    (accumulated amounts are divided by the time step). Variables without the time dim are kept
-    as static fields (e.g. LR orography); at least one variable must have it.
+    matching NetCDF files as one dataset. Units are converted as the VariableSpec asks:
+    accumulated amounts are divided by the period stated in ``accumulation`` or, with
+    ``accumulation: true``, by the time step, which must then be regular; what was done is
+    recorded in each variable's attrs (``source_units``, ``accumulation_period``,
+    ``accumulation_period_source``). Variables without the time dim are kept as static fields
+    (e.g. LR orography); at least one variable must have it.
 
     dataset: data already in memory (or lazily opened by the caller), decoded as xarray decodes
     a file, laid out as the file would be (the names, dims and coordinates ``cfg`` gives). It is
@@ -113,8 +117,9 @@ def open_source(cfg: SourceConfig, dataset: xr.Dataset | None = None) -> xr.Data
     chunked as a NetCDF file's.
 
     Raises SourceNotFoundError (path missing), MissingVariableError (a mapped variable is not in
-    the file; lists those that are), units.UnitsError (unknown units) and PairError (wrong dims,
-    times not strictly increasing or repeated, unknown format, GRIB without cfgrib).
+    the file; lists those that are), units.UnitsError (unknown units, an amount to convert to a
+    rate without a period) and PairError (wrong dims, times not strictly increasing or
+    repeated, ``accumulation: true`` on irregular times, unknown format, GRIB without cfgrib).
     """
     return _open(cfg, time=cfg.time, level=cfg.level, dataset=dataset)
 
