@@ -87,7 +87,7 @@ def task_rows(metrics: dict[str, Any], task: str, reference: str | None, factor:
 def bias_correction(checkpoint: Path, out: Path, members: int, timed: Stages) -> dict[str, Any]:
     """Predict the bias-corrected LR precipitation of the test block, write its truth (HR coarsened
     to the LR grid), quantile mapping and the uncorrected LR beside it, score all, check the targets."""
-    from finescale.atmorep.train import load_atmorep
+    from finescale.atmorep.checkpoint import load_atmorep
     from finescale.baselines import fit_quantile_mapping, forecast_dataset
     from finescale.data.grids import coarsen
     from finescale.data.pairs import open_pair, split_times

@@ -177,8 +177,8 @@ def generate(root: Path, model: Path, sample: dict, times: str) -> dict[str, flo
 
 def estimate(model: Path, sample: dict, times: int) -> dict[str, float]:
     """``finescale.generate.estimate_memory``'s peak memory (GB), in total and by part."""
+    from finescale.checkpoints import load_checkpoint
     from finescale.generate import estimate_memory, sample_settings
-    from finescale.train import load_checkpoint
 
     loaded = load_checkpoint(model)
     parts = estimate_memory(loaded.model, loaded.layout, sample_settings(loaded, sample), (SIZE, SIZE), times)

@@ -36,8 +36,9 @@ from finescale.config import ExperimentConfig
 from finescale.data.samples import PatchDataset, lazy_fields
 from finescale.data.windows import BlockCache, Sources, open_sources
 from finescale.data.world import preset, simulate
+from finescale.models.build import build_model
 from finescale.pipeline import demo_configs
-from finescale.train import build_model, prepare, train
+from finescale.train import prepare, train
 
 COMMAND = "python benchmarks/loader.py --out docs/results/loader-cpu.json"
 

@@ -63,10 +63,11 @@ from finescale.data.world.simulate import WORLD_FILE
 from finescale.diffusion import samplers
 from finescale.diffusion.edm import EDMSettings, edm_loss
 from finescale.models.atmorep import fair_crps
+from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
 from finescale.nn.unet import UNet, UNetSettings, count_parameters
 from finescale.pipeline import world_config
-from finescale.train import build_model, fit, prepare, residual_scale
+from finescale.train import fit, prepare, residual_scale
 
 OUR_NETWORK = NetworkConfig(
     base_width=16, channel_mult=(1, 2, 2)

@@ -16,9 +16,11 @@ import yaml
 from typer.testing import CliRunner
 
 from finescale.atmorep.attention import attention_maps
+from finescale.atmorep.checkpoint import load_atmorep
 from finescale.atmorep.predict import open_series, predict
 from finescale.atmorep.references import advection, known_hours, linear_in_time, persistence
-from finescale.atmorep.train import load_atmorep, take_over
+from finescale.atmorep.train import take_over
+from finescale.checkpoints import load_checkpoint
 from finescale.cli import app
 from finescale.config import AtmoRepConfig, ConfigError, load_config, validate
 from finescale.data.tokens import FixedCubes
@@ -26,7 +28,6 @@ from finescale.data.world import preset, simulate
 from finescale.io import write_zarr
 from finescale.models.atmorep import AtmoRep
 from finescale.pipeline import world_config
-from finescale.train import load_checkpoint
 from finescale.verify.evaluate import run_evaluate
 
 runner = CliRunner()

@@ -30,12 +30,12 @@ from test_pairs import hours, make_pair, regular_axes, to_file_dataset, weather,
 from typer.testing import CliRunner
 
 from finescale import cli
+from finescale.checkpoints import DIGEST_KEY, load_checkpoint
 from finescale.cli import app
 from finescale.config import load_config
 from finescale.data.pairs import open_pair
 from finescale.data.samples import LRToHR, PatchDataset, load_fields, make_layout
 from finescale.data.transforms import compute_stats
-from finescale.train import DIGEST_KEY, load_checkpoint
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")

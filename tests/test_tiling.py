@@ -22,8 +22,8 @@ from finescale.generate import (
     tiled,
     tiles,
 )
+from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
-from finescale.train import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 96  # grid side, in points

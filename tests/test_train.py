@@ -11,9 +11,9 @@ import torch
 import xarray as xr
 from typer.testing import CliRunner
 
+from finescale.checkpoints import load_checkpoint
 from finescale.cli import app
 from finescale.data.world import preset, simulate
-from finescale.train import load_checkpoint
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")

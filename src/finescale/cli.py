@@ -180,22 +180,30 @@ def demo(
 @_user_errors
 def evaluate(
     forecast: Annotated[Path, typer.Option(help="Forecast to score (Zarr/NetCDF), dims (member, time, y, x); no member dim: deterministic.")],
-    truth: Annotated[Path, typer.Option(help="HR truth (Zarr/NetCDF), dims (time, y, x), 2-D lat/lon.")],
     out: Annotated[Path, typer.Option(help="Output folder: metrics.json, figures/*.png, report.html.")],
-    lr: Annotated[Path | None, typer.Option(help="LR input: shown on the maps; its grid length is the largest scale scored in the spectra (default: 8 HR grid lengths).")] = None,
+    truth: Annotated[Path | None, typer.Option(help="HR truth in finescale's layout (Zarr/NetCDF), dims (time, y, x), 2-D lat/lon. Give this or --config.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config: the truth is its data.hr and the LR input its data.lr, read as training reads them (names, units, orientation).")] = None,
+    split: Annotated[str | None, typer.Option(help="With --config: score the `train`, `validation`, `test` or `all` times of the config's splits.")] = None,
+    times: Annotated[str | None, typer.Option(help="Score only `START..END` (inclusive ISO times).")] = None,
+    lr: Annotated[Path | None, typer.Option(help="LR input: shown on the maps; its grid length is the largest scale scored in the spectra (default: the config's data.lr, else 8 HR grid lengths).")] = None,
     reference: Annotated[list[str] | None, typer.Option("--reference", help="Another forecast scored beside it: `NAME=PATH` (repeatable).")] = None,
     name: Annotated[str | None, typer.Option(help="Name of the forecast in tables and figures (default: its file name).")] = None,
-    variable: Annotated[list[str] | None, typer.Option("--variable", help="Score only this variable (repeatable; default: all in forecast and truth, plus wind_speed from u10/v10).")] = None,
+    variable: Annotated[list[str] | None, typer.Option("--variable", help="Score only this variable (repeatable; default: every forecast variable, which the truth must have, plus wind_speed from u10/v10).")] = None,
     region: Annotated[list[str] | None, typer.Option("--region", help="A box also scored alone: `NAME=LAT0,LAT1,LON0,LON1` in degrees (repeatable).")] = None,
     mask: Annotated[list[str] | None, typer.Option("--mask", help="A region from a 0/1 mask on the HR grid: `NAME=PATH:VAR` (NetCDF/Zarr; repeatable).")] = None,
+    unweighted: Annotated[bool, typer.Option("--unweighted", help="Plain means over the grid points instead of cos(latitude) area weights.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the rank-histogram tie breaks and the 'which one is real?' panel.")] = 0,
 ) -> None:
     """Score an ensemble (or a deterministic forecast) against the HR truth, beside references.
 
-    Only times present in every file are scored. Writes fair CRPS, spread-skill, spectra, extremes
-    and more to `metrics.json`, figures to `figures/`, and one self-contained `report.html`.
+    Only times present in every file are scored; every forecast variable is scored (or the
+    command fails naming the one the truth lacks) unless --variable picks some. Averages are
+    area-weighted (cos latitude) unless --unweighted. Writes fair CRPS, spread-skill, spectra,
+    extremes and more to `metrics.json`, figures to `figures/`, and one self-contained
+    `report.html`; every conversion, reordering and assumption is printed as a note.
 
     **Examples**
+
 
     `finescale evaluate --forecast runs/oracle.zarr --truth runs/world/hr.zarr --out runs/eval`
 
@@ -208,14 +216,33 @@ def evaluate(
     from finescale.verify.evaluate import parse_references, parse_regions, run_evaluate
     from finescale.verify.report import summary_table
 
+    if (truth is None) == (config is None):
+        raise ValueError("give exactly one of --truth (a store in finescale's layout) and --config")
+    if times is not None and ".." not in times:
+        raise ValueError(f"--times {times!r}: expected START..END (a split of the config: --split)")
+    cfg = None
+    if config is not None:
+        from finescale.config import load_config
+
+        cfg = load_config(config, [])
+    window = None
+    if times is not None:
+        from finescale.pipeline import parse_times
+
+        window = parse_times(times, config or ".")
     references = parse_references(reference or [])
     regions = parse_regions(region or [], mask or [])
     with err_console.status("evaluating") as status:
         result = run_evaluate(
-            forecast, truth, out, lr_path=lr, references=references, name=name, variables=variable or None,
+            forecast, truth, out, lr_path=lr, references=references, config=cfg, split=split,
+            times=window, name=name, variables=variable or None, regions=regions,
+            weighting="none" if unweighted else "area", seed=seed,
             regions=regions, seed=seed, progress=lambda text: status.update(f"evaluate: {text}"),
         )
-    console.print(summary_table(json.loads((result / "metrics.json").read_text())))
+    metrics = json.loads((result / "metrics.json").read_text())
+    for note in metrics["meta"].get("notes", []):
+        _note(f"note: {note}")
+    console.print(summary_table(metrics))
     console.print(f"wrote [bold]{result}[/]: metrics.json, figures/, report.html")
 
 
@@ -387,7 +414,7 @@ def attention(
 
     from finescale.atmorep.attention import attention_maps, plot_attention
     from finescale.atmorep.predict import open_series
-    from finescale.atmorep.train import load_atmorep
+    from finescale.atmorep.checkpoint import load_atmorep
     from finescale.data.tokens import FixedCubes
 
     loaded = load_atmorep(checkpoint)
@@ -405,8 +432,11 @@ def attention(
 def downscale(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint written by `finescale train`.")],
     lr: Annotated[Path, typer.Option(help="LR input (NetCDF/Zarr; an LR `member` dim gives members per LR member).")],
-    static: Annotated[Path, typer.Option(help="Static HR fields (they also give the HR grid).")],
     out: Annotated[Path, typer.Option(help="Output Zarr store (member, time, y, x).")],
+    static: Annotated[
+        Path | None,
+        typer.Option(help="Static HR fields, for a model trained with them (without: the HR grid comes from the checkpoint)."),
+    ] = None,
     members: Annotated[int | None, typer.Option(min=1, help="Members per LR input (default: the config's).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Solver steps (default: the config's).")] = None,
     solver: Annotated[str | None, typer.Option(help="`euler`, `heun` or `dpmpp_2m` (default: the config's).")] = None,
@@ -426,6 +456,8 @@ def downscale(
     crash to generate only the missing blocks. With `--world-size N` (or under torchrun) N
     processes share the blocks; the last one to finish renames the output. The result is the
     same however it was split or resumed. The estimated peak memory is shown before drawing.
+    `--static` is needed only by a model trained with static fields: otherwise the checkpoint
+    gives the HR grid.
 
     **Examples**
 
@@ -451,8 +483,8 @@ def downscale(
     with _progress() as bar:
         task = bar.add_task("downscale (times x member batches)", total=None)
         path = generate(checkpoint, lr, static, out, sample=overrides, times=parse_times(times, checkpoint),
-                        progress=lambda n: bar.advance(task, n), rank=rank, world_size=world_size, note=_note,
-                        max_memory_gb=max_memory_gb)
+                        progress=lambda n: bar.advance(task, n), total=lambda n: bar.update(task, total=n),
+                        rank=rank, world_size=world_size, note=_note, max_memory_gb=max_memory_gb)
     if path == out:
         console.print(f"wrote [bold]{path}[/]")
 

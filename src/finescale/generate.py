@@ -18,7 +18,7 @@ member and the time), so the result is the same however the blocks are shared or
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,17 @@ import xarray as xr
 from torch import Tensor
 
 import finescale
+from finescale.checkpoints import Loaded, load_checkpoint
 from finescale.config import SampleConfig, validate
 from finescale.data.alignment import check_covers
 from finescale.data.grids import grid_spacing
 from finescale.data.samples import Fields, Layout, LRToHR, conditioning, load_fields
-from finescale.data.sources import open_source, open_static, read_through
+from finescale.data.sources import IN_MEMORY, open_source, open_static, read_through
 from finescale.diffusion import samplers
 from finescale.io import (
     Block,
     EnsembleSpec,
+    PartialEnsemble,
     block_seed,
     check_writable,
     ensemble_blocks,
@@ -45,7 +47,6 @@ from finescale.io import (
 )
 from finescale.models.diffusion import DiffusionModel
 from finescale.nn.unet import UNetSettings
-from finescale.train import Loaded, load_checkpoint
 
 Window = tuple[int, int, int, int]
 ProgressFn = Callable[[int], None]
@@ -275,8 +276,8 @@ def check_memory(model: torch.nn.Module, layout: Layout, settings: SampleConfig,
 # whole runs
 
 
-def _check_grid(loaded: Loaded, lr: xr.Dataset, static: xr.Dataset, lr_path: str, static_path: str) -> None:
-    """Refuse data on other grids or domains, or without the variables the model was trained on."""
+def _check_static(loaded: Loaded, static: xr.Dataset, static_path: str) -> None:
+    """Refuse static fields on another grid or domain than the checkpoint's."""
     grid = loaded.grid
     if list(static.lat.shape) != grid["hr_shape"]:
         raise ValueError(f"{static_path}: HR grid {tuple(static.lat.shape)} differs from the checkpoint's "
@@ -294,12 +295,74 @@ def _check_grid(loaded: Loaded, lr: xr.Dataset, static: xr.Dataset, lr_path: str
         if np.abs(off).max() > hr_tolerance:
             raise ValueError(f"{static_path}: HR grid spans {name} {low:.3f}..{high:.3f}, the checkpoint's "
                              f"{trained[0]:.3f}..{trained[1]:.3f}: another domain than the model was trained on")
+
+
+def _check_lr(loaded: Loaded, lr: xr.Dataset, hr: xr.Dataset, lr_path: str) -> None:
+    """Refuse LR on another grid than the checkpoint's, not covering the HR grid ``hr`` (lat/lon
+    (y, x)), or without the variables the model was trained on."""
+    grid = loaded.grid
     if list(lr.lat.shape) != grid["lr_shape"]:
         raise ValueError(f"{lr_path}: LR grid {tuple(lr.lat.shape)} differs from the checkpoint's {tuple(grid['lr_shape'])}")
-    check_covers(lr, static, tolerance)
+    check_covers(lr, hr, loaded.config.data.alignment.tolerance_deg)
     missing = [v for v in loaded.layout.lr_variables if v not in lr.data_vars]
     if missing:
         raise ValueError(f"{lr_path}: LR lacks {missing}, which the model was trained on")
+
+
+def hr_grid(loaded: Loaded, checkpoint: str | Path) -> xr.Dataset:
+    """The HR grid stored in the checkpoint: a dataset of lat(y, x), lon(y, x) (degrees, float64) alone.
+
+    Raises ValueError for a checkpoint written before the grid was stored.
+    """
+    if loaded.hr_grid is None:
+        raise ValueError(f"{checkpoint}: written before checkpoints stored the HR grid; give the static "
+                         "fields (--static), which give it")
+    lat, lon = loaded.hr_grid
+    return xr.Dataset(
+        coords={"lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
+                "lon": (("y", "x"), lon, {"units": "degrees_east", "standard_name": "longitude"})},
+        attrs={"finescale_source": f"{checkpoint} (HR grid)"},
+    )
+
+
+def open_inputs(
+    loaded: Loaded,
+    checkpoint: str | Path,
+    lr: str | Path | xr.Dataset,
+    static: str | Path | xr.Dataset | None = None,
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """The LR source and the HR static fields in finescale's layout, checked against the checkpoint.
+
+    ``lr`` and ``static`` are files, or datasets as such files hold them (the checkpoint's
+    config maps their names, units and orientation either way). Without ``static`` the second
+    dataset is the HR grid stored in the checkpoint (:func:`hr_grid`), which serves a model
+    trained without static fields; one trained with them needs them (ValueError naming them).
+    """
+    cfg = loaded.config
+    if isinstance(lr, xr.Dataset):
+        lr_ds, lr_where = open_source(cfg.data.lr, dataset=lr), IN_MEMORY
+    else:
+        lr_ds, lr_where = open_source(cfg.data.lr.model_copy(update={"path": Path(lr)})), str(lr)
+    needed = list(loaded.layout.static_variables)
+    if static is None:
+        if needed:
+            names = ", ".join(f"'{v}'" for v in needed)
+            raise ValueError(f"{checkpoint}: the model was trained with the static fields {names}: give them "
+                             f"(--static FILE; the config read them from {cfg.data.static.path})")  # type: ignore[union-attr]
+        grid = hr_grid(loaded, checkpoint)
+    else:
+        if cfg.data.static is None:
+            raise ValueError(f"{checkpoint}: the model was trained without static fields; leave out the static "
+                             f"fields ({static if not isinstance(static, xr.Dataset) else IN_MEMORY}): the HR grid "
+                             "comes from the checkpoint")
+        if isinstance(static, xr.Dataset):
+            grid, static_where = open_static(cfg.data.static, dataset=static), IN_MEMORY
+        else:
+            grid = open_static(cfg.data.static.model_copy(update={"path": Path(static)}))
+            static_where = str(static)
+        _check_static(loaded, grid, static_where)
+    _check_lr(loaded, lr_ds, grid, lr_where)
+    return lr_ds, grid
 
 
 def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> SampleConfig:
@@ -307,15 +370,88 @@ def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> 
     return validate(loaded.config.sample.model_dump() | (overrides or {}), SampleConfig, source="sample settings")
 
 
+@dataclass
+class Plan:
+    """A downscaling run set up: the output described, its blocks, and what draws each block."""
+
+    spec: EnsembleSpec
+    blocks: list[Block]
+    draw: _BlockDrawer
+    memory: MemoryEstimate
+
+    def steps(self, skip: Collection[int] = ()) -> int:
+        """Progress steps of drawing the blocks not in ``skip``: each is one batch of members at one time."""
+        return sum(b.times.stop - b.times.start for b in self.blocks if b.index not in skip)
+
+
+def plan(
+    loaded: Loaded,
+    checkpoint: str | Path,
+    lr: str | Path | xr.Dataset,
+    static: str | Path | xr.Dataset | None = None,
+    *,
+    sample: dict[str, Any] | None = None,
+    times: np.ndarray | slice | None = None,
+    progress: ProgressFn | None = None,
+    max_memory_gb: float | None = None,
+) -> Plan:
+    """Open and check the inputs (:func:`open_inputs`), select the times and describe the ensemble.
+
+    One set-up for the command line (written to Zarr) and the Python API (in memory): the same
+    blocks drawn by the same drawer give the same members. Arguments as :func:`downscale`'s.
+    """
+    cfg = loaded.config
+    settings = sample_settings(loaded, sample)
+    lr_ds, static_ds = open_inputs(loaded, checkpoint, lr, static)
+    lr_where = IN_MEMORY if isinstance(lr, xr.Dataset) else str(lr)
+    if isinstance(times, slice):
+        lr_ds = lr_ds.sel(time=times)
+    elif times is not None:
+        lr_ds = lr_ds.sel(time=np.asarray(times, dtype="datetime64[ns]"))
+    if lr_ds.sizes["time"] == 0:
+        raise ValueError(f"{lr_where}: no LR times in the requested period")
+    memory = check_memory(loaded.model, loaded.layout, settings, tuple(static_ds.lat.shape), lr_ds.sizes["time"],
+                          max_memory_gb)
+    read_through(lr_ds, loaded.layout.lr_variables)  # a refusal now leaves no partial output behind
+    lr_members = lr_ds.sizes.get("member", 1)
+    members = settings.members if isinstance(loaded.model, DiffusionModel) else 1
+    to_hr = LRToHR(lr_ds.lat, lr_ds.lon, static_ds.lat, static_ds.lon, cfg.model.conditioning.interpolation,
+                   loaded.periodic_lon)
+    attrs = {
+        "title": f"finescale {cfg.model.kind} ensemble",
+        "source": f"finescale {finescale.__version__}",
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": loaded.sha256,
+        "lr_source": lr_where,
+        "sampler": settings.model_dump_json(),
+        "config": json.dumps(cfg.model_dump(mode="json")),
+        "Conventions": "CF-1.8",
+    }
+    variables = {v: {"units": loaded.stats[v].units or "", "long_name": v} for v in loaded.layout.target_variables}
+    times_per_block = chunk_times(min(settings.batch_size, members), len(variables), to_hr.shape)
+    spec = EnsembleSpec(variables, lr_members * members, lr_ds.time.values, static_ds.lat.values,
+                        static_ds.lon.values, times_per_block, attrs)
+    # a block is one network batch of members (of one LR member) over a chunk of times
+    groups = [
+        slice(k * members + m0, k * members + min(m0 + settings.batch_size, members))
+        for k in range(lr_members)
+        for m0 in range(0, members, settings.batch_size)
+    ]
+    blocks = ensemble_blocks(groups, lr_ds.sizes["time"], times_per_block)
+    drawer = _BlockDrawer(loaded, lr_ds, static_ds, to_hr, settings, members, progress)
+    return Plan(spec, blocks, drawer, memory)
+
+
 def downscale(
     checkpoint: str | Path,
     lr_path: str | Path,
-    static_path: str | Path,
+    static_path: str | Path | None,
     out: str | Path,
     *,
     sample: dict[str, Any] | None = None,
     times: np.ndarray | slice | None = None,
     progress: ProgressFn | None = None,
+    total: ProgressFn | None = None,
     rank: int = 0,
     world_size: int = 1,
     note: Callable[[str], None] | None = None,
@@ -323,9 +459,13 @@ def downscale(
 ) -> Path:
     """Write an HR ensemble for the LR times (all, ``times`` given, or a slice of them) to ``out``.
 
-    sample: overrides of the checkpoint's sample settings (members, steps, solver, ...). An LR
-    with a ``member`` dim gives ``members`` HR members per LR member (member = k_lr * members + k).
-    progress: called with 1 after each batch of members at one time.
+    static_path: the HR static fields; None for a model trained without them, whose checkpoint
+    gives the HR grid (:func:`open_inputs`). A static file is checked against the checkpoint's
+    grid. sample: overrides of the checkpoint's sample settings (members, steps, solver, ...). An
+    LR with a ``member`` dim gives ``members`` HR members per LR member (member = k_lr * members
+    + k). progress: called with 1 after each batch of members at one time; total: called once
+    before drawing with the number of such calls this process will make (its blocks not yet
+    written).
 
     A rerun with the same arguments after a crash draws only the blocks not yet written; a
     partial output left by other arguments is refused (remove ``.<name>.partial`` beside ``out``
@@ -339,50 +479,14 @@ def downscale(
     """
     check_writable(Path(out).parent)
     loaded = load_checkpoint(checkpoint)
-    cfg = loaded.config
-    settings = sample_settings(loaded, sample)
-    lr = open_source(cfg.data.lr.model_copy(update={"path": Path(lr_path)}))
-    if cfg.data.static is None:
-        raise ValueError(f"{checkpoint}: the model was trained without static fields; nothing gives the HR grid")
-    static = open_static(cfg.data.static.model_copy(update={"path": Path(static_path)}))
-    _check_grid(loaded, lr, static, str(lr_path), str(static_path))
-    if isinstance(times, slice):
-        lr = lr.sel(time=times)
-    elif times is not None:
-        lr = lr.sel(time=np.asarray(times, dtype="datetime64[ns]"))
-    if lr.sizes["time"] == 0:
-        raise ValueError(f"{lr_path}: no LR times in the requested period")
-    memory = check_memory(loaded.model, loaded.layout, settings, tuple(static.lat.shape), lr.sizes["time"],
-                          max_memory_gb)
+    run = plan(loaded, checkpoint, lr_path, static_path, sample=sample, times=times, progress=progress,
+               max_memory_gb=max_memory_gb)
     if note and rank == 0:
-        note(memory.describe())
-    read_through(lr, loaded.layout.lr_variables)  # a refusal now leaves no partial output behind
-    lr_members = lr.sizes.get("member", 1)
-    members = settings.members if isinstance(loaded.model, DiffusionModel) else 1
-    to_hr = LRToHR(lr.lat, lr.lon, static.lat, static.lon, cfg.model.conditioning.interpolation, loaded.periodic_lon)
-    attrs = {
-        "title": f"finescale {cfg.model.kind} ensemble",
-        "source": f"finescale {finescale.__version__}",
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": loaded.sha256,
-        "lr_source": str(lr_path),
-        "sampler": settings.model_dump_json(),
-        "config": json.dumps(cfg.model_dump(mode="json")),
-        "Conventions": "CF-1.8",
-    }
-    variables = {v: {"units": loaded.stats[v].units or "", "long_name": v} for v in loaded.layout.target_variables}
-    times_per_block = chunk_times(min(settings.batch_size, members), len(variables), to_hr.shape)
-    spec = EnsembleSpec(variables, lr_members * members, lr.time.values, static.lat.values, static.lon.values,
-                        times_per_block, attrs)
-    # a block is one network batch of members (of one LR member) over a chunk of times
-    groups = [
-        slice(k * members + m0, k * members + min(m0 + settings.batch_size, members))
-        for k in range(lr_members)
-        for m0 in range(0, members, settings.batch_size)
-    ]
-    blocks = ensemble_blocks(groups, lr.sizes["time"], times_per_block)
-    drawer = _BlockDrawer(loaded, lr, static, to_hr, settings, members, progress)
-    filled = fill_ensemble(out, spec, blocks, drawer, rank=rank, world_size=world_size, note=note)
+        note(run.memory.describe())
+    if total:
+        done = PartialEnsemble(out).done(run.spec.request(run.blocks))
+        total(run.steps(done | {b.index for b in run.blocks if b.index % world_size != rank}))
+    filled = fill_ensemble(out, run.spec, run.blocks, run.draw, rank=rank, world_size=world_size, note=note)
     return filled.path
 
 

@@ -56,9 +56,9 @@ def parse_times(text: str | None, checkpoint: str | Path) -> np.ndarray | slice 
     if ".." in text:
         start, end = text.split("..", 1)
         return slice(np.datetime64(start), np.datetime64(end))
+    from finescale.checkpoints import load_checkpoint
     from finescale.data.pairs import split_times
     from finescale.data.sources import open_source
-    from finescale.train import load_checkpoint
 
     cfg = load_checkpoint(checkpoint).config
     blocks = split_times(open_source(cfg.data.hr).time.values, cfg.data.splits)

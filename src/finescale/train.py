@@ -4,20 +4,17 @@
 block, cuts random patches, and fits the regression or diffusion model with Adam (warm-up then
 cosine decay), an exponential moving average of the weights, CSV logs and checkpoints. A
 checkpoint holds, besides the weights, the config, the statistics, the channel layout and the
-grid, all as plain types, so it loads with ``torch.load(weights_only=True)`` and is checked
-against the data it is later given.
+HR grid, all as plain types and tensors, so it loads with ``torch.load(weights_only=True)`` and
+is checked against the data it is later given; :mod:`finescale.checkpoints` reads it without
+Lightning.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import pickle
-import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,7 +29,15 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
+from finescale.checkpoints import (
+    CHECKPOINT_KEY,
+    DIGEST_KEY,
+    GRID_KEY,
+    check_digest,
+    grid_entry,
+    weights_digest,
+)
+from finescale.config import ExperimentConfig, TrainConfig
 from finescale.data.pairs import Pair, open_pair, split_times
 from finescale.data.samples import (
     Layout,
@@ -46,14 +51,11 @@ from finescale.data.samples import (
 from finescale.data.transforms import NormStats, load_or_compute_stats
 from finescale.data.windows import BlockCache, Sources, open_sources
 from finescale.io import atomic_path, block_seed, check_writable
+from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
 from finescale.nn.transformer import MultiFieldEncoder
-from finescale.nn.unet import UNet, UNetSettings
-
-CHECKPOINT_KEY = "finescale"
-#: the checkpoint entry holding the sha256 of its tensors and description (:func:`weights_digest`)
-DIGEST_KEY = "finescale_sha256"
+from finescale.nn.unet import UNet
 
 
 class _NoTips(logging.Filter):
@@ -64,31 +66,6 @@ class _NoTips(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
-
-
-# --------------------------------------------------------------------------------------------
-# building a model from settings (also used when loading a checkpoint)
-
-
-def build_model(cfg: ModelConfig, layout: Layout, periodic_lon: bool) -> nn.Module:
-    """The network the config describes, for the channels of ``layout``."""
-    n_out = len(layout.target_variables)
-    weights = torch.tensor([cfg.loss_weights.get(v, 1.0) for v in layout.target_variables])
-    net = cfg.network.model_dump()
-    if cfg.kind == "regression":
-        settings = UNetSettings(
-            in_channels=n_out, cond_channels=layout.cond_channels, out_channels=n_out,
-            periodic_x=periodic_lon, use_noise=False, **net,
-        )
-        return RegressionModel(settings, weights)
-    regression = None
-    if cfg.residual == "regression":
-        regression = load_checkpoint(cfg.regression_checkpoint).model  # type: ignore[arg-type]
-    settings = UNetSettings(
-        in_channels=n_out, cond_channels=layout.cond_channels + n_out, out_channels=n_out,
-        periodic_x=periodic_lon, use_noise=True, **net,
-    )
-    return DiffusionModel(settings, cfg.edm, weights, regression)
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,11 +101,13 @@ class Task(L.LightningModule):
     logged losses are averaged over the processes.
     """
 
-    def __init__(self, model: nn.Module, settings: TrainConfig, meta: dict[str, Any]):
+    def __init__(self, model: nn.Module, settings: TrainConfig, meta: dict[str, Any],
+                 entries: dict[str, Any] | None = None):
         super().__init__()
         self.model = model
         self.settings = settings
         self.meta = meta
+        self.entries = entries or {}  # further top-level checkpoint entries (tensors: the digest covers them)
         self.ema = AveragedModel(model, multi_avg_fn=ema_update(settings.ema_decay), use_buffers=True)
         # the average is never differentiated; DDP would otherwise wait for its gradients
         self.ema.requires_grad_(False)
@@ -172,6 +151,7 @@ class Task(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.meta
+        checkpoint.update(self.entries)
 
 
 def _channels_last(value: Any) -> Any:
@@ -338,7 +318,10 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
         patches = PatchDataset(prepared.train, prepared.layout, prepared.to_hr, t.patch_size, 32 * t.batch_size, t.seed + 2)
         model.residual_scale.copy_(residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size)))
         prepared.train.clear_cache()  # DataLoader workers read the training samples from here on
-    return fit(model, t, checkpoint_meta(cfg, prepared), train_set, val_set, resume_from)
+    # the HR grid itself, so that a model trained without static fields downscales without a file
+    # that gives the grid
+    grid = {GRID_KEY: grid_entry(prepared.pair.hr.lat.values, prepared.pair.hr.lon.values)}
+    return fit(model, t, checkpoint_meta(cfg, prepared), train_set, val_set, resume_from, grid)
 
 
 def resume_point(t: TrainConfig, resume: bool) -> tuple[Path | None, int]:
@@ -365,45 +348,6 @@ def resume_point(t: TrainConfig, resume: bool) -> tuple[Path | None, int]:
     return last, int(checkpoint["global_step"])
 
 
-def _tensors(value: Any, place: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor inside nested dicts, lists and tuples, with its place ("/state_dict/ema.module.w")."""
-    if isinstance(value, torch.Tensor):
-        yield place, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _tensors(item, f"{place}/{key}")
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _tensors(item, f"{place}/{i}")
-
-
-def weights_digest(checkpoint: dict[str, Any]) -> str:
-    """sha256 of a checkpoint's finescale description and of every tensor in it, in a canonical order.
-
-    The description as JSON with sorted keys, then each tensor in order of its place: place,
-    dtype, shape and values (in C order whatever the strides, so a tensor hashes the same before
-    writing and after loading). Every tensor: the weights and their EMA, which inference loads,
-    and the optimiser's state, which a resumed run loads. Written into the checkpoint, it reveals
-    bytes changed since: torch.load does not check its members, so a flipped byte inside a
-    tensor loads as a different weight.
-    """
-    digest = hashlib.sha256(json.dumps(checkpoint.get(CHECKPOINT_KEY), sort_keys=True, default=repr).encode())
-    for place, tensor in sorted(_tensors(checkpoint), key=lambda item: item[0]):
-        digest.update(f"{place}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
-def check_digest(checkpoint: Any, path: Path) -> None:
-    """Refuse a checkpoint whose tensors or description differ from the digest written with them.
-
-    A checkpoint without a digest (written before there was one) is not checked.
-    """
-    written = checkpoint.get(DIGEST_KEY) if isinstance(checkpoint, dict) else None
-    if written is not None and written != weights_digest(checkpoint):
-        raise ValueError(f"{path} is corrupt: its weights do not match the digest written with them")
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint under a temporary name beside it, then renames it into place.
 
@@ -428,12 +372,14 @@ def fit(
     train_set: torch.utils.data.Dataset,
     val_set: torch.utils.data.Dataset,
     resume_from: Path | None = None,
+    entries: dict[str, Any] | None = None,
 ) -> Path:
     """Fit ``model.loss`` on the two datasets with Lightning; returns ``<out>/checkpoints/last.ckpt``.
 
     The datasets are fixed sequences of samples (a resumed run's dataset starts where the
     checkpoint stopped and still holds ``max_steps`` batches: see :func:`resume_point`), so the
-    loaders do not shuffle. ``meta`` goes into every checkpoint. Checkpoints are written
+    loaders do not shuffle. ``meta`` goes into every checkpoint under ``CHECKPOINT_KEY``, and
+    so do ``entries`` (top-level keys: plain types and tensors). Checkpoints are written
     atomically every ``val_every_steps`` steps, and so are the CSV logs flushed.
 
     With ``t.world_size`` > 1 processes (DDP) process r of W takes the samples r, r + W, r + 2W,
@@ -443,7 +389,7 @@ def fit(
     """
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    task = Task(model, t, meta)
+    task = Task(model, t, meta, entries)
     if t.compile:
         compile_networks(task.model)  # after the EMA copy: validation and checkpoints stay uncompiled
     out = Path(t.out)
@@ -481,95 +427,3 @@ def fit(
         )
     trainer.save_checkpoint(last, weights_only=False)  # full state: --resume needs the optimiser
     return last
-
-
-# --------------------------------------------------------------------------------------------
-# loading
-
-
-@dataclass
-class Loaded:
-    """A trained model ready for inference (EMA weights, eval mode) and what it was trained with."""
-
-    model: nn.Module
-    config: ExperimentConfig
-    stats: NormStats
-    layout: Layout
-    periodic_lon: bool
-    grid: dict[str, Any]
-    sha256: str
-
-
-def read_checkpoint(path: str | Path, kind: str = "downscaling") -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
-    """The metadata, EMA weights and sha256 of a finescale checkpoint, read safely (weights_only).
-
-    ``kind`` is what the caller can use ("downscaling" or "atmorep"); another kind is an error
-    that says which command takes it. A checkpoint whose tensors or description do not match the
-    digest written with them is an error too (:func:`check_digest`).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, corrupt, unsafe
-        raise ValueError(f"{path}: not a readable finescale checkpoint ({_load_error(exc)})") from None
-    check_digest(checkpoint, path)
-    meta = _dict_entry(checkpoint, CHECKPOINT_KEY)
-    if meta is None:
-        raise ValueError(f"{path}: not a finescale checkpoint (no '{CHECKPOINT_KEY}' entry)")
-    found = meta.get("kind", "downscaling")
-    if found != kind:
-        use = {"downscaling": "finescale downscale", "atmorep": "finescale predict"}.get(found, "another command")
-        raise ValueError(f"{path}: a checkpoint of kind '{found}', where '{kind}' is needed (use it with `{use}`)")
-    state = _dict_entry(checkpoint, "state_dict")
-    if state is None:
-        raise ValueError(f"{path}: a finescale checkpoint without weights (no 'state_dict' entry)")
-    prefix = "ema.module."
-    ema = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
-    return meta, ema, digest
-
-
-def _load_error(exc: BaseException) -> str:
-    """The first sentence of torch.load's error, on one line. A refusal of the safe loader keeps
-    only its reason: its advice to load the file unsafely is not for a file from elsewhere."""
-    text = str(exc)
-    refused = re.search(r"WeightsUnpickler error:(.*)", text, re.DOTALL)
-    first = re.match(r"\s*(.+?)(?:\.\s|\n\n|$)", refused.group(1) if refused else text, re.DOTALL)
-    text = first.group(1) if first else text
-    if refused:
-        text += "; only tensors and plain data are loaded, nothing that could run code"
-    return f"{type(exc).__name__}: {' '.join(text.split())}"
-
-
-def _dict_entry(obj: Any, key: str) -> dict[str, Any] | None:
-    """``obj[key]`` when both are dicts (a file from elsewhere may hold anything), else None."""
-    value = obj.get(key) if isinstance(obj, dict) else None
-    return value if isinstance(value, dict) else None
-
-
-def load_checkpoint(path: str | Path) -> Loaded:
-    """Load a finescale downscaling checkpoint safely (weights_only) and rebuild its model with the EMA weights."""
-    meta, ema, digest = read_checkpoint(path)
-    try:
-        config = ExperimentConfig.model_validate(meta["config"])
-        layout = Layout.from_dict(meta["layout"])
-        stats = NormStats.from_dict(meta["stats"])
-        periodic, grid = bool(meta["periodic_lon"]), dict(meta["grid"])
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # another version's layout, or edited by hand
-        raise ValueError(f"{path}: its description is not that of a finescale downscaling checkpoint "
-                         f"({type(exc).__name__}: {exc})") from None
-    model = build_model(config.model, layout, periodic)
-    try:
-        model.load_state_dict(ema)
-    except RuntimeError as exc:  # weights of another version or a hand-edited config
-        raise ValueError(f"{path}: its weights do not fit the model its config describes ({exc})") from None
-    model.eval()
-    return Loaded(model, config, stats, layout, periodic, grid, digest)
-
-
-def describe(loaded: Loaded) -> str:
-    """One line for logs and output attributes."""
-    return json.dumps({"kind": loaded.config.model.kind, "targets": list(loaded.layout.target_variables),
-                       "sha256": loaded.sha256[:16]})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from finescale.atmorep.train import LoadedAtmoRep
+from finescale.atmorep.checkpoint import LoadedAtmoRep
 from finescale.data.tokens import Geometry
 from finescale.io import atomic_path
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import finescale
-from finescale.atmorep.train import LoadedAtmoRep, load_atmorep
+from finescale.atmorep.checkpoint import LoadedAtmoRep, load_atmorep
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.series import Series, load_series
 from finescale.data.sources import read_through

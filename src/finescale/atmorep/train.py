@@ -1,4 +1,4 @@
-"""Pre-training and fine-tuning the AtmoRep model, and loading it back.
+"""Pre-training and fine-tuning the AtmoRep model (loading it back: :mod:`finescale.atmorep.checkpoint`).
 
 ``pretrain(cfg)`` opens the pair, reuses (or computes) the data layer's statistics, builds the
 fields of ``cfg`` on its grid for the training and validation blocks, and fits the model on
@@ -13,21 +13,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
-import numpy as np
 
+from finescale.atmorep.checkpoint import KIND
+from finescale.checkpoints import read_checkpoint
 from finescale.config import AtmoRepConfig
 from finescale.data.pairs import Pair, open_pair, split_times
 from finescale.data.series import Series, load_series
 from finescale.data.tokens import CubeDataset, Geometry
 from finescale.data.transforms import NormStats, load_or_compute_stats
 from finescale.models.atmorep import AtmoRep
-from finescale.train import fit, read_checkpoint, resume_point
+from finescale.train import fit, resume_point
 
 log = logging.getLogger(__name__)
-KIND = "atmorep"
 
 
 @dataclass
@@ -60,7 +59,7 @@ def open_blocks(cfg: AtmoRepConfig, names: tuple[str, ...] = ("train", "validati
 def take_over(model: AtmoRep, path: str | Path) -> list[str]:
     """Copy into ``model`` every weight of the AtmoRep checkpoint ``path`` with the same name and shape;
     returns the names of the model's weights that start fresh."""
-    _, weights, _ = read_checkpoint(path, KIND)
+    weights = read_checkpoint(path, KIND).weights
     own = model.state_dict()
     taken = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(taken, strict=False)
@@ -98,44 +97,3 @@ def pretrain(cfg: AtmoRepConfig, resume: bool = False) -> Path:
                  "lon_range": [float(grid.lon.min()), float(grid.lon.max())]},
     }
     return fit(model, t, meta, train_set, val_set, resume_from)
-
-
-@dataclass
-class LoadedAtmoRep:
-    """A trained AtmoRep model (EMA weights, eval mode) and what it was trained with."""
-
-    model: AtmoRep
-    config: AtmoRepConfig
-    stats: NormStats
-    levels: dict[str, int]
-    grid: dict[str, Any]
-    sha256: str
-
-    def check_grid(self, series: Series, where: str) -> None:
-        """Refuse a series on another grid than the model was trained on (its shape and extent)."""
-        shape = list(series.shape)
-        lat = [float(np.min(series.lat)), float(np.max(series.lat))]
-        if shape != self.grid["shape"] or not np.allclose(lat, self.grid["lat_range"], atol=1e-3):
-            raise ValueError(
-                f"{where}: grid {shape} over latitudes {lat} differs from the checkpoint's "
-                f"{self.grid['shape']} over {self.grid['lat_range']}"
-            )
-
-
-def load_atmorep(path: str | Path) -> LoadedAtmoRep:
-    """Load an AtmoRep checkpoint safely (weights_only) with its EMA weights."""
-    meta, weights, digest = read_checkpoint(path, KIND)
-    try:
-        cfg = AtmoRepConfig.model_validate(meta["config"])
-        levels = {k: int(v) for k, v in meta["levels"].items()}
-        stats, grid = NormStats.from_dict(meta["stats"]), dict(meta["grid"])
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # another version's layout, or edited by hand
-        raise ValueError(f"{path}: its description is not that of a finescale AtmoRep checkpoint "
-                         f"({type(exc).__name__}: {exc})") from None
-    model = AtmoRep(cfg, levels)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:  # weights of another version or a hand-edited config
-        raise ValueError(f"{path}: its weights do not fit the model its config describes ({exc})") from None
-    model.eval()
-    return LoadedAtmoRep(model, cfg, stats, levels, grid, digest)

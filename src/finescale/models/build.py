@@ -1,0 +1,40 @@
+"""The network a model config describes: used when training starts and when a checkpoint is loaded."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from finescale.config import ModelConfig
+from finescale.data.samples import Layout
+from finescale.models.diffusion import DiffusionModel
+from finescale.models.regression import RegressionModel
+from finescale.nn.unet import UNetSettings
+
+
+def build_model(cfg: ModelConfig, layout: Layout, periodic_lon: bool) -> nn.Module:
+    """The network the config describes, for the channels of ``layout``.
+
+    A diffusion model over a regression mean (``residual: regression``) loads that regression
+    model from ``cfg.regression_checkpoint``.
+    """
+    n_out = len(layout.target_variables)
+    weights = torch.tensor([cfg.loss_weights.get(v, 1.0) for v in layout.target_variables])
+    net = cfg.network.model_dump()
+    if cfg.kind == "regression":
+        settings = UNetSettings(
+            in_channels=n_out, cond_channels=layout.cond_channels, out_channels=n_out,
+            periodic_x=periodic_lon, use_noise=False, **net,
+        )
+        return RegressionModel(settings, weights)
+    regression = None
+    if cfg.residual == "regression":
+        # here, not at the top: checkpoints.py builds its models with this function
+        from finescale.checkpoints import load_checkpoint
+
+        regression = load_checkpoint(cfg.regression_checkpoint).model  # type: ignore[arg-type]
+    settings = UNetSettings(
+        in_channels=n_out, cond_channels=layout.cond_channels + n_out, out_channels=n_out,
+        periodic_x=periodic_lon, use_noise=True, **net,
+    )
+    return DiffusionModel(settings, cfg.edm, weights, regression)
