@@ -25,10 +25,10 @@ import yaml
 from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 from skill import checks
 
+from finescale.evaluation import run_evaluate
 from finescale.generate import downscale
 from finescale.io import write_zarr
 from finescale.pipeline import world_split_times
-from finescale.verify.evaluate import run_evaluate
 
 
 def subset(source: Path, times: np.ndarray, out: Path) -> Path:

@@ -32,10 +32,10 @@ from stages import Stages
 from finescale.config import ExperimentConfig, validate
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE, oracle
+from finescale.evaluation import run_evaluate
 from finescale.generate import downscale
 from finescale.pipeline import world_config, world_split_times
 from finescale.train import train
-from finescale.verify.evaluate import run_evaluate
 
 VARIABLES = ("t2m", "u10", "v10", "tp")
 ORACLE_FACTOR = {"t2m": 1.2, "u10": 1.2, "v10": 1.2, "tp": 1.3}

@@ -21,7 +21,7 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
-import finescale.verify.evaluate as evaluate_module
+import finescale.evaluation.stream as stream_module
 from finescale.cli import app
 from finescale.data.world import oracle, preset, simulate
 from finescale.io import write_zarr
@@ -38,13 +38,9 @@ from finescale.verify import (
     twcrps,
     weighted_mean,
 )
-from finescale.verify.evaluate import (
-    FIGURES,
-    METRIC_KEYS,
+from finescale.evaluation import (
     QQ_LEVELS,
-    REGION_KEYS,
     evaluate,
-    grid_length_km,
     open_dataset,
     parse_references,
     parse_regions,
@@ -52,6 +48,8 @@ from finescale.verify.evaluate import (
     run_evaluate,
 )
 from finescale.verify.extremes import QuantileHistogram
+from finescale.verify.metrics import FIGURES, METRIC_KEYS, REGION_KEYS
+from finescale.verify.spectra import grid_length_km
 
 SUMMER = preset("alps-small").model_copy(update={"days": 6.0, "start": "2021-07-01T00:00"})
 MEMBERS = 8
@@ -99,6 +97,7 @@ def evaluated(world):
     out = run_evaluate(
         world["oracle"], world["hr"], world["root"] / "eval", lr_path=world["lr"],
         references={"smoothed": world["smoothed"], "mean": world["mean"]}, regions={"alps": ALPS_BOX},
+        weighting="none",
     )
     return out, _strict_json((out / "metrics.json").read_text())
 
@@ -226,7 +225,7 @@ def test_clear_errors(world, tmp_path):
         prepare(shifted, truth, paths=paths)
     with pytest.raises(KeyError, match=r"bad \(bad.zarr\): missing variable\(s\) tp"):
         prepare(ens, truth, references={"bad": ens.drop_vars("tp")}, paths=paths)
-    with pytest.raises(KeyError, match=r"truth \(hr.zarr\): no variable 'q2m'"):
+    with pytest.raises(KeyError, match=r"truth \(hr.zarr\) has no 'q2m'; it has .*t2m"):
         prepare(ens.assign(q2m=ens["t2m"]), truth, variables=["q2m"], paths=paths)
     late = ens.assign_coords(time=ens["time"] + np.timedelta64(400, "D"))
     with pytest.raises(ValueError, match="no time is in every source"):
@@ -387,19 +386,20 @@ def test_quantile_histogram_matches_numpy():
     assert np.isnan(QuantileHistogram().quantiles([0.5])).all()
 
 
-def test_blocks_of_one_time_score_like_one_block(world, monkeypatch):
+@pytest.mark.parametrize("weighting", ["none", "area"])
+def test_blocks_of_one_time_score_like_one_block(world, monkeypatch, weighting):
     """The streaming path cut into blocks and slabs of one time gives the one-block scores."""
     truth = xr.open_zarr(world["hr"])
     forecast = xr.open_zarr(world["oracle"])[["t2m", "tp"]]
 
     def run() -> dict:
-        return evaluate(forecast, truth, regions={"alps": ALPS_BOX})
+        return evaluate(forecast, truth, regions={"alps": ALPS_BOX}, weighting=weighting)
 
     whole = run()
     assert whole["meta"]["blocks"]["count"] == 1 and whole["meta"]["spectra"]["times"] == TIMES.size
-    monkeypatch.setattr(evaluate_module, "BLOCK_BYTES", 1)
-    monkeypatch.setattr(evaluate_module, "SLAB_VALUES", 1)
-    monkeypatch.setattr(evaluate_module, "SPECTRA_MAX_TIMES", 4)
+    monkeypatch.setattr(stream_module, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(stream_module, "SLAB_VALUES", 1)
+    monkeypatch.setattr(stream_module, "SPECTRA_MAX_TIMES", 4)
     cut = run()
     assert cut["meta"]["blocks"] == {"count": TIMES.size, "max_times": 1}
     for name in ("t2m", "tp"):
@@ -409,13 +409,20 @@ def test_blocks_of_one_time_score_like_one_block(world, monkeypatch):
             assert cut["forecast"][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, key)
         for key, value in whole["regions"]["alps"]["forecast"][name].items():
             assert cut["regions"]["alps"]["forecast"][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, key)
-        assert cut["curves"]["qq"][name] == whole["curves"]["qq"][name]  # counts add exactly
         ranks = np.asarray(cut["curves"]["rank_histogram"][name]["forecast"])
-        assert ranks.sum() == np.sum(whole["curves"]["rank_histogram"][name]["forecast"]) == TIMES.size * 80 * 200
+        points = TIMES.size * 80 * 200
+        if weighting == "none":
+            assert cut["curves"]["qq"][name] == whole["curves"]["qq"][name]  # counts add exactly
+            assert ranks.sum() == np.sum(whole["curves"]["rank_histogram"][name]["forecast"]) == points
+        else:  # sums of weights (mean 1 over the grid) add up to float round-off
+            np.testing.assert_allclose(cut["curves"]["qq"][name]["forecast"], whole["curves"]["qq"][name]["forecast"], rtol=1e-9)
+            assert ranks.sum() == pytest.approx(points, rel=1e-9)
     # no ties in temperature: the rank histogram does not depend on the blocks at all
-    assert cut["curves"]["rank_histogram"]["t2m"] == whole["curves"]["rank_histogram"]["t2m"]
+    np.testing.assert_allclose(
+        cut["curves"]["rank_histogram"]["t2m"]["forecast"], whole["curves"]["rank_histogram"]["t2m"]["forecast"], rtol=1e-9
+    )
     # spectra: 4 evenly spaced times (0, 4, 7, 11 of 12), the truth's PSD averaged over exactly those
-    assert cut["meta"]["spectra"]["times"] == 4 and "4 evenly spaced" in cut["meta"]["spectra"]["method"]
+    assert cut["meta"]["spectra"]["times"] == 4 and "4 evenly spaced" in cut["meta"]["spectra"]["averaged"]
     at = truth["t2m"].sel(time=TIMES[[0, 4, 7, 11]]).values
     expected = radial_psd(at, dx_km=cut["meta"]["grid"]["hr_grid_length_km"]).values.mean(axis=0)
     np.testing.assert_allclose(cut["curves"]["spectra"]["t2m"]["truth"], expected, rtol=1e-9)

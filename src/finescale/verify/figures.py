@@ -1,7 +1,7 @@
 """Report figures: one function per figure, each returning a matplotlib Figure.
 
 Maps take datasets (dims (time, y, x), ensembles with ``member``, 2-D lat/lon); the other
-figures are drawn from the metrics dict of :func:`finescale.verify.evaluate.score` alone (its
+figures are drawn from the metrics dict of :func:`finescale.evaluation.score` alone (its
 ``curves`` hold the spectra, quantiles and rank counts), so they can be redrawn from a
 ``metrics.json`` without the data. Colours are fixed per source across figures: truth black,
 the forecast blue, references in matplotlib's cycle after it.

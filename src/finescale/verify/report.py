@@ -17,7 +17,7 @@ from rich.table import Table
 
 from finescale.io import write_text
 from finescale.verify import metrics as read
-from finescale.verify.evaluate import FIGURES, METRIC_KEYS, REGION_KEYS
+from finescale.verify.metrics import FIGURES, METRIC_KEYS, REGION_KEYS
 
 __all__ = ["best_roles", "format_value", "render_report", "summary_table", "write_report"]
 

@@ -38,6 +38,8 @@ __all__ = [
     "brier_score",
     "crps_fair",
     "crps_pointwise",
+    "crps_sorted",
+    "crps_sorted_sum",
     "energy_score",
     "mae",
     "rank_histogram",
@@ -45,6 +47,7 @@ __all__ = [
     "rmse",
     "spread",
     "spread_skill_ratio",
+    "truth_ranks",
     "twcrps",
     "weighted_mean",
     "wind_speed",
@@ -175,28 +178,63 @@ def _single_chunk(da: xr.DataArray, dims: Sequence[Hashable]) -> xr.DataArray:
 # --------------------------------------------------------------------------------------------
 
 
-def _mean_abs_error_to_obs(fc: np.ndarray, obs: np.ndarray) -> np.ndarray:
-    """(1/M) sum_i |x_i - y|, members on the last axis."""
-    return np.mean(np.abs(fc - obs[..., None]), axis=-1)
+def _pair_coefficients(m: int) -> np.ndarray:
+    """2i - M - 1 for i = 1..M: sum_i sum_j |x_i - x_j| = 2 sum_i (2i - M - 1) x_(i) (sorted)."""
+    return 2.0 * np.arange(1, m + 1) - m - 1.0
 
 
-def _sum_abs_pair_differences(fc: np.ndarray) -> np.ndarray:
-    """sum_i sum_j |x_i - x_j| via the sorted form 2 sum_i (2i - M - 1) x_(i): O(M log M)."""
-    m = fc.shape[-1]
-    ranks = np.arange(1, m + 1, dtype=float)
-    return 2.0 * np.sum((2.0 * ranks - m - 1.0) * np.sort(fc, axis=-1), axis=-1)
+def crps_sorted(d: np.ndarray, *, fair: bool = True) -> np.ndarray:
+    """Pointwise ensemble CRPS from ``d`` = members sorted along axis 0 minus the truth.
+
+    ``d``: (M, ...) sorted members x_(1) <= ... <= x_(M) minus the truth y at each point (any
+    units). Returns (...): (1/M) sum_i |d_i| - sum_i (2i - M - 1) d_i / (M (M - 1)) (fair) or
+    / M^2 (not fair), the sorted form of :func:`crps_fair` (y cancels in the spread term since
+    sum_i (2i - M - 1) = 0); one member: |d_1|. NaN where any value is NaN.
+    """
+    m = d.shape[0]
+    skill = np.abs(d).sum(axis=0) / m
+    if m == 1:
+        return skill
+    norm = m * (m - 1) if fair else m * m
+    return skill - np.tensordot(_pair_coefficients(m), d, axes=1) / norm
+
+
+def crps_sorted_sum(
+    d: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    rows: np.ndarray | None = None,
+    fair: bool = True,
+) -> float:
+    """Sum over points of the (weighted) CRPS of :func:`crps_sorted`, in float64.
+
+    ``d``: (M, P) sorted members minus the truth, no NaN; ``weights``: (P,) or None (1 each);
+    ``rows``: ``d`` summed over points per member (weighted when ``weights`` is given), when the
+    caller has it already. Equal to ``(crps_sorted(d) * weights).sum()`` up to float round-off,
+    with the spread term summed over points first (one product per member, not per point):
+    what a streaming scorer adds block by block.
+    """
+    m = d.shape[0]
+    if weights is None:
+        skill = float(np.abs(d).sum(dtype=np.float64)) / m
+        if rows is None:
+            rows = d.sum(axis=1, dtype=np.float64)
+    else:
+        skill = float((np.abs(d) @ weights).sum()) / m
+        if rows is None:
+            rows = d @ weights
+    if m == 1:
+        return skill
+    norm = m * (m - 1) if fair else m * m
+    return skill - float(_pair_coefficients(m) @ rows) / norm
 
 
 def _crps_kernel(fc: np.ndarray, obs: np.ndarray, fair: bool) -> np.ndarray:
-    """Pointwise ensemble CRPS, members on the last axis."""
-    m = fc.shape[-1]
-    skill = _mean_abs_error_to_obs(fc, obs)
-    if m == 1:
-        # one member: the fair spread term 1/(2M(M-1)) is 0/0 and the biased one is 0; both
-        # reduce to the absolute error, which is what a single deterministic forecast scores
-        return skill
-    norm = 2.0 * m * (m - 1) if fair else 2.0 * m * m
-    return skill - _sum_abs_pair_differences(fc) / norm
+    """Pointwise ensemble CRPS, members on the last axis (:func:`crps_sorted` on sorted members)."""
+    d = np.moveaxis(np.sort(fc, axis=-1), -1, 0) - obs
+    # one member: the fair spread term 1/(2M(M-1)) is 0/0 and the biased one is 0; both reduce
+    # to the absolute error, which is what a single deterministic forecast scores
+    return crps_sorted(d, fair=fair)
 
 
 def crps_pointwise(
@@ -404,18 +442,34 @@ def spread_skill_ratio(
 # --------------------------------------------------------------------------------------------
 
 
-def _rank_kernel(fc: np.ndarray, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rank of the truth among the members (0..M), ties broken uniformly at random.
+def truth_ranks(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rank of the truth among the members (0..M) from ``d`` = members sorted along axis 0
+    minus the truth, (M, P) with no NaN; ties broken uniformly at random.
 
     With n_below members strictly below y and n_tied equal to y, the truth is equally likely to
     sit anywhere among the tied members: rank = n_below + U{0..n_tied}. Without this, values
-    like zero precipitation would all pile into one bin. NaN where anything is missing.
+    like zero precipitation would all pile into one bin. ``rng`` is drawn once per tied point
+    only, in point order. Returns int64 (P,).
     """
-    below = np.sum(fc < obs[..., None], axis=-1)
-    tied = np.sum(fc == obs[..., None], axis=-1)
-    rank = below + np.floor(rng.random(below.shape) * (tied + 1))
-    missing = np.isnan(obs) | np.any(np.isnan(fc), axis=-1)
-    return np.where(missing, np.nan, rank)
+    m = d.shape[0]
+    below = np.count_nonzero(d < 0, axis=0)
+    # members are sorted, so a member equals the truth only if the first one not below does
+    ties = np.flatnonzero(d[np.minimum(below, m - 1), np.arange(below.size)] == 0)
+    if ties.size:
+        tied = np.count_nonzero(d[:, ties] == 0, axis=0)
+        below[ties] += np.floor(rng.random(ties.size) * (tied + 1)).astype(below.dtype)
+    return below
+
+
+def _rank_kernel(fc: np.ndarray, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`truth_ranks` of members on the last axis, as floats; NaN where anything is missing."""
+    d = np.moveaxis(np.sort(fc, axis=-1), -1, 0) - obs
+    shape = d.shape[1:]
+    d = d.reshape(d.shape[0], -1)
+    missing = np.isnan(d).any(axis=0)
+    rank = np.full(d.shape[1], np.nan)
+    rank[~missing] = truth_ranks(d[:, ~missing], rng)
+    return rank.reshape(shape)
 
 
 def rank_histogram(

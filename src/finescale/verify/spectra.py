@@ -31,8 +31,11 @@ ArrayLike = xr.DataArray | np.ndarray
 Window = Literal["hann"] | None
 Detrend = Literal["constant", "linear"] | None
 AverageDims = str | Sequence[Hashable] | None | EllipsisType
+EARTH_RADIUS_KM = 6371.0
 
 __all__ = [
+    "EARTH_RADIUS_KM",
+    "grid_length_km",
     "octave_bands",
     "radial_psd",
     "spectral_log_ratio",
@@ -431,3 +434,33 @@ def spectral_slope(psd: xr.DataArray, kmin: float, kmax: float) -> xr.DataArray:
     slope = slope.drop_vars([c for c in slope.coords if c not in slope.dims], errors="ignore")
     slope.attrs = {"long_name": "log-log spectral slope", "units": "1"}
     return slope
+
+
+# --------------------------------------------------------------------------------------------
+# Grid geometry
+# --------------------------------------------------------------------------------------------
+
+
+def grid_length_km(lat: ArrayLike, lon: ArrayLike) -> tuple[float, float, float]:
+    """Grid spacing (dy, dx, effective) in km of a grid with 2-D (or 1-D) lat/lon in degrees.
+
+    dy, dx: median distance between neighbours along y and along x (local equirectangular
+    distance, exact enough at grid scale, on regular and projected grids alike, on a sphere of
+    radius ``EARTH_RADIUS_KM``). The effective grid length sqrt(dy * dx) is what the radial
+    spectra use as their one spacing.
+    """
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    if lat.ndim == 1 and lon.ndim == 1:
+        lat, lon = np.meshgrid(lat, lon, indexing="ij")
+    if lat.ndim != 2 or min(lat.shape) < 2:
+        raise ValueError(f"grid_length_km needs a 2-D grid of at least 2 x 2 points, got {lat.shape}")
+    steps = []
+    for axis in (0, 1):
+        dlat = np.deg2rad(np.diff(lat, axis=axis))
+        dlon = np.deg2rad((np.diff(lon, axis=axis) + 180.0) % 360.0 - 180.0)
+        mid = 0.5 * (lat[1:, :] + lat[:-1, :]) if axis == 0 else 0.5 * (lat[:, 1:] + lat[:, :-1])
+        distance = EARTH_RADIUS_KM * np.hypot(dlat, dlon * np.cos(np.deg2rad(mid)))
+        steps.append(float(np.median(distance)))
+    dy, dx = steps
+    return dy, dx, float(np.sqrt(dy * dx))
