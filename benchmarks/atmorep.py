@@ -44,9 +44,9 @@ from finescale.atmorep.train import pretrain
 from finescale.config import AtmoRepConfig, validate
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE
+from finescale.evaluation import run_evaluate
 from finescale.io import write_zarr
 from finescale.pipeline import world_config
-from finescale.verify.evaluate import run_evaluate
 
 VARIABLES = ["t2m", "u10", "v10", "tp"]
 TARGETS = {"interpolation": ("linear", 0.7), "forecast-1h": ("persistence", 0.8)}

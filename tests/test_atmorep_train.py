@@ -25,10 +25,10 @@ from finescale.cli import app
 from finescale.config import AtmoRepConfig, ConfigError, load_config, validate
 from finescale.data.tokens import FixedCubes
 from finescale.data.world import preset, simulate
+from finescale.evaluation import run_evaluate
 from finescale.io import write_zarr
 from finescale.models.atmorep import AtmoRep
 from finescale.pipeline import world_config
-from finescale.verify.evaluate import run_evaluate
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -204,6 +204,7 @@ def evaluate(
 
     **Examples**
 
+    `finescale evaluate --config era5_cerra.yaml --split test --forecast runs/diffusion.zarr --out runs/eval-diffusion`
 
     `finescale evaluate --forecast runs/oracle.zarr --truth runs/world/hr.zarr --out runs/eval`
 
@@ -213,7 +214,7 @@ def evaluate(
     """
     import json
 
-    from finescale.verify.evaluate import parse_references, parse_regions, run_evaluate
+    from finescale.evaluation import parse_references, parse_regions, run_evaluate
     from finescale.verify.report import summary_table
 
     if (truth is None) == (config is None):
@@ -237,7 +238,7 @@ def evaluate(
             forecast, truth, out, lr_path=lr, references=references, config=cfg, split=split,
             times=window, name=name, variables=variable or None, regions=regions,
             weighting="none" if unweighted else "area", seed=seed,
-            regions=regions, seed=seed, progress=lambda text: status.update(f"evaluate: {text}"),
+            progress=lambda text: status.update(f"evaluate: {text}"),
         )
     metrics = json.loads((result / "metrics.json").read_text())
     for note in metrics["meta"].get("notes", []):

@@ -112,9 +112,9 @@ def run_demo(
     from finescale.data.pairs import open_pair, report_table
     from finescale.data.world import preset, simulate
     from finescale.data.world.simulate import oracle
+    from finescale.evaluation import run_evaluate
     from finescale.generate import downscale
     from finescale.train import train
-    from finescale.verify.evaluate import run_evaluate
     from finescale.verify.report import summary_table
 
     console = console or Console()
