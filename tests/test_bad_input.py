@@ -188,6 +188,36 @@ def unreadable_truth(d: Path, good: dict) -> Bad:
     return Bad(args, [f"truth {truth}: cannot be opened"], [out])
 
 
+def truth_lacks_a_forecast_variable(d: Path, good: dict) -> Bad:
+    # the config's HR maps only 'tp' (as "precip"): its truth lacks t2m, the forecast's variable
+    cfg = yaml.safe_load((d / "finescale.yaml").read_text())
+    cfg["data"]["hr"]["variables"] = {"precip": {"name": "tp"}}
+    config = d / "tp-only.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = d.parent / "evaluation"
+    args = ["evaluate", "--forecast", good["forecast"], "--config", config, "--out", out]
+    expect = [f"truth ({d / 'hr.nc'} via config) has no 't2m'; it has precip (file 'tp')"]
+    return Bad(args, expect, [out])
+
+
+def truth_and_config(d: Path, good: dict) -> Bad:
+    out = d.parent / "evaluation"
+    args = ["evaluate", "--forecast", good["forecast"], "--truth", good["truth"], "--config",
+            d / "finescale.yaml", "--out", out]
+    return Bad(args, ["give exactly one of --truth", "and --config"], [out])
+
+
+def forecast_on_another_grid(d: Path, good: dict) -> Bad:
+    truth = d / "shifted.zarr"
+    ds = xr.open_zarr(good["truth"])
+    ds.assign_coords(lat=ds["lat"] + 1.0).to_zarr(truth, zarr_format=2)
+    out = d.parent / "evaluation"
+    args = ["evaluate", "--forecast", good["forecast"], "--truth", truth, "--out", out]
+    expect = [f"forecast ({good['forecast']}): lat differs from the truth's ({truth})",
+              "not the same grid points in any order"]
+    return Bad(args, expect, [out])
+
+
 def missing_variable(d: Path, good: dict) -> Bad:
     lr = _edit(d / "lr.nc", lambda ds: ds.rename(t2m="temp"))
     return Bad(_check(d), [f"{lr}: variable 't2m'", "not found", "the file has: temp, tp"])
@@ -417,6 +447,9 @@ CASES = {
     "truncated NetCDF": truncated_netcdf,
     "corrupt Zarr chunk": corrupt_zarr_chunk,
     "unreadable file (evaluate: truth)": unreadable_truth,
+    "evaluate: truth lacks a forecast variable (config)": truth_lacks_a_forecast_variable,
+    "evaluate: both --truth and --config": truth_and_config,
+    "evaluate: forecast on another grid": forecast_on_another_grid,
     "missing variable": missing_variable,
     "wrong variable (no grid dims)": variable_without_grid,
     "NaN in HR": nan_in_hr,

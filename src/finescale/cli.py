@@ -241,8 +241,8 @@ def evaluate(
             progress=lambda text: status.update(f"evaluate: {text}"),
         )
     metrics = json.loads((result / "metrics.json").read_text())
-    for note in metrics["meta"].get("notes", []):
-        _note(f"note: {note}")
+    for note in metrics["meta"].get("notes", []):  # one line each, however wide the terminal
+        err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
     console.print(summary_table(metrics))
     console.print(f"wrote [bold]{result}[/]: metrics.json, figures/, report.html")
 

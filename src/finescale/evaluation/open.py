@@ -143,6 +143,8 @@ def match_grid(
 ) -> tuple[xr.Dataset, list[str]]:
     """``ds`` on the truth's grid points in the truth's order, and notes on what was done.
 
+    ``where`` names ``ds`` in messages ("forecast (f.zarr)"), ``truth_where`` the truth's file.
+
     Same points in another order (flipped latitude or longitude, a rolled longitude axis) are
     reordered by lat/lon, with a note; a grid of another shape or other points is refused
     (ValueError naming both sources). Without lat/lon, ``ds`` is assumed on the truth's grid.

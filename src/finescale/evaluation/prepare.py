@@ -298,7 +298,8 @@ def prepare(
     members = {}
     matched = {}
     for role, ds in (("forecast", forecast), *references.items()):
-        matched[role], more = match_grid(ds, truth, where(role, paths), where("truth", paths))
+        truth_file = str(paths.get("truth") or "in memory")
+        matched[role], more = match_grid(ds, truth, where(role, paths), truth_file)
         notes += more
         members[role] = int(ds.sizes.get("member", 1))
         if "member" not in ds.dims:
