@@ -66,3 +66,30 @@ def small_pair(tmp_path_factory) -> Path:
         yaml.safe_dump({"data": data, **TINY_RUN}, sort_keys=False)
     )
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(small_pair, tmp_path_factory) -> dict[str, Path]:
+    """Tiny checkpoints trained once per session on a copy of the small pair (a few steps each).
+
+    ``folder``: the copy (lr.nc, hr.nc, static.nc, finescale.yaml); ``regression``: a regression
+    model trained without static fields (no ``data.static``); ``diffusion``: a residual
+    diffusion model trained with the static field ``orog``.
+    """
+    import shutil
+
+    from finescale.config import load_config
+    from finescale.train import train
+
+    folder = tmp_path_factory.mktemp("tiny_models") / "pair"
+    shutil.copytree(small_pair, folder)
+    config = yaml.safe_load((folder / "finescale.yaml").read_text())
+    del config["data"]["static"]
+    (folder / "nostatic.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    models = {"folder": folder}
+    for name, path, kind in [("regression", "nostatic.yaml", "regression"),
+                             ("diffusion", "finescale.yaml", "diffusion")]:
+        out = folder.parent / name
+        cfg = load_config(folder / path, [f"model.kind={kind}", f"train.out={out}"])
+        models[name] = train(cfg)
+    return models

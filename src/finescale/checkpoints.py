@@ -38,13 +38,15 @@ GRID_KEY = "finescale_grid"
 
 
 def grid_entry(lat: Any, lon: Any) -> dict[str, torch.Tensor]:
-    """The :data:`GRID_KEY` entry of an HR grid: 2-D latitudes and longitudes (degrees) as float64 tensors."""
-    return {"lat": torch.from_numpy(np.array(lat, dtype=np.float64)),
-            "lon": torch.from_numpy(np.array(lon, dtype=np.float64))}
+    """The :data:`GRID_KEY` entry of an HR grid: 2-D lat and lon (degrees) as float64 tensors."""
+    return {
+        "lat": torch.from_numpy(np.array(lat, dtype=np.float64)),
+        "lon": torch.from_numpy(np.array(lon, dtype=np.float64)),
+    }
 
 
 def _tensors(value: Any, place: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor inside nested dicts, lists and tuples, with its place ("/state_dict/ema.module.w")."""
+    """Every tensor inside nested dicts, lists and tuples, with its place ("/state_dict/ema.w")."""
     if isinstance(value, torch.Tensor):
         yield place, value
     elif isinstance(value, dict):
@@ -56,7 +58,7 @@ def _tensors(value: Any, place: str = "") -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def weights_digest(checkpoint: dict[str, Any]) -> str:
-    """sha256 of a checkpoint's finescale description and of every tensor in it, in a canonical order.
+    """sha256 of a checkpoint's finescale description and of every tensor in it, in one order.
 
     The description as JSON with sorted keys, then each tensor in order of its place: place,
     dtype, shape and values (in C order whatever the strides, so a tensor hashes the same before
@@ -65,7 +67,9 @@ def weights_digest(checkpoint: dict[str, Any]) -> str:
     checkpoint, it reveals bytes changed since: torch.load does not check its members, so a
     flipped byte inside a tensor loads as a different weight.
     """
-    digest = hashlib.sha256(json.dumps(checkpoint.get(CHECKPOINT_KEY), sort_keys=True, default=repr).encode())
+    digest = hashlib.sha256(
+        json.dumps(checkpoint.get(CHECKPOINT_KEY), sort_keys=True, default=repr).encode()
+    )
     for place, tensor in sorted(_tensors(checkpoint), key=lambda item: item[0]):
         digest.update(f"{place}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
@@ -79,7 +83,9 @@ def check_digest(checkpoint: Any, path: Path) -> None:
     """
     written = checkpoint.get(DIGEST_KEY) if isinstance(checkpoint, dict) else None
     if written is not None and written != weights_digest(checkpoint):
-        raise ValueError(f"{path} is corrupt: its weights do not match the digest written with them")
+        raise ValueError(
+            f"{path} is corrupt: its weights do not match the digest written with them"
+        )
 
 
 @dataclass
@@ -95,7 +101,7 @@ class Checkpoint:
 
 
 def read_checkpoint(path: str | Path, kind: str = "downscaling") -> Checkpoint:
-    """The metadata, EMA weights, sha256 and HR grid of a finescale checkpoint, read safely (weights_only).
+    """The description, EMA weights, sha256 and HR grid of a checkpoint, read safely (weights_only).
 
     ``kind`` is what the caller can use ("downscaling" or "atmorep"); another kind is an error
     that says which command takes it. A checkpoint whose tensors or description do not match the
@@ -108,32 +114,51 @@ def read_checkpoint(path: str | Path, kind: str = "downscaling") -> Checkpoint:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, corrupt, unsafe
-        raise ValueError(f"{path}: not a readable finescale checkpoint ({_load_error(exc)})") from None
+    except (
+        OSError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        pickle.UnpicklingError,
+    ) as exc:  # truncated, corrupt, unsafe
+        raise ValueError(
+            f"{path}: not a readable finescale checkpoint ({_load_error(exc)})"
+        ) from None
     check_digest(checkpoint, path)
     meta = _dict_entry(checkpoint, CHECKPOINT_KEY)
     if meta is None:
         raise ValueError(f"{path}: not a finescale checkpoint (no '{CHECKPOINT_KEY}' entry)")
     found = meta.get("kind", "downscaling")
     if found != kind:
-        use = {"downscaling": "finescale downscale", "atmorep": "finescale predict"}.get(found, "another command")
-        raise ValueError(f"{path}: a checkpoint of kind '{found}', where '{kind}' is needed (use it with `{use}`)")
+        use = {"downscaling": "finescale downscale", "atmorep": "finescale predict"}.get(
+            found, "another command"
+        )
+        raise ValueError(
+            f"{path}: a checkpoint of kind '{found}', where '{kind}' is needed "
+            f"(use it with `{use}`)"
+        )
     state = _dict_entry(checkpoint, "state_dict")
     if state is None:
         raise ValueError(f"{path}: a finescale checkpoint without weights (no 'state_dict' entry)")
     prefix = "ema.module."
-    ema = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
+    ema = {
+        k[len(prefix) :]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)
+    }
     return Checkpoint(meta, ema, digest, _grid(checkpoint, path))
 
 
 def _grid(checkpoint: dict[str, Any], path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The stored HR grid (lat, lon), checked to be two 2-D tensors of one shape; None when absent."""
+    """The stored HR grid (lat, lon), checked: two 2-D tensors of one shape; None when absent."""
     entry = _dict_entry(checkpoint, GRID_KEY)
     if entry is None:
         return None
     lat, lon = entry.get("lat"), entry.get("lon")
-    if not (isinstance(lat, torch.Tensor) and isinstance(lon, torch.Tensor)
-            and lat.ndim == 2 and lat.shape == lon.shape):
+    if not (
+        isinstance(lat, torch.Tensor)
+        and isinstance(lon, torch.Tensor)
+        and lat.ndim == 2
+        and lat.shape == lon.shape
+    ):
         raise ValueError(f"{path}: its '{GRID_KEY}' entry is not a 2-D lat and lon of one shape")
     return lat.double().numpy(), lon.double().numpy()
 
@@ -173,7 +198,7 @@ class Loaded:
 
 
 def load_checkpoint(path: str | Path) -> Loaded:
-    """Load a finescale downscaling checkpoint safely (weights_only) and rebuild its model with the EMA weights."""
+    """Load a checkpoint safely (weights_only), its model rebuilt with the EMA weights."""
     read = read_checkpoint(path)
     meta = read.meta
     try:
@@ -181,22 +206,38 @@ def load_checkpoint(path: str | Path) -> Loaded:
         layout = Layout.from_dict(meta["layout"])
         stats = NormStats.from_dict(meta["stats"])
         periodic, grid = bool(meta["periodic_lon"]), dict(meta["grid"])
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # another version's layout, or edited by hand
-        raise ValueError(f"{path}: its description is not that of a finescale downscaling checkpoint "
-                         f"({type(exc).__name__}: {exc})") from None
+    except (
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as exc:  # another version's layout, or edited by hand
+        raise ValueError(
+            f"{path}: its description is not that of a finescale downscaling checkpoint "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     if read.hr_grid is not None and list(read.hr_grid[0].shape) != list(grid["hr_shape"]):
-        raise ValueError(f"{path}: its stored HR grid {read.hr_grid[0].shape} differs from the shape its "
-                         f"description gives {tuple(grid['hr_shape'])}")
+        raise ValueError(
+            f"{path}: its stored HR grid {read.hr_grid[0].shape} differs from the shape its "
+            f"description gives {tuple(grid['hr_shape'])}"
+        )
     model = build_model(config.model, layout, periodic)
     try:
         model.load_state_dict(read.weights)
     except RuntimeError as exc:  # weights of another version or a hand-edited config
-        raise ValueError(f"{path}: its weights do not fit the model its config describes ({exc})") from None
+        raise ValueError(
+            f"{path}: its weights do not fit the model its config describes ({exc})"
+        ) from None
     model.eval()
     return Loaded(model, config, stats, layout, periodic, grid, read.sha256, read.hr_grid)
 
 
 def describe(loaded: Loaded) -> str:
     """One line for logs and output attributes."""
-    return json.dumps({"kind": loaded.config.model.kind, "targets": list(loaded.layout.target_variables),
-                       "sha256": loaded.sha256[:16]})
+    return json.dumps(
+        {
+            "kind": loaded.config.model.kind,
+            "targets": list(loaded.layout.target_variables),
+            "sha256": loaded.sha256[:16],
+        }
+    )

@@ -315,8 +315,11 @@ def hr_grid(loaded: Loaded, checkpoint: str | Path) -> xr.Dataset:
     Raises ValueError for a checkpoint written before the grid was stored.
     """
     if loaded.hr_grid is None:
+        if loaded.config.data.static is None:
+            raise ValueError(f"{checkpoint}: written before checkpoints stored the HR grid, by a model trained "
+                             "without static fields: nothing gives its HR grid (train it again)")
         raise ValueError(f"{checkpoint}: written before checkpoints stored the HR grid; give the static "
-                         "fields (--static), which give it")
+                         f"fields (--static, as {loaded.config.data.static.path} in its config), which give it")
     lat, lon = loaded.hr_grid
     return xr.Dataset(
         coords={"lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
@@ -488,6 +491,30 @@ def downscale(
         total(run.steps(done | {b.index for b in run.blocks if b.index % world_size != rank}))
     filled = fill_ensemble(out, run.spec, run.blocks, run.draw, rank=rank, world_size=world_size, note=note)
     return filled.path
+
+
+def draw_ensemble(run: Plan) -> xr.Dataset:
+    """Every block of ``run`` drawn in this process, as the dataset the Zarr output would hold.
+
+    The same blocks, drawn by the same drawer with the same seeds, as :func:`downscale` writes:
+    the members are those of the output on disk bit for bit, and so are the coordinates (as
+    :class:`finescale.io.EnsembleStore` lays them out) and the attributes.
+    """
+    spec = run.spec
+    lat, lon = np.asarray(spec.lat), np.asarray(spec.lon)
+    times = np.asarray(spec.times).astype("datetime64[ns]")
+    arrays = {name: np.empty((spec.members, times.size, *lat.shape), np.float32) for name in spec.variables}
+    for block in run.blocks:
+        for name, values in run.draw(block).items():
+            arrays[name][block.members, block.times] = values
+    coords = {
+        "member": np.arange(spec.members),
+        "time": times,
+        "lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
+        "lon": (("y", "x"), lon, {"units": "degrees_east", "standard_name": "longitude"}),
+    }
+    data = {name: (("member", "time", "y", "x"), arrays[name], attrs) for name, attrs in spec.variables.items()}
+    return xr.Dataset(data, coords=coords, attrs=dict(spec.attrs))
 
 
 class _BlockDrawer:

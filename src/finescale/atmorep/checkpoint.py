@@ -52,13 +52,22 @@ def load_atmorep(path: str | Path) -> LoadedAtmoRep:
         cfg = AtmoRepConfig.model_validate(meta["config"])
         levels = {k: int(v) for k, v in meta["levels"].items()}
         stats, grid = NormStats.from_dict(meta["stats"]), dict(meta["grid"])
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # another version's layout, or edited by hand
-        raise ValueError(f"{path}: its description is not that of a finescale AtmoRep checkpoint "
-                         f"({type(exc).__name__}: {exc})") from None
+    except (
+        AttributeError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as exc:  # another version's layout, or edited by hand
+        raise ValueError(
+            f"{path}: its description is not that of a finescale AtmoRep checkpoint "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     model = AtmoRep(cfg, levels)
     try:
         model.load_state_dict(read.weights)
     except RuntimeError as exc:  # weights of another version or a hand-edited config
-        raise ValueError(f"{path}: its weights do not fit the model its config describes ({exc})") from None
+        raise ValueError(
+            f"{path}: its weights do not fit the model its config describes ({exc})"
+        ) from None
     model.eval()
     return LoadedAtmoRep(model, cfg, stats, levels, grid, read.sha256)

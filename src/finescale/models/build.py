@@ -1,4 +1,4 @@
-"""The network a model config describes: used when training starts and when a checkpoint is loaded."""
+"""The network a model config describes: built when training starts and when a checkpoint loads."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ def build_model(cfg: ModelConfig, layout: Layout, periodic_lon: bool) -> nn.Modu
     net = cfg.network.model_dump()
     if cfg.kind == "regression":
         settings = UNetSettings(
-            in_channels=n_out, cond_channels=layout.cond_channels, out_channels=n_out,
-            periodic_x=periodic_lon, use_noise=False, **net,
+            in_channels=n_out,
+            cond_channels=layout.cond_channels,
+            out_channels=n_out,
+            periodic_x=periodic_lon,
+            use_noise=False,
+            **net,
         )
         return RegressionModel(settings, weights)
     regression = None
@@ -34,7 +38,11 @@ def build_model(cfg: ModelConfig, layout: Layout, periodic_lon: bool) -> nn.Modu
 
         regression = load_checkpoint(cfg.regression_checkpoint).model  # type: ignore[arg-type]
     settings = UNetSettings(
-        in_channels=n_out, cond_channels=layout.cond_channels + n_out, out_channels=n_out,
-        periodic_x=periodic_lon, use_noise=True, **net,
+        in_channels=n_out,
+        cond_channels=layout.cond_channels + n_out,
+        out_channels=n_out,
+        periodic_x=periodic_lon,
+        use_noise=True,
+        **net,
     )
     return DiffusionModel(settings, cfg.edm, weights, regression)
