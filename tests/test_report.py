@@ -103,11 +103,14 @@ def test_names_are_escaped(metrics):
 
 def test_summary_table(metrics):
     table = summary_table(metrics)
-    assert table.row_count == len(VARIABLES) and len(table.columns) == 1 + 2 * 2
-    console = Console(record=True, width=120)
+    # one row per variable and source, four columns: readable at 80 columns, names whole
+    assert table.row_count == 2 * len(VARIABLES) and len(table.columns) == 4
+    console = Console(record=True, width=80)
     console.print(table)
     text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
     assert "blurred" in text and "wind_speed" in text and "\u2014" in text  # no SSR for one member
+    assert "weighted by grid-cell area" in " ".join(text.split())
 
 
 def _chromium() -> str | None:

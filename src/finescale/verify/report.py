@@ -70,6 +70,10 @@ dd { margin: 0; }
 code { background: #f1f3f7; padding: 0 0.25em; border-radius: 3px; }
 """
 
+WEIGHTING_WORDS = {
+    "area": "means weighted by grid-cell area (cos latitude)",
+    "none": "plain means over the grid points (unweighted)",
+}
 BETTER_TEXT = {"lower": "lower", "one": "closest to 1", "zero": "closest to 0", "none": ""}
 
 
@@ -110,26 +114,35 @@ def best_roles(values: Mapping[str, float | None], better: str) -> set[str]:
 
 
 def summary_table(metrics: Mapping[str, Any]) -> Table:
-    """Variables x sources: fair CRPS (best in bold green) and SSR, for the terminal."""
+    """Fair CRPS (best per variable in bold green) and SSR of every source, for the terminal.
+
+    One row per variable and source, four columns, so it stays readable at 80 columns however
+    many references there are; names are never cut.
+    """
     roles = read.roles(metrics)
     meta = metrics["meta"]
+    weighting = WEIGHTING_WORDS.get(meta.get("weighting", ""), "")
     table = Table(
         title=f"{read.label(metrics, 'forecast')}: {meta['times']['scored']} times scored",
-        caption="fair CRPS (lower is better; best in green) / spread-skill ratio (1 is calibrated)",
+        caption="fair CRPS: lower is better, best in green; SSR: 1 is calibrated"
+        + (f"; {weighting}" if weighting else ""),
     )
-    table.add_column("variable", style="bold")
-    for role in roles:
-        table.add_column(f"{read.label(metrics, role)}\nCRPS", justify="right")
-        table.add_column("SSR", justify="right")
+    table.add_column("variable", style="bold", no_wrap=True)
+    table.add_column("source", no_wrap=True)
+    table.add_column("fair CRPS", justify="right", no_wrap=True)
+    table.add_column("SSR", justify="right", no_wrap=True)
     for name in read.variables(metrics):
         crps = {r: read.scores(metrics, r).get(name, {}).get("crps_fair") for r in roles}
         best = best_roles(crps, "lower")
-        cells = [name]
-        for role in roles:
+        for i, role in enumerate(roles):
             text = format_value(crps[role])
-            cells.append(f"[bold green]{text}[/]" if role in best else text)
-            cells.append(format_value(read.scores(metrics, role).get(name, {}).get("ssr")))
-        table.add_row(*cells)
+            table.add_row(
+                name if i == 0 else "",
+                read.label(metrics, role),
+                f"[bold green]{text}[/]" if role in best else text,
+                format_value(read.scores(metrics, role).get(name, {}).get("ssr")),
+                end_section=i == len(roles) - 1,
+            )
     return table
 
 
