@@ -160,3 +160,22 @@ def test_summary_table_fits_80_columns(sphere):
     assert max(len(line) for line in text.splitlines()) <= 80
     for word in ("wind_speed", "t2m", "diffusion-sigma20", "quantile-mapping", "bicubic", "oracle"):
         assert word in text, (word, text)
+
+
+def test_report_says_the_weighting_and_the_spectral_method(sphere):
+    import matplotlib.pyplot as plt
+
+    from finescale.verify import figures
+    from finescale.verify.report import render_report
+
+    forecast, truth = sphere
+    metrics = evaluate(forecast, truth)
+    fig = figures.spectra(metrics)  # zonal: drawn against the equatorial wavelength
+    assert "Zonal power spectra" in fig._suptitle.get_text()
+    plt.close(fig)
+    page = render_report(metrics, {"spectra": b"\x89PNG fake"})
+    caption = page[page.index('id="fig-spectra"') :]
+    assert "Method: zonal spectra along latitude circles, cos-latitude weighted" in caption
+    assert "weighted by grid-cell area (cos latitude)" in page and "quantiles, thresholds" in page
+    plain = render_report(evaluate(forecast, truth, weighting="none"), {})
+    assert "plain means over the grid points (unweighted)" in plain

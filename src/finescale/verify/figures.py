@@ -242,13 +242,17 @@ def which_is_real(
 
 
 def spectra(metrics: Mapping[str, Any]) -> plt.Figure:
-    """Per variable: radially averaged PSDs (top) and their ratio to the truth's (bottom).
+    """Per variable: PSDs (top) and their ratio to the truth's (bottom); radially averaged, or
+    zonal along latitude circles on a global grid (``meta.spectra.kind``).
 
     Log-log against wavelength in km, large scales on the left. The shaded band is the range
     scored by ``spectral_log_ratio_max`` (2 HR grid lengths to the LR grid length).
     """
     variables = read.variables(metrics)
     curves = metrics["curves"]["spectra"]
+    zonal = (metrics["meta"].get("spectra") or {}).get("kind") == "zonal"
+    title = "Zonal power spectra (cos-latitude weighted)" if zonal else "Radially averaged power spectra"
+    wavelength_words = "wavelength at the equator" if zonal else "wavelength"
     lo_band = min(b[0] for b in metrics["meta"]["spectral_bands_km"])
     hi_band = max(b[1] for b in metrics["meta"]["spectral_bands_km"])
     fig, axes = plt.subplots(
@@ -282,9 +286,9 @@ def spectra(metrics: Mapping[str, Any]) -> plt.Figure:
         top.set_title(name, fontsize=10)
         top.set_ylabel(f"PSD ({units})$^2$ km" if units else "PSD", fontsize=8)
         bottom.set_ylabel("PSD / truth PSD", fontsize=8)
-        bottom.set_xlabel("wavelength (km)", fontsize=8)
+        bottom.set_xlabel(f"{wavelength_words} (km)", fontsize=8)
     axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("Radially averaged power spectra (shaded: scored band, 2 dx to LR dx)", fontsize=10)
+    fig.suptitle(f"{title} (shaded: scored band, 2 dx to LR dx)", fontsize=10)
     return fig
 
 

@@ -28,9 +28,8 @@ CAPTIONS = {
     "is smooth by construction.",
     "maps_references": "The truth beside one member of the forecast and of each reference, same "
     "time and colour scale. A reference without small scales looks blurred here.",
-    "spectra": "Radially averaged power spectral density (Hann window) averaged over members and "
-    "times, against wavelength in km (large scales left). Bottom: ratio to the truth (1 = right "
-    "energy). The shaded band, 2 HR grid lengths to the LR grid length, is the range of "
+    "spectra": "Power spectral density against wavelength in km (large scales left; at the "
+    "equator for zonal spectra). Bottom: ratio to the truth (1 = right energy). The shaded band, 2 HR grid lengths to the LR grid length, is the range of "
     "<code>spectral_log_ratio_max</code>: the scales downscaling must add.",
     "rank_histograms": "Rank of the truth among the members, ties broken at random; frequency "
     "times number of bins, so calibrated = flat at 1. U shape: too little spread; dome: too "
@@ -246,7 +245,17 @@ def _image(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _figures_html(figures: Mapping[str, Path | bytes]) -> str:
+def _caption(metrics: Mapping[str, Any], key: str) -> str:
+    """A figure's caption; the spectra's names the method used (``meta.spectra.method``)."""
+    if key != "spectra":
+        return CAPTIONS.get(key, "")
+    spectra = metrics.get("meta", {}).get("spectra") or {}
+    method = spectra.get("method", "radially averaged PSD (Hann window)")
+    averaged = spectra.get("averaged", "averaged over members and times")
+    return f"Method: {_e(method)}; {_e(averaged)}. " + CAPTIONS["spectra"]
+
+
+def _figures_html(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes]) -> str:
     parts = []
     titles = dict(FIGURES)
     for key, source in figures.items():
@@ -255,7 +264,7 @@ def _figures_html(figures: Mapping[str, Path | bytes]) -> str:
         parts.append(
             f'<section id="fig-{_e(key)}"><h2>{_e(title)}</h2><figure>'
             f'<img alt="{_e(title)}" src="{_image(data)}">'
-            f"<figcaption>{CAPTIONS.get(key, '')}</figcaption></figure></section>"
+            f"<figcaption>{_caption(metrics, key)}</figcaption></figure></section>"
         )
     return "".join(parts)
 
@@ -288,7 +297,7 @@ def _protocol_html(metrics: Mapping[str, Any]) -> str:
         ("derived", ", ".join(f"{k} = {v}" for k, v in (meta.get("derived") or {}).items()) or "none"),
         ("grid", grid_text),
         ("spectral bands (km)", bands),
-        ("averaging", meta.get("weighting", "")),
+        ("averaging", meta.get("averaging") or WEIGHTING_WORDS.get(meta.get("weighting", ""), "")),
         ("quantiles", meta.get("quantile_method", "")),
         ("spectra", (meta.get("spectra") or {}).get("method", "")),
         ("maps at", meta.get("map_time", "")),
@@ -337,10 +346,10 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes
         f"<h1>Evaluation of {_e(name)}</h1><p>{_e(lead)}</p><nav>{' '.join(nav)}</nav>"
         f'<section id="summary"><h2>Summary</h2><p class="muted">Best value per row highlighted.</p>{_summary_html(metrics)}</section>'
         f'<section id="metrics"><h2>Metrics per variable</h2><p class="muted">Averages over every grid point and '
-        f"scored time; extremes use thresholds fixed from the truth climatology; best per row highlighted "
+        f"scored time ({_e(WEIGHTING_WORDS.get(meta.get('weighting', ''), 'see the protocol'))}); extremes use thresholds fixed from the truth climatology; best per row highlighted "
         f"(no highlight for the spread, which has no better direction alone).</p>{tables}</section>"
         f"{region_section}"
-        f"{_figures_html(figures)}"
+        f"{_figures_html(metrics, figures)}"
         f'<section id="protocol"><h2>Protocol and provenance</h2>{_protocol_html(metrics)}</section>'
         "</main></body></html>\n"
     )
