@@ -117,6 +117,10 @@ def test_metrics_shape_is_strict_json(evaluated):
     assert meta["forecast_name"] == "oracle" and meta["finescale_version"]
     assert meta["sources"]["references"]["smoothed"].endswith("smoothed.zarr")
     assert set(meta["thresholds"]["tp"]) == {"q99", "q999"} and meta["thresholds"]["tp"]["q99"] > 0
+    # a regional grid: radially averaged spectra with one grid length, plain means as asked
+    assert meta["spectra"]["kind"] == "radial" and meta["spectra"]["method"].startswith("radially averaged PSD, Hann")
+    assert meta["grid"]["spectral_grid_length_km"] == meta["grid"]["hr_grid_length_km"] and not meta["grid"]["global"]
+    assert meta["weighting"] == "none" and meta["averaging"].startswith("unweighted")
     # LR grid length from the LR file: 8 x 0.05 degrees
     assert meta["grid"]["lr_grid_length_km"] / meta["grid"]["hr_grid_length_km"] == pytest.approx(8, rel=0.02)
 

@@ -131,3 +131,36 @@ def test_numpy_inputs():
     assert isinstance(error, float) and abs(error) < 0.05
     ratio = exceedance_ratio(forecast, truth, qs=(0.5, 0.9))
     assert isinstance(ratio, np.ndarray) and ratio.shape == (2,)
+
+
+def test_weighted_quantile_histogram_inverts_the_weighted_distribution():
+    """Within one bin (2^-13 of the value) of the first value whose cumulative weight reaches q;
+    weights add up block by block; one histogram is weighted or not."""
+    from finescale.verify.extremes import QuantileHistogram
+
+    rng = np.random.default_rng(5)
+    n = 50_000
+    samples = {
+        "t2m": 285.0 + 6.0 * rng.standard_normal(n),
+        "tp": np.where(rng.random(n) < 0.8, 0.0, rng.gamma(0.5, 2.0, n)),
+        "u10": 1.0 + 4.0 * rng.standard_normal(n),
+    }
+    weights = np.cos(np.deg2rad(rng.uniform(-89.0, 89.0, n)))
+    levels = np.array([0.01, 0.1, 0.5, 0.9, 0.99, 0.999])
+    for name, values in samples.items():
+        values = values.astype(np.float32)
+        whole = QuantileHistogram().add(values, weights)
+        parts = QuantileHistogram()
+        for v, w in zip(np.array_split(values, 5), np.array_split(weights, 5), strict=True):
+            parts.add(v, w)
+        assert whole.count == pytest.approx(weights.sum(), rel=1e-12)
+        np.testing.assert_allclose(parts.quantiles(levels), whole.quantiles(levels), rtol=1e-12)
+        order = np.argsort(values, kind="stable")
+        cumulative = np.cumsum(weights[order])
+        exact = values[order][np.searchsorted(cumulative, levels * cumulative[-1])].astype(float)
+        got = whole.quantiles(levels)
+        assert np.all(np.abs(got - exact) <= 2.0**-13 * np.abs(exact) + 1e-30), (name, got, exact)
+    dry = QuantileHistogram().add(samples["tp"].astype(np.float32), weights).quantiles([0.5])
+    assert dry[0] == 0.0
+    with pytest.raises(ValueError, match="either with weights or without"):
+        QuantileHistogram().add([1.0], [1.0]).add([2.0])

@@ -435,3 +435,26 @@ def test_results_are_labelled_with_units_and_score_name():
     assert spread_skill_ratio(fc + fc.member, obs).attrs["units"] == "1"
     with pytest.raises(ValueError, match="feature_weights"):
         energy_score(fc, obs, feature_dims="x", weights=xr.ones_like(obs))
+
+
+def test_sorted_kernels_are_the_scores_of_crps_fair_and_rank_histogram():
+    """The kernels the streaming evaluation sums: the same numbers as the public scores."""
+    from finescale.verify.scores import crps_sorted, crps_sorted_sum, truth_ranks
+
+    rng = np.random.default_rng(11)
+    m, points = 7, 500
+    fc = rng.gamma(0.7, 2.0, size=(m, points))
+    obs = rng.gamma(0.7, 2.0, size=points)
+    d = np.sort(fc, axis=0) - obs
+    pointwise = crps_fair(ensemble(fc.reshape(m, 5, 10, 10)), field(obs.reshape(5, 10, 10)), dims=[])
+    np.testing.assert_allclose(crps_sorted(d), pointwise.values.ravel(), rtol=1e-12)
+    expected = sr.crps_ensemble(obs, fc.T, estimator="nrg")
+    np.testing.assert_allclose(crps_sorted(d, fair=False), expected, rtol=1e-10, atol=1e-12)
+    w = rng.random(points)
+    assert crps_sorted_sum(d) == pytest.approx(crps_sorted(d).sum(), rel=1e-12)
+    assert crps_sorted_sum(d, w) == pytest.approx(crps_sorted(d) @ w, rel=1e-12)
+    assert crps_sorted_sum(d[:1], w) == pytest.approx(np.abs(d[0]) @ w, rel=1e-12)  # one member
+    ranks = truth_ranks(d, np.random.default_rng(0))  # no ties: no draw matters
+    np.testing.assert_array_equal(ranks, (fc < obs).sum(axis=0))
+    counts = rank_histogram(ensemble(fc.reshape(m, 5, 10, 10)), field(obs.reshape(5, 10, 10)))
+    np.testing.assert_array_equal(np.bincount(ranks, minlength=m + 1), counts.values)
