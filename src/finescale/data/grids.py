@@ -431,3 +431,67 @@ def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """(n, 3) points on the unit sphere, so nearest-neighbour search ignores the lon seam."""
     phi, lam = np.deg2rad(lat.ravel()), np.deg2rad(lon.ravel())
     return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# polar filter
+
+# Relative slack on the kept wavenumber bound, so that a bound which is an integer in exact
+# arithmetic (e.g. 2.9999999996 for 3) is not floored one below by rounding.
+_WAVENUMBER_SLACK = 1e-9
+
+
+def polar_filter(values: np.ndarray, lat: np.ndarray, lat0: float = 60.0) -> np.ndarray:
+    """Classical polar filter of grid-point models: zonal Fourier truncation poleward of ``lat0``.
+
+    On a global lat-lon grid the zonal spacing shrinks as cos(lat), so near the poles a field can
+    hold zonal scales far finer than anywhere else. This keeps, in each row with
+    |lat| > ``lat0``, only the zonal wavenumbers m <= floor((nx / 2) * cos(lat) / cos(lat0))
+    (a real FFT along x, the rest set to zero), so the finest zonal scale there is no finer than
+    the grid spacing at ``lat0``. The pole rows (cos(lat) ~ 0) keep only their zonal mean (m = 0),
+    i.e. become constant along the row. Rows with |lat| <= ``lat0`` are returned bit for bit.
+    The zonal mean of every row is preserved.
+
+    values: (..., ny, nx), any units, on a global grid periodic in x (x covers 360 degrees once,
+        columns equally spaced). A NaN in a filtered row makes that whole row NaN.
+    lat: latitude of each row in degrees, (ny,); or lat(y, x) of shape (ny, nx), of which each
+        row's mean is taken.
+    lat0: latitude in degrees, 0 <= lat0 < 90, poleward of which rows are filtered.
+    Returns a new array of the shape of ``values``, in its units; floating dtypes are kept
+    (float32 in, float32 out), others become float64.
+    Raises GridError if the shapes do not match or a latitude is out of range.
+    """
+    values = np.asarray(values)
+    if values.ndim < 2:
+        raise GridError(f"polar_filter needs values of shape (..., ny, nx), got {values.shape}")
+    ny, nx = values.shape[-2:]
+    row_lat = _row_latitudes(np.asarray(lat, dtype=float), ny, nx)
+    if not 0.0 <= lat0 < 90.0:
+        raise GridError(f"polar_filter lat0 must be in [0, 90) degrees, got {lat0!r}")
+    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.dtype(np.float64)
+    out = values.astype(dtype, copy=True)
+    rows = np.flatnonzero(np.abs(row_lat) > lat0)
+    if rows.size == 0:
+        return out
+    cos_ratio = np.clip(np.cos(np.deg2rad(row_lat[rows])), 0.0, None) / np.cos(np.deg2rad(lat0))
+    kept = np.floor((nx / 2) * cos_ratio * (1 + _WAVENUMBER_SLACK)).astype(int)
+    spectrum = np.fft.rfft(out[..., rows, :], axis=-1)
+    wavenumber = np.arange(spectrum.shape[-1])
+    spectrum[..., wavenumber[None, :] > kept[:, None]] = 0
+    out[..., rows, :] = np.fft.irfft(spectrum, n=nx, axis=-1)
+    return out
+
+
+def _row_latitudes(lat: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    """(ny,) latitude of each row from a (ny,) or (ny, nx) latitude array, in degrees."""
+    if lat.shape == (ny, nx):
+        lat = lat.mean(axis=1)
+    elif lat.shape != (ny,):
+        raise GridError(
+            f"polar_filter needs lat of shape ({ny},) or ({ny}, {nx}) to match values' "
+            f"(ny, nx), got {lat.shape}"
+        )
+    if not np.all(np.abs(lat) <= 90.0):
+        raise GridError(f"polar_filter latitudes must lie in [-90, 90] degrees, got "
+                        f"{np.nanmin(lat):g} .. {np.nanmax(lat):g}")
+    return lat
