@@ -136,10 +136,12 @@ def test_downscaling_killed_part_way_generates_only_the_missing_blocks(small_pai
     written = len(list(marks.iterdir()))
     assert 1 <= written < MEMBERS and not out.exists()
 
-    draws, notes = [], []
-    assert _downscale(small_pair, checkpoint, out, progress=draws.append, note=notes.append) == out
+    draws, notes, totals = [], [], []
+    assert _downscale(small_pair, checkpoint, out, progress=draws.append, note=notes.append,
+                      total=totals.append) == out
     times = reference.sizes["time"]
     assert len(draws) == (MEMBERS - written) * times  # only the missing blocks (one member each)
+    assert totals == [len(draws)]  # the bar's total, told before drawing, counts those alone
     assert any(f"{written} of {MEMBERS} blocks already written" in text for text in notes)
     xr.testing.assert_identical(xr.open_zarr(out).load(), reference)  # bit for bit, attributes included
     assert sorted(os.listdir(tmp_path)) == ["ens.zarr"]

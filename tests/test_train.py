@@ -151,3 +151,21 @@ def test_ema_warms_up_then_decays_at_the_configured_rate():
         model.weight.fill_(2.0)
     ema.update_parameters(model)
     assert ema.module.weight.item() == pytest.approx(1.0 + 0.001, abs=1e-6)  # late: the configured decay
+
+
+def test_the_bars_count_training_steps_and_downscaling_blocks(tiny_models, tmp_path):
+    """The training bar counts optimisation steps (not Lightning's 'Epoch 0/-2'), a resumed run
+    from the checkpoint's step; the downscaling bar knows its total before drawing."""
+    folder = tiny_models["folder"]
+    train = ["train", "--config", str(folder / "nostatic.yaml"), "--set", f"train.out={tmp_path / 'run'}"]
+    result = runner.invoke(app, [*train, "--set", "train.max_steps=3"])
+    assert result.exit_code == 0, result.output
+    assert "train step" in result.output and "3/3" in result.output and "Epoch" not in result.output
+    result = runner.invoke(app, [*train, "--set", "train.max_steps=5", "--resume"])
+    assert result.exit_code == 0 and "5/5" in result.output, result.output
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    args = ["downscale", "--checkpoint", str(checkpoint), "--lr", str(folder / "lr.nc"),
+            "--out", str(tmp_path / "ens.zarr"), "--times", "2020-01-01T00..2020-01-01T09"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "10/10" in result.output and "/?" not in result.output  # 10 times x 1 batch of the mean
