@@ -136,6 +136,12 @@ def test_a_flipped_and_rolled_forecast_is_reordered_onto_the_truth(sphere):
     assert moved["forecast"] == plain["forecast"] and moved["curves"] == plain["curves"]
     note = next(n for n in moved["meta"]["notes"] if "reordered by lat/lon" in n)
     assert "y flipped" in note and "x rolled by 36 points" in note
+    # a region mask stored north->south is reordered too: the same points as the box
+    cap = xr.DataArray((forecast["lat"] > CAP).values, dims=("y", "x"), coords={"lat": forecast["lat"], "lon": forecast["lon"]})
+    by_mask = evaluate(forecast, truth, regions={"cap": cap.isel(y=slice(None, None, -1))}, weighting="none")
+    by_box = evaluate(forecast, truth, regions={"cap": (CAP, 90.0, -180.0, 180.0)}, weighting="none")
+    assert by_mask["regions"] == by_box["regions"] and by_mask["meta"]["regions"]["cap"]["points"] == 4 * LON.size
+    assert any(n.startswith("region 'cap': the truth's grid points in another order") for n in by_mask["meta"]["notes"])
     # a grid of other points is still refused
     shifted = forecast.assign_coords(lon=forecast["lon"] + 2.5)
     with pytest.raises(ValueError, match="lon differs from the truth's .* not the same grid points"):

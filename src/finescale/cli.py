@@ -191,7 +191,7 @@ def evaluate(
     variable: Annotated[list[str] | None, typer.Option("--variable", help="Score only this variable (repeatable; default: every forecast variable, which the truth must have, plus wind_speed from u10/v10).")] = None,
     region: Annotated[list[str] | None, typer.Option("--region", help="A box also scored alone: `NAME=LAT0,LAT1,LON0,LON1` in degrees (repeatable).")] = None,
     mask: Annotated[list[str] | None, typer.Option("--mask", help="A region from a 0/1 mask on the HR grid: `NAME=PATH:VAR` (NetCDF/Zarr; repeatable).")] = None,
-    unweighted: Annotated[bool, typer.Option("--unweighted", help="Plain means over the grid points instead of cos(latitude) area weights.")] = False,
+    unweighted: Annotated[bool, typer.Option("--unweighted", help="Plain means over the grid points instead of cos(latitude) area weights (e.g. for a projected grid of near-equal cells, where cos(lat) is not the cell area).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the rank-histogram tie breaks and the 'which one is real?' panel.")] = 0,
 ) -> None:
     """Score an ensemble (or a deterministic forecast) against the HR truth, beside references.

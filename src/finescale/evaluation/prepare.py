@@ -317,6 +317,7 @@ def prepare(
 
     truth_sel = select_times(truth[stored_for(truth, names)], common)
     masks, region_meta = region_masks(regions or {}, truth)
+    notes += [info["reordered"] for info in region_meta.values() if "reordered" in info]
     forecast_sel = as_ensemble(select(forecast, "forecast"))
     refs_sel = {n: as_ensemble(select(ds, n)) for n, ds in references.items()}
 

@@ -72,7 +72,9 @@ def _mask_values(mask: xr.DataArray | np.ndarray, truth: xr.Dataset, where: str)
         ds = ds.squeeze([d for d in ds["mask"].dims if d not in ("y", "x") and ds.sizes[d] == 1], drop=True)
         if set(ds["mask"].dims) != {"y", "x"}:
             raise ValueError(f"{where}: a mask needs dims (y, x) or (lat, lon), not {ds['mask'].dims}")
-        ds, _ = match_grid(ds, truth, where, "the truth grid")
+        ds, notes = match_grid(ds, truth, where, "the truth grid")
+        if notes:
+            info["reordered"] = notes[0]
         values = np.asarray(ds["mask"].transpose("y", "x").values)
     else:
         values = np.asarray(mask)
