@@ -23,7 +23,9 @@ from finescale.evaluation import run_evaluate
 from finescale.io import write_zarr
 
 MEMBERS = 4
-TIMES = np.arange(np.datetime64("2020-07-01T00"), np.datetime64("2020-07-03T00"), np.timedelta64(1, "h"))
+TIMES = np.arange(
+    np.datetime64("2020-07-01T00"), np.datetime64("2020-07-03T00"), np.timedelta64(1, "h")
+)
 LAT = np.linspace(50.0, 42.5, 16)  # north -> south, as ERA5 stores it
 LON = np.linspace(0.0, 9.5, 20)
 runner = CliRunner()
@@ -39,11 +41,14 @@ def files(tmp_path_factory):
     coords = {"time": TIMES, "latitude": LAT, "longitude": LON}
     dims = ("time", "latitude", "longitude")
     hr = xr.Dataset(
-        {"2t": (dims, t_celsius, {"units": "degC"}), "tp": (dims, tp_metres, {"units": "m"})}, coords=coords
+        {"2t": (dims, t_celsius, {"units": "degC"}), "tp": (dims, tp_metres, {"units": "m"})},
+        coords=coords,
     )
     hr.to_netcdf(root / "era5_hr.nc")
     lr = hr.coarsen(latitude=2, longitude=2).mean()
-    lr = lr.assign({"2t": lr["2t"].assign_attrs(units="degC"), "tp": lr["tp"].assign_attrs(units="m")})
+    lr = lr.assign(
+        {"2t": lr["2t"].assign_attrs(units="degC"), "tp": lr["tp"].assign_attrs(units="m")}
+    )
     lr.to_netcdf(root / "era5_lr.nc")
     variables = {
         "t2m": {"name": "2t", "units": "K"},
@@ -75,8 +80,16 @@ def files(tmp_path_factory):
     noise = rng.standard_normal((MEMBERS, *shape))
     forecast = xr.Dataset(
         {
-            "t2m": (("member", "time", "y", "x"), (t_kelvin + 2.0 * noise).astype(np.float32), {"units": "K"}),
-            "tp": (("member", "time", "y", "x"), np.maximum(tp_rate + noise, 0).astype(np.float32), {"units": "mm h-1"}),
+            "t2m": (
+                ("member", "time", "y", "x"),
+                (t_kelvin + 2.0 * noise).astype(np.float32),
+                {"units": "K"},
+            ),
+            "tp": (
+                ("member", "time", "y", "x"),
+                np.maximum(tp_rate + noise, 0).astype(np.float32),
+                {"units": "mm h-1"},
+            ),
         },
         coords=grid,
     )
@@ -90,15 +103,28 @@ def _metrics(out) -> dict:
 
 def test_config_truth_scores_like_the_same_truth_in_finescale_layout(files):
     cfg = load_config(files / "era5.yaml")
-    by_config = _metrics(run_evaluate(files / "forecast.zarr", None, files / "by-config", config=cfg))
-    by_hand = _metrics(
-        run_evaluate(files / "forecast.zarr", files / "truth.zarr", files / "by-hand", lr_path=files / "era5_lr.nc")
+    by_config = _metrics(
+        run_evaluate(files / "forecast.zarr", None, files / "by-config", config=cfg)
     )
-    assert by_config["meta"]["variables"] == ["t2m", "tp"] and by_config["meta"]["times"]["scored"] == TIMES.size
+    by_hand = _metrics(
+        run_evaluate(
+            files / "forecast.zarr",
+            files / "truth.zarr",
+            files / "by-hand",
+            lr_path=files / "era5_lr.nc",
+        )
+    )
+    assert (
+        by_config["meta"]["variables"] == ["t2m", "tp"]
+        and by_config["meta"]["times"]["scored"] == TIMES.size
+    )
     for name in ("t2m", "tp"):
         for key, value in by_hand["forecast"][name].items():
             # float32 round-off of the converted values (1e-5 K at 290 K) is all that differs
-            assert by_config["forecast"][name][key] == pytest.approx(value, rel=1e-5, abs=1e-4), (name, key)
+            assert by_config["forecast"][name][key] == pytest.approx(value, rel=1e-5, abs=1e-4), (
+                name,
+                key,
+            )
     # the crps is not trivially equal: the forecast is a real ensemble with errors
     assert by_config["forecast"]["t2m"]["crps_fair"] > 0.3
     notes = "\n".join(by_config["meta"]["notes"])
@@ -113,7 +139,9 @@ def test_config_truth_scores_like_the_same_truth_in_finescale_layout(files):
 
 def test_split_takes_the_configs_test_block(files):
     cfg = load_config(files / "era5.yaml")
-    metrics = _metrics(run_evaluate(files / "forecast.zarr", None, files / "split", config=cfg, split="test"))
+    metrics = _metrics(
+        run_evaluate(files / "forecast.zarr", None, files / "split", config=cfg, split="test")
+    )
     test = split_times(TIMES, cfg.data.splits)["test"]
     assert metrics["meta"]["times"]["scored"] == test.size == TIMES.size // 4
     assert metrics["meta"]["times"]["first"] == str(np.datetime_as_string(test[0], unit="m"))
@@ -122,22 +150,44 @@ def test_split_takes_the_configs_test_block(files):
 
 def test_cli_prints_every_note_before_the_table(files):
     out = files / "cli"
-    args = ["evaluate", "--config", str(files / "era5.yaml"), "--split", "test", "--forecast",
-            str(files / "forecast.zarr"), "--out", str(out)]
+    args = [
+        "evaluate",
+        "--config",
+        str(files / "era5.yaml"),
+        "--split",
+        "test",
+        "--forecast",
+        str(files / "forecast.zarr"),
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
     notes = _metrics(out)["meta"]["notes"]
-    printed = [line.removeprefix("note: ") for line in result.output.splitlines() if line.startswith("note: ")]
+    printed = [
+        line.removeprefix("note: ")
+        for line in result.output.splitlines()
+        if line.startswith("note: ")
+    ]
     assert printed == notes and len(notes) >= 4
     assert result.output.index("note: ") < result.output.index("CRPS")
 
 
 def test_a_truth_without_a_forecast_variable_fails_naming_it(files):
-    args = ["evaluate", "--config", str(files / "tp-only.yaml"), "--forecast", str(files / "forecast.zarr"),
-            "--out", str(files / "never")]
+    args = [
+        "evaluate",
+        "--config",
+        str(files / "tp-only.yaml"),
+        "--forecast",
+        str(files / "forecast.zarr"),
+        "--out",
+        str(files / "never"),
+    ]
     result = runner.invoke(app, args, terminal_width=400)
     assert result.exit_code == 2
-    assert f"truth ({files / 'era5_hr.nc'} via config) has no 't2m'; it has tp" in " ".join(result.output.split())
+    assert f"truth ({files / 'era5_hr.nc'} via config) has no 't2m'; it has tp" in " ".join(
+        result.output.split()
+    )
     assert not (files / "never").exists()
     # with --variable the user opts out explicitly: tp alone is scored, t2m listed as not asked for
     ok = runner.invoke(app, [*args[:-1], str(files / "tp-only"), "--variable", "tp"])

@@ -32,7 +32,9 @@ from finescale.verify.report import summary_table
 
 LAT = np.arange(-87.5, 90.0, 5.0)  # 36 rows, cell centres
 LON = np.arange(-180.0, 180.0, 5.0)  # 72 columns, periodic
-TIMES = np.arange(np.datetime64("2020-01-01T00"), np.datetime64("2020-01-01T06"), np.timedelta64(1, "h"))
+TIMES = np.arange(
+    np.datetime64("2020-01-01T00"), np.datetime64("2020-01-01T06"), np.timedelta64(1, "h")
+)
 MEMBERS = 5
 CAP = 70.0  # latitude above which the ensemble is bad
 
@@ -52,7 +54,9 @@ def sphere():
     cap = LAT[None, None, :, None] > CAP
     members = np.where(cap, members + 8.0, members)  # a warm, confident polar cap
     truth = xr.Dataset({"t2m": (("time", "y", "x"), truth_values, {"units": "K"})}, coords=_grid())
-    forecast = xr.Dataset({"t2m": (("member", "time", "y", "x"), members, {"units": "K"})}, coords=_grid())
+    forecast = xr.Dataset(
+        {"t2m": (("member", "time", "y", "x"), members, {"units": "K"})}, coords=_grid()
+    )
     return forecast, truth
 
 
@@ -93,7 +97,9 @@ def test_every_weighted_average_equals_the_public_scores_with_weights(sphere):
         assert scores[key] == pytest.approx(float(np.asarray(value).squeeze()), rel=1e-9), key
     # rank counts are sums of weights (mean 1): no ties here, so the tie breaks do not matter
     counts = rank_histogram(f, y, weights=w / w.mean())
-    np.testing.assert_allclose(got["curves"]["rank_histogram"]["t2m"]["forecast"], counts.values, rtol=1e-9)
+    np.testing.assert_allclose(
+        got["curves"]["rank_histogram"]["t2m"]["forecast"], counts.values, rtol=1e-9
+    )
     # the thresholds are quantiles of the cos-weighted truth: within a bin (2^-13) of the value
     # where the weighted distribution function reaches 0.99
     values = np.sort(y.values.ravel())
@@ -114,7 +120,9 @@ def test_global_grids_get_zonal_spectra(sphere):
     waves = truth.assign(t2m=truth["t2m"] * 0 + 280.0 + 5.0 * wave)
     got = evaluate(forecast.isel(member=slice(0, 2)), waves)
     spectra = got["meta"]["spectra"]
-    assert spectra["kind"] == "zonal" and spectra["method"].startswith("zonal spectra along latitude circles")
+    assert spectra["kind"] == "zonal" and spectra["method"].startswith(
+        "zonal spectra along latitude circles"
+    )
     equator_km = 2 * np.pi * 6371.0
     assert got["meta"]["grid"]["spectral_grid_length_km"] == pytest.approx(equator_km / LON.size)
     curve = got["curves"]["spectra"]["t2m"]
@@ -122,7 +130,9 @@ def test_global_grids_get_zonal_spectra(sphere):
     assert peak == pytest.approx(equator_km / 6)
     # bands: from 2 equatorial grid lengths to the assumed LR scale, said in a note
     assert got["meta"]["spectral_bands_km"][0][0] == pytest.approx(2 * equator_km / LON.size)
-    assert any(n.startswith("no LR given: largest spectral scale assumed 8") for n in got["meta"]["notes"])
+    assert any(
+        n.startswith("no LR given: largest spectral scale assumed 8") for n in got["meta"]["notes"]
+    )
 
 
 def test_a_flipped_and_rolled_forecast_is_reordered_onto_the_truth(sphere):
@@ -137,14 +147,30 @@ def test_a_flipped_and_rolled_forecast_is_reordered_onto_the_truth(sphere):
     note = next(n for n in moved["meta"]["notes"] if "reordered by lat/lon" in n)
     assert "y flipped" in note and "x rolled by 36 points" in note
     # a region mask stored north->south is reordered too: the same points as the box
-    cap = xr.DataArray((forecast["lat"] > CAP).values, dims=("y", "x"), coords={"lat": forecast["lat"], "lon": forecast["lon"]})
-    by_mask = evaluate(forecast, truth, regions={"cap": cap.isel(y=slice(None, None, -1))}, weighting="none")
-    by_box = evaluate(forecast, truth, regions={"cap": (CAP, 90.0, -180.0, 180.0)}, weighting="none")
-    assert by_mask["regions"] == by_box["regions"] and by_mask["meta"]["regions"]["cap"]["points"] == 4 * LON.size
-    assert any(n.startswith("region 'cap': the truth's grid points in another order") for n in by_mask["meta"]["notes"])
+    cap = xr.DataArray(
+        (forecast["lat"] > CAP).values,
+        dims=("y", "x"),
+        coords={"lat": forecast["lat"], "lon": forecast["lon"]},
+    )
+    by_mask = evaluate(
+        forecast, truth, regions={"cap": cap.isel(y=slice(None, None, -1))}, weighting="none"
+    )
+    by_box = evaluate(
+        forecast, truth, regions={"cap": (CAP, 90.0, -180.0, 180.0)}, weighting="none"
+    )
+    assert (
+        by_mask["regions"] == by_box["regions"]
+        and by_mask["meta"]["regions"]["cap"]["points"] == 4 * LON.size
+    )
+    assert any(
+        n.startswith("region 'cap': the truth's grid points in another order")
+        for n in by_mask["meta"]["notes"]
+    )
     # a grid of other points is still refused
     shifted = forecast.assign_coords(lon=forecast["lon"] + 2.5)
-    with pytest.raises(ValueError, match="lon differs from the truth's .* not the same grid points"):
+    with pytest.raises(
+        ValueError, match="lon differs from the truth's .* not the same grid points"
+    ):
         evaluate(shifted, truth)
 
 

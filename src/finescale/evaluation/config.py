@@ -59,7 +59,9 @@ def _variable_notes(ds: xr.Dataset, cfg: SourceConfig, label: str) -> list[str]:
         if spec.name != name:
             done.append(f"file variable {spec.name!r}")
         if attrs.get("source_units"):
-            done.append(f"converted from {attrs['source_units']} to {attrs.get('units', spec.units)}")
+            done.append(
+                f"converted from {attrs['source_units']} to {attrs.get('units', spec.units)}"
+            )
         period = attrs.get("accumulation_period")
         if period:
             source = attrs.get("accumulation_period_source", "")
@@ -101,12 +103,16 @@ def select_times(
     if times is not None:
         truth = truth.sel(time=times)
         if truth.sizes["time"] == 0:
-            raise ValueError(f"--times {times.start}..{times.stop}: no time of the truth in this range")
+            raise ValueError(
+                f"--times {times.start}..{times.stop}: no time of the truth in this range"
+            )
         notes.append(f"times {times.start}..{times.stop}: {truth.sizes['time']} times of the truth")
     return truth, notes
 
 
-def open_config(data: DataConfig, *, split: str | None = None, times: slice | None = None) -> ConfigSources:
+def open_config(
+    data: DataConfig, *, split: str | None = None, times: slice | None = None
+) -> ConfigSources:
     """Truth (``data.hr``) and LR (``data.lr``) through :func:`finescale.data.sources.open_source`.
 
     ``split``: train, validation, test or all (the config's ``splits``); ``times``: a slice of
@@ -135,4 +141,3 @@ def open_config(data: DataConfig, *, split: str | None = None, times: slice | No
         file_names={name: spec.name for name, spec in data.hr.variables.items()},
         notes=notes + more,
     )
-

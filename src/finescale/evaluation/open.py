@@ -131,7 +131,9 @@ def _reordering(
         a, b = lat[::-1] if flip_y else lat, lon[::-1] if flip_y else lon
         a, b = (a[:, ::-1], b[:, ::-1]) if flip_x else (a, b)
         first = np.abs((np.abs(b[0] - truth_lon[0, 0]) + 180.0) % 360.0 - 180.0)
-        for k in np.flatnonzero((first < SAME_DEGREES) & (np.abs(a[0] - truth_lat[0, 0]) < SAME_DEGREES)):
+        for k in np.flatnonzero(
+            (first < SAME_DEGREES) & (np.abs(a[0] - truth_lat[0, 0]) < SAME_DEGREES)
+        ):
             rolled = (np.roll(a, -int(k), axis=1), np.roll(b, -int(k), axis=1))
             if max(_worst(*rolled, truth_lat, truth_lon)) <= SAME_DEGREES:
                 return flip_y, flip_x, int(k)
@@ -153,7 +155,8 @@ def match_grid(
     if shape != truth_shape:
         raise ValueError(
             f"{where}: grid of {shape[0]} x {shape[1]} points (y x x) differs from the truth's "
-            f"{truth_shape[0]} x {truth_shape[1]} ({truth_where}); regrid it onto the truth grid first"
+            f"{truth_shape[0]} x {truth_shape[1]} ({truth_where}); "
+            "regrid it onto the truth grid first"
         )
     if not {"lat", "lon"} <= set(ds.coords):
         return ds, [f"{where} has no lat/lon coordinates: assumed to be on the truth's grid"]
@@ -183,8 +186,12 @@ def match_grid(
         done.append("x flipped (longitude stored in the other direction)")
     if roll:
         ds = ds.roll(x=-roll, roll_coords=True)
-        done.append(f"x rolled by {roll} points (another longitude origin, e.g. 0..360 vs -180..180)")
-    note = f"{where}: the truth's grid points in another order, reordered by lat/lon: " + "; ".join(done)
+        done.append(
+            f"x rolled by {roll} points (another longitude origin, e.g. 0..360 vs -180..180)"
+        )
+    note = f"{where}: the truth's grid points in another order, reordered by lat/lon: " + "; ".join(
+        done
+    )
     return ds, [note]
 
 

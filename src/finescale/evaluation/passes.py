@@ -69,7 +69,10 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
     meta = inputs.meta
     names = inputs.variables
     sources = inputs.sources()
-    areas: dict[str | None, np.ndarray | None] = {None: None, **inputs.regions}  # None: whole domain
+    areas: dict[str | None, np.ndarray | None] = {
+        None: None,
+        **inputs.regions,
+    }  # None: whole domain
     grid = meta["grid"]
     kind = meta["spectra"]["kind"]
     row_lat = np.asarray(inputs.truth["lat"].values, dtype=float).mean(axis=1)
@@ -106,7 +109,9 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
             for area, mask in areas.items():
                 w = weights_for(stop - start, mask)
                 values = cut(block[name], mask)
-                truth_hist[name, area].add(values) if w is None else truth_hist[name, area].add(values, w)
+                truth_hist[name, area].add(values) if w is None else truth_hist[name, area].add(
+                    values, w
+                )
             at = spectral_in(start, stop)
             if at.size:
                 truth_psd[name].add(block[name][at])
@@ -118,20 +123,26 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
 
     # pass 2: every source against the truth, the variables of a block on parallel threads
     sums = {
-        (role, name, area): Sums(int(ds.sizes["member"]), thresholds[name, area], (seed, r, v, a), weights is not None)
+        (role, name, area): Sums(
+            int(ds.sizes["member"]), thresholds[name, area], (seed, r, v, a), weights is not None
+        )
         for r, (role, ds) in enumerate(sources.items())
         for v, name in enumerate(names)
         for a, area in enumerate(areas)
     }
     psd = {(role, name): new_spectrum() for role in sources for name in names}
 
-    def score_variable(role: str, name: str, forecast: np.ndarray, truth: np.ndarray, start: int) -> None:
+    def score_variable(
+        role: str, name: str, forecast: np.ndarray, truth: np.ndarray, start: int
+    ) -> None:
         per_time = forecast[:, 0].size
         step = max(1, stream.SLAB_VALUES // per_time)
         for a in range(0, truth.shape[0], step):
             f, y = forecast[:, a : a + step], truth[a : a + step]
             for area, mask in areas.items():
-                sums[role, name, area].add(cut(f, mask), cut(y, mask), weights_for(y.shape[0], mask))
+                sums[role, name, area].add(
+                    cut(f, mask), cut(y, mask), weights_for(y.shape[0], mask)
+                )
             at = spectral_in(start + a, start + a + f.shape[1])
             if at.size:
                 psd[role, name].add(f[:, at])
@@ -150,7 +161,9 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
                 continue
             if progress:
                 progress(f"scoring {role}: times {start}-{stop} of {nt}")
-            done = [pool.submit(score_variable, role, n, block[n], truth_block[n], start) for n in names]
+            done = [
+                pool.submit(score_variable, role, n, block[n], truth_block[n], start) for n in names
+            ]
             for future in done:
                 future.result()
 
@@ -192,8 +205,15 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
     def threshold_meta(area: str | None) -> dict[str, dict[str, float | None]]:
         return {n: {k: finite(v) for k, v in thresholds[n, area].items()} for n in names}
 
-    region_meta = {area: dict(info, thresholds=threshold_meta(area)) for area, info in meta.get("regions", {}).items()}
-    over = "every scored time" if spectral.size == nt else f"{spectral.size} evenly spaced scored times"
+    region_meta = {
+        area: dict(info, thresholds=threshold_meta(area))
+        for area, info in meta.get("regions", {}).items()
+    }
+    over = (
+        "every scored time"
+        if spectral.size == nt
+        else f"{spectral.size} evenly spaced scored times"
+    )
     weighted = " (weighted)" if weights is not None else ""
     meta = dict(
         meta,
@@ -202,8 +222,13 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
         seed=seed,
         quantile_method=(
             f"streaming histogram{weighted} on the float32 bit pattern, 2^{QUANTILE_BITS} bins per "
-            f"power of two: numpy 'linear' quantiles to within 2^-{QUANTILE_BITS} (1.2e-4) of the value"
-            + ("; weighted: the value where the weighted distribution reaches the level" if weighted else "")
+            f"power of two: numpy 'linear' quantiles to within 2^-{QUANTILE_BITS} (1.2e-4) "
+            "of the value"
+            + (
+                "; weighted: the value where the weighted distribution reaches the level"
+                if weighted
+                else ""
+            )
         ),
         spectra=dict(
             meta["spectra"],
@@ -218,7 +243,10 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
         "forecast": results["forecast"],
         "references": {n: results[n] for n in inputs.references},
         "regions": {
-            area: {"forecast": by_role["forecast"], "references": {n: by_role[n] for n in inputs.references}}
+            area: {
+                "forecast": by_role["forecast"],
+                "references": {n: by_role[n] for n in inputs.references},
+            }
             for area, by_role in regions.items()
         },
         "curves": curves,

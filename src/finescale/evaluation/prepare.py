@@ -117,9 +117,16 @@ def choose_variables(
                 raise KeyError(f"{where(role, paths)} has {what}; it has {listing}{hint}")
     chosen = []
     for name in names:
-        derived = name == "wind_speed" and not (name in forecast.data_vars and name in truth.data_vars)
+        derived = name == "wind_speed" and not (
+            name in forecast.data_vars and name in truth.data_vars
+        )
         if not derived:
-            extra = (set(forecast[name].dims) | set(truth[name].dims)) - {"time", "y", "x", "member"}
+            extra = (set(forecast[name].dims) | set(truth[name].dims)) - {
+                "time",
+                "y",
+                "x",
+                "member",
+            }
             if not gridded(truth, name) or not gridded(forecast, name) or extra:
                 raise ValueError(
                     f"variable {name!r} cannot be scored: dims {forecast[name].dims} (forecast), "
@@ -131,7 +138,9 @@ def choose_variables(
     if not chosen:
         raise ValueError(f"no variable to score: {where('forecast', paths)} has none")
     skipped = {
-        str(n): "not asked for (--variable)" for n in forecast.data_vars if requested and n not in chosen
+        str(n): "not asked for (--variable)"
+        for n in forecast.data_vars
+        if requested and n not in chosen
     }
     return chosen, skipped
 
@@ -288,7 +297,9 @@ def prepare(
 
     names, skipped = choose_variables(forecast, truth, variables, paths, truth_names)
     for name, ds in references.items():
-        missing = [v for v in names if not (gridded(ds, v) or (v == "wind_speed" and has_wind_speed(ds)))]
+        missing = [
+            v for v in names if not (gridded(ds, v) or (v == "wind_speed" and has_wind_speed(ds)))
+        ]
         if missing:
             raise KeyError(
                 f"{where(name, paths)}: missing variable(s) {', '.join(missing)} that the forecast "
@@ -304,7 +315,8 @@ def prepare(
         members[role] = int(ds.sizes.get("member", 1))
         if "member" not in ds.dims:
             notes.append(
-                f"{where(role, paths)}: no member dim, scored as a 1-member (deterministic) forecast"
+                f"{where(role, paths)}: no member dim, "
+                "scored as a 1-member (deterministic) forecast"
             )
     forecast, references = matched.pop("forecast"), matched
 
@@ -326,12 +338,15 @@ def prepare(
         lr_std = standardise(lr, where("lr", paths))
         if not {"lat", "lon"} <= set(lr_std.coords):
             raise ValueError(
-                f"{where('lr', paths)}: no lat/lon coordinates (needed for its grid length and maps)"
+                f"{where('lr', paths)}: no lat/lon coordinates "
+                "(needed for its grid length and maps)"
             )
     grid, spectra, bands = spectral_setup(truth, lr_std, paths, notes)
     weights = None
     if weighting == "area":
-        weights = np.asarray(area_weights(np.asarray(truth["lat"].values, dtype=float)), dtype=float)
+        weights = np.asarray(
+            area_weights(np.asarray(truth["lat"].values, dtype=float)), dtype=float
+        )
 
     periods = {
         n: str(truth[n].attrs["accumulation_period"])

@@ -76,7 +76,13 @@ def evaluate(
     messages and ``meta``. Raises ValueError/KeyError naming the source and what is wrong.
     """
     inputs = prepare(
-        forecast, truth, lr, references, variables=variables, paths=paths, regions=regions,
+        forecast,
+        truth,
+        lr,
+        references,
+        variables=variables,
+        paths=paths,
+        regions=regions,
         weighting=weighting,
     )
     metrics = score(inputs, seed=seed, progress=progress)
@@ -85,7 +91,7 @@ def evaluate(
 
 
 def _map_time(truth: xr.Dataset, variables: list[str]) -> np.datetime64:
-    """The most telling time for maps: the wettest (domain-mean precipitation), else the middle one."""
+    """The most telling time for maps: the wettest (domain-mean precipitation), else the middle."""
     precip = next((n for n in PRECIP_NAMES if n in variables and n in truth.data_vars), None)
     times = truth["time"].values
     if precip is None:
@@ -175,13 +181,24 @@ def run_evaluate(
         truth = open_dataset(truth_path, "truth")
         truth, notes = select_times(truth, None, None, split=split, times=times)
     paths: dict[str, Any] = {
-        "forecast": forecast_path, "truth": truth_label, "lr": lr_path, **references
+        "forecast": forecast_path,
+        "truth": truth_label,
+        "lr": lr_path,
+        **references,
     }
     fc = open_dataset(forecast_path, "forecast")
     refs = {n: open_dataset(p, f"reference {n}") for n, p in references.items()}
     inputs = prepare(
-        fc, truth, lr, refs, variables=variables, paths=paths, regions=regions,
-        weighting=weighting, truth_names=truth_names, notes=notes,
+        fc,
+        truth,
+        lr,
+        refs,
+        variables=variables,
+        paths=paths,
+        regions=regions,
+        weighting=weighting,
+        truth_names=truth_names,
+        notes=notes,
     )
     metrics = score(inputs, seed=seed, progress=progress)
     metrics["meta"].update(_provenance(name or Path(forecast_path).name.split(".")[0], paths))

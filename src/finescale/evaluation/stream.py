@@ -38,8 +38,10 @@ QUANTILE_BITS = 13  # QuantileHistogram resolution: bins 2**-13 of the value wid
 Progress = Callable[[str], None]
 
 
-def load_block(ds: xr.Dataset, names: Sequence[str], start: int, stop: int) -> dict[str, np.ndarray]:
-    """Variables ``names`` of ``ds`` at times ``start:stop``, in memory, dims ([member,] time, y, x).
+def load_block(
+    ds: xr.Dataset, names: Sequence[str], start: int, stop: int
+) -> dict[str, np.ndarray]:
+    """Variables ``names`` of ``ds`` at times ``start:stop`` in memory, dims ([member,] time, y, x).
 
     One compute for all of them (dask reads the chunks in parallel); ``wind_speed`` is derived
     from u10/v10 when not stored. float32 stays float32.
@@ -125,9 +127,11 @@ class Sums:
     of the weighted distribution.
     """
 
-    def __init__(self, members: int, thresholds: Mapping[str, float], seed: Sequence[int], weighted: bool):
+    def __init__(
+        self, members: int, thresholds: Mapping[str, float], seed: Sequence[int], weighted: bool
+    ):
         self.members, self.weighted = members, weighted
-        # float64 scalars: comparisons with float32 data then happen in float64, at the exact threshold
+        # float64 scalars: comparisons with float32 data happen in float64, at the exact threshold
         self.thresholds = {k: np.float64(v) for k, v in thresholds.items()}
         self.rng = np.random.default_rng(list(seed))  # rank-histogram tie breaks
         self.hist = QuantileHistogram(QUANTILE_BITS)  # every finite member value
@@ -138,7 +142,9 @@ class Sums:
         self.above_forecast, self.above_truth = dict(zeros), dict(zeros)
         self.ranks = np.zeros(members + 1, dtype=np.float64 if weighted else np.int64)
 
-    def add(self, forecast: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None) -> None:
+    def add(
+        self, forecast: np.ndarray, truth: np.ndarray, weights: np.ndarray | None = None
+    ) -> None:
         """Add points: ``forecast`` (M, ...), ``truth`` (...) and, when weighted, ``weights``
         (...) of the same trailing shape."""
         m = self.members
@@ -184,7 +190,9 @@ class Sums:
             self.above_forecast[key] += _total(above, wh)
             self.above_truth[key] += _total(outcome.astype(np.float64), wh)
             self.brier[key] += _total(np.square(above / m - outcome), wh)
-            chained = np.maximum(sh, t) - np.maximum(yh, t)  # twCRPS: the CRPS of max(value, t), float64
+            chained = np.maximum(sh, t) - np.maximum(
+                yh, t
+            )  # twCRPS: the CRPS of max(value, t), float64
             self.twcrps[key] += crps_sorted_sum(chained, wh)
 
     def result(self, q_truth: np.ndarray) -> tuple[dict[str, float | None], np.ndarray]:
@@ -209,5 +217,7 @@ class Sums:
                 out[f"exceedance_ratio_{key}"] = ratio
             for key, level in (("q99", 0.99), ("q999", 0.999), ("q9999", 0.9999)):
                 i = QQ_LEVELS.index(level)
-                out[f"{key}_rel_error"] = (q[i] - q_truth[i]) / abs(q_truth[i]) if q_truth[i] != 0 else None
+                out[f"{key}_rel_error"] = (
+                    (q[i] - q_truth[i]) / abs(q_truth[i]) if q_truth[i] != 0 else None
+                )
         return {k: finite(out.get(k)) for k, _, _ in REGION_KEYS}, q

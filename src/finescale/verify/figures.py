@@ -251,7 +251,9 @@ def spectra(metrics: Mapping[str, Any]) -> plt.Figure:
     variables = read.variables(metrics)
     curves = metrics["curves"]["spectra"]
     zonal = (metrics["meta"].get("spectra") or {}).get("kind") == "zonal"
-    title = "Zonal power spectra (cos-latitude weighted)" if zonal else "Radially averaged power spectra"
+    title = "Radially averaged power spectra"
+    if zonal:
+        title = "Zonal power spectra (cos-latitude weighted)"
     wavelength_words = "wavelength at the equator" if zonal else "wavelength"
     lo_band = min(b[0] for b in metrics["meta"]["spectral_bands_km"])
     hi_band = max(b[1] for b in metrics["meta"]["spectral_bands_km"])

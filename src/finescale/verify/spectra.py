@@ -454,7 +454,9 @@ def grid_length_km(lat: ArrayLike, lon: ArrayLike) -> tuple[float, float, float]
     if lat.ndim == 1 and lon.ndim == 1:
         lat, lon = np.meshgrid(lat, lon, indexing="ij")
     if lat.ndim != 2 or min(lat.shape) < 2:
-        raise ValueError(f"grid_length_km needs a 2-D grid of at least 2 x 2 points, got {lat.shape}")
+        raise ValueError(
+            f"grid_length_km needs a 2-D grid of at least 2 x 2 points, got {lat.shape}"
+        )
     steps = []
     for axis in (0, 1):
         dlat = np.deg2rad(np.diff(lat, axis=axis))
