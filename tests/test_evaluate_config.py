@@ -195,3 +195,26 @@ def test_a_truth_without_a_forecast_variable_fails_naming_it(files):
     metrics = _metrics(files / "tp-only")
     assert list(metrics["forecast"]) == ["tp"]
     assert metrics["meta"]["skipped_variables"] == {"t2m": "not asked for (--variable)"}
+
+
+def test_times_window_with_a_truth_store(files):
+    out = files / "window"
+    args = [
+        "evaluate",
+        "--truth",
+        str(files / "truth.zarr"),
+        "--forecast",
+        str(files / "forecast.zarr"),
+        "--times",
+        "2020-07-01T06..2020-07-01T11",
+        "--unweighted",
+        "--out",
+        str(out),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    meta = _metrics(out)["meta"]
+    assert meta["times"]["scored"] == 6 and meta["times"]["first"] == "2020-07-01T06:00"
+    assert meta["weighting"] == "none"
+    split = runner.invoke(app, [*args[:-2], "--split", "test", "--out", str(out)])
+    assert split.exit_code == 2 and "needs --config" in split.output
