@@ -424,6 +424,14 @@ class SampleConfig(Settings):
     tile_size: int | None = Field(default=None, ge=16, description="Tile side for large domains (None: whole domain).")
     tile_overlap: int = Field(default=16, ge=0, description="Overlap of neighbouring tiles, blended smoothly.")
     seed: int = Field(default=0, description="Seed of the sampling noise.")
+    polar_filter_latitude: float | None = Field(
+        default=None,
+        ge=0,
+        le=90,
+        description="Rows poleward of this latitude keep only the zonal wavenumbers a grid of the spacing at "
+        "this latitude resolves, so that members are as smooth near the poles as the truth (global periodic "
+        "grids only; None: 60 on global grids that reach beyond it, off elsewhere; 90: off).",
+    )
 
 
 class ExperimentConfig(Settings):

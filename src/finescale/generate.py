@@ -32,7 +32,7 @@ import finescale
 from finescale.checkpoints import Loaded, load_checkpoint
 from finescale.config import SampleConfig, validate
 from finescale.data.alignment import check_covers
-from finescale.data.grids import grid_spacing
+from finescale.data.grids import grid_spacing, polar_filter
 from finescale.data.samples import Fields, Layout, LRToHR, conditioning, load_fields
 from finescale.data.sources import IN_MEMORY, open_source, open_static, read_through
 from finescale.diffusion import samplers
@@ -368,6 +368,29 @@ def open_inputs(
     return lr_ds, grid
 
 
+#: the polar filter's latitude (degrees) on global grids that reach beyond it, when not set
+POLAR_FILTER_DEFAULT = 60.0
+
+
+def polar_latitude(settings: SampleConfig, periodic_lon: bool, lat: np.ndarray) -> float | None:
+    """The latitude (degrees) poleward of which members are polar-filtered; None: not filtered.
+
+    ``settings.polar_filter_latitude`` where set (90: off); when None, ``POLAR_FILTER_DEFAULT``
+    on a global grid (``periodic_lon``) whose HR latitudes ``lat`` reach beyond it, else off.
+    Regional grids are never filtered: a latitude set for one is refused (ValueError).
+    """
+    chosen = settings.polar_filter_latitude
+    if not periodic_lon:
+        if chosen is not None and chosen < 90:
+            raise ValueError(f"sample.polar_filter_latitude={chosen:g}: the polar filter is for global grids "
+                             "periodic in longitude, and this model's HR grid is regional (leave it unset)")
+        return None
+    if chosen is None:
+        reaches = np.nanmax(np.abs(lat)) > POLAR_FILTER_DEFAULT
+        chosen = POLAR_FILTER_DEFAULT if reaches else None
+    return None if chosen is None or chosen >= 90 else float(chosen)
+
+
 def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> SampleConfig:
     """The checkpoint's sample settings with ``overrides`` (members, steps, solver, ...), checked."""
     return validate(loaded.config.sample.model_dump() | (overrides or {}), SampleConfig, source="sample settings")
@@ -430,6 +453,10 @@ def plan(
         "config": json.dumps(cfg.model_dump(mode="json")),
         "Conventions": "CF-1.8",
     }
+    polar = polar_latitude(settings, loaded.periodic_lon, static_ds.lat.values)
+    if polar is not None:
+        attrs["polar_filter"] = (f"poleward of {polar:g} degrees each member keeps the zonal wavenumbers "
+                                 "a grid of the spacing there resolves (finescale.data.grids.polar_filter)")
     variables = {v: {"units": loaded.stats[v].units or "", "long_name": v} for v in loaded.layout.target_variables}
     times_per_block = chunk_times(min(settings.batch_size, members), len(variables), to_hr.shape)
     spec = EnsembleSpec(variables, lr_members * members, lr_ds.time.values, static_ds.lat.values,
@@ -441,7 +468,7 @@ def plan(
         for m0 in range(0, members, settings.batch_size)
     ]
     blocks = ensemble_blocks(groups, lr_ds.sizes["time"], times_per_block)
-    drawer = _BlockDrawer(loaded, lr_ds, static_ds, to_hr, settings, members, progress)
+    drawer = _BlockDrawer(loaded, lr_ds, static_ds, to_hr, settings, members, progress, polar)
     return Plan(spec, blocks, drawer, memory)
 
 
@@ -529,9 +556,11 @@ class _BlockDrawer:
         settings: SampleConfig,
         members: int,
         progress: ProgressFn | None,
+        polar: float | None = None,
     ):
         self.loaded, self.lr, self.static, self.to_hr = loaded, lr, static, to_hr
         self.settings, self.members, self.progress = settings, members, progress
+        self.polar = polar  # see polar_latitude
         self.windows = tiles(to_hr.shape, settings.tile_size, settings.tile_overlap)
         self._fields: tuple[tuple[int, int], Fields] | None = None  # the last block's: its member groups follow
 
@@ -544,6 +573,18 @@ class _BlockDrawer:
                                  self.static.lat, self.static.lon)
             self._fields = (key, fields)
         return self._fields[1]
+
+    def polar_filtered(self, values: np.ndarray, name: str) -> np.ndarray:
+        """Members (b, H, W) of ``name`` in physical units, polar-filtered poleward of ``self.polar``.
+
+        A variable transformed by log1p (precipitation) stays as its inverse transform leaves
+        it: values below ``zero_below`` (and the filter's small negative ripples) come back 0.
+        """
+        values = polar_filter(values, self.static.lat.values, self.polar)  # type: ignore[arg-type]
+        transform = self.loaded.stats[name].transform
+        if transform.kind == "log1p":
+            values[values < transform.zero_below] = 0.0
+        return values
 
     def __call__(self, block: Block) -> dict[str, np.ndarray]:
         layout, stats = self.loaded.layout, self.loaded.stats
@@ -560,7 +601,8 @@ class _BlockDrawer:
             cond, base = cond.expand(b, -1, -1, -1), base.expand(b, -1, -1, -1)
             z = draw(self.loaded.model, cond, base, self.settings, generator, self.windows).numpy()
             for c, name in enumerate(layout.target_variables):
-                out[name][:, t] = stats.denormalise_array(z[:, c].astype(np.float64), name)
+                values = stats.denormalise_array(z[:, c].astype(np.float64), name)
+                out[name][:, t] = values if self.polar is None else self.polar_filtered(values, name)
             if self.progress:
                 self.progress(1)
         return out
