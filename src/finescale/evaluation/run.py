@@ -4,6 +4,7 @@ report.html (:func:`run_evaluate`)."""
 from __future__ import annotations
 
 import datetime as _dt
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,8 @@ def run_evaluate(
     import matplotlib.pyplot as plt
 
     from finescale.evaluation.config import open_config, select_times
-    from finescale.io import atomic_path, write_json
-    from finescale.verify.report import write_report
+    from finescale.io import atomic_path, write_json, write_text
+    from finescale.verify.report import render_report
 
     if (truth_path is None) == (config is None):
         raise ValueError("give exactly one of a truth file (--truth) and a config (--config)")
@@ -207,16 +208,17 @@ def run_evaluate(
     figure_dir.mkdir(parents=True, exist_ok=True)
     if progress:
         progress("figures")
-    figure_files: dict[str, Path] = {}
+    pngs: dict[str, bytes] = {}
     for key, fig in make_figures(inputs, metrics, seed).items():
-        path = figure_dir / f"{key}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=90)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=90)
         plt.close(fig)
-        figure_files[key] = path
+        pngs[key] = buffer.getvalue()
+        with atomic_path(figure_dir / f"{key}.png") as tmp:
+            Path(tmp).write_bytes(pngs[key])
     metrics = json_safe(metrics)
     write_json(metrics, out / "metrics.json")
     if progress:
         progress("report")
-    write_report(metrics, figure_files, out / "report.html")
+    write_text(render_report(metrics, pngs), out / "report.html")
     return out

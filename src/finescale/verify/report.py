@@ -10,16 +10,14 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from finescale.io import write_text
 from finescale.verify import metrics as read
 from finescale.verify.metrics import FIGURES, METRIC_KEYS, REGION_KEYS
 
-__all__ = ["best_roles", "format_value", "render_report", "summary_table", "write_report"]
+__all__ = ["best_roles", "format_value", "render_report", "summary_table"]
 
 CAPTIONS = {
     "maps": "One time (the wettest when precipitation is scored): LR input, truth, three members, "
@@ -255,11 +253,11 @@ def _caption(metrics: Mapping[str, Any], key: str) -> str:
     return f"Method: {_e(method)}; {_e(averaged)}. " + CAPTIONS["spectra"]
 
 
-def _figures_html(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes]) -> str:
+def _figures_html(metrics: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     parts = []
     titles = dict(FIGURES)
     for key, source in figures.items():
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        data = bytes(source)
         title = titles.get(key, key)
         parts.append(
             f'<section id="fig-{_e(key)}"><h2>{_e(title)}</h2><figure>'
@@ -312,10 +310,11 @@ def _protocol_html(metrics: Mapping[str, Any]) -> str:
     return f"<dl>{body}</dl>" + (f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "")
 
 
-def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes]) -> str:
+def render_report(metrics: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     """The report page as one HTML string: summary, metric tables, region tables, figures, protocol.
 
-    ``figures``: figure id (see ``FIGURES``) -> PNG path or bytes, embedded in that order.
+    ``figures``: figure id (see ``FIGURES``) -> PNG bytes, embedded in that order. Pure: the
+    evaluation runner reads and writes the files.
     """
     name = read.label(metrics, "forecast")
     meta = metrics["meta"]
@@ -353,8 +352,3 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes
         f'<section id="protocol"><h2>Protocol and provenance</h2>{_protocol_html(metrics)}</section>'
         "</main></body></html>\n"
     )
-
-
-def write_report(metrics: Mapping[str, Any], figures: Mapping[str, Path | bytes], path: str | Path) -> Path:
-    """Write :func:`render_report` to ``path`` atomically."""
-    return write_text(render_report(metrics, figures), path)
