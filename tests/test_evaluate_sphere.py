@@ -100,6 +100,14 @@ def test_every_weighted_average_equals_the_public_scores_with_weights(sphere):
     np.testing.assert_allclose(
         got["curves"]["rank_histogram"]["t2m"]["forecast"], counts.values, rtol=1e-9
     )
+    # a region: the same weights, on its points alone
+    region = evaluate(forecast, truth, regions={"tropics": (-30.0, 30.0, -180.0, 180.0)})
+    inside = (np.abs(truth["lat"]) <= 30.0).broadcast_like(w)
+    for key, score in (("crps_fair", crps_fair), ("mae_mean", mae), ("ssr", spread_skill_ratio)):
+        value = float(score(f, y, weights=w, mask=inside))
+        assert region["regions"]["tropics"]["forecast"]["t2m"][key] == pytest.approx(
+            value, rel=1e-9
+        )
     # the thresholds are quantiles of the cos-weighted truth: within a bin (2^-13) of the value
     # where the weighted distribution function reaches 0.99
     values = np.sort(y.values.ravel())
