@@ -219,3 +219,32 @@ def test_report_says_the_weighting_and_the_spectral_method(sphere):
     assert "weighted by grid-cell area (cos latitude)" in page and "quantiles, thresholds" in page
     plain = render_report(evaluate(forecast, truth, weighting="none"), {})
     assert "plain means over the grid points (unweighted)" in plain
+
+
+def test_unweighted_scores_are_those_of_the_evaluator_before_area_weights(sphere):
+    """``weighting="none"`` on a regional crop: the numbers finescale.verify.evaluate gave
+    (commit fda0616) before the runner moved and gained weights, to round-off."""
+    forecast, truth = (ds.isel(x=slice(0, 40)) for ds in sphere)
+    metrics = evaluate(forecast, truth, weighting="none")
+    before = {
+        "crps_fair": 0.9608747622896477,
+        "ssr": 0.20371723380275455,
+        "brier_q99": 0.004953703703703703,
+        "twcrps_q999": 0.004697165445261479,
+        "spectral_log_ratio_max": 0.0021780297583645883,
+        "q99_rel_error": 0.005788746599142185,
+    }
+    for key, value in before.items():
+        assert metrics["forecast"]["t2m"][key] == pytest.approx(value, rel=1e-12), key
+    assert metrics["meta"]["thresholds"]["t2m"] == pytest.approx(
+        {"q99": 303.3471875, "q999": 310.72646875000066}, rel=1e-12
+    )
+    assert metrics["curves"]["rank_histogram"]["t2m"]["forecast"] == [
+        1207,
+        1259,
+        2425,
+        2332,
+        1185,
+        232,
+    ]
+    assert metrics["meta"]["spectra"]["kind"] == "radial"
