@@ -134,13 +134,15 @@ SCRIPT = """
 import sys
 import xarray as xr
 import finescale
+import finescale.atmorep.attention  # AtmoRep's prediction and attention maps load their models too
+import finescale.atmorep.predict
 from finescale.generate import downscale
 
 checkpoint, lr, out = sys.argv[1:4]
 downscale(checkpoint, lr, None, out, sample={"members": 2})
 ensemble = finescale.load(checkpoint).downscale(xr.open_dataset(lr), members=2)
 assert ensemble.t2m.shape == xr.open_zarr(out).t2m.shape
-loaded = sorted(name for name in sys.modules if "lightning" in name or name == "finescale.train")
+loaded = sorted(name for name in sys.modules if "lightning" in name or name.endswith(".train"))
 print("loaded:", loaded)
 """
 
