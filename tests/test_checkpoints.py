@@ -166,6 +166,5 @@ def test_generation_and_the_python_api_import_no_lightning(tiny_models, tmp_path
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert (
-        "loaded: []" in result.stdout
-    )  # neither lightning nor pytorch_lightning nor finescale.train
+    # no lightning, pytorch_lightning, finescale.train or finescale.atmorep.train
+    assert "loaded: []" in result.stdout
