@@ -24,6 +24,15 @@ from typer.testing import CliRunner
 import finescale.evaluation.stream as stream_module
 from finescale.cli import app
 from finescale.data.world import oracle, preset, simulate
+from finescale.evaluation import (
+    QQ_LEVELS,
+    evaluate,
+    open_dataset,
+    parse_references,
+    parse_regions,
+    prepare,
+    run_evaluate,
+)
 from finescale.io import write_zarr
 from finescale.verify import (
     brier_score,
@@ -37,15 +46,6 @@ from finescale.verify import (
     spread_skill_ratio,
     twcrps,
     weighted_mean,
-)
-from finescale.evaluation import (
-    QQ_LEVELS,
-    evaluate,
-    open_dataset,
-    parse_references,
-    parse_regions,
-    prepare,
-    run_evaluate,
 )
 from finescale.verify.extremes import QuantileHistogram
 from finescale.verify.metrics import FIGURES, METRIC_KEYS, REGION_KEYS
