@@ -218,3 +218,15 @@ def test_times_window_with_a_truth_store(files):
     assert meta["weighting"] == "none"
     split = runner.invoke(app, [*args[:-2], "--split", "test", "--out", str(out)])
     assert split.exit_code == 2 and "needs --config" in split.output
+
+
+def test_a_glob_of_files_is_known_to_be_north_to_south(files):
+    hr = xr.load_dataset(files / "era5_hr.nc")
+    for day, part in hr.groupby("time.day"):
+        part.to_netcdf(files / f"era5_hr_day{day}.nc")
+    cfg = load_config(files / "era5.yaml", ["data.hr.path=era5_hr_day*.nc"])
+    metrics = _metrics(run_evaluate(files / "forecast.zarr", None, files / "glob", config=cfg))
+    assert metrics["meta"]["times"]["scored"] == TIMES.size
+    assert any(
+        "latitude stored north->south, read south->north" in n for n in metrics["meta"]["notes"]
+    )

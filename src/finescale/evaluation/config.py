@@ -8,6 +8,7 @@ source's checks. What the data layer did to the files is written as notes.
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +34,16 @@ class ConfigSources:
 
 
 def _stored_latitude_descending(cfg: SourceConfig) -> bool | None:
-    """Whether the file stores latitude north->south (None: not known, e.g. a glob or GRIB)."""
+    """Whether the file stores latitude north->south (None: not known, e.g. GRIB).
+
+    For a glob of NetCDF files the first matching file tells (they share one grid).
+    """
     path = Path(cfg.path)
+    if "*" in str(path):
+        matches = sorted(glob.glob(str(path)))
+        if not matches:
+            return None
+        path = Path(matches[0])
     try:
         if path.is_dir() or path.suffix == ".zarr":
             raw = xr.open_zarr(path, decode_times=False)
