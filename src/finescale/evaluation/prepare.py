@@ -29,6 +29,7 @@ from finescale.verify.spectra import EARTH_RADIUS_KM, grid_length_km, octave_ban
 
 Weighting = Literal["area", "none"]
 DEFAULT_RATIO = 8  # LR / HR grid length assumed when no LR input is given
+SCORED_DIMS = {"member", "time", "y", "x"}
 WEIGHTING_TEXT = {
     "area": "area-weighted: each grid point counts with cos(latitude) (the area of a lat-lon "
     "cell), normalised to mean 1 over the grid; quantiles, thresholds and rank counts too",
@@ -121,12 +122,7 @@ def choose_variables(
             name in forecast.data_vars and name in truth.data_vars
         )
         if not derived:
-            extra = (set(forecast[name].dims) | set(truth[name].dims)) - {
-                "time",
-                "y",
-                "x",
-                "member",
-            }
+            extra = (set(forecast[name].dims) | set(truth[name].dims)) - SCORED_DIMS
             if not gridded(truth, name) or not gridded(forecast, name) or extra:
                 raise ValueError(
                     f"variable {name!r} cannot be scored: dims {forecast[name].dims} (forecast), "
