@@ -38,7 +38,7 @@ from finescale.data.windows import BlockCache, Sources, open_sources
 from finescale.data.world import preset, simulate
 from finescale.models.build import build_model
 from finescale.pipeline import demo_configs
-from finescale.train import prepare, train
+from finescale.train import prepare, regression_for, train
 
 COMMAND = "python benchmarks/loader.py --out docs/results/loader-cpu.json"
 
@@ -56,7 +56,10 @@ def step_rate(cfg: ExperimentConfig, steps: int, warmup: int = 3) -> dict[str, f
     with 1 thread and with every CPU thread: the faster (on a shared machine 1 thread can win)."""
     prepared = prepare(cfg)
     t = cfg.train
-    model = build_model(cfg.model, prepared.layout, prepared.periodic_lon)
+    regression = regression_for(cfg.model)
+    model = build_model(
+        cfg.model, prepared.layout, prepared.periodic_lon, regression.model if regression else None
+    )
     optimiser = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
     patches = PatchDataset(
         prepared.train,

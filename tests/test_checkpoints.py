@@ -168,3 +168,29 @@ def test_generation_and_the_python_api_import_no_lightning(tiny_models, tmp_path
     assert result.returncode == 0, result.stderr
     # no lightning, pytorch_lightning, finescale.train or finescale.atmorep.train
     assert "loaded: []" in result.stdout
+
+
+def test_a_diffusion_model_over_a_regression_loads_without_the_regression_file(tiny_models, tmp_path):
+    """The regression network's description travels in the diffusion checkpoint (its weights are
+    the diffusion model's own), so the checkpoint works where the regression file is not."""
+    from finescale.train import train
+
+    folder = tiny_models["folder"]
+    regression = tmp_path / "regression.ckpt"
+    regression.write_bytes(tiny_models["regression"].read_bytes())
+    cfg = load_config(
+        folder / "nostatic.yaml",
+        ["model.kind=diffusion", "model.residual=regression",
+         f"model.regression_checkpoint={regression}", f"train.out={tmp_path / 'diffusion'}"],
+    )
+    checkpoint = train(cfg)
+    before = load_checkpoint(checkpoint)
+    assert torch.load(checkpoint, weights_only=True)["finescale"]["regression"]["model"]["kind"] == (
+        "regression"
+    )
+    regression.unlink()
+    after = load_checkpoint(checkpoint)
+    weights = after.model.state_dict()
+    assert any(k.startswith("regression.") for k in weights)
+    for key, value in before.model.state_dict().items():
+        assert torch.equal(weights[key], value), key

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from finescale.config import ExperimentConfig
+from finescale.config import ExperimentConfig, ModelConfig
 from finescale.data.samples import Layout
 from finescale.data.transforms import NormStats
 from finescale.models.build import build_model
@@ -221,7 +221,7 @@ def load_checkpoint(path: str | Path) -> Loaded:
             f"{path}: its stored HR grid {read.hr_grid[0].shape} differs from the shape its "
             f"description gives {tuple(grid['hr_shape'])}"
         )
-    model = build_model(config.model, layout, periodic)
+    model = build_model(config.model, layout, periodic, _regression_of(meta, config, path))
     try:
         model.load_state_dict(read.weights)
     except RuntimeError as exc:  # weights of another version or a hand-edited config
@@ -230,6 +230,40 @@ def load_checkpoint(path: str | Path) -> Loaded:
         ) from None
     model.eval()
     return Loaded(model, config, stats, layout, periodic, grid, read.sha256, read.hr_grid)
+
+
+def regression_description(loaded: Loaded) -> dict[str, Any]:
+    """What a diffusion checkpoint keeps of the regression model it is taken over, to rebuild
+    that network when it loads (its weights are among the diffusion model's own)."""
+    return {
+        "model": loaded.config.model.model_dump(mode="json"),
+        "layout": loaded.layout.to_dict(),
+        "periodic_lon": loaded.periodic_lon,
+    }
+
+
+def _regression_of(meta: dict[str, Any], config: ExperimentConfig, path: Path | str) -> Any:
+    """The regression network under a diffusion model with ``residual: regression`` (else None).
+
+    Built from the checkpoint's own description, so the regression checkpoint need not be where
+    training found it; checkpoints written before the description was stored read that file.
+    """
+    if config.model.kind != "diffusion" or config.model.residual != "regression":
+        return None
+    described = meta.get("regression")
+    if described is None:
+        return load_checkpoint(config.model.regression_checkpoint).model  # type: ignore[arg-type]
+    try:
+        return build_model(
+            ModelConfig.model_validate(described["model"]),
+            Layout.from_dict(described["layout"]),
+            bool(described["periodic_lon"]),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: the description of its regression model is not readable "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def describe(loaded: Loaded) -> str:

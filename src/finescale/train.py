@@ -35,11 +35,14 @@ from finescale.checkpoints import (
     CHECKPOINT_KEY,
     DIGEST_KEY,
     GRID_KEY,
+    Loaded,
     check_digest,
     grid_entry,
+    load_checkpoint,
+    regression_description,
     weights_digest,
 )
-from finescale.config import ExperimentConfig, TrainConfig
+from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
 from finescale.console import progress_bar
 from finescale.data.pairs import Pair, open_pair, split_times
 from finescale.data.samples import (
@@ -328,10 +331,21 @@ def residual_scale(
     return torch.sqrt(total / weight).clamp_min(1e-3)
 
 
-def checkpoint_meta(cfg: ExperimentConfig, prepared: Prepared) -> dict[str, Any]:
-    """What a checkpoint must carry to be used and checked later (plain types only)."""
+def regression_for(cfg: ModelConfig) -> Loaded | None:
+    """The trained regression model a diffusion model with ``residual: regression`` is taken
+    over (read from ``cfg.regression_checkpoint``); None for any other model."""
+    if cfg.kind == "diffusion" and cfg.residual == "regression":
+        return load_checkpoint(cfg.regression_checkpoint)  # type: ignore[arg-type]
+    return None
+
+
+def checkpoint_meta(
+    cfg: ExperimentConfig, prepared: Prepared, regression: Loaded | None = None
+) -> dict[str, Any]:
+    """What a checkpoint must carry to be used and checked later (plain types only); a diffusion
+    model over a regression mean also carries that regression network's description."""
     hr = prepared.pair.hr
-    return {
+    meta = {
         "kind": "downscaling",
         "config": cfg.model_dump(mode="json"),
         "stats": prepared.stats.to_dict(),
@@ -344,6 +358,9 @@ def checkpoint_meta(cfg: ExperimentConfig, prepared: Prepared) -> dict[str, Any]
             "hr_lon_range": [float(hr.lon.min()), float(hr.lon.max())],
         },
     }
+    if regression is not None:
+        meta["regression"] = regression_description(regression)
+    return meta
 
 
 def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
@@ -365,7 +382,10 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     val_set = PatchDataset(
         prepared.validation, prepared.layout, prepared.to_hr, t.patch_size, t.val_batches * batch, t.seed + 1
     )
-    model = build_model(cfg.model, prepared.layout, prepared.periodic_lon)
+    regression = regression_for(cfg.model)
+    model = build_model(
+        cfg.model, prepared.layout, prepared.periodic_lon, regression.model if regression else None
+    )
     if cfg.model.scale_residuals:
         patches = PatchDataset(prepared.train, prepared.layout, prepared.to_hr, t.patch_size, 32 * t.batch_size, t.seed + 2)
         model.residual_scale.copy_(residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size)))
@@ -373,7 +393,8 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     # the HR grid itself, so that a model trained without static fields downscales without a file
     # that gives the grid
     grid = {GRID_KEY: grid_entry(prepared.pair.hr.lat.values, prepared.pair.hr.lon.values)}
-    return fit(model, t, checkpoint_meta(cfg, prepared), train_set, val_set, resume_from, grid)
+    meta = checkpoint_meta(cfg, prepared, regression)
+    return fit(model, t, meta, train_set, val_set, resume_from, grid)
 
 
 def resume_point(t: TrainConfig, resume: bool) -> tuple[Path | None, int]:

@@ -12,11 +12,13 @@ from finescale.models.regression import RegressionModel
 from finescale.nn.unet import UNetSettings
 
 
-def build_model(cfg: ModelConfig, layout: Layout, periodic_lon: bool) -> nn.Module:
+def build_model(
+    cfg: ModelConfig, layout: Layout, periodic_lon: bool, regression: RegressionModel | None = None
+) -> nn.Module:
     """The network the config describes, for the channels of ``layout``.
 
-    A diffusion model over a regression mean (``residual: regression``) loads that regression
-    model from ``cfg.regression_checkpoint``.
+    A diffusion model over a regression mean (``residual: regression``) takes that regression
+    model (trained, or only built, when the weights are loaded afterwards); the caller loads it.
     """
     n_out = len(layout.target_variables)
     weights = torch.tensor([cfg.loss_weights.get(v, 1.0) for v in layout.target_variables])
@@ -31,12 +33,11 @@ def build_model(cfg: ModelConfig, layout: Layout, periodic_lon: bool) -> nn.Modu
             **net,
         )
         return RegressionModel(settings, weights)
-    regression = None
-    if cfg.residual == "regression":
-        # here, not at the top: checkpoints.py builds its models with this function
-        from finescale.checkpoints import load_checkpoint
-
-        regression = load_checkpoint(cfg.regression_checkpoint).model  # type: ignore[arg-type]
+    if (cfg.residual == "regression") != (regression is not None):
+        raise ValueError(
+            f"a diffusion model with residual '{cfg.residual}' "
+            + ("needs its regression model" if regression is None else "takes no regression model")
+        )
     settings = UNetSettings(
         in_channels=n_out,
         cond_channels=layout.cond_channels + n_out,
