@@ -8,13 +8,12 @@ import torch
 import xarray as xr
 
 from finescale.config import ModelConfig
-from finescale.data.grids import interpolate, refine_lat_lon
+from finescale.data.grids import interpolate, is_global, refine_lat_lon
 from finescale.data.samples import (
     Layout,
     LRToHR,
     PatchDataset,
     conditioning,
-    is_global,
     load_fields,
     make_layout,
     time_features,

@@ -44,13 +44,13 @@ from finescale.checkpoints import (
 )
 from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
 from finescale.console import progress_bar
+from finescale.data.grids import is_global
 from finescale.data.pairs import Pair, open_pair, split_times
 from finescale.data.samples import (
     Layout,
     LazyFields,
     LRToHR,
     PatchDataset,
-    is_global,
     lazy_fields,
     make_layout,
 )

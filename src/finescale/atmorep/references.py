@@ -17,8 +17,7 @@ import xarray as xr
 from scipy import ndimage
 
 from finescale.baselines import forecast_dataset
-from finescale.data.grids import grid_spacing
-from finescale.data.samples import is_global
+from finescale.data.grids import grid_spacing, is_global
 
 EARTH_RADIUS_M = 6_371_000.0
 HOUR = np.timedelta64(1, "h")

@@ -102,6 +102,14 @@ def _wrap180(degrees):
 # grid geometry
 
 
+def is_global(lon: np.ndarray) -> bool:
+    """A grid whose longitudes go round the globe (spacing included)."""
+    row = np.unwrap(np.deg2rad(np.asarray(lon)[0]))
+    span = np.rad2deg(abs(row[-1] - row[0]))
+    step = span / max(row.size - 1, 1)
+    return bool(span + step >= 359.5)
+
+
 def grid_spacing(lat: xr.DataArray, lon: xr.DataArray) -> tuple[float, float]:
     """Median spacing (dy, dx) in degrees between neighbouring points along y and along x.
 

@@ -109,12 +109,6 @@ def make_layout(cfg: ModelConfig, lr: xr.Dataset, hr: xr.Dataset, static: xr.Dat
     )
 
 
-def is_global(lon: np.ndarray) -> bool:
-    """A grid whose longitudes go round the globe (spacing included)."""
-    row = np.unwrap(np.deg2rad(np.asarray(lon)[0]))
-    span = np.rad2deg(abs(row[-1] - row[0]))
-    step = span / max(row.size - 1, 1)
-    return bool(span + step >= 359.5)
 
 
 class LRToHR:

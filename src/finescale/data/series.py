@@ -20,9 +20,9 @@ import torch
 import xarray as xr
 
 from finescale.config import AtmoRepConfig
-from finescale.data.grids import coarsen
+from finescale.data.grids import coarsen, is_global
 from finescale.data.pairs import Pair
-from finescale.data.samples import LRToHR, is_global
+from finescale.data.samples import LRToHR
 from finescale.data.transforms import NormStats
 from finescale.data.windows import BlockCache, Sources, WindowReader, open_sources
 

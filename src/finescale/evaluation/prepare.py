@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from finescale.data.grids import is_global
 from finescale.evaluation.open import (
     check_reference_name,
     match_grid,
@@ -208,8 +209,6 @@ def spectral_setup(
     grid length sqrt(dy dx). The bands run from 2 HR grid lengths to the LR grid length (from
     ``lr``, else ``DEFAULT_RATIO`` HR grid lengths, with a note), in the same km as the spectra.
     """
-    from finescale.data.samples import is_global
-
     dy, dx, hr_km = grid_length_km(truth["lat"], truth["lon"])
     lon = np.asarray(truth["lon"].values, dtype=float)
     zonal = bool(is_global(lon))
