@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from finescale.version import __version__
 
+__all__ = ["Model", "__version__", "evaluate", "load"]
 _API = ("load", "evaluate", "Model")
 
 

@@ -73,10 +73,10 @@ from typing import Literal, get_args
 import numpy as np
 import xarray as xr
 
-import finescale
 from finescale.config import DataConfig
 from finescale.data import grids, units
 from finescale.io import write_zarr
+from finescale.version import __version__
 
 __all__ = [
     "BCSD",
@@ -580,7 +580,7 @@ def _forecast_attrs(
         "hr_source": str(cfg.hr.path),
         "parameters": json.dumps(dict(parameters), sort_keys=True),
         "members": 1,
-        "source": f"finescale {finescale.__version__}",
+        "source": f"finescale {__version__}",
         "history": f"{now}: finescale baseline --method {method} --split {split}",
         "Conventions": "CF-1.8",
     }

@@ -28,7 +28,6 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-import finescale
 from finescale.checkpoints import Loaded, load_checkpoint
 from finescale.config import SampleConfig, validate
 from finescale.data.alignment import check_covers
@@ -47,6 +46,7 @@ from finescale.io import (
 )
 from finescale.models.diffusion import DiffusionModel
 from finescale.nn.unet import UNetSettings
+from finescale.version import __version__
 
 Window = tuple[int, int, int, int]
 ProgressFn = Callable[[int], None]
@@ -445,7 +445,7 @@ def plan(
                    loaded.periodic_lon)
     attrs = {
         "title": f"finescale {cfg.model.kind} ensemble",
-        "source": f"finescale {finescale.__version__}",
+        "source": f"finescale {__version__}",
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": loaded.sha256,
         "lr_source": lr_where,

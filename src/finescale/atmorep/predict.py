@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import finescale
 from finescale.atmorep.checkpoint import LoadedAtmoRep, load_atmorep
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.series import Series, load_series
@@ -34,6 +33,7 @@ from finescale.io import (
     ensemble_blocks,
     fill_ensemble,
 )
+from finescale.version import __version__
 
 TASKS = ("interpolation", "forecast", "targets")
 ProgressFn = Callable[[int], None]
@@ -146,7 +146,7 @@ def predict(
     variables = output_variables(loaded, fields)
     attrs = {
         "title": f"finescale AtmoRep {task} ensemble",
-        "source": f"finescale {finescale.__version__}",
+        "source": f"finescale {__version__}",
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": loaded.sha256,
         "task": task,

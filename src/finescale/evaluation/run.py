@@ -17,20 +17,19 @@ from finescale.evaluation.passes import score
 from finescale.evaluation.prepare import Inputs, Weighting, prepare
 from finescale.evaluation.regions import Region
 from finescale.evaluation.stream import Progress, finite
+from finescale.version import __version__
 
 PRECIP_NAMES = ("tp", "pr", "precip", "precipitation", "rain")
 
 
 def _provenance(name: str | None, paths: Mapping[str, Any] | None) -> dict[str, Any]:
-    import finescale
-
     paths = dict(paths or {})
     sources = {k: str(paths[k]) if paths.get(k) else None for k in RESERVED_NAMES}
     sources["references"] = {k: str(v) for k, v in paths.items() if k not in RESERVED_NAMES}
     return {
         "forecast_name": name or "forecast",
         "sources": sources,
-        "finescale_version": finescale.__version__,
+        "finescale_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

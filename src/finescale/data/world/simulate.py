@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-import finescale
 from finescale.data.world.fields import HR_VARIABLES, N_NOISE, hr_fields, hr_mean_fields, lr_fields
 from finescale.data.world.largescale import LEVELS, LargeScale
 from finescale.data.world.noise import SmallScaleNoise
@@ -26,6 +25,7 @@ from finescale.data.world.params import WorldParams
 from finescale.data.world.precipitation import ConvectiveCells, OrographicRain
 from finescale.data.world.terrain import Grid, Terrain, build_terrain, load_dem
 from finescale.io import ZARR_FORMAT, EnsembleStore, atomic_path, write_json, write_text
+from finescale.version import __version__
 
 ATTRS: dict[str, dict[str, str]] = {
     "t2m": {"units": "K", "long_name": "2 metre temperature", "standard_name": "air_temperature"},
@@ -168,7 +168,7 @@ def static_datasets(terrain: Terrain) -> tuple[xr.Dataset, xr.Dataset]:
 def _global_attrs(world: World, what: str) -> dict[str, str]:
     return {
         "title": f"finescale Alps world: {what}",
-        "source": f"finescale {finescale.__version__} synthetic Alps world, seed {world.seed}",
+        "source": f"finescale {__version__} synthetic Alps world, seed {world.seed}",
         "orography": world.terrain.provenance,
         "Conventions": "CF-1.8",
     }
@@ -256,7 +256,7 @@ def simulate(
     write_text(_data_config(), out / "finescale.yaml")
     write_json(
         {
-            "finescale_version": finescale.__version__,
+            "finescale_version": __version__,
             "seed": seed,
             "orography": str(orography) if orography else "default",
             "params": json.loads(params.model_dump_json()),

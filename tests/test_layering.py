@@ -1,0 +1,184 @@
+"""The house's layering, written down once and checked by parsing the imports.
+
+A room (a top-level module or sub-package of ``finescale``) imports only rooms on lower floors;
+the maths rooms import nothing of finescale at all; no module imports itself back through
+others. Every import counts, also those inside functions (they hide an arrow, they do not
+remove it). Modules stay short: at most MAX_LINES lines, but for the long ones listed, which may
+shrink and must not grow.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = Path(__file__).parents[1] / "src" / "finescale"
+
+#: Floor of each room, from the ground up: a room imports rooms of lower floors only.
+FLOORS: dict[str, int] = {
+    "version": 0,
+    "config": 0,
+    "console": 0,
+    "io": 0,
+    "nn": 1,
+    "diffusion": 1,
+    "verify": 1,
+    "data": 2,
+    "models": 3,
+    "checkpoints": 4,
+    "train": 5,
+    "generate": 5,
+    "baselines": 5,
+    "evaluation": 5,
+    "atmorep": 6,
+    "pipeline": 6,
+    "api": 7,
+    "cli": 7,
+    "finescale": 8,  # the package root, the front door: hands on __version__ and the Python API
+}
+#: Rooms of pure maths (array and tensor functions): they import nothing of finescale.
+PURE = {"nn", "diffusion", "verify"}
+
+MAX_LINES = 400
+#: Modules longer than MAX_LINES today, with their length: to be split, never to grow.
+LONG_MODULES = {
+    "config.py": 792,
+    "data/sources.py": 699,
+    "verify/scores.py": 693,
+    "baselines.py": 680,
+    "data/alignment.py": 609,
+    "generate.py": 608,
+    "data/transforms.py": 583,
+    "data/grids.py": 505,
+    "train.py": 502,
+    "cli.py": 498,
+    "verify/spectra.py": 468,
+    "io.py": 431,
+    "data/samples.py": 406,
+    "verify/figures.py": 403,
+}
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _imports() -> dict[str, set[str]]:
+    """finescale module -> the finescale modules it imports (anywhere in the file).
+
+    ``from finescale.data import grids`` imports the module finescale.data.grids;
+    ``from finescale.data.grids import coarsen`` the module finescale.data.grids.
+    """
+    modules = {_module(p) for p in PACKAGE.rglob("*.py")}
+    found: dict[str, set[str]] = defaultdict(set)
+    for path in PACKAGE.rglob("*.py"):
+        module = _module(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package of this module
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                         for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in modules:  # "finescale.x.y.name" -> its module
+                    name = name.rpartition(".")[0]
+                if name and name != module:
+                    found[module].add(name)
+    return found
+
+
+def test_every_room_has_a_floor():
+    rooms = {_room(_module(p)) for p in PACKAGE.rglob("*.py")}
+    assert rooms - set(FLOORS) == set(), "new room: give it a floor in FLOORS"
+
+
+def test_rooms_import_only_rooms_below_them():
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in _imports().items()
+        for target in targets
+        if _room(target) != _room(module) and FLOORS[_room(target)] >= FLOORS[_room(module)]
+    )
+    assert upward == []
+
+
+def test_maths_rooms_import_nothing_of_finescale():
+    outside = sorted(
+        f"{module} -> {target}"
+        for module, targets in _imports().items()
+        if _room(module) in PURE
+        for target in targets
+        if _room(target) != _room(module)
+    )
+    assert outside == []
+
+
+def test_no_module_imports_itself_back():
+    graph = _imports()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_the_checks_catch_an_upward_arrow_and_a_cycle(tmp_path, monkeypatch):
+    """The checks above can fail: a copy of the package with a cycle and an upward import."""
+    import shutil
+
+    copy = tmp_path / "finescale"
+    shutil.copytree(PACKAGE, copy)
+    (copy / "verify" / "scores.py").write_text(
+        (copy / "verify" / "scores.py").read_text() + "\nfrom finescale.data import grids\n"
+    )
+    (copy / "io.py").write_text((copy / "io.py").read_text() + "\nimport finescale.console\n")
+    (copy / "console.py").write_text((copy / "console.py").read_text() + "\nimport finescale.io\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", copy)
+    graph = _imports()
+    assert "finescale.data.grids" in graph["finescale.verify.scores"]
+    assert "finescale.console" in graph["finescale.io"] and "finescale.io" in graph["finescale.console"]
+    for check in (test_rooms_import_only_rooms_below_them, test_maths_rooms_import_nothing_of_finescale,
+                  test_no_module_imports_itself_back):
+        try:
+            check()
+        except AssertionError:
+            continue
+        raise AssertionError(f"{check.__name__} passed on a package that breaks it")
+
+
+def test_modules_stay_short():
+    too_long = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = path.relative_to(PACKAGE).as_posix()
+        lines = len(path.read_text().splitlines())
+        if lines > LONG_MODULES.get(name, MAX_LINES):
+            too_long[name] = lines
+    assert too_long == {}, f"split these modules (at most {MAX_LINES} lines): {too_long}"
+    shrunk = [n for n, limit in LONG_MODULES.items() if (PACKAGE / n).is_file()
+              and len((PACKAGE / n).read_text().splitlines()) <= MAX_LINES]
+    assert shrunk == [], f"now short enough: remove them from LONG_MODULES: {shrunk}"
