@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,9 @@ FACTOR = 4
 #: that a global LR covers every longitude, the tolerance must span that gap.
 TOLERANCE_DEG = 4.0
 POLAR_ROWS = 80.0  # |lat| >= this: the rows of the zonal-variance check
+
+
+PAGE = Path(__file__).parents[1] / "docs" / "real-data.md"
 
 
 def _sample_folder() -> Path:
@@ -128,6 +135,25 @@ def test_the_files_are_as_they_come():
     assert u.latitude.values[0] == 90 and u.latitude.values[-1] == -90  # north to south
     assert u.longitude.values[0] == 0 and u.longitude.values[-1] == 357.5
     assert u.attrs["units"] == "m/s"
+
+
+def test_the_docs_page_shows_what_is_tested(tmp_path):
+    """docs/real-data.md's config is the tested one, and its make_lr.py writes the same LR."""
+    page = PAGE.read_text()
+    block = re.search(r"```yaml\n# finescale.yaml\n(.*?)```", page, re.DOTALL)
+    shown = yaml.safe_load(block.group(1))
+    tested = yaml.safe_load(write_config(tmp_path).read_text())
+    tested["data"]["hr"]["path"] = "data/*wnd_mean.nc"  # the page copies the files beside it
+    assert shown == tested
+    user = tmp_path / "user"
+    (user / "data").mkdir(parents=True)
+    for file in _sample_folder().glob("*wnd_mean.nc"):
+        shutil.copy(file, user / "data")
+    script = re.search(r"```python\n# make_lr.py\n(.*?)```", page, re.DOTALL).group(1)
+    (user / "make_lr.py").write_text(script)
+    subprocess.run([sys.executable, "make_lr.py"], cwd=user, check=True)
+    with xr.open_dataset(user / "lr.nc") as theirs, xr.open_dataset(tmp_path / "lr.nc") as ours:
+        xr.testing.assert_identical(theirs, ours)
 
 
 def test_pairs_check_accepts_the_files(run):
