@@ -414,8 +414,8 @@ def attention(
     import torch
 
     from finescale.atmorep.attention import attention_maps, plot_attention
-    from finescale.atmorep.predict import open_series
     from finescale.atmorep.checkpoint import load_atmorep
+    from finescale.atmorep.predict import open_series
     from finescale.data.tokens import FixedCubes
 
     loaded = load_atmorep(checkpoint)
