@@ -207,7 +207,8 @@ def _open(
 
     for name, spec in cfg.variables.items():
         ds[name] = _convert_units(ds, spec, path, name)
-    ds.attrs = {**raw.attrs, "finescale_source": str(path)}
+    orientation = {k: v for k, v in ds.attrs.items() if k == "finescale_orientation"}
+    ds.attrs = {**raw.attrs, "finescale_source": str(path), **orientation}
     return ds
 
 
@@ -533,7 +534,12 @@ def _is_monotonic(values: np.ndarray, increasing: bool) -> bool:
 def _attach_grid(
     ds: xr.Dataset, lat: xr.DataArray, lon: xr.DataArray, y_dim: str, x_dim: str, path: Path | str
 ) -> xr.Dataset:
-    """Add lat(y, x), lon(y, x) and flip y/x so that y runs south->north and x west->east."""
+    """Add lat(y, x), lon(y, x) and flip y/x so that y runs south->north and x west->east.
+
+    What was changed is said in ``attrs["finescale_orientation"]`` (absent when nothing was), so
+    that whoever reads the dataset can report it.
+    """
+    changes = []
     if lat.ndim == 1:
         lat1 = np.asarray(lat.values, dtype=float)
         lon1 = np.asarray(lon.values, dtype=float)
@@ -545,6 +551,7 @@ def _attach_grid(
             if not (_is_monotonic(wrapped, True) or _is_monotonic(wrapped, False)):
                 raise PairError(f"{path}: longitude is not monotonic along '{x_dim}'")
             lon1 = wrapped
+            changes.append("longitudes 0..360 across Greenwich read as -180..180")
         lat2 = np.broadcast_to(lat1[:, None], (lat1.size, lon1.size)).copy()
         lon2 = np.broadcast_to(lon1[None, :], (lat1.size, lon1.size)).copy()
     else:
@@ -555,9 +562,13 @@ def _attach_grid(
     if flip_y:
         lat2, lon2 = lat2[::-1], lon2[::-1]
         ds = ds.isel(y=slice(None, None, -1))
+        changes.append("latitude stored north->south, read south->north")
     if flip_x:
         lat2, lon2 = lat2[:, ::-1], lon2[:, ::-1]
         ds = ds.isel(x=slice(None, None, -1))
+        changes.append("longitude stored east->west, read west->east")
+    if changes:
+        ds = ds.assign_attrs(finescale_orientation="; ".join(changes))
     return ds.assign_coords(
         lat=(("y", "x"), lat2, {"units": "degrees_north", "standard_name": "latitude"}),
         lon=(("y", "x"), lon2, {"units": "degrees_east", "standard_name": "longitude"}),

@@ -8,9 +8,7 @@ source's checks. What the data layer did to the files is written as notes.
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -31,32 +29,6 @@ class ConfigSources:
     lr_label: str
     file_names: dict[str, str]  # finescale name -> the truth file's variable name
     notes: list[str] = field(default_factory=list)
-
-
-def _stored_latitude_descending(cfg: SourceConfig) -> bool | None:
-    """Whether the file stores latitude north->south (None: not known, e.g. GRIB).
-
-    For a glob of NetCDF files the first matching file tells (they share one grid).
-    """
-    path = Path(cfg.path)
-    if "*" in str(path):
-        matches = sorted(glob.glob(str(path)))
-        if not matches:
-            return None
-        path = Path(matches[0])
-    try:
-        if path.is_dir() or path.suffix == ".zarr":
-            raw = xr.open_zarr(path, decode_times=False)
-        elif path.is_file() and path.suffix.lower() in (".nc", ".nc4", ".netcdf", ".cdf"):
-            raw = xr.open_dataset(path, decode_times=False)
-        else:
-            return None
-        lat = np.asarray(raw[cfg.lat].values, dtype=float)
-    except (OSError, ValueError, KeyError):
-        return None  # only a note depends on it: the data layer reports real problems itself
-    if lat.ndim == 2:
-        lat = lat.mean(axis=1)
-    return bool(lat.ndim == 1 and lat.size > 1 and np.nanmedian(np.diff(lat)) < 0)
 
 
 def _variable_notes(ds: xr.Dataset, cfg: SourceConfig, label: str) -> list[str]:
@@ -138,8 +110,8 @@ def open_config(
             "units, orientation (y south->north, x west->east) and missing-value policy"
         )
     ]
-    if _stored_latitude_descending(data.hr):
-        notes.append(f"truth ({truth_label}): latitude stored north->south, read south->north")
+    if truth.attrs.get("finescale_orientation"):
+        notes.append(f"truth ({truth_label}): {truth.attrs['finescale_orientation']}")
     notes += _variable_notes(truth, data.hr, f"truth ({truth_label})")
     truth, more = select_times(truth, lr, data, split=split, times=times)
     return ConfigSources(
