@@ -222,14 +222,20 @@ def load_checkpoint(path: str | Path) -> Loaded:
             f"description gives {tuple(grid['hr_shape'])}"
         )
     model = build_model(config.model, layout, periodic, _regression_of(meta, config, path))
+    load_weights(model, read.weights, path)
+    return Loaded(model, config, stats, layout, periodic, grid, read.sha256, read.hr_grid)
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Put a checkpoint's ``weights`` into ``model`` and set it to eval mode; weights that do
+    not fit it (another version, a hand-edited config) are an error naming the checkpoint."""
     try:
-        model.load_state_dict(read.weights)
-    except RuntimeError as exc:  # weights of another version or a hand-edited config
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
         raise ValueError(
             f"{path}: its weights do not fit the model its config describes ({exc})"
         ) from None
     model.eval()
-    return Loaded(model, config, stats, layout, periodic, grid, read.sha256, read.hr_grid)
 
 
 def regression_description(loaded: Loaded) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from finescale.checkpoints import read_checkpoint
+from finescale.checkpoints import load_weights, read_checkpoint
 from finescale.config import AtmoRepConfig
 from finescale.data.series import Series
 from finescale.data.transforms import NormStats
@@ -63,11 +63,5 @@ def load_atmorep(path: str | Path) -> LoadedAtmoRep:
             f"({type(exc).__name__}: {exc})"
         ) from None
     model = AtmoRep(cfg, levels)
-    try:
-        model.load_state_dict(read.weights)
-    except RuntimeError as exc:  # weights of another version or a hand-edited config
-        raise ValueError(
-            f"{path}: its weights do not fit the model its config describes ({exc})"
-        ) from None
-    model.eval()
+    load_weights(model, read.weights, path)
     return LoadedAtmoRep(model, cfg, stats, levels, grid, read.sha256)
