@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import yaml
 from test_pairs import block_mean, hours, regular_axes, to_file_dataset, weather
 
 import finescale
-from finescale.config import load_config
+from finescale import generate
+from finescale.config import SampleConfig, load_config
 from finescale.data.grids import polar_filter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,3 +85,38 @@ def test_regional_grids_are_never_filtered(tiny_models):
     assert "polar_filter" not in ensemble.attrs
     with pytest.raises(ValueError, match="polar filter is for global grids"):
         model.downscale(lr, members=1, times=SPAN, polar_filter_latitude=70)
+
+
+def test_vector_components_are_filtered_with_keep_1(global_model, monkeypatch):
+    # this grid has no pole rows (its last is 88.75, where m <= 3 are kept anyway), so what keep
+    # does is tested in test_polar.py; here: which variables get keep=1, and the attrs say so
+    checkpoint, lr_path = global_model
+    model = finescale.load(checkpoint)
+    lr = xr.open_dataset(lr_path)
+    calls = []
+
+    def spy(values, lat, lat0, keep):
+        calls.append((values.shape, keep))
+        return polar_filter(values, lat, lat0, keep)
+
+    monkeypatch.setattr(generate, "polar_filter", spy)
+    default = model.downscale(lr, members=2, times=SPAN)  # t2m in K, tp in mm h-1 but log1p
+    assert "vector components" not in default.attrs["polar_filter"]
+    assert calls and {keep for _, keep in calls} == {0}
+    calls.clear()
+    vector = model.downscale(lr, members=2, times=SPAN, polar_filter_vectors=["t2m"])
+    assert "vector components t2m also keep zonal wave 1" in vector.attrs["polar_filter"]
+    assert [keep for _, keep in calls] == [1, 0] * (len(calls) // 2)  # t2m, tp at each time
+    np.testing.assert_array_equal(vector.tp.values, default.tp.values)
+    with pytest.raises(ValueError, match=r"\['u10'\] are not variables of this model.*'t2m', 'tp'"):
+        model.downscale(lr, members=1, times=SPAN, polar_filter_vectors=["t2m", "u10"])
+
+
+def test_by_default_the_vector_components_are_the_speeds():
+    units = {"u": "m s-1", "v": "m/s", "ws": "knots", "t": "K", "tp": "mm h-1", "z": "gpm", "q": ""}
+    stats = {v: SimpleNamespace(units=u, transform=SimpleNamespace(kind="log1p" if v == "tp" else "none"))
+             for v, u in units.items()}
+    loaded = SimpleNamespace(layout=SimpleNamespace(target_variables=list(units)), stats=stats)
+    assert generate.vector_components(SampleConfig(), loaded) == ["u", "v", "ws"]
+    assert generate.vector_components(SampleConfig(polar_filter_vectors=["v", "u"]), loaded) == ["u", "v"]
+    assert generate.vector_components(SampleConfig(polar_filter_vectors=[]), loaded) == []

@@ -84,3 +84,34 @@ def test_input_is_not_modified():
 def test_bad_input_says_what_is_wrong(lat, lat0, match):
     with pytest.raises(GridError, match=match):
         polar_filter(noise(), lat, lat0=lat0)
+
+
+def test_keep_1_keeps_a_wave_1_on_the_pole_rows_and_nothing_finer():
+    pole = np.flatnonzero(np.abs(LAT) == 90.0)
+    # a wind of 10 m/s across the north pole: u = -10 sin(lon - 30 deg) along the pole row
+    wave1 = np.broadcast_to(-10.0 * np.sin(np.deg2rad(LON - 30.0)), (LAT.size, LON.size)).copy()
+    np.testing.assert_allclose(polar_filter(wave1, LAT, keep=1)[pole], wave1[pole], atol=1e-12)
+    # keep=0 (a scalar) flattens the same row to its zonal mean, 0
+    np.testing.assert_allclose(polar_filter(wave1, LAT, keep=0)[pole], 0.0, atol=1e-12)
+    # wave 2 is beyond keep=1 and beyond what the pole rows resolve: removed
+    np.testing.assert_allclose(polar_filter(zonal_wave(2), LAT, keep=1)[pole], 0.0, atol=1e-12)
+
+
+def test_keep_1_on_noise_leaves_pole_rows_exactly_mean_plus_wave_1():
+    values = noise()
+    filtered = polar_filter(values, LAT, keep=1)
+    pole = np.abs(LAT) == 90.0
+    spectrum = np.fft.rfft(filtered[..., pole, :], axis=-1)
+    assert np.abs(spectrum[..., 2:]).max() < 1e-9
+    expected = np.fft.rfft(values[..., pole, :], axis=-1)[..., :2]
+    np.testing.assert_allclose(spectrum[..., :2], expected, atol=1e-9)
+    # rows where the grid's own cut-off is above 1 are untouched by keep
+    assert np.array_equal(filtered[..., ~pole, :], polar_filter(values, LAT)[..., ~pole, :])
+
+
+def test_keep_0_is_the_default_and_a_bad_keep_is_refused():
+    values = noise()
+    assert np.array_equal(polar_filter(values, LAT, keep=0), polar_filter(values, LAT))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(GridError, match="keep"):
+            polar_filter(values, LAT, keep=bad)

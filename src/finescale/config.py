@@ -217,7 +217,13 @@ class AlignmentConfig(Settings):
     """Thresholds for refusing LR/HR pairs that do not describe the same state."""
 
     require_integer_ratio: bool = Field(
-        default=True, description="HR grid spacing must divide the LR spacing a whole number of times."
+        default=True,
+        description=(
+            "LR and HR grids must be nested: the LR grid spacing is a whole number of HR spacings, "
+            "with each LR cell made of whole HR cells or each LR point on an HR point "
+            "(pole-inclusive grids, e.g. 73 x 144 at 2.5 deg and 19 x 36 at 10 deg). "
+            "Set false for grids that are not nested (HR is then interpolated to LR)."
+        ),
     )
     min_correlation: float = Field(
         default=0.5,
@@ -431,6 +437,12 @@ class SampleConfig(Settings):
         description="Rows poleward of this latitude keep only the zonal wavenumbers a grid of the spacing at "
         "this latitude resolves, so that members are as smooth near the poles as the truth (global periodic "
         "grids only; None: 60 on global grids that reach beyond it, off elsewhere; 90: off).",
+    )
+    polar_filter_vectors: list[str] | None = Field(
+        default=None,
+        description="HR variables that are components of a vector (winds): at the poles they vary along a "
+        "latitude circle as a zonal wave 1, which the polar filter keeps. None: the variables whose units are "
+        "a speed (e.g. m s-1, knots), except log1p-transformed ones (rates such as mm/h, never negative).",
     )
 
 

@@ -34,6 +34,7 @@ from finescale.data.alignment import check_covers
 from finescale.data.grids import grid_spacing, polar_filter
 from finescale.data.samples import Fields, Layout, LRToHR, conditioning, load_fields
 from finescale.data.sources import IN_MEMORY, open_source, open_static, read_through
+from finescale.data.units import UnitsError, parse_units
 from finescale.diffusion import samplers
 from finescale.io import (
     Block,
@@ -391,6 +392,33 @@ def polar_latitude(settings: SampleConfig, periodic_lon: bool, lat: np.ndarray) 
     return None if chosen is None or chosen >= 90 else float(chosen)
 
 
+def vector_components(settings: SampleConfig, loaded: Loaded) -> list[str]:
+    """The HR variables polar-filtered as components of a vector (their zonal wave 1 kept).
+
+    ``settings.polar_filter_vectors`` where set; when None, the target variables whose units are
+    a speed (length / time, e.g. 'm s-1', 'knots'), leaving out log1p-transformed ones: a rate
+    such as 'mm/h' has a speed's dimensions but is never negative, so it is no vector component.
+    Raises ValueError naming an unknown variable and the model's variables.
+    """
+    targets = list(loaded.layout.target_variables)
+    chosen = settings.polar_filter_vectors
+    if chosen is not None:
+        unknown = [v for v in chosen if v not in targets]
+        if unknown:
+            raise ValueError(f"sample.polar_filter_vectors: {unknown} are not variables of this model "
+                             f"(its HR variables: {targets})")
+        return [v for v in targets if v in chosen]
+    return [v for v in targets if loaded.stats[v].transform.kind == "none" and _is_speed(loaded.stats[v].units)]
+
+
+def _is_speed(units: str | None) -> bool:
+    """Whether ``units`` are a speed (SI m s-1); units this package does not know are not."""
+    try:
+        return parse_units(units or "").dims == (1, 0, -1, 0)  # exponents of (m, kg, s, K)
+    except UnitsError:
+        return False
+
+
 def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> SampleConfig:
     """The checkpoint's sample settings with ``overrides`` (members, steps, solver, ...), checked."""
     return validate(loaded.config.sample.model_dump() | (overrides or {}), SampleConfig, source="sample settings")
@@ -454,9 +482,12 @@ def plan(
         "Conventions": "CF-1.8",
     }
     polar = polar_latitude(settings, loaded.periodic_lon, static_ds.lat.values)
+    vectors = vector_components(settings, loaded)
     if polar is not None:
         attrs["polar_filter"] = (f"poleward of {polar:g} degrees each member keeps the zonal wavenumbers "
-                                 "a grid of the spacing there resolves (finescale.data.grids.polar_filter)")
+                                 "a grid of the spacing there resolves (finescale.data.grids.polar_filter)"
+                                 + (f"; vector components {', '.join(vectors)} also keep zonal wave 1 "
+                                    "(a vector at the pole)" if vectors else ""))
     variables = {v: {"units": loaded.stats[v].units or "", "long_name": v} for v in loaded.layout.target_variables}
     times_per_block = chunk_times(min(settings.batch_size, members), len(variables), to_hr.shape)
     spec = EnsembleSpec(variables, lr_members * members, lr_ds.time.values, static_ds.lat.values,
@@ -468,7 +499,7 @@ def plan(
         for m0 in range(0, members, settings.batch_size)
     ]
     blocks = ensemble_blocks(groups, lr_ds.sizes["time"], times_per_block)
-    drawer = _BlockDrawer(loaded, lr_ds, static_ds, to_hr, settings, members, progress, polar)
+    drawer = _BlockDrawer(loaded, lr_ds, static_ds, to_hr, settings, members, progress, polar, vectors)
     return Plan(spec, blocks, drawer, memory)
 
 
@@ -557,10 +588,12 @@ class _BlockDrawer:
         members: int,
         progress: ProgressFn | None,
         polar: float | None = None,
+        vectors: Collection[str] = (),
     ):
         self.loaded, self.lr, self.static, self.to_hr = loaded, lr, static, to_hr
         self.settings, self.members, self.progress = settings, members, progress
         self.polar = polar  # see polar_latitude
+        self.vectors = frozenset(vectors)  # see vector_components
         self.windows = tiles(to_hr.shape, settings.tile_size, settings.tile_overlap)
         self._fields: tuple[tuple[int, int], Fields] | None = None  # the last block's: its member groups follow
 
@@ -580,7 +613,8 @@ class _BlockDrawer:
         A variable transformed by log1p (precipitation) stays as its inverse transform leaves
         it: values below ``zero_below`` (and the filter's small negative ripples) come back 0.
         """
-        values = polar_filter(values, self.static.lat.values, self.polar)  # type: ignore[arg-type]
+        keep = 1 if name in self.vectors else 0  # a vector's components at the pole: zonal wave 1
+        values = polar_filter(values, self.static.lat.values, self.polar, keep)  # type: ignore[arg-type]
         transform = self.loaded.stats[name].transform
         if transform.kind == "log1p":
             values[values < transform.zero_below] = 0.0

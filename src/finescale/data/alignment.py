@@ -198,9 +198,12 @@ class VariableCheck:
 class AlignmentReport:
     """What :func:`check_alignment` measured. Spacings and extents are in degrees.
 
-    Extents are cell edges (south, north, west, east). ``ratio`` is LR spacing / HR spacing
-    (mean of y and x); ``method`` says how HR was brought to the LR grid for the consistency
-    check: ``coarsen`` (block means, nested grids) or ``interpolate`` (non-nested grids).
+    Extents are cell edges (south, north, west, east), latitude clipped to +-90; on a grid that
+    goes round the globe (``lr_periodic``/``hr_periodic``: longitude is periodic) east - west
+    is 360. ``ratio`` is LR spacing / HR spacing (mean of y and x); ``method`` says how HR was
+    brought to the LR grid for the consistency check: ``coarsen`` (block means, grids nested as
+    cells), ``nodes`` (HR values at the LR points, grids nested as points: every LR point is an
+    HR point) or ``interpolate`` (non-nested grids).
     Fields after a refusal may be missing (None / empty) in the report a MisalignedError holds.
     """
 
@@ -214,6 +217,8 @@ class AlignmentReport:
     lr_extent: tuple[float, float, float, float] | None = None
     hr_extent: tuple[float, float, float, float] | None = None
     method: str | None = None
+    lr_periodic: bool = False
+    hr_periodic: bool = False
     variables: Mapping[str, VariableCheck] = field(default_factory=dict)
     static: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -227,10 +232,12 @@ def _extent(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float, float, floa
 
     The cell corners are found in index space, half a cell beyond the outermost centres (by
     linear extrapolation), so a regular grid gives its centres +- half a spacing and nested
-    curvilinear grids give the same edges at both resolutions.
+    curvilinear grids give the same edges at both resolutions. Latitude edges are clipped to
+    +-90 (the cell of a pole-inclusive grid ends at the pole).
     """
     lon = np.unwrap(np.unwrap(lon, period=360.0, axis=1), period=360.0, axis=0)
     corners = [_corners(v) for v in (lat, lon)]
+    corners[0] = np.clip(corners[0], -90.0, 90.0)
     return (
         float(np.nanmin(corners[0])),
         float(np.nanmax(corners[0])),
@@ -246,6 +253,58 @@ def _corners(v: np.ndarray) -> np.ndarray:
         last = 2 * np.take(v, [-1], axis) - np.take(v, [-2], axis)
         v = np.concatenate([first, v, last], axis=axis)
     return (v[:-1, :-1] + v[1:, :-1] + v[:-1, 1:] + v[1:, 1:]) / 4
+
+
+def _lon_covers(inner: Sequence[float], outer: Sequence[float], tol: float) -> bool:
+    """Whether the longitude interval (west, east) ``inner`` lies inside ``outer`` on the circle.
+
+    Degrees, any convention (0..360, -180..180, unwrapped): a global ``outer`` covers every
+    longitude; otherwise ``inner`` is moved by whole turns to start at or east of ``outer``'s
+    west edge (within ``tol``) before its east edge is compared.
+    """
+    if outer[1] - outer[0] >= 360.0 - tol:
+        return True
+    west = outer[0] - tol + (inner[0] - outer[0] + tol) % 360.0
+    return west + (inner[1] - inner[0]) <= outer[1] + tol
+
+
+def _extent_offset(a: Sequence[float], b: Sequence[float], tol: float) -> float:
+    """Largest difference (degrees) between the edges of extents ``a`` and ``b``.
+
+    Longitude edges are compared on the circle, and two global grids have the same longitudes.
+    """
+    lat = max(abs(a[0] - b[0]), abs(a[1] - b[1]))
+    if min(a[3] - a[2], b[3] - b[2]) >= 360.0 - tol:
+        return lat
+    lon = max(abs(float(_wrap180(a[i] - b[i]))) for i in (2, 3))
+    return max(lat, lon)
+
+
+def _node_index(
+    lr_lat: np.ndarray,
+    lr_lon: np.ndarray,
+    hr_lat: np.ndarray,
+    hr_lon: np.ndarray,
+    r: int,
+    periodic: bool,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """HR rows and columns of the LR points when the grids are nested as points, else None.
+
+    Grids nested as points (pole-inclusive grids, e.g. 73 x 144 at 2.5° and 19 x 36 at 10°)
+    have ``(n_hr - 1) = r (n_lr - 1)`` along a regional axis and ``n_hr = r n_lr`` along a
+    periodic longitude, where the LR columns may start at any HR column (0..360 vs -180..180).
+    Returns (rows (y_lr,), columns (x_lr,)) for the caller to check positions against.
+    """
+    (my, mx), (ny, nx) = lr_lat.shape, hr_lat.shape
+    if r < 2 or (ny - 1) != r * (my - 1):  # ratio 1: the same grid, compared as cells
+        return None
+    rows = np.arange(my) * r
+    if periodic and nx == r * mx:
+        start = int(np.argmin(np.abs(_wrap180(hr_lon[0] - lr_lon[0, 0]))))
+        return rows, (start + np.arange(mx) * r) % nx
+    if (nx - 1) == r * (mx - 1):
+        return rows, np.arange(mx) * r
+    return None
 
 
 def _fmt_extent(e: Sequence[float]) -> str:
@@ -322,9 +381,26 @@ def check_alignment(
     tol = cfg.tolerance_deg + _EDGE_FRACTION * min(lr_dy, lr_dx)
     lr_ext = _extent(lr_lat, lr_lon)
     hr_ext = _extent(hr_lat, hr_lon)
-    partial.update(lr_extent=lr_ext, hr_extent=hr_ext)
+    partial.update(
+        lr_extent=lr_ext,
+        hr_extent=hr_ext,
+        lr_periodic=grids.is_global(lr_lon),
+        hr_periodic=grids.is_global(hr_lon),
+    )
+    nodes = None
     if nested:
-        off = max(abs(a - b) for a, b in zip(lr_ext, hr_ext, strict=True))
+        periodic = partial["lr_periodic"] and partial["hr_periodic"]
+        nodes = _node_index(lr_lat, lr_lon, hr_lat, hr_lon, ratio, periodic)
+        if nodes is not None:
+            # Nested as points: every LR point must be the HR point it names (this also
+            # checks the domains, whose cell edges differ by (ratio - 1) / 2 HR cells).
+            at = np.ix_(*nodes)
+            d_lat = float(np.nanmax(np.abs(hr_lat[at] - lr_lat)))
+            d_lon = float(np.nanmax(np.abs(_wrap180(hr_lon[at] - lr_lon))))
+            if max(d_lat, d_lon) > tol:
+                nodes = None  # not nested as points: judged as nested cells below
+    if nested and nodes is None:
+        off = _extent_offset(lr_ext, hr_ext, tol)
         if off > tol:
             raise refuse(
                 f"LR and HR cover different domains: LR {_fmt_extent(lr_ext)}; "
@@ -349,9 +425,12 @@ def check_alignment(
                 f"the HR domain is not inside the LR domain: LR {_fmt_extent(lr_ext)}; "
                 f"HR {_fmt_extent(hr_ext)} (tolerance {tol:.3g}°)"
             )
-    partial["method"] = "coarsen" if nested else "interpolate"
+    partial["method"] = "nodes" if nodes is not None else "coarsen" if nested else "interpolate"
 
-    checks, problems, notes = _compare_variables(lr, hr, ratio if nested else None, cfg, lr_lon)
+    layout: int | tuple[np.ndarray, np.ndarray] | None = (
+        nodes if nodes is not None else ratio if nested else None
+    )
+    checks, problems, notes = _compare_variables(lr, hr, layout, cfg, lr_lon)
     partial.update(variables=checks, notes=tuple(notes))
     if problems:
         raise refuse("; ".join(problems))
@@ -366,12 +445,12 @@ def check_alignment(
 
 
 def _extent_within(inner: tuple[float, ...], outer: tuple[float, ...], tol: float) -> bool:
-    """Whether extent ``inner`` (lat0, lat1, lon0, lon1; degrees) lies inside ``outer`` within ``tol``."""
+    """Whether extent ``inner`` (lat0, lat1, lon0, lon1; degrees) lies inside ``outer`` within
+    ``tol``; longitudes are compared on the circle (see :func:`_lon_covers`)."""
     return (
         inner[0] >= outer[0] - tol
         and inner[1] <= outer[1] + tol
-        and inner[2] >= outer[2] - tol
-        and inner[3] <= outer[3] + tol
+        and _lon_covers(inner[2:], outer[2:], tol)
     )
 
 
@@ -408,7 +487,7 @@ def _sample_times(lr: xr.Dataset, hr: xr.Dataset, name: str) -> np.ndarray:
 def _compare_variables(
     lr: xr.Dataset,
     hr: xr.Dataset,
-    ratio: int | None,
+    layout: int | tuple[np.ndarray, np.ndarray] | None,
     cfg: AlignmentConfig,
     lr_lon: np.ndarray,
 ) -> tuple[dict[str, VariableCheck], list[str], list[str]]:
@@ -433,7 +512,7 @@ def _compare_variables(
         times = _sample_times(lr, hr, name)
         if times.size == 0:
             continue
-        a, b = _on_lr_grid(lr, hr, name, times, ratio, lr_lon)
+        a, b = _on_lr_grid(lr, hr, name, times, layout, lr_lon)
         pattern, bias, rmse = _agreement(a, b)
         # Anomalies: the weather, without the climatology that any two states share.
         a, b = _anomalies(a), _anomalies(b)
@@ -477,13 +556,19 @@ def _on_lr_grid(
     hr: xr.Dataset,
     name: str,
     times: np.ndarray,
-    ratio: int | None,
+    layout: int | tuple[np.ndarray, np.ndarray] | None,
     lr_lon: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """LR and HR brought to the LR grid at ``times``, as (time, ..., y, x) float arrays."""
+    """LR and HR brought to the LR grid at ``times``, as (time, ..., y, x) float arrays.
+
+    layout: the ratio of grids nested as cells (HR block means), the HR (rows, columns) of
+    the LR points of grids nested as points (HR values there), or None (interpolation).
+    """
     h = hr[name].sel(time=times)
-    if ratio is not None:
-        h = grids.coarsen(h, ratio)
+    if isinstance(layout, tuple):
+        h = h.isel(y=xr.DataArray(layout[0], dims="y"), x=xr.DataArray(layout[1], dims="x"))
+    elif layout is not None:
+        h = grids.coarsen(h, layout)
     else:
         target_lat = lr["lat"].reset_coords(drop=True)
         h = grids.interpolate(h, target_lat, xr.DataArray(lr_lon, dims=("y", "x")))

@@ -449,7 +449,9 @@ def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 _WAVENUMBER_SLACK = 1e-9
 
 
-def polar_filter(values: np.ndarray, lat: np.ndarray, lat0: float = 60.0) -> np.ndarray:
+def polar_filter(
+    values: np.ndarray, lat: np.ndarray, lat0: float = 60.0, keep: int = 0
+) -> np.ndarray:
     """Classical polar filter of grid-point models: zonal Fourier truncation poleward of ``lat0``.
 
     On a global lat-lon grid the zonal spacing shrinks as cos(lat), so near the poles a field can
@@ -460,11 +462,17 @@ def polar_filter(values: np.ndarray, lat: np.ndarray, lat0: float = 60.0) -> np.
     i.e. become constant along the row. Rows with |lat| <= ``lat0`` are returned bit for bit.
     The zonal mean of every row is preserved.
 
+    Wavenumbers m <= ``keep`` are always kept, the pole rows included. A scalar's pole is one
+    point (keep=0), but a vector's eastward/northward components at the pole vary along the pole
+    row as a zonal wave 1 (u = -V sin(lon - lon0)), so components of a vector need keep=1.
+
     values: (..., ny, nx), any units, on a global grid periodic in x (x covers 360 degrees once,
         columns equally spaced). A NaN in a filtered row makes that whole row NaN.
     lat: latitude of each row in degrees, (ny,); or lat(y, x) of shape (ny, nx), of which each
         row's mean is taken.
     lat0: latitude in degrees, 0 <= lat0 < 90, poleward of which rows are filtered.
+    keep: zonal wavenumber >= 0 up to which every row keeps its spectrum (0: only the zonal mean
+        is guaranteed; 1: also wave 1, for the components of a vector such as a wind).
     Returns a new array of the shape of ``values``, in its units; floating dtypes are kept
     (float32 in, float32 out), others become float64.
     Raises GridError if the shapes do not match or a latitude is out of range.
@@ -476,6 +484,8 @@ def polar_filter(values: np.ndarray, lat: np.ndarray, lat0: float = 60.0) -> np.
     row_lat = _row_latitudes(np.asarray(lat, dtype=float), ny, nx)
     if not 0.0 <= lat0 < 90.0:
         raise GridError(f"polar_filter lat0 must be in [0, 90) degrees, got {lat0!r}")
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 0:
+        raise GridError(f"polar_filter keep must be a zonal wavenumber >= 0, got {keep!r}")
     dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.dtype(np.float64)
     out = values.astype(dtype, copy=True)
     rows = np.flatnonzero(np.abs(row_lat) > lat0)
@@ -483,6 +493,7 @@ def polar_filter(values: np.ndarray, lat: np.ndarray, lat0: float = 60.0) -> np.
         return out
     cos_ratio = np.clip(np.cos(np.deg2rad(row_lat[rows])), 0.0, None) / np.cos(np.deg2rad(lat0))
     kept = np.floor((nx / 2) * cos_ratio * (1 + _WAVENUMBER_SLACK)).astype(int)
+    kept = np.maximum(kept, keep)
     spectrum = np.fft.rfft(out[..., rows, :], axis=-1)
     wavenumber = np.arange(spectrum.shape[-1])
     spectrum[..., wavenumber[None, :] > kept[:, None]] = 0

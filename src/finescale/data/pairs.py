@@ -208,6 +208,7 @@ def _grid_table(a: AlignmentReport) -> Table:
         lr, hr = a.lr_extent, a.hr_extent
         table.add_row("lat (cell edges)", f"{lr[0]:.3f}..{lr[1]:.3f}", f"{hr[0]:.3f}..{hr[1]:.3f}")
         table.add_row("lon (cell edges)", f"{lr[2]:.3f}..{lr[3]:.3f}", f"{hr[2]:.3f}..{hr[3]:.3f}")
+        table.add_row("longitude", _periodic_text(a.lr_periodic), _periodic_text(a.hr_periodic))
     table.caption = (
         f"ratio {a.ratio:.3g} (y {a.ratio_y:.3g}, x {a.ratio_x:.3g}); HR brought to LR by "
         f"{a.method or '-'}"
@@ -215,6 +216,10 @@ def _grid_table(a: AlignmentReport) -> Table:
         + ("".join(f"\n{n}" for n in a.notes))
     )
     return table
+
+
+def _periodic_text(periodic: bool) -> str:
+    return "periodic (global)" if periodic else "regional"
 
 
 def _variable_table(a: AlignmentReport) -> Table:
