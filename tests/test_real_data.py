@@ -37,10 +37,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 VARIABLES = {"u200": "uwnd", "v200": "vwnd"}  # finescale name -> name in the files
 #: LR = every 4th HR point: 10 deg, 90 .. -90 and 0 .. 350
 FACTOR = 4
-#: The alignment check compares cell-edge extents without wrapping longitude: a global LR's
-#: east edge (350 + 5) is short of the HR's (357.5 + 1.25) by 3.75 deg. Until the check knows
-#: that a global LR covers every longitude, the tolerance must span that gap.
-TOLERANCE_DEG = 4.0
 POLAR_ROWS = 80.0  # |lat| >= this: the rows of the zonal-variance check
 
 
@@ -66,8 +62,12 @@ def _invoke(*args: str) -> str:
     return result.output
 
 
-def write_config(folder: Path, *, tolerance_deg: float | None = TOLERANCE_DEG) -> Path:
-    """lr.nc (every 4th point of the original files, as stored) and finescale.yaml in ``folder``."""
+def write_config(folder: Path) -> Path:
+    """lr.nc (every 4th point of the original files, as stored) and finescale.yaml in ``folder``.
+
+    The alignment settings are the defaults: the grids are nested as points (every LR point is
+    an HR point) and both go round the globe.
+    """
     hr_glob = _sample_folder() / "*wnd_mean.nc"
     every = slice(None, None, FACTOR)
     lr = xr.Dataset({name: _original(name).isel(latitude=every, longitude=every)
@@ -75,15 +75,11 @@ def write_config(folder: Path, *, tolerance_deg: float | None = TOLERANCE_DEG) -
     lr.to_netcdf(folder / "lr.nc")
     variables = {ours: {"name": theirs, "units": "m s-1"} for ours, theirs in VARIABLES.items()}
     source = {"lat": "latitude", "lon": "longitude", "variables": variables}
-    alignment: dict = {"require_integer_ratio": False}  # 73 rows are not 4 x 19
-    if tolerance_deg is not None:
-        alignment["tolerance_deg"] = tolerance_deg
     config = {
         "data": {
             "hr": {"path": str(hr_glob), **source},
             "lr": {"path": "lr.nc", **source},
             "splits": {"train": 0.5, "validation": 0.25, "test": 0.25},  # 6, 3, 3 months
-            "alignment": alignment,
         },
         "model": {"kind": "regression", "network": {"base_width": 8, "channel_mult": [1, 2]}},
         "train": {
@@ -238,22 +234,12 @@ def test_without_the_polar_filter_pole_rows_are_not_constant(run):
         assert spread > 0.1, (name, spread)
 
 
-# The two defects below are in files of other briefs (data/alignment.py, data/pairs.py); each
-# test says what a user should see and fails loudly (strict) once it holds.
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="alignment.check_alignment compares cell-edge extents without wrapping longitude: a "
-    "global 10-deg LR (east edge 355) is refused as not covering a global 2.5-deg HR (358.75)",
-)
 def test_a_global_pair_needs_no_tolerance(tmp_path):
-    _invoke("pairs", "check", "--config", write_config(tmp_path, tolerance_deg=None))
+    config = yaml.safe_load(write_config(tmp_path).read_text())
+    assert "alignment" not in config["data"]  # the default settings
+    text = " ".join(_invoke("pairs", "check", "--config", tmp_path / "finescale.yaml").split())
+    assert "HR brought to LR by nodes" in text
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="pairs check does not say that longitude is periodic"
-)
 def test_pairs_check_reports_periodic_longitude(run):
-    assert "periodic" in run["pairs"]
+    assert "periodic (global)" in run["pairs"]
