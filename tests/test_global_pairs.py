@@ -106,3 +106,17 @@ def test_a_non_integer_ratio_is_still_refused():
     lr = grid(np.linspace(-90, 90, 73), np.arange(144) * 2.5)
     with pytest.raises(MisalignedError, match="not one whole number"):
         check_alignment(lr, hr, AlignmentConfig())
+
+
+def test_a_regional_node_pair_is_compared_at_the_lr_points():
+    # 41 x 81 HR points at 0.25° and every 4th one (11 x 21) as LR: nested as points
+    hr = grid(40 + np.arange(41) * 0.25, 350 + np.arange(81) * 0.25)
+    lr = grid(40 + np.arange(11) * 1.0, 350 + np.arange(21) * 1.0)
+    report = check_alignment(lr, hr, AlignmentConfig())
+    assert report.method == "nodes" and not report.hr_periodic
+    assert report.variables["t2m"].rmse == pytest.approx(0.0, abs=1e-9)
+    # the same LR values one LR column east of their coordinates are named as such
+    shifted = lr.copy()
+    shifted["t2m"] = lr["t2m"].roll(x=1)
+    with pytest.raises(MisalignedError, match="shifted east by 1 LR cell"):
+        check_alignment(shifted, hr, AlignmentConfig())
