@@ -120,3 +120,20 @@ def test_by_default_the_vector_components_are_the_speeds():
     assert generate.vector_components(SampleConfig(), loaded) == ["u", "v", "ws"]
     assert generate.vector_components(SampleConfig(polar_filter_vectors=["v", "u"]), loaded) == ["u", "v"]
     assert generate.vector_components(SampleConfig(polar_filter_vectors=[]), loaded) == []
+
+
+def test_a_scalars_pole_rows_take_the_members_first_column():
+    lat = np.linspace(-90.0, 90.0, 73)
+    values = np.random.default_rng(0).normal(280.0, 3.0, (2, 73, 144))
+    scalar = SimpleNamespace(kind="none")
+    drawer = SimpleNamespace(static=SimpleNamespace(lat=SimpleNamespace(values=lat)), polar=60.0,
+                             vectors=frozenset({"u"}),
+                             loaded=SimpleNamespace(stats={"t": SimpleNamespace(transform=scalar),
+                                                           "u": SimpleNamespace(transform=scalar)}))
+    t = generate._BlockDrawer.polar_filtered(drawer, values.copy(), "t")
+    pole = np.abs(lat) == 90.0
+    # one point, at the member's own value there: not the row's mean, whose spread is 1/12 of it
+    np.testing.assert_array_equal(t[:, pole, :], np.broadcast_to(values[:, pole, :1], t[:, pole, :].shape))
+    np.testing.assert_array_equal(t[:, ~pole], polar_filter(values, lat, 60.0)[:, ~pole])
+    u = generate._BlockDrawer.polar_filtered(drawer, values.copy(), "u")
+    np.testing.assert_array_equal(u, polar_filter(values, lat, 60.0, keep=1))

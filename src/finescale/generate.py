@@ -610,11 +610,21 @@ class _BlockDrawer:
     def polar_filtered(self, values: np.ndarray, name: str) -> np.ndarray:
         """Members (b, H, W) of ``name`` in physical units, polar-filtered poleward of ``self.polar``.
 
-        A variable transformed by log1p (precipitation) stays as its inverse transform leaves
-        it: values below ``zero_below`` (and the filter's small negative ripples) come back 0.
+        A scalar's pole rows become the member's own value at the first column (one point, with
+        the network's point-scale variability); a vector component's (``self.vectors``) keep
+        their zonal mean and wave 1. A variable transformed by log1p (precipitation) stays as its
+        inverse transform leaves it: values below ``zero_below`` (and the filter's small negative
+        ripples) come back 0.
         """
         keep = 1 if name in self.vectors else 0  # a vector's components at the pole: zonal wave 1
-        values = polar_filter(values, self.static.lat.values, self.polar, keep)  # type: ignore[arg-type]
+        filtered = polar_filter(values, self.static.lat.values, self.polar, keep)  # type: ignore[arg-type]
+        if keep == 0:
+            # a scalar's pole is one point: take it from one column of the member's own pole row,
+            # not the row's mean, which averages the network's point-scale variability away
+            lat = np.asarray(self.static.lat.values)
+            pole = np.abs(lat if lat.ndim == 1 else lat.mean(axis=1)) == 90.0
+            filtered[..., pole, :] = values[..., pole, :1]
+        values = filtered
         transform = self.loaded.stats[name].transform
         if transform.kind == "log1p":
             values[values < transform.zero_below] = 0.0
