@@ -109,8 +109,6 @@ def make_layout(cfg: ModelConfig, lr: xr.Dataset, hr: xr.Dataset, static: xr.Dat
     )
 
 
-
-
 class LRToHR:
     """Brings LR fields (B, C, h, w) to windows of the HR grid, by grid_sample at fixed positions.
 

@@ -53,12 +53,8 @@ TARGETS = {"ssr": 1.0, "q999_rel_error": 0.0}  # reference lines for scores with
 # --------------------------------------------------------------------------------------------
 
 
-
-
 def _color(metrics: Mapping[str, Any], role: str) -> str:
     return f"C{read.roles(metrics).index(role) % 10}"
-
-
 
 
 def _array(values: Sequence[float | None] | None) -> np.ndarray:

@@ -101,10 +101,6 @@ def best_roles(values: Mapping[str, float | None], better: str) -> set[str]:
     return {r for r, d in distance.items() if d <= top + tolerance}
 
 
-
-
-
-
 # --------------------------------------------------------------------------------------------
 # terminal
 # --------------------------------------------------------------------------------------------
