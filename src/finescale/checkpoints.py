@@ -16,6 +16,7 @@ import json
 import pickle
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,21 +202,11 @@ def load_checkpoint(path: str | Path) -> Loaded:
     """Load a checkpoint safely (weights_only), its model rebuilt with the EMA weights."""
     read = read_checkpoint(path)
     meta = read.meta
-    try:
+    with reading_description(path, "downscaling"):
         config = ExperimentConfig.model_validate(meta["config"])
         layout = Layout.from_dict(meta["layout"])
         stats = NormStats.from_dict(meta["stats"])
         periodic, grid = bool(meta["periodic_lon"]), dict(meta["grid"])
-    except (
-        AttributeError,
-        KeyError,
-        TypeError,
-        ValueError,
-    ) as exc:  # another version's layout, or edited by hand
-        raise ValueError(
-            f"{path}: its description is not that of a finescale downscaling checkpoint "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
     if read.hr_grid is not None and list(read.hr_grid[0].shape) != list(grid["hr_shape"]):
         raise ValueError(
             f"{path}: its stored HR grid {read.hr_grid[0].shape} differs from the shape its "
@@ -224,6 +215,19 @@ def load_checkpoint(path: str | Path) -> Loaded:
     model = build_model(config.model, layout, periodic, _regression_of(meta, config, path))
     load_weights(model, read.weights, path)
     return Loaded(model, config, stats, layout, periodic, grid, read.sha256, read.hr_grid)
+
+
+@contextmanager
+def reading_description(path: str | Path, kind: str) -> Iterator[None]:
+    """Reading a checkpoint's description: what fails (another version's layout, a file edited by
+    hand) is one ValueError naming the checkpoint and the ``kind`` it should be."""
+    try:
+        yield
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: its description is not that of a finescale {kind} checkpoint "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: str | Path) -> None:

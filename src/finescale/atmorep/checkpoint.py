@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from finescale.checkpoints import load_weights, read_checkpoint
+from finescale.checkpoints import load_weights, read_checkpoint, reading_description
 from finescale.config import AtmoRepConfig
 from finescale.data.series import Series
 from finescale.data.transforms import NormStats
@@ -48,20 +48,10 @@ def load_atmorep(path: str | Path) -> LoadedAtmoRep:
     """Load an AtmoRep checkpoint safely (weights_only) with its EMA weights."""
     read = read_checkpoint(path, KIND)
     meta = read.meta
-    try:
+    with reading_description(path, "AtmoRep"):
         cfg = AtmoRepConfig.model_validate(meta["config"])
         levels = {k: int(v) for k, v in meta["levels"].items()}
         stats, grid = NormStats.from_dict(meta["stats"]), dict(meta["grid"])
-    except (
-        AttributeError,
-        KeyError,
-        TypeError,
-        ValueError,
-    ) as exc:  # another version's layout, or edited by hand
-        raise ValueError(
-            f"{path}: its description is not that of a finescale AtmoRep checkpoint "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
     model = AtmoRep(cfg, levels)
     load_weights(model, read.weights, path)
     return LoadedAtmoRep(model, cfg, stats, levels, grid, read.sha256)
