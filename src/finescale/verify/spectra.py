@@ -347,17 +347,39 @@ def octave_bands(
     return [(float(lo), float(hi)) for lo, hi in itertools.pairwise(edges)]
 
 
+def band_power(psd: xr.DataArray, bands: Sequence[tuple[float, float]]) -> xr.DataArray:
+    """Power of ``psd`` in each wavelength band: the sum over bins with lo <= wavelength <= hi.
+
+    The sum is the band-integrated variance (bins have equal width); closed bands, in the units
+    of the ``wavelength`` coordinate. NaN for a band without bins. Returns (..., band) with
+    coords ``wavelength_min`` and ``wavelength_max``.
+    """
+    wavelength = psd["wavelength"].values
+    powers = []
+    for lo, hi in bands:
+        in_band = np.flatnonzero((wavelength >= lo) & (wavelength <= hi))
+        if in_band.size == 0:
+            powers.append(xr.full_like(psd.isel(wavenumber=0, drop=True), np.nan))
+        else:
+            powers.append(psd.isel(wavenumber=in_band).sum("wavenumber"))
+    out = xr.concat(powers, dim="band", coords="minimal", compat="override").transpose(..., "band")
+    out = out.drop_vars([c for c in ("wavenumber", "wavelength") if c in out.coords])
+    lows, highs = zip(*bands) if len(bands) else ((), ())
+    return out.assign_coords(
+        wavelength_min=("band", np.asarray(lows, dtype=float)),
+        wavelength_max=("band", np.asarray(highs, dtype=float)),
+    )
+
+
 def spectral_log_ratio(
     psd_forecast: xr.DataArray,
     psd_truth: xr.DataArray,
     bands: Sequence[tuple[float, float]],
 ) -> xr.DataArray:
-    """log10 of forecast over truth spectral power in each wavelength band.
+    """log10 of forecast over truth spectral power in each wavelength band (:func:`band_power`).
 
-    For band (lo, hi), the power is the sum of the PSD over the bins with lo <= wavelength <= hi
-    (closed, in the units of the ``wavelength`` coordinate), i.e. the band-integrated variance
-    (bins have equal width). 0: right energy; < 0: too little (too smooth); > 0: too much.
-    Both PSDs must share the wavenumber bins (same grid and method). NaN for an empty band.
+    0: right energy; < 0: too little (too smooth); > 0: too much. Both PSDs must share the
+    wavenumber bins (same grid and method). NaN for an empty band.
 
     Returns:
         DataArray (..., band) with coords ``wavelength_min`` and ``wavelength_max`` (dimensionless).
@@ -366,22 +388,7 @@ def spectral_log_ratio(
     truth_wl = psd_truth["wavelength"].values
     if forecast_wl.shape != truth_wl.shape or not np.allclose(forecast_wl, truth_wl):
         raise ValueError("the two spectra have different wavenumber bins")
-    ratios = []
-    for lo, hi in bands:
-        in_band = np.flatnonzero((forecast_wl >= lo) & (forecast_wl <= hi))
-        if in_band.size == 0:
-            ratios.append(xr.full_like(psd_forecast.isel(wavenumber=0, drop=True), np.nan))
-            continue
-        power_f = psd_forecast.isel(wavenumber=in_band).sum("wavenumber")
-        power_t = psd_truth.isel(wavenumber=in_band).sum("wavenumber")
-        ratios.append(np.log10(power_f / power_t))
-    out = xr.concat(ratios, dim="band", coords="minimal", compat="override")
-    out = out.drop_vars([c for c in ("wavenumber", "wavelength") if c in out.coords])
-    lows, highs = zip(*bands) if len(bands) else ((), ())
-    out = out.assign_coords(
-        wavelength_min=("band", np.asarray(lows, dtype=float)),
-        wavelength_max=("band", np.asarray(highs, dtype=float)),
-    )
+    out = np.log10(band_power(psd_forecast, bands) / band_power(psd_truth, bands))
     out.attrs = {"long_name": "log10 ratio of forecast to truth band power", "units": "1"}
     return out
 
