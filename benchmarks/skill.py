@@ -1,30 +1,38 @@
-"""Benchmark: skill of the diffusion ensemble on the `alps` world against the oracle and the regression.
+"""Benchmark: skill of the diffusion ensemble under the held-out protocol (docs/benchmarks.md).
 
-Target (issue 4), 16 members on the test period:
-- fair CRPS <= 1.2 x the oracle's for t2m, u10, v10 and <= 1.3 x for tp, and <= 0.85 x the
-  regression model's;
-- spread-skill ratio in [0.8, 1.2]; rank histograms without a U or a dome (here: the two outer
-  bins hold within 25 % of their flat share; chi-square per degree of freedom reported);
-- spectral log10 ratio within +-0.15 in every band from 2 HR grid lengths to the LR grid length;
-- 99.9th percentile of tp within 20 % of the truth's.
+1. **Develop** on one world (the config's ``development`` seed and terrain): train the regression
+   and the diffusion model on its training block.
+2. **Select** on that world's *validation* block only: sample 16 members with each candidate of
+   ``select.sigma_max`` and score them against the exact oracle; the released value is the one
+   meeting the most targets (every variable's checks below), ties broken by the lowest mean fair
+   CRPS / oracle. The test block of the development world is never scored here.
+3. **Score once** on held-out worlds (seeds and a terrain never used while developing): the
+   trained models, with the selected setting, on each world's *test* block, against each
+   world's oracle and the regression. Every ratio comes with a 95 % moving-block bootstrap
+   interval over days (blocks of ``score.block_days`` days within each world; the worlds pooled).
 
-    python benchmarks/skill.py --config benchmarks/configs/skill-cpu.yaml --out runs/skill-cpu
+Targets (issue 4): fair CRPS <= 1.2 x the oracle's for t2m, u10, v10 and <= 1.3 x for tp, and
+<= 0.85 x the regression's; spread-skill ratio in [0.8, 1.2]; rank histogram outer bins within
+25 % of flat; spectral log10 ratio within +-0.15 in every octave band from 2 HR grid lengths to the
+LR grid length; tp's 99.9th percentile within 20 % of the truth's.
 
-The config (see benchmarks/configs/) names the world, how many members and test hours are
-scored, and the `model` / `train` / `sample` sections of the regression and diffusion stages;
-their `data` section is the world's. Stages whose output exists are reused (delete the folder
-to start again). Prints the timings, the checks side by side and the machine, and writes them
-to ``<out>/skill.json``.
+    python benchmarks/skill.py --config benchmarks/configs/skill-cpu.yaml --out runs/heldout-cpu \
+        --json docs/results/skill-heldout-cpu.json
+
+Stages whose output exists are reused (delete a folder to redo it); their times are kept in
+``<out>/*/timings.json``. Prints the selection, the held-out table and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 import yaml
 from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 from stages import Stages
@@ -32,13 +40,20 @@ from stages import Stages
 from finescale.config import ExperimentConfig, validate
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE, oracle
+from finescale.data.world.terrain import load_dem
 from finescale.evaluation import run_evaluate
+from finescale.evaluation.passes import Spectrum
 from finescale.generate import downscale
+from finescale.io import write_json
 from finescale.pipeline import world_config, world_split_times
 from finescale.train import train
+from finescale.verify import intervals
+from finescale.verify.scores import area_weights
+from finescale.verify.spectra import band_power
 
 VARIABLES = ("t2m", "u10", "v10", "tp")
 ORACLE_FACTOR = {"t2m": 1.2, "u10": 1.2, "v10": 1.2, "tp": 1.3}
+SOURCES = ("diffusion", "regression", "oracle")
 
 
 def stage_config(world_dir: Path, stage: dict[str, Any], out: Path, name: str) -> ExperimentConfig:
@@ -59,83 +74,245 @@ def rank_shape(counts: list[float]) -> dict[str, float]:
             "edge_ratio": float((c[0] + c[-1]) / (2 * expected))}
 
 
+def passes(v: str, row: dict[str, float]) -> dict[str, bool]:
+    """Which targets a variable's numbers meet."""
+    return {
+        "crps_oracle": row["crps_oracle_ratio"] <= ORACLE_FACTOR[v],
+        "crps_regression": row["crps_regression_ratio"] <= 0.85,
+        "ssr": 0.8 <= row["ssr"] <= 1.2,
+        # no U (outer bins too full: too little spread) or dome (too empty): within 25 % of flat
+        "rank": 0.8 <= row["edge_ratio"] <= 1.25,
+        "spectral": row["spectral"] <= 0.15,
+        **({"q999": abs(row["q999_rel_error"]) <= 0.2} if v == "tp" else {}),
+    }
+
+
 def checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per variable with every number the target names and whether it is met."""
+    """One row per variable of an evaluation's metrics with every number the targets name."""
     rows = []
     for v in VARIABLES:
         fc, ref = metrics["forecast"][v], metrics["references"]
-        shape = rank_shape(metrics["curves"]["rank_histogram"][v]["forecast"])
         row = {
             "variable": v,
             "crps": fc["crps_fair"],
             "crps_oracle_ratio": fc["crps_fair"] / ref["oracle"][v]["crps_fair"],
             "crps_regression_ratio": fc["crps_fair"] / ref["regression"][v]["crps_fair"],
             "ssr": fc["ssr"],
-            **shape,
+            **rank_shape(metrics["curves"]["rank_histogram"][v]["forecast"]),
             "spectral": fc["spectral_log_ratio_max"],
-            "spectral_regression": ref["regression"][v]["spectral_log_ratio_max"],
             "q999_rel_error": fc["q999_rel_error"],
         }
-        row["pass"] = {
-            "crps_oracle": row["crps_oracle_ratio"] <= ORACLE_FACTOR[v],
-            "crps_regression": row["crps_regression_ratio"] <= 0.85,
-            "ssr": 0.8 <= row["ssr"] <= 1.2,
-            # no U (outer bins too full: too little spread) or dome (too empty): within 25 % of flat
-            "rank": 0.8 <= row["edge_ratio"] <= 1.25,
-            "spectral": row["spectral"] <= 0.15,
-            **({"q999": abs(row["q999_rel_error"]) <= 0.2} if v == "tp" else {}),
-        }
-        rows.append(row)
+        rows.append({**row, "pass": passes(v, row)})
     return rows
+
+
+def terrain_file(name: str, out: Path) -> Path | None:
+    """The DEM of a named terrain: ``shipped`` (None: the package's DEM) or ``rotated``, the
+    shipped DEM turned by 180 degrees on the same grid (ridges, valleys and slopes all face
+    the other way; written once to ``out``)."""
+    if name == "shipped":
+        return None
+    if name != "rotated":
+        raise ValueError(f"unknown terrain '{name}'; known: shipped, rotated")
+    path = out / "dem-rotated.npz"
+    if not path.exists():
+        dem = load_dem()
+        partial = out / "dem-rotated.partial.npz"
+        np.savez(partial, elevation=dem.elevation[::-1, ::-1], lat=dem.lat, lon=dem.lon,
+                 provenance=f"{dem.provenance} Turned by 180 degrees for finescale's held-out terrain.")
+        partial.replace(path)
+    return path
+
+
+def world(out: Path, spec: dict[str, Any], seed: int, terrain: str, timed: Stages) -> Path:
+    """Simulate (or reuse) the config's world with ``seed`` on ``terrain`` into ``out``/world."""
+    params = preset(spec["preset"]).model_copy(update={"days": float(spec["days"])})
+    world_dir = out / "world"
+    out.mkdir(parents=True, exist_ok=True)
+    dem = terrain_file(terrain, out)
+    timed("world", world_dir / WORLD_FILE, lambda: simulate(world_dir, params, seed=seed, orography=dem))
+    return world_dir
+
+
+def ensembles(models: Path, world_dir: Path, times: np.ndarray, members: int, sample: dict[str, Any],
+              out: Path, timed: Stages, label: str = "") -> dict[str, Path]:
+    """The diffusion (with ``sample``), regression and oracle ensembles on ``times``, in ``out``."""
+    paths = {name: out / f"{name}.zarr" for name in SOURCES}
+    stages = {"diffusion": {**sample, "members": members}, "regression": {"members": members}}
+    for name, settings in stages.items():
+        checkpoint = models / name / "checkpoints" / "last.ckpt"
+        timed(f"downscale {name}{label}", paths[name], lambda c=checkpoint, p=paths[name], s=settings: downscale(
+            c, world_dir / "lr.zarr", world_dir / "static.zarr", p, sample=s, times=times))
+    timed(f"oracle{label}", paths["oracle"], lambda: oracle(world_dir, members, paths["oracle"], times=times))
+    return paths
+
+
+def evaluate(paths: dict[str, Path], world_dir: Path, report: Path, timed: Stages, label: str = "") -> dict[str, Any]:
+    """``finescale evaluate`` of the diffusion ensemble with the other two as references."""
+    timed(f"evaluate{label}", report / "metrics.json", lambda: run_evaluate(
+        paths["diffusion"], world_dir / "hr.zarr", report, lr_path=world_dir / "lr.zarr",
+        references={name: paths[name] for name in SOURCES[1:]}, name="diffusion"))
+    return json.loads((report / "metrics.json").read_text())
+
+
+def daily_sums(paths: dict[str, Path], world_dir: Path, metrics: dict[str, Any], seed: int = 0
+               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-day sums (:func:`finescale.verify.intervals.time_sums`) of every source and variable,
+    keyed ``<source>.<variable>.<sum>``, with area weights and spectra as ``finescale evaluate``
+    uses them (its metrics give the grid length, the bands and the spectral method)."""
+    truth = xr.open_zarr(world_dir / "hr.zarr")
+    stores = {name: xr.open_zarr(path) for name, path in paths.items()}
+    times = stores["diffusion"].time.values
+    lat = np.asarray(truth["lat"].values, dtype=float)  # (y, x), as finescale evaluate reads it
+    weights = np.asarray(area_weights(lat))
+    meta = metrics["meta"]
+    spectrum = Spectrum(meta["spectra"]["kind"], meta["grid"]["spectral_grid_length_km"],
+                        lat.mean(axis=1))
+    bands = [tuple(b) for b in meta["spectral_bands_km"]]
+
+    def power(fields: np.ndarray) -> np.ndarray:
+        return band_power(spectrum.psd(fields), bands).values
+
+    rng = np.random.default_rng(seed)
+    per_time = []
+    for t in times:
+        sums = {}
+        for v in VARIABLES:
+            y = truth[v].sel(time=t).transpose("y", "x").values.astype(np.float64)
+            for name, store in stores.items():
+                members = store[v].sel(time=t).transpose("member", "y", "x").values.astype(np.float64)
+                for key, value in intervals.time_sums(members, y, weights, rng, band_power=power).items():
+                    sums[f"{name}.{v}.{key}"] = value
+        per_time.append(sums)
+    return intervals.daily(per_time, times)
+
+
+def with_intervals(sums: dict[str, np.ndarray], counts: np.ndarray, members: int,
+                   bands: list[tuple[float, float]]) -> dict[str, dict[str, Any]]:
+    """Every variable's ratios on the summed days with their bootstrap intervals."""
+    out = {}
+    for v in VARIABLES:
+        def score(fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+            return intervals.interval(fn(*args), sums, counts).as_dict()
+
+        diffusion = f"diffusion.{v}"
+        ratios = {
+            "crps_oracle_ratio": score(intervals.crps_ratio, diffusion, f"oracle.{v}"),
+            "crps_regression_ratio": score(intervals.crps_ratio, diffusion, f"regression.{v}"),
+            "ssr": score(intervals.spread_skill, diffusion, members),
+            "ssr_oracle": score(intervals.spread_skill, f"oracle.{v}", members),
+            "edge_ratio": score(intervals.rank_edges, diffusion),
+            "spectral": score(intervals.spectral_max, diffusion),
+        }
+        log_ratio = intervals.band_log_ratio(diffusion)({k: s.sum(axis=0)[None] for k, s in sums.items()})[0]
+        ratios["spectral"]["band_km"] = list(bands[int(np.nanargmax(np.abs(log_ratio)))])
+        ratios["spectral_bands"] = [
+            {"band_km": list(band), "log10_ratio": intervals.interval(
+                lambda s, i=i: intervals.band_log_ratio(diffusion)(s)[:, i], sums, counts).as_dict()}
+            for i, band in enumerate(bands)]
+        out[v] = ratios
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--json", type=Path, help="results JSON (default: <out>/skill-heldout.json)")
     args = parser.parse_args()
     spec = yaml.safe_load(args.config.read_text())
     out = args.out.absolute()
-    timed = Stages()
-    timings = timed.timings
+    score, select = spec["score"], spec["select"]
+    members = score["members"]
 
-    world_dir = out / "world"
-    world = spec["world"]
-    params = preset(world["preset"]).model_copy(update={"days": float(world["days"])})
-    timed("world", world_dir / WORLD_FILE, lambda: simulate(world_dir, params, seed=world.get("seed", 0)))
+    # 1. develop: train on the development world
+    dev = out / "dev"
+    timed = Stages(dev / "timings.json")
+    dev_world = world(dev, spec["world"], spec["development"]["seed"], spec["development"]["terrain"], timed)
     for name in ("regression", "diffusion"):
-        cfg = stage_config(world_dir, spec[name], out, name)
-        timed(f"train {name}", out / name / "checkpoints" / "last.ckpt", lambda cfg=cfg: train(cfg))
+        cfg = stage_config(dev_world, spec[name], dev, name)
+        timed(f"train {name}", dev / name / "checkpoints" / "last.ckpt", lambda cfg=cfg: train(cfg))
 
-    score = spec["score"]
-    times = world_split_times(world_dir, "test")[:: score["every"]]
-    paths = {name: out / f"{name}.zarr" for name in ("regression", "diffusion", "oracle")}
-    for name in ("regression", "diffusion"):
-        checkpoint = out / name / "checkpoints" / "last.ckpt"
-        # the config's sample section, not only the one saved in a (possibly reused) checkpoint
-        sample = {**spec[name].get("sample", {}), "members": score["members"]}
-        timed(f"downscale {name}", paths[name], lambda c=checkpoint, p=paths[name], s=sample: downscale(
-            c, world_dir / "lr.zarr", world_dir / "static.zarr", p, sample=s, times=times))
-    timed("oracle", paths["oracle"], lambda: oracle(world_dir, score["members"], paths["oracle"], times=times))
-    report = out / "evaluation"
-    timed("evaluate", report / "metrics.json", lambda: run_evaluate(
-        paths["diffusion"], world_dir / "hr.zarr", report, lr_path=world_dir / "lr.zarr",
-        references={"oracle": paths["oracle"], "regression": paths["regression"]}, name="diffusion"))
+    # 2. select on the development world's validation block
+    times = world_split_times(dev_world, "validation")[:: select["every"]]
+    base = {**spec["diffusion"].get("sample", {})}
+    selection = []
+    for value in select["sigma_max"]:
+        folder = dev / "select" / f"sigma_max_{value:g}"
+        paths = ensembles(dev, dev_world, times, members, {**base, "sigma_max": value}, folder, timed,
+                          f" validation sigma_max {value:g}")
+        rows = checks(evaluate(paths, dev_world, folder / "evaluation", timed, f" validation sigma_max {value:g}"))
+        met = sum(sum(r["pass"].values()) for r in rows)
+        mean_ratio = float(np.mean([r["crps_oracle_ratio"] for r in rows]))
+        selection.append({"sigma_max": value, "targets_met": met, "mean_crps_oracle_ratio": mean_ratio, "rows": rows})
+    chosen = min(selection, key=lambda s: (-s["targets_met"], s["mean_crps_oracle_ratio"]))["sigma_max"]
+    sample = {**base, "sigma_max": chosen}
 
-    rows = checks(json.loads((report / "metrics.json").read_text()))
+    # 3. score once on the held-out worlds' test blocks
+    worlds, daily, strata = [], [], []
+    for i, held in enumerate(spec["heldout"]):
+        label = f"seed{held['seed']}-{held['terrain']}"
+        folder = out / "heldout" / label
+        held_timed = Stages(folder / "timings.json")
+        world_dir = world(folder, spec["world"], held["seed"], held["terrain"], held_timed)
+        test_times = world_split_times(world_dir, "test")[:: score["every"]]
+        paths = ensembles(dev, world_dir, test_times, members, sample, folder, held_timed)
+        metrics = evaluate(paths, world_dir, folder / "evaluation", held_timed)
+        sums, days = daily_sums(paths, world_dir, metrics)
+        counts = intervals.bootstrap_counts(np.zeros(days.size), score["block_days"], score["resamples"])
+        bands = [tuple(b) for b in metrics["meta"]["spectral_bands_km"]]
+        worlds.append({"seed": held["seed"], "terrain": held["terrain"], "test_times": int(test_times.size),
+                       "days": int(days.size), "timings_s": held_timed.timings, "checks": checks(metrics),
+                       "intervals": with_intervals(sums, counts, members, bands)})
+        daily.append(sums)
+        strata += [i] * days.size
+    pooled_sums = {k: np.concatenate([d[k] for d in daily]) for k in daily[0]}
+    counts = intervals.bootstrap_counts(np.asarray(strata), score["block_days"], score["resamples"])
+    pooled = with_intervals(pooled_sums, counts, members, bands)
+    for v in VARIABLES:
+        point = {k: pooled[v][k]["value"] for k in ("crps_oracle_ratio", "crps_regression_ratio", "ssr", "edge_ratio", "spectral")}
+        q999 = [next(r for r in w["checks"] if r["variable"] == v)["q999_rel_error"] for w in worlds]
+        pooled[v]["q999_rel_error_per_world"] = q999
+        pooled[v]["pass"] = passes(v, {**point, "q999_rel_error": max(q999, key=abs)})
+
     machine = describe()
-    (out / "skill.json").write_text(json.dumps({"config": spec, "timings_s": timings, "machine": machine,
-                                                "test_times": int(times.size), "checks": rows}, indent=1))
-    print(f"\n{args.config}: {times.size} test times x {score['members']} members; {machine}")
-    print("timings (min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in timings.items()))
-    print("\n| variable | CRPS | / oracle | / regression | SSR | rank chi2/dof | rank edges | "
-          "spectral max (regression) | q99.9 error | all met |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['variable']} | {r['crps']:.4g} | {r['crps_oracle_ratio']:.2f} | {r['crps_regression_ratio']:.2f} | "
-              f"{r['ssr']:.2f} | {r['chi2_per_dof']:.0f} | {r['edge_ratio']:.2f} | {r['spectral']:.3f} "
-              f"({r['spectral_regression']:.3f}) | {r['q999_rel_error']:+.2f} | "
-              f"{'yes' if all(r['pass'].values()) else 'no: ' + ', '.join(k for k, ok in r['pass'].items() if not ok)} |")
+    result = {
+        "command": "python benchmarks/skill.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v),
+        "config": spec, "machine": machine, "selected_on": "validation",
+        "development_world": spec["development"],
+        "selection": {"parameter": "sample.sigma_max", "validation_times": int(times.size),
+                      "rule": "most targets met over the four variables, then lowest mean fair CRPS / oracle",
+                      "chosen": chosen, "candidates": selection},
+        "heldout_worlds": worlds,
+        "pooled": {"days": int(len(strata)), "block_days": score["block_days"], "resamples": score["resamples"],
+                   "variables": pooled},
+        "timings_s": timed.timings,
+    }
+    target = args.json or out / "skill-heldout.json"
+    write_json(result, target)
+
+    print(f"\n{args.config}: {machine}")
+    print("selection on the development world's validation block "
+          f"({times.size} times x {members} members): sample.sigma_max = {chosen:g}")
+    for s in selection:
+        print(f"  sigma_max {s['sigma_max']:g}: {s['targets_met']} targets met, "
+              f"mean CRPS / oracle {s['mean_crps_oracle_ratio']:.3f}")
+    names = ", ".join(f"seed {w['seed']} ({w['terrain']})" for w in worlds)
+    print(f"\nheld-out worlds: {names}; "
+          f"{len(strata)} days, blocks of {score['block_days']} days, 95 % intervals")
+    print("| variable | CRPS / oracle | / regression | SSR | rank edges | spectral max (band km) | q99.9 error per world | all met |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def fmt(x: dict[str, Any], digits: int = 2) -> str:
+        return f"{x['value']:.{digits}f} [{x['ci95'][0]:.{digits}f}, {x['ci95'][1]:.{digits}f}]"
+
+    for v in VARIABLES:
+        p = pooled[v]
+        failed = [k for k, ok in p["pass"].items() if not ok]
+        print(f"| {v} | {fmt(p['crps_oracle_ratio'], 3)} | {fmt(p['crps_regression_ratio'])} | {fmt(p['ssr'])} | "
+              f"{fmt(p['edge_ratio'])} | {fmt(p['spectral'], 3)} ({p['spectral']['band_km'][0]:.0f}-"
+              f"{p['spectral']['band_km'][1]:.0f}) | {', '.join(f'{q:+.2f}' for q in p['q999_rel_error_per_world'])} | "
+              f"{'yes' if not failed else 'no: ' + ', '.join(failed)} |")
 
 
 if __name__ == "__main__":

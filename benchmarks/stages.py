@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,10 +10,17 @@ from typing import Any
 
 
 class Stages:
-    """Call ``stages(name, done, fn)`` to run ``fn`` unless ``done`` exists; ``timings`` holds seconds per stage run."""
+    """Call ``stages(name, done, fn)`` to run ``fn`` unless ``done`` exists; ``timings`` holds seconds per stage.
 
-    def __init__(self) -> None:
+    With ``record``, the seconds of every stage are kept in that JSON file (written atomically), so a
+    run that reuses a stage still reports how long it took when it ran.
+    """
+
+    def __init__(self, record: Path | None = None) -> None:
+        self.record = record
         self.timings: dict[str, float] = {}
+        if record is not None and record.is_file():
+            self.timings = json.loads(record.read_text())
 
     def __call__(self, name: str, done: Path, fn: Callable[[], Any]) -> None:
         if done.exists():
@@ -22,3 +30,8 @@ class Stages:
         fn()
         self.timings[name] = time.perf_counter() - start
         print(f"{name}: {self.timings[name] / 60:.1f} min", flush=True)
+        if self.record is not None:
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.record.with_suffix(".partial")
+            partial.write_text(json.dumps(self.timings, indent=1))
+            partial.replace(self.record)
