@@ -3,53 +3,58 @@
 Target (issue 2): one simulated year, hourly, of the `alps` preset (160 x 400 HR, 20 x 50 LR)
 in at most 10 minutes on 2 cores, streamed to Zarr with peak resident memory under 2 GB.
 
-    python benchmarks/world_speed.py --preset alps --days 365 --out /tmp/alps-year
+    python benchmarks/world_speed.py --preset alps --days 365 --json docs/results/world-speed-cpu.json
+    python benchmarks/world_speed.py --days 1 30           # several periods: a row each
 
-Prints one line of results and the machine it ran on. The simulation runs in a child process,
-so its peak resident memory is measured alone (resource.getrusage of the children).
+Each period's `finescale world` runs in a child process, so its peak resident memory is its own
+(results.measure). Prints a line per period and writes every row, with the machine, versions,
+date, command and load average, to ``--json`` (default runs/benchmarks/world-speed-<preset>.json).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from machine import cpu_model, disk_gb  # benchmarks/machine.py (scripts run from their folder)
+from machine import disk_gb  # benchmarks/machine.py (scripts run from their folder)
+from results import RUNS, begin, measure, write_results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="alps")
-    parser.add_argument("--days", type=float, default=365.0)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/finescale-world-benchmark"))
-    parser.add_argument("--keep", action="store_true", help="Keep the output folder.")
+    parser.add_argument("--days", type=float, nargs="+", default=[365.0], help="one run per value")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/finescale-world-benchmark"),
+                        help="folder of the worlds (one <preset>-<days>d folder per run)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="results (default runs/benchmarks/world-speed-<preset>.json)")
+    parser.add_argument("--keep", action="store_true", help="Keep the worlds.")
     args = parser.parse_args()
+    if any(days <= 0 for days in args.days):
+        parser.error(f"--days: every period must be positive, got {args.days}")
 
+    run = begin()
     finescale = Path(sys.executable).with_name("finescale")
-    command = [str(finescale), "world", "--preset", args.preset, "--days", str(args.days), "--out", str(args.out)]
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # kB on Linux
-    size_gb = disk_gb(args.out)
-    import numpy
-    import xarray
-    import zarr
-
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, "
-          f"numpy {numpy.__version__}, xarray {xarray.__version__}, zarr {zarr.__version__}")
-    print(f"command: {' '.join(command)}")
-    print(f"preset {args.preset}, {args.days:g} days: wall {wall / 60:.2f} min, "
-          f"peak RSS {peak_gb:.2f} GB, output {size_gb:.2f} GB on disk")
-    if not args.keep:
-        shutil.rmtree(args.out, ignore_errors=True)
+    rows = []
+    for days in args.days:
+        out = args.out / f"{args.preset}-{days:g}d"
+        shutil.rmtree(out, ignore_errors=True)  # a world is written whole, never resumed
+        command = [str(finescale), "world", "--preset", args.preset, "--days", str(days), "--out", str(out)]
+        row = {"preset": args.preset, "days": days, "hours": round(days * 24),
+               **measure(command, stdout=subprocess.DEVNULL)}
+        row |= {"wall_min": round(row["wall_s"] / 60, 2), "output_gb": round(disk_gb(out), 3),
+                "command": " ".join(command)}
+        rows.append(row)
+        print(f"preset {args.preset}, {days:g} days: wall {row['wall_min']:.2f} min, peak RSS "
+              f"{row['peak_rss_gb']:.2f} GB, output {row['output_gb']:.2f} GB on disk, load average "
+              f"{row['load_average_1min'][0]} / {row['load_average_1min'][1]}", flush=True)
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
+    path = args.json or RUNS / f"world-speed-{args.preset}.json"
+    write_results(path, run, {"target": {"days": 365, "wall_min": 10, "peak_rss_gb": 2}, "rows": rows})
 
 
 if __name__ == "__main__":
