@@ -6,6 +6,7 @@ chunks with bounded memory.
 
     python benchmarks/evaluate_memory.py --days 30          # try it quickly first
     python benchmarks/evaluate_memory.py --days 365         # the issue's case (needs ~150 GB of disk)
+    python benchmarks/evaluate_memory.py --days 30 90 180 --clean --json docs/results/evaluate-memory-cpu.json
 
 The data are built once per (days, members) under ``--root`` (default
 /tmp/finescale-eval-bench) and reused: a synthetic truth (smooth random fields with seasonal
@@ -14,17 +15,15 @@ and diurnal cycles, precipitation >= 0 with dry areas) and a forecast of ``--mem
 chunked like `finescale` writes ensembles (one member, 24 hours, the whole grid per chunk).
 They are written chunk by chunk by dask from a function of the chunk's position, so nothing is
 ever in memory whole. Then `finescale evaluate` runs in a child process and this prints its
-wall time and peak resident memory (resource.getrusage of the children), the machine, the
-versions and the command. ``--clean`` deletes the data afterwards.
+wall time and its own peak resident memory (results.measure), a line per period, and writes
+every period's row with the machine, versions, date, command and load average to ``--json``
+(default runs/benchmarks/evaluate-memory.json). ``--clean`` deletes each period's data after it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,7 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model, disk_gb  # benchmarks/machine.py (scripts run from their folder)
+from machine import disk_gb  # benchmarks/machine.py (scripts run from their folder)
+from results import RUNS, begin, measure, write_results
 
 NY, NX = 160, 400  # the `alps` preset's HR grid: 0.025 degrees over 44-48 N, 5-15 E
 COARSE = 8  # the noise is drawn on a grid 8 times coarser and interpolated: spatially correlated
@@ -130,59 +130,68 @@ def build(path: Path, days: int, members: int | None, seed: int = 0) -> None:
     tmp.rename(path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=365, help="Days of hourly data (default: a year).")
-    parser.add_argument("--members", type=int, default=16)
-    parser.add_argument("--root", type=Path, default=Path("/tmp/finescale-eval-bench"))
-    parser.add_argument("--clean", action="store_true", help="Delete the data afterwards.")
-    args = parser.parse_args()
-
-    data = args.root / f"days{args.days}-members{args.members}"
+def measure_period(root: Path, days: int, members: int, clean: bool) -> dict:
+    """Build (or reuse) the data of one period and time `finescale evaluate` on it in a child
+    process: one row of the results (wall time, peak RSS, sizes, load average)."""
+    data = root / f"days{days}-members{members}"
     data.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    build(data / "truth.zarr", args.days, None)
-    build(data / "forecast.zarr", args.days, args.members)
-    built = time.perf_counter() - start
+    build(data / "truth.zarr", days, None)
+    build(data / "forecast.zarr", days, members)
+    built = time.perf_counter() - start  # near 0 when the data were built by an earlier run
 
     finescale = Path(sys.executable).with_name("finescale")
     out = data / "eval"
-    command = [str(finescale), "evaluate", "--forecast", str(data / "forecast.zarr"), "--truth", str(data / "truth.zarr"),
-               "--out", str(out), "--name", "bench"]
-    load_before = os.getloadavg()[0]  # other jobs on the machine slow the run down: say so
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    load_after = os.getloadavg()[0]
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # kB on Linux
-    import dask
-    import numpy
-    import xarray
-    import zarr
-
-    values = args.members * args.days * 24 * NY * NX
+    command = [str(finescale), "evaluate", "--forecast", str(data / "forecast.zarr"),
+               "--truth", str(data / "truth.zarr"), "--out", str(out), "--name", "bench"]
+    measured = measure(command, stdout=subprocess.DEVNULL)
+    values = members * days * 24 * NY * NX
     meta = json.loads((out / "metrics.json").read_text())["meta"]
-    result = {
-        "days": args.days,
-        "members": args.members,
+    row = {
+        "days": days,
+        "members": members,
         "forecast_values_per_variable": values,
-        "wall_min": round(wall / 60, 2),
-        "peak_rss_gb": round(peak_gb, 2),
-        "forecast_gb_on_disk": round(disk_gb(data / "forecast.zarr"), 1),
-        "scored_values_per_s": round(values * len(meta["variables"]) / wall / 1e6, 1),
+        **measured,
+        "wall_min": round(measured["wall_s"] / 60, 2),
+        "forecast_gb_on_disk": round(disk_gb(data / "forecast.zarr"), 2),
+        "truth_gb_on_disk": round(disk_gb(data / "truth.zarr"), 2),
+        "variables": meta["variables"],
+        "scored_values_per_s": round(values * len(meta["variables"]) / measured["wall_s"] / 1e6, 1),
         "blocks": meta.get("blocks"),
         "spectra_times": (meta.get("spectra") or {}).get("times"),
-        "build_min": round(built / 60, 2),
-        "load_average_1min": [round(load_before, 1), round(load_after, 1)],
+        "build_s": round(built, 1),
+        "command": " ".join(command),
     }
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}, numpy {numpy.__version__}, "
-          f"xarray {xarray.__version__}, dask {dask.__version__}, zarr {zarr.__version__}")
-    print(f"command: {' '.join(command)}")
-    print(f"{args.days} days, {args.members} members, 4 + 1 variables: wall {wall / 60:.2f} min, peak RSS {peak_gb:.2f} GB, "
-          f"{result['scored_values_per_s']} M forecast values scored per s")
-    print(json.dumps(result))
-    if args.clean:
+    if clean:
         shutil.rmtree(data, ignore_errors=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, nargs="+", default=[365],
+                        help="days of hourly data, one run per value (default: a year)")
+    parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--root", type=Path, default=Path("/tmp/finescale-eval-bench"))
+    parser.add_argument("--json", type=Path, default=None,
+                        help="results (default runs/benchmarks/evaluate-memory.json)")
+    parser.add_argument("--clean", action="store_true", help="Delete each period's data after it.")
+    args = parser.parse_args()
+    if any(days < 1 for days in args.days) or args.members < 2:
+        parser.error(f"--days must be >= 1 (got {args.days}) and --members >= 2 (got {args.members})")
+
+    run = begin()
+    rows = []
+    for days in args.days:
+        row = measure_period(args.root, days, args.members, args.clean)
+        rows.append(row)
+        print(f"{days} days, {args.members} members, {len(row['variables'])} variables: wall "
+              f"{row['wall_min']:.2f} min, peak RSS {row['peak_rss_gb']:.2f} GB, forecast "
+              f"{row['forecast_gb_on_disk']:.1f} GB on disk, {row['scored_values_per_s']} M values "
+              f"scored per s, load average {row['load_average_1min'][0]} / "
+              f"{row['load_average_1min'][1]}", flush=True)
+    write_results(args.json or RUNS / "evaluate-memory.json", run,
+                  {"grid": [NY, NX], "hours_per_chunk": HOURS_PER_CHUNK, "rows": rows})
 
 
 if __name__ == "__main__":
