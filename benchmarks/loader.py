@@ -16,7 +16,18 @@ Builds the demo's Alps world under ``--root`` (once; reused), then in one run:
   the chunks are read from disk during the run), and once without a cache (``cache_mb: 0``:
   every sample decodes the chunks it overlaps, the regime of a dataset much larger than the cache).
 
-Prints a markdown table and writes the numbers, the machine and the load average as JSON.
+Prints a markdown table and writes the numbers to ``--json`` (default runs/benchmarks/loader.json)
+with the machine, versions, date, command and load average.
+
+With ``--memory``, the memory of streaming instead (the measurement of
+``tests/test_streaming.py``'s slow test, recorded): an HR store of ``--memory-hours`` hours of a
+``--memory-size`` squared grid of random float32 (chunks of 1 hour x 256 x 256; random values do
+not compress), its LR at 8 x the spacing and static fields, built once under ``--root``; then a
+small regression model trains 6 steps in a fresh process (1 worker, ``cache_mb: 32``) while the
+proportional set size of the process tree is sampled every 50 ms. The defaults are the docs' 768
+hours of 1024 x 1024 (3 GB on disk); default JSON runs/benchmarks/loader-memory.json.
+
+    python benchmarks/loader.py --memory --json docs/results/loader-memory-cpu.json
 """
 
 from __future__ import annotations
@@ -24,13 +35,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sys
 import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from machine import disk_gb  # benchmarks/machine.py (scripts run from their folder)
+from results import RUNS, begin, write_results
 
 from finescale.config import ExperimentConfig
 from finescale.data.samples import PatchDataset, lazy_fields
@@ -39,8 +53,6 @@ from finescale.data.world import preset, simulate
 from finescale.models.build import build_model
 from finescale.pipeline import demo_configs
 from finescale.train import prepare, regression_for, train
-
-COMMAND = "python benchmarks/loader.py --out docs/results/loader-cpu.json"
 
 
 def world(root: Path, days: float) -> Path:
@@ -146,6 +158,39 @@ def report(result: dict) -> None:
         )
 
 
+def streaming_memory(root: Path, hours: int, size: int) -> dict:
+    """Peak memory (PSS of the process tree) and wall time of training on a random HR store of
+    ``hours`` x ``size`` x ``size`` float32, with the slow test's store and measurement."""
+    # the slow test's store and measurement themselves, not a copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_streaming import TRAIN, peak_training_memory, write_pair
+
+    data = root / f"memory-{hours}h-{size}"
+    config = data / "finescale.yaml"
+    if not config.is_file():  # the store takes minutes to write: built once
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        write_pair(data, hours, (size, size), 8, (1, 256, 256))
+    shutil.rmtree(data / "run", ignore_errors=True)  # train would resume an earlier run's checkpoint
+    load = [os.getloadavg()[0]]
+    peak, seconds = peak_training_memory(config, data / "run")
+    load.append(os.getloadavg()[0])
+    store = disk_gb(data / "hr.zarr")
+    return {
+        "hr_hours": hours,
+        "hr_grid": [size, size],
+        "hr_chunks": [1, 256, 256],
+        "hr_gb_on_disk": round(store, 3),
+        "hr_gb_of_values": round(hours * size * size * 4 / 1e9, 3),
+        "peak_pss_gb": round(peak / 1e9, 3),
+        "store_over_peak": round(store / (peak / 1e9), 2),
+        "wall_s": round(seconds, 1),
+        "load_average_1min": [round(x, 2) for x in load],
+        "training_child": TRAIN.strip(),  # the script trained in the fresh process, as run
+        "memory": "proportional set size of the process and its workers, sampled every 50 ms",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -156,11 +201,28 @@ def main() -> None:
     )
     parser.add_argument("--batches", type=int, default=150, help="batches each loader delivers")
     parser.add_argument("--steps", type=int, default=15, help="timed training steps per model")
-    parser.add_argument("--out", type=Path, default=Path("loader.json"))
+    parser.add_argument("--memory", action="store_true",
+                        help="measure the memory of streaming instead of the speed")
+    parser.add_argument("--memory-hours", type=int, default=768, help="hours of the HR store")
+    parser.add_argument("--memory-size", type=int, default=1024, help="HR points per side")
+    parser.add_argument("--out", "--json", dest="out", type=Path, default=None,
+                        help="results JSON (default runs/benchmarks/loader.json, or "
+                             "loader-memory.json with --memory)")
     parser.add_argument("--from-json", type=Path, default=None, help="print an earlier run's table")
     args = parser.parse_args()
     if args.from_json:
         report(json.loads(args.from_json.read_text()))
+        return
+    run = begin()
+    if args.memory:
+        if args.memory_size % 256 or args.memory_hours < 24:
+            parser.error(f"--memory-size {args.memory_size}: a multiple of 256 (the chunks); "
+                         f"--memory-hours {args.memory_hours}: at least 24")
+        result = streaming_memory(args.root, args.memory_hours, args.memory_size)
+        write_results(args.out or RUNS / "loader-memory.json", run, result)
+        print(f"HR store {result['hr_gb_on_disk']:.2f} GB, peak memory of training "
+              f"{result['peak_pss_gb']:.2f} GB ({result['store_over_peak']:.1f} x smaller), "
+              f"{result['wall_s']:.0f} s")
         return
 
     world_dir = world(args.root, args.days)
@@ -188,14 +250,13 @@ def main() -> None:
         "batch_size": t.batch_size,
         "network": diffusion.model.network.model_dump(mode="json"),
         "world_days": args.days,
+        "batches": args.batches,
+        "steps": args.steps,
         "step": step,
         "loader": rows,
         "load_average_1min": load,
-        "machine": describe(),
-        "command": COMMAND,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_results(args.out or RUNS / "loader.json", run, result)
     report(result)
 
 

@@ -5,7 +5,8 @@ keeps the key names of ``vs_diffusers.py``: ``command``, ``machine``, ``versions
 ``load_average`` (``start`` and ``end``: the 1-, 5- and 15-minute averages), plus ``date`` (UTC,
 ISO 8601 at the start), ``cwd`` (relative paths in the command are relative to it) and
 ``empty_fields`` (the dotted paths of results left empty, ``{}``, ``[]`` or ``None``: a reader
-sees at once what the run did not measure).
+sees at once what the run may not have measured; a setting can be empty by design, such as a
+network without attention levels).
 
     run = begin()                       # before measuring: the date and the load average
     ...                                 # measure
