@@ -6,7 +6,8 @@ chunks with bounded memory.
 
     python benchmarks/evaluate_memory.py --days 30          # try it quickly first
     python benchmarks/evaluate_memory.py --days 365         # the case (needs ~150 GB of disk)
-    python benchmarks/evaluate_memory.py --days 30 90 180 --clean --json docs/results/evaluate-memory-cpu.json
+    python benchmarks/evaluate_memory.py --days 30 90 180 --clean \\
+        --json docs/results/evaluate-memory-cpu.json
 
 The data are built once per (days, members) under ``--root`` (default
 /tmp/finescale-eval-bench) and reused: a synthetic truth (smooth random fields with seasonal
@@ -178,7 +179,7 @@ def main() -> None:
     parser.add_argument("--clean", action="store_true", help="Delete each period's data after it.")
     args = parser.parse_args()
     if any(days < 1 for days in args.days) or args.members < 2:
-        parser.error(f"--days must be >= 1 (got {args.days}) and --members >= 2 (got {args.members})")
+        parser.error(f"--days must be >= 1 (got {args.days}), --members >= 2 (got {args.members})")
 
     run = begin()
     rows = []

@@ -8,17 +8,17 @@ under 4 GB on CPU (the seams are checked by tests/test_tiling.py).
     python benchmarks/large_domain.py --size 256 --tile 64 --overlap 16 --members 2   # smoke run
 
 Builds once under ``--root`` (reused): a ``--size`` x ``--size`` HR grid (default 2048) at 0.01
-degrees with smooth synthetic t2m, u10 and v10 over ``--hours`` hours, the LR at 8 times the
-spacing (256 x 256 for 2048, block means of the HR, so the pair passes its checks) and static
-orography and land-sea mask; then a residual diffusion model with the demo's network (base width 16, channel multipliers
-1, 2, 2), trained for 2 steps (memory and time do not depend on the weights). Then
-``finescale downscale`` runs in a fresh process for each pair of ``--members`` and ``--times``
-(a row each: members in network batches of ``--batch``, LR times from the first), with tiles of
+degrees with smooth synthetic t2m, u10 and v10 over ``--hours`` hours, the LR at 8 times the spacing
+(256 x 256 for 2048, block means of the HR, so the pair passes its checks) and static orography and
+land-sea mask; then a residual diffusion model with the demo's network (base width 16, channel
+multipliers 1, 2, 2), trained for 2 steps (memory and time do not depend on the weights). Then
+``finescale downscale`` runs in a fresh process for each pair of ``--members`` and ``--times`` (a
+row each: members in network batches of ``--batch``, LR times from the first), with tiles of
 ``--tile`` points overlapping by ``--overlap``, and this prints its wall time and its own peak
-resident memory (results.measure) beside ``finescale.generate.estimate_memory``'s estimate, with
-the times per block (the output's time chunk), and writes every row with the machine, versions,
-date, command and load average to ``--json`` (default runs/benchmarks/large-domain.json). Run
-it with OMP_NUM_THREADS=1 on shared cores: threads competing with other jobs slow torch down.
+resident memory (results.measure) beside ``finescale.generate.estimate_memory``'s estimate, with the
+times per block (the output's time chunk), and writes every row with the machine, versions, date,
+command and load average to ``--json`` (default runs/benchmarks/large-domain.json). Run it with
+OMP_NUM_THREADS=1 on shared cores: threads competing with other jobs slow torch down.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import xarray as xr
 import yaml
 from results import RUNS, begin, measure, write_results  # benchmarks/results.py
 
-SIZE, RATIO, STEP = 2048, 8, 0.01  # default HR points per side, LR / HR spacing, HR spacing (degrees)
+SIZE, RATIO, STEP = 2048, 8, 0.01  # default HR points per side, LR/HR spacing, HR spacing (deg)
 TARGETS = ("t2m", "u10", "v10")
 GENERATE = """
 import sys, json
@@ -48,7 +48,8 @@ downscale(checkpoint, lr, static, out, sample=json.loads(sample), times=slice(*t
 
 
 def smooth(rng: np.random.Generator, size: int, modes: int = 12) -> np.ndarray:
-    """A (size, size) field of unit variance: random plane waves of 100 to 1000 points, and 10% white noise."""
+    """A (size, size) field of unit variance: random plane waves of 100 to 1000 points, and 10 %
+    white noise."""
     y = np.arange(size, dtype=np.float32)[:, None]
     x = np.arange(size, dtype=np.float32)[None, :]
     field = np.zeros((size, size), np.float32)
@@ -187,7 +188,8 @@ def estimate(model: Path, sample: dict, times: int, size: int) -> dict[str, floa
     from finescale.generate import estimate_memory, sample_settings
 
     loaded = load_checkpoint(model)
-    parts = estimate_memory(loaded.model, loaded.layout, sample_settings(loaded, sample), (size, size), times)
+    settings = sample_settings(loaded, sample)
+    parts = estimate_memory(loaded.model, loaded.layout, settings, (size, size), times)
     names = ("sampler", "fields", "tile", "output", "libraries")
     return {"total": parts.total / 1e9} | {name: getattr(parts, name) / 1e9 for name in names}
 
@@ -216,8 +218,8 @@ def main() -> None:
         default=3,
         help="DPM++(2M) steps on log-uniform levels (from 3 the second-order history is held)",
     )
-    parser.add_argument("--out", "--json", dest="out", type=Path, default=RUNS / "large-domain.json",
-                        help="results JSON")
+    parser.add_argument("--out", "--json", dest="out", type=Path,
+                        default=RUNS / "large-domain.json", help="results JSON")
     args = parser.parse_args()
     runs = len(args.members), len(args.times)
     if max(runs) > 1 and min(runs) > 1 and runs[0] != runs[1]:

@@ -171,7 +171,7 @@ def streaming_memory(root: Path, hours: int, size: int) -> dict:
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
         write_pair(data, hours, (size, size), 8, (1, 256, 256))
-    shutil.rmtree(data / "run", ignore_errors=True)  # train would resume an earlier run's checkpoint
+    shutil.rmtree(data / "run", ignore_errors=True)  # train would resume an earlier checkpoint
     load = [os.getloadavg()[0]]
     peak, seconds = peak_training_memory(config, data / "run")
     load.append(os.getloadavg()[0])

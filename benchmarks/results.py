@@ -73,17 +73,16 @@ def empty_fields(value: Any, prefix: str = "") -> list[str]:
     if value is None or (isinstance(value, (dict, list)) and not value):
         return [prefix or "(all)"]
     if isinstance(value, dict):
-        return [
-            p for k, v in value.items() for p in empty_fields(v, f"{prefix}.{k}" if prefix else str(k))
-        ]
+        paths = (f"{prefix}.{k}" if prefix else str(k) for k in value)
+        return [p for path, v in zip(paths, value.values()) for p in empty_fields(v, path)]
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in empty_fields(v, f"{prefix}[{i}]")]
     return []
 
 
-def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> Path:
+def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
     """Write ``run`` (from :func:`begin`) completed with the machine, the versions and the load
-    average at the end, followed by ``results``, to ``path`` as JSON, atomically.
+    average at the end, followed by ``results``, to ``path`` as JSON, atomically; the record.
 
     Empty results are written too (an hour's run is not thrown away), but named on stderr and in
     the header's ``empty_fields``."""
@@ -101,7 +100,7 @@ def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> P
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {path}", file=sys.stderr)
-    return path
+    return record
 
 
 # Runs the command in a grandchild forked from this small process and writes the grandchild's peak

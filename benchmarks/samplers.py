@@ -1,16 +1,22 @@
 """Benchmark: ensemble skill against network calls, for each solver and noise schedule.
 
-Draws ``--members`` members at every ``--every``-th hour of the test period with a trained
-diffusion checkpoint, once per (solver, schedule, steps), always from the same initial noise,
-and scores the fair CRPS of each variable against the HR truth. The reference is Heun with 40
-steps on the Karras levels (79 network calls). Target (issue 4): the fast solver within 2 % of
-the reference's CRPS with at most 12 network calls.
+Draws ``--members`` members at every ``--every``-th hour of the world's validation block (or
+``--split test``) with a trained diffusion checkpoint, once per (solver, schedule, steps), always
+from the same initial noise, and scores the fair CRPS of each variable against the HR truth.
+The default sampler is chosen from this table, so it is scored on validation hours: the test
+block stays for judging the chosen one. The reference is Heun with 40 steps on the Karras levels
+(79 network calls). Target (issue 4): the fast solver within 2 % of the reference's CRPS with at
+most 12 network calls.
 
     python benchmarks/samplers.py --checkpoint runs/demo/diffusion/checkpoints/last.ckpt \\
-        --world runs/demo/world --plot docs/images/samplers.png
+        --world runs/demo/world --plot docs/images/samplers.png \\
+        --json docs/results/samplers-demo-cpu.json
 
 Prints a markdown table (CRPS per variable relative to the reference, their mean, the spread
-relative to the reference's, wall time) and writes the numbers as JSON beside ``--out``.
+relative to the reference's, wall time) and writes the numbers to ``--json`` (default
+runs/benchmarks/samplers.json) with the machine, versions, date, command, load average, the
+split scored (``selected_on``), the world and its hours, and the sampling time in all
+(``sampling_s``) and per row (``wall_s``).
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from results import RUNS, begin, write_results  # benchmarks/results.py (run from their folder)
 
+from finescale.checkpoints import load_checkpoint
+from finescale.data.world.simulate import WORLD_FILE
 from finescale.diffusion import n_calls
-from finescale.generate import downscale
+from finescale.generate import downscale, sample_settings
 from finescale.pipeline import world_split_times
 from finescale.verify.scores import crps_fair
 
@@ -55,9 +63,12 @@ def main() -> None:
     parser.add_argument("--world", type=Path, help="the Alps world the checkpoint was trained on")
     parser.add_argument("--from-json", type=Path, default=None, help="print and plot an earlier run's numbers")
     parser.add_argument("--members", type=int, default=16)
-    parser.add_argument("--every", type=int, default=6, help="score every n-th test hour")
+    parser.add_argument("--split", choices=("validation", "test"), default="validation",
+                        help="the world's block whose hours are scored")
+    parser.add_argument("--every", type=int, default=6, help="score every n-th hour of the split")
     parser.add_argument("--sigma-max", type=float, default=None, help="override the checkpoint's sigma_max")
-    parser.add_argument("--out", type=Path, default=Path("samplers.json"))
+    parser.add_argument("--out", "--json", dest="out", type=Path, default=RUNS / "samplers.json",
+                        help="results JSON")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of CRPS against network calls")
     args = parser.parse_args()
     if args.from_json:
@@ -67,15 +78,18 @@ def main() -> None:
     if args.checkpoint is None or args.world is None:
         parser.error("--checkpoint and --world are needed (or --from-json)")
 
-    times = world_split_times(args.world, "test")[:: args.every]
+    run = begin()
+    times = world_split_times(args.world, args.split)[:: args.every]
+    if times.size == 0:
+        parser.error(f"--world {args.world}: no {args.split} hours to score")
     truth = xr.open_zarr(args.world / "hr.zarr")
+    override = {} if args.sigma_max is None else {"sigma_max": args.sigma_max}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for solver, schedule, steps in [REFERENCE, *CANDIDATES]:
             sample = {"solver": solver, "schedule": schedule, "steps": steps, "members": args.members,
                       "batch_size": args.members}
-            if args.sigma_max is not None:
-                sample["sigma_max"] = args.sigma_max
+            sample |= override
             path = Path(tmp) / f"{solver}-{schedule}-{steps}.zarr"
             start = time.perf_counter()
             downscale(args.checkpoint, args.world / "lr.zarr", args.world / "static.zarr", path, sample=sample,
@@ -91,10 +105,20 @@ def main() -> None:
         row["crps_rel"] = {v: row["scores"][v]["crps"] / ref[v]["crps"] for v in variables}
         row["spread_rel"] = {v: row["scores"][v]["spread"] / ref[v]["spread"] for v in variables}
         row["crps_rel_mean"] = float(np.mean(list(row["crps_rel"].values())))
-    machine = describe()
-    result = {"machine": machine, "times": len(times), "members": args.members, "rows": rows}
-    args.out.write_text(json.dumps(result, indent=1))
-    report(result, args.plot)
+    world = json.loads((args.world / WORLD_FILE).read_text())
+    result = {
+        "checkpoint": str(args.checkpoint.absolute()),
+        "selected_on": args.split,
+        "world": {"path": str(args.world.absolute()), "seed": world["seed"],
+                  "hr_shape": world["hr_shape"], "times": world["times"]},
+        "scored_times": [str(t) for t in times],
+        "times": len(times),
+        "members": args.members,
+        "sigma_max": sample_settings(load_checkpoint(args.checkpoint), override).sigma_max,
+        "sampling_s": round(sum(row["wall_s"] for row in rows), 1),
+        "rows": rows,
+    }
+    report(write_results(args.out, run, result), args.plot)
 
 
 def report(result: dict, plot_path: Path | None) -> None:
@@ -102,7 +126,9 @@ def report(result: dict, plot_path: Path | None) -> None:
     rows, machine = result["rows"], result["machine"]
     ref = rows[0]["scores"]
     variables = list(ref)
-    print(f"\n{result['times']} test times x {result['members']} members; {machine['cpu']}, {machine['threads']} threads")
+    split = result.get("selected_on", "test")  # earlier runs, which did not record it, scored test
+    print(f"\n{result['times']} {split} times x {result['members']} members; {machine['cpu']}, "
+          f"{machine['threads']} threads")
     print("reference fair CRPS: " + ", ".join(f"{v} {ref[v]['crps']:.4g}" for v in variables))
     head = "| solver | schedule | steps | calls | " + " | ".join(f"CRPS {v}" for v in variables)
     print(f"\n{head} | CRPS mean | spread mean | wall (s) |")

@@ -3,7 +3,8 @@
 Target (issue 2): one simulated year, hourly, of the `alps` preset (160 x 400 HR, 20 x 50 LR)
 in at most 10 minutes on 2 cores, streamed to Zarr with peak resident memory under 2 GB.
 
-    python benchmarks/world_speed.py --preset alps --days 365 --json docs/results/world-speed-cpu.json
+    python benchmarks/world_speed.py --preset alps --days 365 \\
+        --json docs/results/world-speed-cpu.json
     python benchmarks/world_speed.py --days 1 30           # several periods: a row each
 
 Each period's `finescale world` runs in a child process, so its peak resident memory is its own
@@ -42,19 +43,21 @@ def main() -> None:
     for days in args.days:
         out = args.out / f"{args.preset}-{days:g}d"
         shutil.rmtree(out, ignore_errors=True)  # a world is written whole, never resumed
-        command = [str(finescale), "world", "--preset", args.preset, "--days", str(days), "--out", str(out)]
+        command = [str(finescale), "world", "--preset", args.preset, "--days", str(days),
+                   "--out", str(out)]
         row = {"preset": args.preset, "days": days, "hours": round(days * 24),
                **measure(command, stdout=subprocess.DEVNULL)}
         row |= {"wall_min": round(row["wall_s"] / 60, 2), "output_gb": round(disk_gb(out), 3),
                 "command": " ".join(command)}
         rows.append(row)
         print(f"preset {args.preset}, {days:g} days: wall {row['wall_min']:.2f} min, peak RSS "
-              f"{row['peak_rss_gb']:.2f} GB, output {row['output_gb']:.2f} GB on disk, load average "
-              f"{row['load_average_1min'][0]} / {row['load_average_1min'][1]}", flush=True)
+              f"{row['peak_rss_gb']:.2f} GB, output {row['output_gb']:.2f} GB on disk, load "
+              f"average {row['load_average_1min'][0]} / {row['load_average_1min'][1]}", flush=True)
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
     path = args.json or RUNS / f"world-speed-{args.preset}.json"
-    write_results(path, run, {"target": {"days": 365, "wall_min": 10, "peak_rss_gb": 2}, "rows": rows})
+    target = {"days": 365, "wall_min": 10, "peak_rss_gb": 2}
+    write_results(path, run, {"target": target, "rows": rows})
 
 
 if __name__ == "__main__":
