@@ -135,15 +135,18 @@ def world(out: Path, spec: dict[str, Any], seed: int, terrain: str, timed: Stage
 
 
 def ensembles(models: Path, world_dir: Path, times: np.ndarray, members: int, sample: dict[str, Any],
-              out: Path, timed: Stages, label: str = "") -> dict[str, Path]:
-    """The diffusion (with ``sample``), regression and oracle ensembles on ``times``, in ``out``."""
-    paths = {name: out / f"{name}.zarr" for name in SOURCES}
+              out: Path, timed: Stages, label: str = "", references: Path | None = None) -> dict[str, Path]:
+    """The diffusion (with ``sample``) ensemble on ``times`` in ``out``, and the regression and
+    oracle ensembles on the same times in ``references`` (default ``out``; shared by candidates)."""
+    references = references or out
+    paths = {"diffusion": out / "diffusion.zarr", **{name: references / f"{name}.zarr" for name in SOURCES[1:]}}
     stages = {"diffusion": {**sample, "members": members}, "regression": {"members": members}}
     for name, settings in stages.items():
         checkpoint = models / name / "checkpoints" / "last.ckpt"
-        timed(f"downscale {name}{label}", paths[name], lambda c=checkpoint, p=paths[name], s=settings: downscale(
+        tag = label if name == "diffusion" else ""
+        timed(f"downscale {name}{tag}", paths[name], lambda c=checkpoint, p=paths[name], s=settings: downscale(
             c, world_dir / "lr.zarr", world_dir / "static.zarr", p, sample=s, times=times))
-    timed(f"oracle{label}", paths["oracle"], lambda: oracle(world_dir, members, paths["oracle"], times=times))
+    timed("oracle", paths["oracle"], lambda: oracle(world_dir, members, paths["oracle"], times=times))
     return paths
 
 
@@ -231,7 +234,7 @@ def main() -> None:
     dev_world = world(dev, spec["world"], spec["development"]["seed"], spec["development"]["terrain"], timed)
     for name in ("regression", "diffusion"):
         cfg = stage_config(dev_world, spec[name], dev, name)
-        timed(f"train {name}", dev / name / "checkpoints" / "last.ckpt", lambda cfg=cfg: train(cfg))
+        timed(f"train {name}", dev / name / "checkpoints" / "last.ckpt", lambda cfg=cfg: train(cfg, resume=True))
 
     # 2. select on the development world's validation block
     times = world_split_times(dev_world, "validation")[:: select["every"]]
@@ -240,8 +243,8 @@ def main() -> None:
     for value in select["sigma_max"]:
         folder = dev / "select" / f"sigma_max_{value:g}"
         paths = ensembles(dev, dev_world, times, members, {**base, "sigma_max": value}, folder, timed,
-                          f" validation sigma_max {value:g}")
-        rows = checks(evaluate(paths, dev_world, folder / "evaluation", timed, f" validation sigma_max {value:g}"))
+                          f" sigma_max {value:g}", references=dev / "select")
+        rows = checks(evaluate(paths, dev_world, folder / "evaluation", timed, f" sigma_max {value:g}"))
         met = sum(sum(r["pass"].values()) for r in rows)
         mean_ratio = float(np.mean([r["crps_oracle_ratio"] for r in rows]))
         selection.append({"sigma_max": value, "targets_met": met, "mean_crps_oracle_ratio": mean_ratio, "rows": rows})

@@ -12,8 +12,10 @@ from typing import Any
 class Stages:
     """Call ``stages(name, done, fn)`` to run ``fn`` unless ``done`` exists; ``timings`` holds seconds per stage.
 
-    With ``record``, the seconds of every stage are kept in that JSON file (written atomically), so a
-    run that reuses a stage still reports how long it took when it ran.
+    With ``record``, the seconds of every finished stage are kept in that JSON file (written
+    atomically): a run that reuses a stage still reports how long it took, and a stage counts as
+    done only once it finished (a training interrupted after writing a periodic ``last.ckpt`` is
+    run again, resuming from it).
     """
 
     def __init__(self, record: Path | None = None) -> None:
@@ -23,7 +25,7 @@ class Stages:
             self.timings = json.loads(record.read_text())
 
     def __call__(self, name: str, done: Path, fn: Callable[[], Any]) -> None:
-        if done.exists():
+        if done.exists() and (self.record is None or name in self.timings):
             print(f"{name}: reusing {done}", flush=True)
             return
         start = time.perf_counter()

@@ -36,7 +36,7 @@ def time_sums(
     ``band_power``: fields (..., y, x) -> power per wavelength band (..., B) (see
     :func:`finescale.verify.spectra.band_power`). Returns float64 arrays: ``weight`` (sum of
     weights), ``crps`` (weighted sum of the fair CRPS), ``variance`` (weighted sum of the
-    members' variance, ddof 1), ``squared_error`` (weighted sum of (ensemble mean - truth)^2),
+    members' variance, ddof 1; NaN for one member), ``squared_error`` (weighted sum of (ensemble mean - truth)^2),
     ``ranks`` (M + 1 weighted counts of the truth's rank, ties broken with ``rng``) and, with
     ``band_power``, ``power`` (B,) averaged over members and ``power_truth`` (B,).
     """
@@ -47,7 +47,7 @@ def time_sums(
     sums = {
         "weight": np.asarray(w.sum()),
         "crps": np.asarray(crps_sorted_sum(d, w)),
-        "variance": np.asarray(flat.var(axis=0, ddof=1, dtype=np.float64) @ w),
+        "variance": np.asarray(flat.var(axis=0, ddof=1, dtype=np.float64) @ w if m > 1 else np.nan),
         "squared_error": np.asarray(mean_error**2 @ w),
         "ranks": np.bincount(truth_ranks(d, rng), weights=w, minlength=m + 1),
     }
