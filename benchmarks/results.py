@@ -80,9 +80,9 @@ def empty_fields(value: Any, prefix: str = "") -> list[str]:
     return []
 
 
-def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> Path:
     """Write ``run`` (from :func:`begin`) completed with the machine, the versions and the load
-    average at the end, followed by ``results``, to ``path`` as JSON, atomically; the record.
+    average at the end, followed by ``results``, to ``path`` as JSON, atomically; ``path``.
 
     Empty results are written too (an hour's run is not thrown away), but named on stderr and in
     the header's ``empty_fields``."""
@@ -100,7 +100,7 @@ def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> d
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {path}", file=sys.stderr)
-    return record
+    return path
 
 
 # Runs the command in a grandchild forked from this small process and writes the grandchild's peak

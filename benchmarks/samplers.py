@@ -118,7 +118,7 @@ def main() -> None:
         "sampling_s": round(sum(row["wall_s"] for row in rows), 1),
         "rows": rows,
     }
-    report(write_results(args.out, run, result), args.plot)
+    report(json.loads(write_results(args.out, run, result).read_text()), args.plot)
 
 
 def report(result: dict, plot_path: Path | None) -> None:
