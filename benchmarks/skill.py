@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 import yaml
-from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from results import begin, write_results  # benchmarks/results.py (scripts run from their folder)
 from stages import Stages
 
 from finescale.config import ExperimentConfig, validate
@@ -44,7 +44,6 @@ from finescale.data.world.terrain import load_dem
 from finescale.evaluation import run_evaluate
 from finescale.evaluation.passes import Spectrum
 from finescale.generate import downscale
-from finescale.io import write_json
 from finescale.pipeline import world_config, world_split_times
 from finescale.train import train
 from finescale.verify import intervals
@@ -223,6 +222,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--json", type=Path, help="results JSON (default: <out>/skill-heldout.json)")
     args = parser.parse_args()
+    run = begin()
     spec = yaml.safe_load(args.config.read_text())
     out = args.out.absolute()
     score, select = spec["score"], spec["select"]
@@ -278,10 +278,8 @@ def main() -> None:
         pooled[v]["q999_rel_error_per_world"] = q999
         pooled[v]["pass"] = passes(v, {**point, "q999_rel_error": max(q999, key=abs)})
 
-    machine = describe()
     result = {
-        "command": "python benchmarks/skill.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v),
-        "config": spec, "machine": machine, "selected_on": "validation",
+        "config": spec, "selected_on": "validation",
         "development_world": spec["development"],
         "selection": {"parameter": "sample.sigma_max", "validation_times": int(times.size),
                       "rule": "most targets met over the four variables, then lowest mean fair CRPS / oracle",
@@ -290,11 +288,13 @@ def main() -> None:
         "pooled": {"days": int(len(strata)), "block_days": score["block_days"], "resamples": score["resamples"],
                    "variables": pooled},
         "timings_s": timed.timings,
+        "training_wall_s": timed.timings.get("train regression", 0.0) + timed.timings.get("train diffusion", 0.0),
+        "sampling_s": {w["terrain"] + f" seed {w['seed']}": w["timings_s"].get("downscale diffusion") for w in worlds},
     }
     target = args.json or out / "skill-heldout.json"
-    write_json(result, target)
+    write_results(target, run, result)
 
-    print(f"\n{args.config}: {machine}")
+    print(f"\n{args.config}")
     print("selection on the development world's validation block "
           f"({times.size} times x {members} members): sample.sigma_max = {chosen:g}")
     for s in selection:
