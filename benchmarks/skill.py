@@ -47,8 +47,8 @@ from finescale.generate import downscale
 from finescale.pipeline import world_config, world_split_times
 from finescale.train import train
 from finescale.verify import intervals
+from finescale.verify.bands import band_power
 from finescale.verify.scores import area_weights
-from finescale.verify.spectra import band_power
 
 VARIABLES = ("t2m", "u10", "v10", "tp")
 ORACLE_FACTOR = {"t2m": 1.2, "u10": 1.2, "v10": 1.2, "tp": 1.3}
@@ -210,7 +210,7 @@ def with_intervals(sums: dict[str, np.ndarray], counts: np.ndarray, members: int
         ratios["spectral"]["band_km"] = list(bands[int(np.nanargmax(np.abs(log_ratio)))])
         ratios["spectral_bands"] = [
             {"band_km": list(band), "log10_ratio": intervals.interval(
-                lambda s, i=i: intervals.band_log_ratio(diffusion)(s)[:, i], sums, counts).as_dict()}
+                lambda s, i=i, d=diffusion: intervals.band_log_ratio(d)(s)[:, i], sums, counts).as_dict()}
             for i, band in enumerate(bands)]
         out[v] = ratios
     return out
@@ -285,7 +285,7 @@ def main() -> None:
                       "rule": "most targets met over the four variables, then lowest mean fair CRPS / oracle",
                       "chosen": chosen, "candidates": selection},
         "heldout_worlds": worlds,
-        "pooled": {"days": int(len(strata)), "block_days": score["block_days"], "resamples": score["resamples"],
+        "pooled": {"days": len(strata), "block_days": score["block_days"], "resamples": score["resamples"],
                    "variables": pooled},
         "timings_s": timed.timings,
         "training_wall_s": timed.timings.get("train regression", 0.0) + timed.timings.get("train diffusion", 0.0),

@@ -5,8 +5,9 @@ import pytest
 import xarray as xr
 
 from finescale.verify import intervals
+from finescale.verify.bands import band_power, spectral_log_ratio_max
 from finescale.verify.scores import crps_fair, rank_histogram, spread_skill_ratio
-from finescale.verify.spectra import band_power, radial_psd, spectral_log_ratio_max
+from finescale.verify.spectra import radial_psd
 
 
 def test_time_sums_give_the_scores_of_finescale_verify():

@@ -99,7 +99,8 @@ def test_precipitation_zero_inflated_and_heavy_tailed(hr, lr):
 
 
 def _slope(fields: np.ndarray, longest_km: float, shortest_km: float) -> float:
-    from finescale.verify.spectra import radial_psd, spectral_slope
+    from finescale.verify.bands import spectral_slope
+    from finescale.verify.spectra import radial_psd
 
     psd = radial_psd(xr.DataArray(fields, dims=("time", "y", "x")), dx_km=5.4).mean("time")
     return float(spectral_slope(psd, kmin=1 / longest_km, kmax=1 / shortest_km))

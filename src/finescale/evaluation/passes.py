@@ -24,7 +24,8 @@ from finescale.evaluation.stream import (
 )
 from finescale.verify.extremes import QuantileHistogram
 from finescale.verify.metrics import METRIC_KEYS
-from finescale.verify.spectra import radial_psd, spectral_log_ratio, zonal_psd
+from finescale.verify.bands import spectral_log_ratio
+from finescale.verify.spectra import radial_psd, zonal_psd
 
 
 class Spectrum:

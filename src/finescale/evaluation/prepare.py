@@ -26,7 +26,8 @@ from finescale.evaluation.open import (
 )
 from finescale.evaluation.regions import Region, region_masks
 from finescale.verify.scores import area_weights
-from finescale.verify.spectra import EARTH_RADIUS_KM, grid_length_km, octave_bands
+from finescale.verify.bands import octave_bands
+from finescale.verify.spectra import EARTH_RADIUS_KM, grid_length_km
 
 Weighting = Literal["area", "none"]
 DEFAULT_RATIO = 8  # LR / HR grid length assumed when no LR input is given

@@ -4,6 +4,12 @@ Scores arrays only (xarray, and numpy where noted); knows nothing about models o
 Conventions (member dim, ``dims``, ``weights``, ``mask``) are in :mod:`finescale.verify.scores`.
 """
 
+from finescale.verify.bands import (
+    octave_bands,
+    spectral_log_ratio,
+    spectral_log_ratio_max,
+    spectral_slope,
+)
 from finescale.verify.extremes import exceedance_ratio, qq, quantiles, relative_quantile_error
 from finescale.verify.scores import (
     area_weights,
@@ -21,14 +27,7 @@ from finescale.verify.scores import (
     weighted_mean,
     wind_speed,
 )
-from finescale.verify.spectra import (
-    octave_bands,
-    radial_psd,
-    spectral_log_ratio,
-    spectral_log_ratio_max,
-    spectral_slope,
-    zonal_psd,
-)
+from finescale.verify.spectra import radial_psd, zonal_psd
 
 __all__ = [
     "area_weights",

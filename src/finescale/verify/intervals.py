@@ -34,7 +34,7 @@ def time_sums(
 
     ``members``: (M, y, x) ensemble, ``truth``: (y, x), ``weights``: (y, x) area weights; no NaN.
     ``band_power``: fields (..., y, x) -> power per wavelength band (..., B) (see
-    :func:`finescale.verify.spectra.band_power`). Returns float64 arrays: ``weight`` (sum of
+    :func:`finescale.verify.bands.band_power`). Returns float64 arrays: ``weight`` (sum of
     weights), ``crps`` (weighted sum of the fair CRPS), ``variance`` (weighted sum of the
     members' variance, ddof 1; NaN for one member), ``squared_error`` (weighted sum of (ensemble mean - truth)^2),
     ``ranks`` (M + 1 weighted counts of the truth's rank, ties broken with ``rng``) and, with
