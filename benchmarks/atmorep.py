@@ -15,14 +15,17 @@ Targets (issue 5), ensembles on the test period:
   (fitted on the training block) and the uncorrected LR precipitation.
 
     python benchmarks/atmorep.py --config benchmarks/configs/atmorep-cpu.yaml --out runs/atmorep-cpu \
-        [--skill runs/skill-cpu]
+        [--skill runs/skill-cpu] [--json docs/results/atmorep-alps-cpu.json]
 
 The config names the world (unless `--skill` gives one) and, under `pretrain`, `downscale` and
 `bias`, AtmoRep configs without their `data` section (the world's is used; the fine-tunes start
 from the pre-trained checkpoint); under `tune`, per task (interpolation, forecast), overrides of
 the pretrain section for a task fine-tune that then predicts that task. Stages whose output
-exists are reused (delete the folder to start again). Prints the timings, the checks and the machine, and writes them to
-``<out>/atmorep.json``.
+exists and whose time is kept in ``<out>/timings.json`` are reused (delete the folder to start
+again; a folder from before that file runs every stage again, so every time reported was
+measured). Prints the timings, the checks and the machine, and writes them with the header of
+results.py (machine, versions, date, command, load average) and the block scored
+(``scored_on``: test) to ``--json`` (default ``<out>/atmorep.json``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
-from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from results import begin, write_results  # benchmarks/results.py (scripts run from their folder)
 from stages import Stages
 
 from finescale.atmorep.predict import predict, write_references
@@ -132,10 +135,13 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--skill", type=Path, help="output folder of benchmarks/skill.py: its world and ensembles")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="results (default <out>/atmorep.json)")
     args = parser.parse_args()
+    run = begin()
     spec = yaml.safe_load(args.config.read_text())
     out = args.out.absolute()
-    timed = Stages()
+    timed = Stages(out / "timings.json")  # reused stages keep the time they took
     timings = timed.timings
 
     if args.skill is not None:
@@ -203,9 +209,12 @@ def main() -> None:
         rows += bias["rows"]
 
     loss = loss_falls(out / "pretrain" / "logs" / "version_0" / "metrics.csv")
-    machine = describe()
-    (out / "atmorep.json").write_text(json.dumps({"config": spec, "timings_s": timings, "machine": machine,
-                                                  "world": str(world_dir), "loss": loss, "checks": rows}, indent=1))
+    world_json = json.loads((world_dir / WORLD_FILE).read_text())
+    path = write_results(args.json or out / "atmorep.json", run, {
+        "config": spec, "timings_s": timings, "scored_on": "test",
+        "world": {"path": str(world_dir), "seed": world_json["seed"], "times": world_json["times"]},
+        "loss": loss, "checks": rows})
+    machine = json.loads(path.read_text())["machine"]
     print(f"\n{args.config}: {members} members; {machine}")
     print("timings (min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in timings.items()))
     print(f"pre-training loss in ten windows: {' '.join(f'{w:.3f}' for w in loss['train_windows'])}; "
