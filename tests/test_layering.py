@@ -180,3 +180,24 @@ def test_modules_stay_short():
     shrunk = [n for n, limit in LONG_MODULES.items() if (PACKAGE / n).is_file()
               and len((PACKAGE / n).read_text().splitlines()) <= MAX_LINES]
     assert shrunk == [], f"now short enough: remove them from LONG_MODULES: {shrunk}"
+
+
+def _private_imports(package: Path) -> list[str]:
+    """``module -> name`` for every private name (one leading underscore) imported from another
+    finescale module: each marks a helper that should be public where it is shared."""
+    found = []
+    for path in package.rglob("*.py"):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("finescale"):
+                found += [f"{module} -> {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    return sorted(found)
+
+
+def test_no_private_name_crosses_modules(tmp_path):
+    assert _private_imports(PACKAGE) == []
+    # and the check can fail: a module importing another's private helper
+    (tmp_path / "finescale").mkdir()
+    (tmp_path / "finescale" / "a.py").write_text("from finescale.data.grids import _hidden\n")
+    assert _private_imports(tmp_path / "finescale") == ["finescale.a -> finescale.data.grids._hidden"]

@@ -32,7 +32,7 @@ heat is still a record, and a constant bias is removed exactly even outside the 
 range); *constant* for precipitation (the training maximum at the point: a multiplicative
 extrapolation can explode where the training LR maximum is a drizzle).
 
-Precipitation (recognised by its name or CF standard name, see :func:`is_precipitation`):
+Precipitation (recognised by its name or CF standard name, see :func:`finescale.data.units.is_precipitation`):
 frequency adaptation comes from the mapping itself. Target quantiles below the wet threshold
 (:data:`WET_THRESHOLD`, 0.01 mm/h, converted to the variable's units) are set to exactly 0,
 so the LR drizzle that ranks within the truth's dry fraction at a point maps to an exact 0;
@@ -90,7 +90,6 @@ __all__ = [
     "fit_quantile_mapping",
     "forecast_dataset",
     "interpolation",
-    "is_precipitation",
     "run_baseline",
     "wet_threshold",
 ]
@@ -111,8 +110,6 @@ _CHUNK_TIMES = 24
 #: Rows of grid points whose training series are loaded together when quantiles are fitted.
 _FIT_ROWS = 16
 
-_PRECIPITATION_NAMES = {"tp", "pr", "precip", "precipitation", "rain", "rr", "prate", "tprate"}
-
 _DESCRIPTIONS = {
     "bilinear": "bilinear interpolation of the LR fields to the HR grid",
     "bicubic": "bicubic (cubic B-spline) interpolation of the LR fields to the HR grid, "
@@ -126,16 +123,6 @@ _DESCRIPTIONS = {
 
 # --------------------------------------------------------------------------------------------
 # what a variable is
-
-
-def is_precipitation(name: str, da: xr.DataArray | None = None) -> bool:
-    """Whether a variable is a precipitation rate or amount (non-negative, with dry times).
-
-    By its canonical name (tp, pr, precip, ...) or a CF standard_name containing
-    'precipitation'.
-    """
-    standard = str(da.attrs.get("standard_name", "")) if da is not None else ""
-    return name.lower() in _PRECIPITATION_NAMES or "precipitation" in standard
 
 
 def wet_threshold(da: xr.DataArray) -> float:
@@ -184,7 +171,7 @@ def interpolation(
         if not set(grids.HORIZONTAL) <= set(da.dims):
             continue
         fine = grids.interpolate(da, lat, lon, method=method)
-        if method == "bicubic" and is_precipitation(str(name), da):
+        if method == "bicubic" and units.is_precipitation(str(name), da):
             fine = fine.clip(min=0).assign_attrs(da.attrs)
         out[name] = fine
     return xr.Dataset(out, attrs=lr.attrs)
@@ -385,7 +372,7 @@ def fit_quantile_mapping(
             f"{', '.join(map(str, target.data_vars))}"
         )
     source_tables, target_tables, thresholds = {}, {}, {}
-    precipitation = {name for name in names if is_precipitation(name, target[name])}
+    precipitation = {name for name in names if units.is_precipitation(name, target[name])}
     for name in names:
         source_tables[name] = _fit_table(source[name], n_quantiles)
         table = _fit_table(target[name], n_quantiles)

@@ -141,7 +141,7 @@ class VariableSpec(Settings):
         return value if isinstance(value, bool) else duration_text(value, space=False)
 
 
-class _FileConfig(Settings):
+class FileConfig(Settings):
     """Fields shared by every file-backed source."""
 
     path: Path = Field(description="File, Zarr folder or glob of NetCDF files; relative to the config file.")
@@ -170,14 +170,14 @@ class _FileConfig(Settings):
         return value
 
 
-class SourceConfig(_FileConfig):
+class SourceConfig(FileConfig):
     """An LR or HR source: a NetCDF file, a Zarr store or a GRIB file that xarray opens."""
 
     time: str = Field(default="time", description="Name of the time dimension.")
     level: str = Field(default="level", description="Name of the vertical coordinate, where there is one.")
 
 
-class StaticConfig(_FileConfig):
+class StaticConfig(FileConfig):
     """Time-independent HR fields (orography, land-sea mask, ...) on the HR grid."""
 
 

@@ -31,7 +31,7 @@ from torch import Tensor
 from finescale.checkpoints import Loaded, load_checkpoint
 from finescale.config import SampleConfig, validate
 from finescale.data.alignment import check_covers
-from finescale.data.grids import grid_spacing, polar_filter
+from finescale.data.grids import grid_spacing, polar_filter, wrap180
 from finescale.data.samples import Fields, Layout, LRToHR, conditioning, load_fields
 from finescale.data.sources import IN_MEMORY, open_source, open_static, read_through
 from finescale.data.units import UnitsError, parse_units
@@ -292,7 +292,7 @@ def _check_static(loaded: Loaded, static: xr.Dataset, static_path: str) -> None:
         trained = grid[f"hr_{name}_range"]
         off = np.array([low - trained[0], high - trained[1]])
         if name == "lon":  # the static file may use the other convention ([0, 360) or [-180, 180))
-            off = (off + 180.0) % 360.0 - 180.0
+            off = wrap180(off)
         if np.abs(off).max() > hr_tolerance:
             raise ValueError(f"{static_path}: HR grid spans {name} {low:.3f}..{high:.3f}, the checkpoint's "
                              f"{trained[0]:.3f}..{trained[1]:.3f}: another domain than the model was trained on")

@@ -18,8 +18,9 @@ from scipy import ndimage
 
 from finescale.baselines import forecast_dataset
 from finescale.data.grids import grid_spacing, is_global
+from finescale.verify.spectra import EARTH_RADIUS_KM
 
-EARTH_RADIUS_M = 6_371_000.0
+EARTH_RADIUS_M = EARTH_RADIUS_KM * 1e3
 HOUR = np.timedelta64(1, "h")
 
 

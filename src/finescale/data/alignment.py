@@ -20,7 +20,7 @@ import xarray as xr
 
 from finescale.config import AlignmentConfig
 from finescale.data import grids, units
-from finescale.data.sources import PairError, _time_text, _wrap180
+from finescale.data.sources import PairError, time_text
 
 __all__ = [
     "AlignmentReport",
@@ -125,8 +125,8 @@ def align_time(lr: xr.Dataset, hr: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset, 
         lt, ht = _as_datetime64(lt), _as_datetime64(ht)
         lr, hr = lr.assign_coords(time=lt), hr.assign_coords(time=ht)
     common = np.intersect1d(lt, ht)
-    lr_range = (_time_text(lt[0]), _time_text(lt[-1])) if lt.size else ("-", "-")
-    hr_range = (_time_text(ht[0]), _time_text(ht[-1])) if ht.size else ("-", "-")
+    lr_range = (time_text(lt[0]), time_text(lt[-1])) if lt.size else ("-", "-")
+    hr_range = (time_text(ht[0]), time_text(ht[-1])) if ht.size else ("-", "-")
     if common.size == 0:
         overlap = lt.size and ht.size and lt[0] <= ht[-1] and ht[0] <= lt[-1]
         hint = (
@@ -148,14 +148,14 @@ def align_time(lr: xr.Dataset, hr: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset, 
         kept=int(common.size),
         lr_dropped=int(l_drop.size),
         hr_dropped=int(h_drop.size),
-        first=_time_text(common[0]),
-        last=_time_text(common[-1]),
+        first=time_text(common[0]),
+        last=time_text(common[-1]),
         lr_range=lr_range,
         hr_range=hr_range,
-        lr_first_dropped=_time_text(l_drop[0]) if l_drop.size else None,
-        lr_last_dropped=_time_text(l_drop[-1]) if l_drop.size else None,
-        hr_first_dropped=_time_text(h_drop[0]) if h_drop.size else None,
-        hr_last_dropped=_time_text(h_drop[-1]) if h_drop.size else None,
+        lr_first_dropped=time_text(l_drop[0]) if l_drop.size else None,
+        lr_last_dropped=time_text(l_drop[-1]) if l_drop.size else None,
+        hr_first_dropped=time_text(h_drop[0]) if h_drop.size else None,
+        hr_last_dropped=time_text(h_drop[-1]) if h_drop.size else None,
         calendar=lcal,
     )
     return lr.sel(time=common), hr.sel(time=common), report
@@ -276,7 +276,7 @@ def _extent_offset(a: Sequence[float], b: Sequence[float], tol: float) -> float:
     lat = max(abs(a[0] - b[0]), abs(a[1] - b[1]))
     if min(a[3] - a[2], b[3] - b[2]) >= 360.0 - tol:
         return lat
-    lon = max(abs(float(_wrap180(a[i] - b[i]))) for i in (2, 3))
+    lon = max(abs(float(grids.wrap180(a[i] - b[i]))) for i in (2, 3))
     return max(lat, lon)
 
 
@@ -300,7 +300,7 @@ def _node_index(
         return None
     rows = np.arange(my) * r
     if periodic and nx == r * mx:
-        start = int(np.argmin(np.abs(_wrap180(hr_lon[0] - lr_lon[0, 0]))))
+        start = int(np.argmin(np.abs(grids.wrap180(hr_lon[0] - lr_lon[0, 0]))))
         return rows, (start + np.arange(mx) * r) % nx
     if (nx - 1) == r * (mx - 1):
         return rows, np.arange(mx) * r
@@ -396,7 +396,7 @@ def check_alignment(
             # checks the domains, whose cell edges differ by (ratio - 1) / 2 HR cells).
             at = np.ix_(*nodes)
             d_lat = float(np.nanmax(np.abs(hr_lat[at] - lr_lat)))
-            d_lon = float(np.nanmax(np.abs(_wrap180(hr_lon[at] - lr_lon))))
+            d_lon = float(np.nanmax(np.abs(grids.wrap180(hr_lon[at] - lr_lon))))
             if max(d_lat, d_lon) > tol:
                 nodes = None  # not nested as points: judged as nested cells below
     if nested and nodes is None:
@@ -412,7 +412,7 @@ def check_alignment(
                 f"{lr_lat.shape[0]} x {lr_lat.shape[1]}"
             )
         d_lat = float(np.nanmax(np.abs(_block_mean(hr_lat, ratio) - lr_lat)))
-        d_lon = float(np.nanmax(np.abs(_wrap180(_block_mean(hr_lon, ratio) - lr_lon))))
+        d_lon = float(np.nanmax(np.abs(grids.wrap180(_block_mean(hr_lon, ratio) - lr_lon))))
         if max(d_lat, d_lon) > tol:
             raise refuse(
                 "LR cell centres are not the centres of the HR blocks they cover: off by up to "
@@ -686,7 +686,7 @@ def _static_problems(static: xr.Dataset, hr: xr.Dataset, tol: float) -> Iterable
             )
             continue
         d_lat = float(np.nanmax(np.abs(static["lat"].values - hr["lat"].values)))
-        d_lon = float(np.nanmax(np.abs(_wrap180(static["lon"].values - hr["lon"].values))))
+        d_lon = float(np.nanmax(np.abs(grids.wrap180(static["lon"].values - hr["lon"].values))))
         if max(d_lat, d_lon) > tol:
             yield (
                 f"static field '{name}' ({_source(static)}) is not on the HR grid: lat/lon differ "

@@ -10,7 +10,7 @@ cross the seam.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -89,12 +89,12 @@ def _mean_longitude(lon, axis):
     """Block mean of longitudes, measured from the first of each block so the seam is harmless."""
     axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
     first = lon[tuple(slice(0, 1) if a in axes else slice(None) for a in range(lon.ndim))]
-    mean = first + _wrap180(lon - first).mean(axis=axes, keepdims=True)
-    return np.where(np.min(lon) < 0, _wrap180(mean), mean % 360).squeeze(axis=axes)
+    mean = first + wrap180(lon - first).mean(axis=axes, keepdims=True)
+    return np.where(np.min(lon) < 0, wrap180(mean), mean % 360).squeeze(axis=axes)
 
 
-def _wrap180(degrees):
-    """Angles in degrees mapped into [-180, 180)."""
+def wrap180(degrees: Any) -> Any:
+    """Angles in degrees mapped into [-180, 180) (arrays, scalars or DataArrays)."""
     return (degrees + 180.0) % 360.0 - 180.0
 
 
@@ -122,7 +122,7 @@ def grid_spacing(lat: xr.DataArray, lon: xr.DataArray) -> tuple[float, float]:
     if min(lat2.shape) < 2:
         raise GridError(f"grid_spacing needs at least 2 points along y and x, got {lat2.shape}")
     steps = [
-        np.hypot(np.diff(lat2, axis=axis), _wrap180(np.diff(lon2, axis=axis))) for axis in (0, 1)
+        np.hypot(np.diff(lat2, axis=axis), wrap180(np.diff(lon2, axis=axis))) for axis in (0, 1)
     ]
     return float(np.median(steps[0])), float(np.median(steps[1]))
 
@@ -146,7 +146,7 @@ def refine_lat_lon(
     unwrapped = np.unwrap(np.unwrap(lon2, period=360.0, axis=1), period=360.0, axis=0)
     fine_lat = _refine(lat2, factor)
     fine_lon = _refine(unwrapped, factor)
-    fine_lon = _wrap180(fine_lon) if lon2.min() < 0 else fine_lon % 360.0
+    fine_lon = wrap180(fine_lon) if lon2.min() < 0 else fine_lon % 360.0
     return (
         xr.DataArray(fine_lat, dims=HORIZONTAL, name="lat", attrs=lat.attrs),
         xr.DataArray(fine_lon, dims=HORIZONTAL, name="lon", attrs=lon.attrs),
@@ -333,7 +333,7 @@ def _fractional_indices(
 def _is_regular(lat: np.ndarray, lon: np.ndarray) -> bool:
     return bool(
         np.allclose(lat, lat[:, :1], rtol=0, atol=1e-6)
-        and np.allclose(_wrap180(lon - lon[:1, :]), 0, rtol=0, atol=1e-6)
+        and np.allclose(wrap180(lon - lon[:1, :]), 0, rtol=0, atol=1e-6)
     )
 
 
@@ -365,7 +365,7 @@ def _longitude_index(lon: np.ndarray, targets: np.ndarray, periodic: bool) -> np
         targets = lon[0] + direction * np.mod(direction * (targets - lon[0]), 360.0)
     else:
         middle = (lon[0] + lon[-1]) / 2
-        targets = middle + _wrap180(targets - middle)
+        targets = middle + wrap180(targets - middle)
     return _index_along(lon, targets, "lon")
 
 
@@ -417,7 +417,7 @@ def _newton_step(source_lat, source_lon, target_lat, target_lon, rows, cols, per
         [source_lat[r, c] - target_lat for r, c in corners], s, t
     )
     f_lon, lon_s, lon_t = _bilinear_with_gradient(
-        [_wrap180(source_lon[r, c] - target_lon) for r, c in corners], s, t
+        [wrap180(source_lon[r, c] - target_lon) for r, c in corners], s, t
     )
     det = lat_s * lon_t - lat_t * lon_s
     safe = np.where(det == 0, 1.0, det)

@@ -22,7 +22,7 @@ from finescale.data.alignment import (
     align_time,
     check_alignment,
 )
-from finescale.data.sources import INFERRED, PairError, _hours, open_source, open_static
+from finescale.data.sources import INFERRED, PairError, hours_since, open_source, open_static
 
 __all__ = [
     "Pair",
@@ -54,7 +54,7 @@ def split_times(times: Any, cfg: SplitConfig) -> dict[str, np.ndarray]:
     for name in ("validation", "test"):
         block = blocks[name]
         if cfg.gap_hours > 0 and previous.size and block.size:
-            after = _hours(block, previous[-1])
+            after = hours_since(block, previous[-1])
             block = block[after > cfg.gap_hours]
             blocks[name] = block
         if block.size:

@@ -42,13 +42,14 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from finescale.config import (
+    FileConfig,
     SourceConfig,
     StaticConfig,
     VariableSpec,
-    _FileConfig,
     duration_text,
 )
 from finescale.data import units
+from finescale.data.grids import wrap180
 
 __all__ = [
     "MissingVariableError",
@@ -60,7 +61,7 @@ __all__ = [
     "open_static",
 ]
 
-_NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5", ".he5"}
+NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5", ".he5"}
 _GRIB_SUFFIXES = {".grib", ".grb", ".grib1", ".grib2", ".grb1", ".grb2"}
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zmetadata", ".zarray")
 _ENGINES = {"netcdf": "netcdf4", "zarr": "zarr", "grib": "cfgrib"}
@@ -155,7 +156,7 @@ def read_through(ds: xr.Dataset, names: Sequence[str]) -> None:
 
 
 def _open(
-    cfg: _FileConfig, *, time: str | None, level: str, dataset: xr.Dataset | None
+    cfg: FileConfig, *, time: str | None, level: str, dataset: xr.Dataset | None
 ) -> xr.Dataset:
     path: Path | str
     if dataset is None:
@@ -212,7 +213,7 @@ def _open(
     return ds
 
 
-def _open_raw(path: Path, cfg: _FileConfig, time: str | None) -> xr.Dataset:
+def _open_raw(path: Path, cfg: FileConfig, time: str | None) -> xr.Dataset:
     """The file as xarray opens it, lazy, its mapped variables read through :class:`_CheckedReads`.
 
     Not yet chunked for a single NetCDF file; Zarr and multi-file sources are chunked as on disk.
@@ -267,7 +268,7 @@ def _open_raw(path: Path, cfg: _FileConfig, time: str | None) -> xr.Dataset:
     return disk_chunks(raw) if kind == "zarr" else raw
 
 
-def _memory_raw(dataset: xr.Dataset, cfg: _FileConfig, time: str | None) -> xr.Dataset:
+def _memory_raw(dataset: xr.Dataset, cfg: FileConfig, time: str | None) -> xr.Dataset:
     """An in-memory ``dataset`` as :func:`_open_raw` gives a file: mapped variables checked."""
     names = {spec.name for spec in cfg.variables.values()}
     raw = checked_reads(dataset, names, IN_MEMORY, cfg.missing, time)
@@ -354,7 +355,7 @@ class _CheckedReads(BackendArray):
         what = "NaN (a missing value)" if np.isnan(value) else str(value)
         at = ""
         if self.time_axis is not None and self.times is not None:
-            at = f" at time {_time_text(self.times[index[self.time_axis]])}"
+            at = f" at time {time_text(self.times[index[self.time_axis]])}"
         return (
             f"{self.path}: variable '{self.name}' holds {what}{at} (first in the block read; "
             f"file indices {where}); set 'missing: mask' on this source to treat NaN and Inf "
@@ -437,7 +438,7 @@ def _engine_for(path: Path, engine: str) -> str:
     suffix = path.suffix.lower()
     if suffix == ".zarr":
         return "zarr"
-    if suffix in _NETCDF_SUFFIXES:
+    if suffix in NETCDF_SUFFIXES:
         return "netcdf"
     if suffix in _GRIB_SUFFIXES:
         return "grib"
@@ -462,7 +463,7 @@ def _coordinate_name(
 
 
 def _grid_dims(
-    lat: xr.DataArray, lon: xr.DataArray, cfg: _FileConfig, path: Path | str
+    lat: xr.DataArray, lon: xr.DataArray, cfg: FileConfig, path: Path | str
 ) -> tuple[str, str]:
     """Names of the file's south-north and west-east dims."""
     if lat.ndim == 1 and lon.ndim == 1:
@@ -547,7 +548,7 @@ def _attach_grid(
             raise PairError(f"{path}: latitude is not monotonic along '{y_dim}'")
         if lon1.size > 1 and not (_is_monotonic(lon1, True) or _is_monotonic(lon1, False)):
             # A regional grid stored in [0, 360) across Greenwich wraps at 360 -> 0.
-            wrapped = (lon1 + 180.0) % 360.0 - 180.0
+            wrapped = wrap180(lon1)
             if not (_is_monotonic(wrapped, True) or _is_monotonic(wrapped, False)):
                 raise PairError(f"{path}: longitude is not monotonic along '{x_dim}'")
             lon1 = wrapped
@@ -558,7 +559,7 @@ def _attach_grid(
         lat2 = np.asarray(lat.transpose(y_dim, x_dim).values, dtype=float)
         lon2 = np.asarray(lon.transpose(y_dim, x_dim).values, dtype=float)
     flip_y = lat2.shape[0] > 1 and np.nanmedian(np.diff(lat2, axis=0)) < 0
-    flip_x = lat2.shape[1] > 1 and np.nanmedian(_wrap180(np.diff(lon2, axis=1))) < 0
+    flip_x = lat2.shape[1] > 1 and np.nanmedian(wrap180(np.diff(lon2, axis=1))) < 0
     if flip_y:
         lat2, lon2 = lat2[::-1], lon2[::-1]
         ds = ds.isel(y=slice(None, None, -1))
@@ -573,10 +574,6 @@ def _attach_grid(
         lat=(("y", "x"), lat2, {"units": "degrees_north", "standard_name": "latitude"}),
         lon=(("y", "x"), lon2, {"units": "degrees_east", "standard_name": "longitude"}),
     )
-
-
-def _wrap180(degrees: Any) -> Any:
-    return (np.asarray(degrees) + 180.0) % 360.0 - 180.0
 
 
 def _convert_units(ds: xr.Dataset, spec: VariableSpec, path: Path | str, name: str) -> xr.DataArray:
@@ -641,11 +638,13 @@ def _accumulation_period(
 # time
 
 
-def _time_text(t: Any) -> str:
+def time_text(t: Any, unit: str = "m") -> str:
+    """A time as ISO text to the minute (``unit`` "m") or second ("s"), for messages and
+    records; datetime64, cftime or anything with ``strftime``; else ``str(t)``."""
     if isinstance(t, np.datetime64):
-        return str(np.datetime_as_string(t, unit="m"))
+        return str(np.datetime_as_string(t, unit=unit))
     if hasattr(t, "strftime"):
-        return str(t.strftime("%Y-%m-%dT%H:%M"))
+        return str(t.strftime("%Y-%m-%dT%H:%M" if unit == "m" else "%Y-%m-%dT%H:%M:%S"))
     return str(t)
 
 
@@ -659,14 +658,14 @@ def _check_times(times: np.ndarray, path: Path | str) -> None:
         raise PairError(f"{path}: times cannot be compared ({exc})") from exc
     if bad.size:
         i = int(bad[0]) + 1
-        how = "repeats" if times[i] == times[i - 1] else f"comes after {_time_text(times[i - 1])}"
+        how = "repeats" if times[i] == times[i - 1] else f"comes after {time_text(times[i - 1])}"
         raise PairError(
-            f"{path}: times must be strictly increasing and unique; time {_time_text(times[i])} "
+            f"{path}: times must be strictly increasing and unique; time {time_text(times[i])} "
             f"(index {i}) {how}"
         )
 
 
-def _hours(times: np.ndarray, ref: Any) -> np.ndarray:
+def hours_since(times: np.ndarray, ref: Any) -> np.ndarray:
     """Hours from ``ref`` to each of ``times`` (datetime64 or cftime)."""
     if times.dtype.kind == "M":
         return (times - ref) / np.timedelta64(1, "h")

@@ -30,7 +30,8 @@ import dask
 import numpy as np
 import xarray as xr
 
-from finescale.config import DataConfig, TransformConfig, _FileConfig
+from finescale.config import DataConfig, FileConfig, TransformConfig
+from finescale.data.sources import time_text
 from finescale.io import write_json
 
 if TYPE_CHECKING:
@@ -403,19 +404,13 @@ def _source_signature(path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _source_fingerprint(cfg: _FileConfig) -> dict[str, Any]:
+def _source_fingerprint(cfg: FileConfig) -> dict[str, Any]:
     return {
         "path": str(cfg.path),
         "engine": cfg.engine,
         "variables": {k: v.model_dump(mode="json") for k, v in sorted(cfg.variables.items())},
         "files": _source_signature(Path(cfg.path)),
     }
-
-
-def _time_text(t: Any) -> str:
-    if isinstance(t, np.datetime64):
-        return str(np.datetime_as_string(t, unit="s"))
-    return str(t)
 
 
 def stats_fingerprint(
@@ -437,8 +432,8 @@ def stats_fingerprint(
         "split": cfg.splits.model_dump(mode="json"),
         "train_times": {
             "count": int(times.size),
-            "first": _time_text(times[0]) if times.size else None,
-            "last": _time_text(times[-1]) if times.size else None,
+            "first": time_text(times[0], unit="s") if times.size else None,
+            "last": time_text(times[-1], unit="s") if times.size else None,
         },
         "sources": {"hr": _source_fingerprint(cfg.hr), "lr": _source_fingerprint(cfg.lr)},
     }

@@ -251,3 +251,17 @@ def _dims_text(dims: Dims) -> str:
 
 def _prefix(where: str) -> str:
     return f"{where}: " if where else ""
+
+
+#: Canonical names of precipitation variables (rates or amounts) across data sets.
+PRECIPITATION_NAMES = frozenset({"tp", "pr", "precip", "precipitation", "rain", "rr", "prate", "tprate"})
+
+
+def is_precipitation(name: str, da: xr.DataArray | None = None) -> bool:
+    """Whether a variable is a precipitation rate or amount (non-negative, with dry times).
+
+    By its canonical name (tp, pr, precip, ...) or a CF standard_name containing
+    'precipitation'.
+    """
+    standard = str(da.attrs.get("standard_name", "")) if da is not None else ""
+    return name.lower() in PRECIPITATION_NAMES or "precipitation" in standard

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from finescale.config import DataConfig, SourceConfig
-from finescale.evaluation.open import time_text
+from finescale.data.sources import time_text
 
 SPLITS = ("train", "validation", "test", "all")
 

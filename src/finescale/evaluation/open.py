@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from finescale.data.sources import _NETCDF_SUFFIXES, checked_reads, disk_chunks
+from finescale.data.grids import wrap180
+from finescale.data.sources import NETCDF_SUFFIXES, checked_reads, disk_chunks
 
 RESERVED_NAMES = ("forecast", "truth", "lr")
 MEMBER_ALIASES = ("member", "number", "realization", "ensemble", "ens")
@@ -44,7 +45,7 @@ def open_dataset(path: str | Path, role: str = "dataset") -> xr.Dataset:
             ds = xr.open_dataset(path, engine="zarr", chunks=None, cache=False)
         else:
             # a NetCDF name is read as NetCDF: a corrupt file then says why, not "no engine matched"
-            engine = "netcdf4" if path.suffix.lower() in _NETCDF_SUFFIXES else None
+            engine = "netcdf4" if path.suffix.lower() in NETCDF_SUFFIXES else None
             ds = xr.open_dataset(path, engine=engine, chunks=None, cache=False)
     except Exception as exc:  # every reader fails differently; one clear message is what helps
         kind = "a Zarr store" if zarr_like else "a file xarray can read"
@@ -113,7 +114,7 @@ def standardise(ds: xr.Dataset, where: str) -> xr.Dataset:
 def _worst(lat: np.ndarray, lon: np.ndarray, truth_lat: np.ndarray, truth_lon: np.ndarray):
     """Largest lat and lon differences in degrees (longitudes compared modulo 360)."""
     dlat = np.abs(lat - truth_lat)
-    dlon = np.abs((np.abs(lon - truth_lon) + 180.0) % 360.0 - 180.0)
+    dlon = np.abs(wrap180(lon - truth_lon))
     return (float(np.nanmax(dlat)) if dlat.size else 0.0), (
         float(np.nanmax(dlon)) if dlon.size else 0.0
     )
@@ -130,7 +131,7 @@ def _reordering(
     for flip_y, flip_x in ((False, False), (True, False), (False, True), (True, True)):
         a, b = lat[::-1] if flip_y else lat, lon[::-1] if flip_y else lon
         a, b = (a[:, ::-1], b[:, ::-1]) if flip_x else (a, b)
-        first = np.abs((np.abs(b[0] - truth_lon[0, 0]) + 180.0) % 360.0 - 180.0)
+        first = np.abs(wrap180(b[0] - truth_lon[0, 0]))
         for k in np.flatnonzero(
             (first < SAME_DEGREES) & (np.abs(a[0] - truth_lat[0, 0]) < SAME_DEGREES)
         ):
@@ -205,8 +206,3 @@ def times_of(ds: xr.Dataset, where: str) -> np.ndarray:
     return values
 
 
-def time_text(t: Any) -> str:
-    """A time to the minute, for messages and meta."""
-    if isinstance(t, np.datetime64):
-        return str(np.datetime_as_string(t, unit="m"))
-    return str(t)

@@ -17,14 +17,14 @@ from finescale.evaluation.stream import (
     THRESHOLDS,
     Progress,
     Sums,
-    _finite_list,
-    _prefetched,
     finite,
+    finite_list,
     load_block,
+    prefetched,
 )
+from finescale.verify.bands import spectral_log_ratio
 from finescale.verify.extremes import QuantileHistogram
 from finescale.verify.metrics import METRIC_KEYS
-from finescale.verify.bands import spectral_log_ratio
 from finescale.verify.spectra import radial_psd, zonal_psd
 
 
@@ -103,7 +103,7 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
     # pass 1: the truth's climatology (quantiles, thresholds) and spectra
     truth_hist = {(n, a): QuantileHistogram(QUANTILE_BITS) for n in names for a in areas}
     truth_psd = {n: new_spectrum() for n in names}
-    for (start, stop), block in _prefetched(blocks, lambda b: load_block(inputs.truth, names, *b)):
+    for (start, stop), block in prefetched(blocks, lambda b: load_block(inputs.truth, names, *b)):
         if progress:
             progress(f"truth climatology: times {start}-{stop} of {nt}")
         for name in names:
@@ -156,7 +156,7 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
 
     truth_block: dict[str, np.ndarray] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, len(names)))) as pool:
-        for ((start, stop), role), block in _prefetched(jobs, load):
+        for ((start, stop), role), block in prefetched(jobs, load):
             if role == "truth":
                 truth_block = block
                 continue
@@ -177,10 +177,10 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
     for name in names:
         psd_truth = truth_psd[name].mean(template)
         spectra = {
-            "wavelength_km": _finite_list(psd_truth["wavelength"].values),
-            "truth": _finite_list(psd_truth.values),
+            "wavelength_km": finite_list(psd_truth["wavelength"].values),
+            "truth": finite_list(psd_truth.values),
         }
-        qq = {"levels": list(QQ_LEVELS), "truth": _finite_list(q_truth[name, None])}
+        qq = {"levels": list(QQ_LEVELS), "truth": finite_list(q_truth[name, None])}
         ranks: dict[str, list[float]] = {}
         band_ratios: dict[str, Any] = {"bands_km": [list(b) for b in bands]}
         for role in sources:
@@ -191,9 +191,9 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
             largest = np.nanmax(np.abs(ratios)) if np.isfinite(ratios).any() else None
             scalars["spectral_log_ratio_max"] = finite(largest)
             results[role][name] = {k: scalars.get(k) for k, _, _ in METRIC_KEYS}
-            spectra[role] = _finite_list(psd_forecast.values)
-            qq[role] = _finite_list(q_forecast)
-            band_ratios[role] = _finite_list(ratios)
+            spectra[role] = finite_list(psd_forecast.values)
+            qq[role] = finite_list(q_forecast)
+            band_ratios[role] = finite_list(ratios)
             if total.members > 1:
                 ranks[role] = [c.item() for c in total.ranks]
             for area in inputs.regions:

@@ -16,17 +16,17 @@ import numpy as np
 import xarray as xr
 
 from finescale.data.grids import is_global
+from finescale.data.sources import time_text
 from finescale.evaluation.open import (
     check_reference_name,
     match_grid,
     standardise,
-    time_text,
     times_of,
     where,
 )
 from finescale.evaluation.regions import Region, region_masks
-from finescale.verify.scores import area_weights
 from finescale.verify.bands import octave_bands
+from finescale.verify.scores import area_weights
 from finescale.verify.spectra import EARTH_RADIUS_KM, grid_length_km
 
 Weighting = Literal["area", "none"]

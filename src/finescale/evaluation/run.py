@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from finescale.evaluation.open import RESERVED_NAMES, open_dataset, time_text
+from finescale.data.sources import time_text
+from finescale.data.units import is_precipitation
+from finescale.evaluation.open import RESERVED_NAMES, open_dataset
 from finescale.evaluation.passes import score
 from finescale.evaluation.prepare import Inputs, Weighting, prepare
 from finescale.evaluation.regions import Region
 from finescale.evaluation.stream import Progress, finite
 from finescale.version import __version__
-
-PRECIP_NAMES = ("tp", "pr", "precip", "precipitation", "rain")
 
 
 def _provenance(name: str | None, paths: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def evaluate(
 
 def _map_time(truth: xr.Dataset, variables: list[str]) -> np.datetime64:
     """The most telling time for maps: the wettest (domain-mean precipitation), else the middle."""
-    precip = next((n for n in PRECIP_NAMES if n in variables and n in truth.data_vars), None)
+    precip = next((n for n in variables if n in truth.data_vars and is_precipitation(n, truth[n])), None)
     times = truth["time"].values
     if precip is None:
         return times[times.size // 2]

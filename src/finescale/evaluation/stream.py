@@ -64,7 +64,7 @@ def finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _finite_list(values: Iterable[Any]) -> list[float | None]:
+def finite_list(values: Iterable[Any]) -> list[float | None]:
     return [finite(v) for v in np.asarray(values, dtype=float).ravel()]
 
 
@@ -103,7 +103,7 @@ def spectral_times(nt: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, nt - 1, SPECTRA_MAX_TIMES)).astype(int))
 
 
-def _prefetched(items: Sequence[Any], load: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
+def prefetched(items: Sequence[Any], load: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
     """(item, load(item)) in order, loading the next item on a thread while the caller works."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(load, items[0]) if items else None

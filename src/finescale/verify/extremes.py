@@ -21,9 +21,9 @@ import xarray as xr
 from finescale.verify.scores import (
     ArrayLike,
     Dims,
-    _as_aux,
-    _as_pair,
-    _unwrap,
+    as_aux,
+    as_pair,
+    unwrap,
     weighted_mean,
 )
 
@@ -121,12 +121,12 @@ def quantiles(
         da,
         levels,
         _quantile_dims(dims, da.dims, member_dim),
-        _as_aux(weights, "weights", da),
-        _as_aux(mask, "mask", da),
+        as_aux(weights, "weights", da),
+        as_aux(mask, "mask", da),
     )
     if np.ndim(qs) == 0:
         out = out.isel(quantile=0, drop=True)
-    return _unwrap(out, numpy_mode)
+    return unwrap(out, numpy_mode)
 
 
 def _paired_quantiles(
@@ -140,8 +140,8 @@ def _paired_quantiles(
 ) -> tuple[xr.DataArray, xr.DataArray]:
     """Quantiles of the member-pooled forecast and of the truth over the same points."""
     rdims = _quantile_dims(dims, truth.dims, member_dim)
-    weights = _as_aux(weights, "weights", truth)
-    mask = _as_aux(mask, "mask", truth)
+    weights = as_aux(weights, "weights", truth)
+    mask = as_aux(mask, "mask", truth)
     q_truth = _quantiles(truth, qs, rdims, weights, mask)
     q_forecast = _quantiles(forecast, qs, [*rdims, member_dim], weights, mask)
     return q_forecast, q_truth
@@ -163,7 +163,7 @@ def qq(
         Dataset with variables ``forecast`` and ``truth`` (units of the data) over ``quantile``
         plus the dims not reduced (``dims`` as for the scores; default: pool all points).
     """
-    forecast, truth, _ = _as_pair(forecast, truth, member_dim)
+    forecast, truth, _ = as_pair(forecast, truth, member_dim)
     levels = np.atleast_1d(np.asarray(qs, dtype=float))
     q_forecast, q_truth = _paired_quantiles(
         forecast, truth, levels, dims, member_dim, weights, mask
@@ -209,10 +209,10 @@ def exceedance_ratio(
     (result over dim ``threshold``). Infinite or NaN where the truth never exceeds a threshold.
     Dimensionless.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     rdims = _quantile_dims(dims, truth.dims, member_dim)
-    weights = _as_aux(weights, "weights", truth)
-    mask = _as_aux(mask, "mask", truth)
+    weights = as_aux(weights, "weights", truth)
+    mask = as_aux(mask, "mask", truth)
     if thresholds is None:
         levels = np.atleast_1d(np.asarray(qs, dtype=float))
         t = _quantiles(truth, levels, rdims, weights, mask)
@@ -229,7 +229,7 @@ def exceedance_ratio(
     leading = [d for d in ("quantile", "threshold") if d in ratio.dims]
     ratio = ratio.transpose(*leading, ...)
     ratio.attrs = {"long_name": "forecast / truth exceedance frequency", "units": "1"}
-    return _unwrap(ratio, numpy_mode)
+    return unwrap(ratio, numpy_mode)
 
 
 def relative_quantile_error(
@@ -247,13 +247,13 @@ def relative_quantile_error(
     Dimensionless; negative when the forecast tail is too weak. Undefined (inf/NaN) where the
     truth quantile is 0, e.g. a dry precipitation quantile: pick q in the wet tail.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     levels = np.atleast_1d(np.asarray(q, dtype=float))
     q_forecast, q_truth = _paired_quantiles(
         forecast, truth, levels, dims, member_dim, weights, mask
     )
     error = ((q_forecast - q_truth) / abs(q_truth)).isel(quantile=0, drop=True)
-    return _unwrap(error, numpy_mode)
+    return unwrap(error, numpy_mode)
 
 
 # --------------------------------------------------------------------------------------------

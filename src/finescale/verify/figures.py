@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from finescale.verify import metrics as read
-from finescale.verify.maps import CMAPS, _panel, ensemble_maps
+from finescale.verify.maps import CMAPS, ensemble_maps, panel
 
 __all__ = [
     "fields_at",
@@ -154,11 +154,11 @@ def reference_maps(
         if name in ("tp", "wind_speed"):
             lo = 0.0
         cmap = CMAPS.get(name, "viridis")
-        mesh = _panel(row[0], t, f"{name} truth", lo, hi, cmap)
+        mesh = panel(row[0], t, f"{name} truth", lo, hi, cmap)
         for ax, (label, ds) in zip(row[1:], at.items()):
             field = ds[name].isel(time=0, member=0)
             what = "member 0" if ds.sizes.get("member", 1) > 1 else "(deterministic)"
-            _panel(ax, field, f"{name} {label} {what}", lo, hi, cmap)
+            panel(ax, field, f"{name} {label} {what}", lo, hi, cmap)
         fig.colorbar(mesh, ax=row, shrink=0.8, label=truth_at[name].attrs.get("units", ""))
     fig.suptitle(f"truth and one sample of each forecast, {np.datetime_as_string(np.datetime64(time, 'm'))}", fontsize=10)
     return _outer_labels(fig)
@@ -217,7 +217,7 @@ def which_is_real(
         if name in ("tp", "wind_speed"):
             lo = 0.0
         for i, (ax, f) in enumerate(zip(row, fields)):
-            mesh = _panel(ax, f, f"{name}: {string.ascii_uppercase[i]}", lo, hi, CMAPS.get(name, "viridis"))
+            mesh = panel(ax, f, f"{name}: {string.ascii_uppercase[i]}", lo, hi, CMAPS.get(name, "viridis"))
         for ax in row[len(fields) :]:
             ax.set_axis_off()
         fig.colorbar(mesh, ax=row, shrink=0.8, label=truth_at[name].attrs.get("units", ""))

@@ -12,7 +12,7 @@ import xarray as xr
 CMAPS = {"t2m": "RdYlBu_r", "u10": "PuOr_r", "v10": "PuOr_r", "tp": "Blues"}
 
 
-def _panel(
+def panel(
     ax: plt.Axes, field: xr.DataArray, title: str, vmin: float, vmax: float, cmap: str
 ) -> plt.cm.ScalarMappable:
     mesh = ax.pcolormesh(
@@ -66,7 +66,7 @@ def ensemble_maps(
                 ax.set_axis_off()
                 ax.set_title(f"{name} {title}: none", fontsize=9)
                 continue
-            mesh = _panel(ax, field, f"{name} {title}", lo, hi, cmap)
+            mesh = panel(ax, field, f"{name} {title}", lo, hi, cmap)
         for ax in row[len(panels) : -1]:  # fewer members than columns
             ax.set_axis_off()
         fig.colorbar(mesh, ax=row[: len(panels)], shrink=0.8, label=units)
@@ -76,7 +76,7 @@ def ensemble_maps(
             continue
         spread = ens.std("member", ddof=1)
         top = float(np.nanmax(spread))
-        spread_mesh = _panel(
+        spread_mesh = panel(
             row[-1], spread, f"{name} spread", 0.0, top if np.isfinite(top) and top > 0 else 1.0, "magma"
         )
         fig.colorbar(spread_mesh, ax=row[-1], shrink=0.8)

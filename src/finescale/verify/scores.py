@@ -63,7 +63,7 @@ def _numpy_dims(ndim: int) -> list[str]:
     return [f"dim_{i}" for i in range(ndim)]
 
 
-def _as_pair(
+def as_pair(
     forecast: ArrayLike, truth: ArrayLike | None, member_dim: str
 ) -> tuple[xr.DataArray, xr.DataArray | None, bool]:
     """Wrap numpy inputs as DataArrays (members on axis 0); report whether we did."""
@@ -85,7 +85,7 @@ def _as_pair(
     return forecast, truth, numpy_mode
 
 
-def _as_aux(aux: ArrayLike | None, name: str, like: xr.DataArray) -> xr.DataArray | None:
+def as_aux(aux: ArrayLike | None, name: str, like: xr.DataArray) -> xr.DataArray | None:
     """Wrap numpy weights/mask onto the trailing dims of ``like``; check DataArray dims."""
     if aux is None:
         return None
@@ -116,7 +116,7 @@ def _resolve_dims(dims: Dims, available: Sequence[Hashable], member_dim: str) ->
     return [d for d in dims if d != member_dim]
 
 
-def _unwrap(
+def unwrap(
     result: xr.DataArray,
     numpy_mode: bool,
     long_name: str | None = None,
@@ -157,8 +157,8 @@ def weighted_mean(
     ``sum(w * s) / sum(w)`` over the valid points, where ``w`` is ``weights`` (1 if None).
     Shape: ``score`` minus ``dims``; NaN where no valid point remains.
     """
-    weights = _as_aux(weights, "weights", score)
-    mask = _as_aux(mask, "mask", score)
+    weights = as_aux(weights, "weights", score)
+    mask = as_aux(mask, "mask", score)
     rdims = _resolve_dims(dims, score.dims, member_dim)
     w = _point_weights(score, weights, mask)
     total = (score.fillna(0.0) * w).sum(rdims)
@@ -294,11 +294,11 @@ def crps_fair(
     Returns:
         CRPS in the units of the data, dims of truth minus ``dims``.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     score = crps_pointwise(forecast, truth, member_dim, fair=fair)
     result = _reduce(score, dims, weights, mask, member_dim)
     name = "fair CRPS" if fair else "CRPS"
-    return _unwrap(result, numpy_mode, name, truth.attrs.get("units"))
+    return unwrap(result, numpy_mode, name, truth.attrs.get("units"))
 
 
 def _reduce(
@@ -330,12 +330,12 @@ def twcrps(
     the data or a DataArray broadcastable against truth (e.g. a per-point climatological
     quantile). Units of the data.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     chained_fc = np.maximum(forecast, threshold)
     chained_truth = np.maximum(truth, threshold)
     score = crps_pointwise(chained_fc, chained_truth, member_dim, fair=fair)
     result = _reduce(score, dims, weights, mask, member_dim)
-    return _unwrap(result, numpy_mode, "threshold-weighted CRPS", truth.attrs.get("units"))
+    return unwrap(result, numpy_mode, "threshold-weighted CRPS", truth.attrs.get("units"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,10 +363,10 @@ def rmse(
 
     The square root is taken after the (weighted) average. Units of the data.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     squared = _ensemble_mean_error(forecast, truth, member_dim) ** 2
     result = np.sqrt(_reduce(squared, dims, weights, mask, member_dim))
-    return _unwrap(result, numpy_mode, "RMSE of the ensemble mean", truth.attrs.get("units"))
+    return unwrap(result, numpy_mode, "RMSE of the ensemble mean", truth.attrs.get("units"))
 
 
 def mae(
@@ -379,10 +379,10 @@ def mae(
     dims: Dims = ...,
 ) -> xr.DataArray | np.ndarray | float:
     """Mean absolute error of the ensemble mean: mean over ``dims`` of |xbar - y|. Units of the data."""
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     absolute = abs(_ensemble_mean_error(forecast, truth, member_dim))
     result = _reduce(absolute, dims, weights, mask, member_dim)
-    return _unwrap(result, numpy_mode, "MAE of the ensemble mean", truth.attrs.get("units"))
+    return unwrap(result, numpy_mode, "MAE of the ensemble mean", truth.attrs.get("units"))
 
 
 def _ensemble_variance(forecast: xr.DataArray, member_dim: str) -> xr.DataArray:
@@ -405,10 +405,10 @@ def spread(
     The square root comes after averaging the variance (averaging standard deviations would
     underestimate the spread that matches the RMSE). Needs M >= 2. Units of the data.
     """
-    forecast, _, numpy_mode = _as_pair(forecast, None, member_dim)
+    forecast, _, numpy_mode = as_pair(forecast, None, member_dim)
     variance = _ensemble_variance(forecast, member_dim)
     result = np.sqrt(_reduce(variance, dims, weights, mask, member_dim))
-    return _unwrap(result, numpy_mode, "ensemble spread", forecast.attrs.get("units"))
+    return unwrap(result, numpy_mode, "ensemble spread", forecast.attrs.get("units"))
 
 
 def spread_skill_ratio(
@@ -426,7 +426,7 @@ def spread_skill_ratio(
     factor. Spread and RMSE are averaged over the same points: those where truth and every
     member are valid and ``mask`` is True. Dimensionless; < 1 means under-dispersive.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     m = forecast.sizes[member_dim]
     squared_error = _ensemble_mean_error(forecast, truth, member_dim) ** 2
     # variance only where the error is defined, so both averages cover the same points
@@ -434,7 +434,7 @@ def spread_skill_ratio(
     mse = _reduce(squared_error, dims, weights, mask, member_dim)
     mean_variance = _reduce(variance, dims, weights, mask, member_dim)
     ratio = np.sqrt((m + 1.0) / m) * np.sqrt(mean_variance / mse)
-    return _unwrap(ratio, numpy_mode, "spread-skill ratio", "1")
+    return unwrap(ratio, numpy_mode, "spread-skill ratio", "1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,7 +492,7 @@ def rank_histogram(
     (floats), otherwise integers. Masked and missing points are not counted. With dask inputs
     the tie-breaking draws depend on the chunking.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng or 0)
     m = forecast.sizes[member_dim]
     forecast = _single_chunk(forecast, [member_dim])
@@ -505,12 +505,12 @@ def rank_histogram(
         dask="parallelized",
         output_dtypes=[float],
     )
-    weights = _as_aux(weights, "weights", rank)
-    mask = _as_aux(mask, "mask", rank)
+    weights = as_aux(weights, "weights", rank)
+    mask = as_aux(mask, "mask", rank)
     rdims = _resolve_dims(dims, rank.dims, member_dim)
     bins = xr.DataArray(np.arange(m + 1), dims="rank", coords={"rank": np.arange(m + 1)})
     counts = ((rank == bins) * _point_weights(rank, weights, mask)).sum(rdims)
-    return _unwrap(counts.transpose("rank", ...), numpy_mode, "rank histogram counts", "1")
+    return unwrap(counts.transpose("rank", ...), numpy_mode, "rank histogram counts", "1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,13 +534,13 @@ def brier_score(
     else 0. Dimensionless, in [0, 1]. ``threshold`` is a scalar or a DataArray broadcastable
     against truth.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     above = (forecast > threshold).astype(float).where(forecast.notnull())
     probability = above.mean(member_dim, skipna=False)
     outcome = (truth > threshold).astype(float).where(truth.notnull())
     score = (probability - outcome) ** 2
     result = _reduce(score, dims, weights, mask, member_dim)
-    return _unwrap(result, numpy_mode, "Brier score", "1")
+    return unwrap(result, numpy_mode, "Brier score", "1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -604,16 +604,16 @@ def energy_score(
     remaining dims is excluded when no feature is left. ``weights``, ``dims``: the average over
     the remaining dims, as in the module docstring.
     """
-    forecast, truth, numpy_mode = _as_pair(forecast, truth, member_dim)
+    forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     fdims = [feature_dims] if isinstance(feature_dims, str) else list(feature_dims)
     missing = set(fdims) - set(truth.dims)
     if missing:
         raise ValueError(f"feature_dims {sorted(map(str, missing))} not in truth dims {truth.dims}")
     if isinstance(weights, xr.DataArray) and set(weights.dims) & set(fdims):
         raise ValueError("weights along feature_dims belong in feature_weights (inside the norm)")
-    fw = _as_aux(feature_weights, "feature_weights", truth)
+    fw = as_aux(feature_weights, "feature_weights", truth)
     fw = xr.ones_like(truth) if fw is None else fw.broadcast_like(truth).astype(float)
-    mask = _as_aux(mask, "mask", truth)
+    mask = as_aux(mask, "mask", truth)
     outer_mask = None
     if mask is not None:
         mask = mask.astype(bool)
@@ -637,7 +637,7 @@ def energy_score(
     )
     result = _reduce(score, dims, weights, outer_mask, member_dim)
     name = "fair energy score" if fair else "energy score"
-    return _unwrap(result, numpy_mode, name, truth.attrs.get("units"))
+    return unwrap(result, numpy_mode, name, truth.attrs.get("units"))
 
 
 # --------------------------------------------------------------------------------------------
