@@ -129,7 +129,8 @@ def test_era5_cerra_trains_downscales_and_evaluates(tmp_path):
     # steps leave the residual over the interpolated LR near noise; the truth is 0.08 off)
     hours = _hours(pd.DatetimeIndex(forecast.time.values))
     pattern = _large_scale(forecast.lat.values, forecast.lon.values, hours)
-    expectations = {  # name: (expected field, the pattern's amplitude), as _era5 and _cerra make them
+    # name: (expected field, the pattern's amplitude), as _era5 and _cerra make them
+    expectations = {
         "t2m": (280 + 5 * pattern, 5.0),
         "u10": (5 + 3 * pattern, 3.0),
         "v10": (2 - 3 * pattern, 3.0),
