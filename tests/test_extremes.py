@@ -126,11 +126,17 @@ def test_per_point_climatology_and_mask():
 def test_numpy_inputs():
     rng = np.random.default_rng(6)
     truth = rng.normal(size=5000)
-    forecast = rng.normal(size=(4, 5000))
+    forecast = 1.0 + 1.5 * rng.normal(size=(4, 5000))  # members along axis 0, a wider tail
+    pooled = forecast.ravel()
     error = relative_quantile_error(forecast, truth, q=0.9)
-    assert isinstance(error, float) and abs(error) < 0.05
+    q_truth = np.quantile(truth, 0.9)
+    assert isinstance(error, float)
+    assert error == pytest.approx((np.quantile(pooled, 0.9) - q_truth) / abs(q_truth), rel=1e-12)
     ratio = exceedance_ratio(forecast, truth, qs=(0.5, 0.9))
     assert isinstance(ratio, np.ndarray) and ratio.shape == (2,)
+    thresholds = np.quantile(truth, [0.5, 0.9])
+    expected = [np.mean(pooled > t) / np.mean(truth > t) for t in thresholds]
+    np.testing.assert_allclose(ratio, expected, rtol=1e-12)
 
 
 def test_weighted_quantile_histogram_inverts_the_weighted_distribution():
