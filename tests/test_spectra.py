@@ -102,16 +102,38 @@ def test_leading_dims_are_kept_and_dask_works():
     np.testing.assert_allclose(averaged.values, psd.mean("member").values)
 
 
-def test_log_ratio_of_field_with_itself_is_zero():
-    rng = np.random.default_rng(6)
-    values = as_field(power_law_field(rng, -3.0, 128, 128, count=2))
-    psd = radial_psd(values, average_dims="time")
+def test_log_ratio_of_sine_waves_is_their_power_ratio():
+    # one zonal wave per octave band on a periodic 128 x 128 grid: m cycles per domain put all
+    # of a wave's variance A^2 / 2 in wavenumber bin m (wavelength 128 / m cells), so the band
+    # log ratio is log10 of the squared amplitude ratio (m = 33 and 31: either side of the band
+    # edge at 4 cells)
     bands = octave_bands(2.0, 64.0)
-    ratio = spectral_log_ratio(psd, psd, bands)
-    assert ratio.sizes["band"] == 5
-    np.testing.assert_allclose(ratio.values, 0.0, atol=1e-12)
+    np.testing.assert_allclose(bands, [(2, 4), (4, 8), (8, 16), (16, 32), (32, 64)])
+    cycles = [33, 31, 11, 5, 3]  # one per band, in order
+    gains = np.array([0.5, 3.0, 1.0, 0.1, 2.0])  # the forecast's amplitude over the truth's
+    phases = [0.3, 1.1, 2.0, 0.7, 1.6]
+    x = np.arange(128)
+    waves = [np.broadcast_to(np.sin(2 * np.pi * m * x / 128 + phase), (2, 128, 128))
+             for m, phase in zip(cycles, phases, strict=True)]
+    truth = as_field(sum(waves))
+    forecast = as_field(sum(g * w for g, w in zip(gains, waves, strict=True)))
+    psd_truth = radial_psd(truth, window=None, average_dims="time")
+    psd_forecast = radial_psd(forecast, window=None, average_dims="time")
+    # each wave's variance 1/2 in its own bin, nothing elsewhere (Parseval: the sum holds it all)
+    dk = psd_truth.attrs["dk"]
+    expected = np.zeros(psd_truth.sizes["wavenumber"])
+    expected[np.array(cycles) - 1] = 0.5 / dk  # bin n at wavenumber n dk, n = 1, 2, ...
+    np.testing.assert_allclose(psd_truth.values, expected, atol=1e-9 / dk)
+    wavelengths = psd_truth.wavelength.values[np.array(cycles) - 1]
+    np.testing.assert_allclose(wavelengths, 128 / np.array(cycles))
+    assert float(psd_truth.sum()) * dk == pytest.approx(len(cycles) / 2, rel=1e-9)
+    ratio = spectral_log_ratio(psd_forecast, psd_truth, bands)
+    np.testing.assert_allclose(ratio.values, 2 * np.log10(gains), atol=1e-9)
     np.testing.assert_allclose(ratio.wavelength_min, [2, 4, 8, 16, 32])
-    assert spectral_log_ratio_max(values, values, min_wavelength=2, max_wavelength=16) == 0.0
+    largest = spectral_log_ratio_max(
+        forecast, truth, min_wavelength=2, max_wavelength=64, window=None
+    )
+    assert largest == pytest.approx(2.0, abs=1e-9)  # the band at a tenth of the amplitude
 
 
 def test_smoothing_shows_as_missing_energy_at_short_wavelengths():
