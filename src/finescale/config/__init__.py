@@ -1,0 +1,87 @@
+"""Typed, frozen settings for every stage, read from YAML with command-line overrides.
+
+A config file is YAML whose top-level sections mirror the pipeline (``data``, later ``model``,
+``train``, ...). Each section is a pydantic model with ``extra="forbid"``, so a misspelt key is
+an error naming the key and the allowed ones. Relative paths are resolved against the folder of
+the config file, so a config and its data can travel together.
+
+One module per concern: ``settings`` (the base model and ConfigError), ``data`` (what data),
+``downscaling`` (network, diffusion model, training, sampling), ``atmorep`` and ``load`` (YAML,
+overrides, paths). Every public name is importable from ``finescale.config``.
+"""
+
+from finescale.config.atmorep import (
+    AtmoRepConfig,
+    EnsembleConfig,
+    FieldConfig,
+    MaskingConfig,
+    NeighbourhoodConfig,
+    TokenConfig,
+    TransformerConfig,
+)
+from finescale.config.data import (
+    AlignmentConfig,
+    DataConfig,
+    Duration,
+    FileConfig,
+    SourceConfig,
+    SplitConfig,
+    StaticConfig,
+    TransformConfig,
+    VariableSpec,
+    duration_seconds,
+    duration_text,
+)
+from finescale.config.downscaling import (
+    ConditioningConfig,
+    EDMConfig,
+    ExperimentConfig,
+    ModelConfig,
+    NetworkConfig,
+    SampleConfig,
+    TrainConfig,
+)
+from finescale.config.load import (
+    INPUT_PATH_KEYS,
+    apply_overrides,
+    load_config,
+    validate,
+)
+from finescale.config.settings import (
+    ConfigError,
+    Settings,
+)
+
+__all__ = [
+    "AlignmentConfig",
+    "AtmoRepConfig",
+    "ConditioningConfig",
+    "ConfigError",
+    "DataConfig",
+    "Duration",
+    "EDMConfig",
+    "EnsembleConfig",
+    "ExperimentConfig",
+    "FieldConfig",
+    "FileConfig",
+    "INPUT_PATH_KEYS",
+    "MaskingConfig",
+    "ModelConfig",
+    "NeighbourhoodConfig",
+    "NetworkConfig",
+    "SampleConfig",
+    "Settings",
+    "SourceConfig",
+    "SplitConfig",
+    "StaticConfig",
+    "TokenConfig",
+    "TrainConfig",
+    "TransformConfig",
+    "TransformerConfig",
+    "VariableSpec",
+    "apply_overrides",
+    "duration_seconds",
+    "duration_text",
+    "load_config",
+    "validate",
+]

@@ -1,0 +1,222 @@
+"""How to downscale: the network, the diffusion model, training and sampling, and an experiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from finescale.config.data import DataConfig
+from finescale.config.settings import Settings
+
+
+class ConditioningConfig(Settings):
+    """What a model sees besides the noisy target: LR fields on the HR grid, static fields, features."""
+
+    lr_variables: list[str] | None = Field(
+        default=None, description="LR variables given to the model (None: every LR variable of the data section)."
+    )
+    static_variables: list[str] | None = Field(
+        default=None, description="Static HR fields given to the model (None: every static variable)."
+    )
+    interpolation: Literal["bilinear", "bicubic"] = Field(
+        default="bilinear", description="How LR fields are brought to the HR grid (also the residual's base)."
+    )
+    position: bool = Field(default=True, description="Add sin/cos of latitude and longitude as channels.")
+    time: bool = Field(default=True, description="Add sin/cos of the hour of day (UTC) and day of year.")
+
+
+class NetworkConfig(Settings):
+    """Size of the UNet backbone."""
+
+    base_width: int = Field(default=32, ge=4, description="Channels at the finest level.")
+    channel_mult: tuple[int, ...] = Field(default=(1, 2, 2), description="Width multiplier per level.")
+    blocks_per_level: int = Field(default=1, ge=1, description="Residual blocks per level.")
+    attention_levels: tuple[int, ...] = Field(default=(), description="Levels (0 = finest) with self-attention.")
+    attention_heads: int = Field(default=4, ge=1, description="Heads of each self-attention layer.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout in the residual blocks.")
+
+    @model_validator(mode="after")
+    def _attention_levels_exist(self) -> NetworkConfig:
+        levels = len(self.channel_mult)
+        if any(not 0 <= level < levels for level in self.attention_levels):
+            raise ValueError(
+                f"attention_levels {list(self.attention_levels)} must lie in 0..{levels - 1} "
+                f"for channel_mult {list(self.channel_mult)}"
+            )
+        return self
+
+
+class EDMConfig(Settings):
+    """EDM training settings (Karras et al. 2022)."""
+
+    sigma_data: float = Field(default=1.0, gt=0, description="Std of the (standardised) data.")
+    P_mean: float = Field(default=-1.2, description="Mean of ln(sigma) during training (CorrDiff: 0 for residuals).")
+    P_std: float = Field(default=1.2, gt=0, description="Std of ln(sigma) during training.")
+
+
+class ModelConfig(Settings):
+    """What is trained: a regression model (conditional mean) or a residual EDM diffusion model."""
+
+    kind: Literal["regression", "diffusion"] = Field(default="diffusion", description="Model to train.")
+    target_variables: list[str] | None = Field(
+        default=None, description="HR variables to predict (None: every HR variable)."
+    )
+    residual: Literal["interpolation", "regression"] = Field(
+        default="interpolation",
+        description="Diffusion learns y minus the interpolated LR (Anemoi) or minus the regression mean (CorrDiff).",
+    )
+    regression_checkpoint: Path | None = Field(
+        default=None,
+        description="Trained regression checkpoint, required when residual is 'regression' (relative to the config).",
+    )
+    scale_residuals: bool = Field(
+        default=True,
+        description="Divide each variable's residual (over the interpolation, or over mu for diffusion) by its RMS "
+        "on training patches, so small residuals (t2m) weigh as much as large ones (winds).",
+    )
+    loss_weights: dict[str, float] = Field(
+        default_factory=dict, description="Per-variable loss weights (unlisted: 1)."
+    )
+    periodic_lon: bool | None = Field(
+        default=None, description="Wrap the grid in longitude (None: when the HR grid spans 360 degrees)."
+    )
+    conditioning: ConditioningConfig = Field(default=ConditioningConfig(), description="Model inputs.")
+    network: NetworkConfig = Field(default=NetworkConfig(), description="Backbone size.")
+    edm: EDMConfig = Field(default=EDMConfig(), description="EDM noise distribution and scaling.")
+
+    @model_validator(mode="after")
+    def _regression_checkpoint_when_needed(self) -> ModelConfig:
+        if self.kind == "diffusion" and self.residual == "regression" and self.regression_checkpoint is None:
+            raise ValueError("residual 'regression' needs model.regression_checkpoint")
+        return self
+
+
+class TrainConfig(Settings):
+    """How to train: patches, optimiser, schedule, checkpoints, hardware."""
+
+    out: Path = Field(
+        default=Path("runs/experiment"),
+        description="Folder for checkpoints and CSV logs (relative to where you run, unlike input paths).",
+    )
+    patch_size: int = Field(default=64, ge=8, description="Side of the square HR training patches (grid points).")
+    batch_size: int = Field(
+        default=16, ge=1,
+        description="Patches per optimisation step and process (global batch: batch_size x devices x num_nodes).",
+    )
+    max_steps: int = Field(default=2000, ge=1, description="Optimisation steps.")
+    learning_rate: float = Field(default=2e-4, gt=0, description="Adam learning rate (cosine decay to 10%).")
+    warmup_steps: int = Field(default=100, ge=0, description="Linear learning-rate warm-up.")
+    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="Exponential moving average of the weights.")
+    val_every_steps: int = Field(default=250, ge=1, description="Validation (and checkpoint) interval.")
+    val_batches: int = Field(default=4, ge=1, description="Batches per validation.")
+    seed: int = Field(default=0, description="Seed of weights, patches and noise.")
+    num_workers: int = Field(
+        default=1, ge=0,
+        description="Data-loader worker processes reading the training samples while the model trains, each "
+        "opening the data itself (0: read in the training process; validation samples always are).",
+    )
+    cache_mb: int = Field(
+        default=256, ge=0,
+        description="Decoded data chunks each data-loader process keeps (MiB): bounds the memory training takes, "
+        "whatever the size of the dataset; a dataset that fits is read from disk once.",
+    )
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(default="auto", description="'auto': GPU when present.")
+    devices: int = Field(
+        default=1, ge=1,
+        description="Processes (GPUs, or CPU processes) per node; more than 1 trains data-parallel (DDP). "
+        "Each process draws its own batch_size patches: the global batch is batch_size x devices x num_nodes.",
+    )
+    num_nodes: int = Field(
+        default=1, ge=1, description="Machines, each running `devices` processes (torchrun or SLURM starts them)."
+    )
+    strategy: Literal["auto", "ddp"] = Field(
+        default="auto", description="Lightning strategy; 'auto' is one process, or DDP when devices x num_nodes > 1."
+    )
+    precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = Field(
+        default="32",
+        description="Lightning precision: '32' (= '32-true') float32; 'bf16-mixed' runs the networks in bfloat16 "
+        "under autocast (weights, optimiser and EMA stay float32), on CPU and GPU; '16-mixed': float16, GPU only.",
+    )
+    channels_last: bool = Field(
+        default=False,
+        description="Weights and batches in channels-last memory order (often faster convolutions on GPUs and "
+        "recent CPUs; same results to float rounding).",
+    )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the networks (UNets, AtmoRep's encoder) before training: slower start, "
+        "faster steps; on CPU it needs a C++ compiler.",
+    )
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value  # `--set train.precision=32` reads as a number
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in all: devices x num_nodes."""
+        return self.devices * self.num_nodes
+
+    @property
+    def global_batch_size(self) -> int:
+        """Patches per optimisation step over all processes: batch_size x world_size."""
+        return self.batch_size * self.world_size
+
+
+class SampleConfig(Settings):
+    """How ensembles are generated."""
+
+    solver: Literal["euler", "heun", "dpmpp_2m"] = Field(default="heun", description="ODE/SDE solver.")
+    steps: int = Field(default=18, ge=1, description="Noise levels (Heun: 2N-1 network calls).")
+    sigma_min: float = Field(default=0.002, gt=0, description="Smallest noise level.")
+    sigma_max: float = Field(
+        default=20.0,
+        gt=0,
+        description="Largest noise level, for residuals of unit RMS (model.scale_residuals). Not EDM's 80: on the "
+        "skill benchmark 80 left the winds' members too wide and 8 precipitation's too narrow (docs/models.md).",
+    )
+    schedule: Literal["karras", "log_uniform"] = Field(
+        default="karras",
+        description="Noise levels: Karras (rho spacing) or equal steps in ln(sigma) (best with dpmpp_2m).",
+    )
+    rho: float = Field(default=7.0, gt=0, description="Karras schedule exponent.")
+    S_churn: float = Field(default=0.0, ge=0, description="Stochasticity of Heun (0: deterministic ODE).")
+    S_min: float = Field(default=0.0, ge=0, description="Churn only for sigma >= S_min.")
+    S_max: float = Field(default=float("inf"), description="Churn only for sigma <= S_max.")
+    S_noise: float = Field(default=1.0, gt=0, description="Scale of the churn noise.")
+    members: int = Field(default=16, ge=1, description="Ensemble members per LR input.")
+    batch_size: int = Field(default=8, ge=1, description="Members (or tiles) per network call.")
+    tile_size: int | None = Field(default=None, ge=16, description="Tile side for large domains (None: whole domain).")
+    tile_overlap: int = Field(default=16, ge=0, description="Overlap of neighbouring tiles, blended smoothly.")
+    seed: int = Field(default=0, description="Seed of the sampling noise.")
+    polar_filter_latitude: float | None = Field(
+        default=None,
+        ge=0,
+        le=90,
+        description="Rows poleward of this latitude keep only the zonal wavenumbers a grid of the spacing at "
+        "this latitude resolves, so that members are as smooth near the poles as the truth (global periodic "
+        "grids only; None: 60 on global grids that reach beyond it, off elsewhere; 90: off).",
+    )
+    polar_filter_vectors: list[str] | None = Field(
+        default=None,
+        description="HR variables that are components of a vector (winds): at the poles they vary along a "
+        "latitude circle as a zonal wave 1, which the polar filter keeps. None: the variables whose units are "
+        "a speed (e.g. m s-1, knots), except log1p-transformed ones (rates such as mm/h, never negative).",
+    )
+
+
+class ExperimentConfig(Settings):
+    """A whole experiment: what data, what model, how to train it, how to sample it."""
+
+    name: str = Field(default="experiment", description="Name of the experiment, used in outputs.")
+    data: DataConfig = Field(description="What data: sources, pairing, splits, transforms.")
+    model: ModelConfig = Field(default=ModelConfig(), description="What is trained.")
+    train: TrainConfig = Field(default=TrainConfig(), description="How it is trained.")
+    sample: SampleConfig = Field(default=SampleConfig(), description="How ensembles are generated.")
