@@ -90,8 +90,29 @@ def test_bert_masks_follow_rates_and_spare_inputs():
         f = np.array(fractions[name])
         assert f.max() <= rate + 1e-6
         assert abs(f.mean() - rate / 2) < 0.05  # uniform ratio in [0, rate]
-    # the same item twice: masks come from (seed, index) only
-    assert torch.equal(data[17]["masked"]["u"], data[17]["masked"]["u"])
+    # item i depends on (seed, start + i) only: the same from a new dataset and from one started
+    # 10 items later, another with another seed
+    item = data[17]
+    again = CubeDataset(make_series(), cfg, length=300, seed=1)[17]
+    later = CubeDataset(make_series(), cfg, length=300, seed=1, start=10)[7]
+    other = CubeDataset(make_series(), cfg, length=300, seed=2)[17]
+    for copy in (again, later):
+        assert torch.equal(copy["origin"], item["origin"])
+        assert all(torch.equal(copy["masked"][name], item["masked"][name]) for name in fractions)
+    assert not all(torch.equal(other["masked"][name], item["masked"][name]) for name in fractions)
+    # its tokens are the series at its origin: token (level, it, iy, ix) holds hours
+    # t0 + 2 it .. + 1, rows y0 + 3 iy .. + 2 and columns x0 + 3 ix .. + 2, in that order
+    t0, y0, x0 = item["origin"].tolist()
+    series = make_series()
+    for name in fractions:
+        values = series.fields[name]  # (time, level, y, x)
+        target = item["target"][name]  # (level, 4, 2, 3, 18)
+        for level, it, iy, ix in np.ndindex(*target.shape[:4]):
+            hours = slice(t0 + 2 * it, t0 + 2 * it + 2)
+            rows = slice(y0 + 3 * iy, y0 + 3 * iy + 3)
+            cols = slice(x0 + 3 * ix, x0 + 3 * ix + 3)
+            expected = values[hours, level, rows, cols].reshape(-1)
+            assert torch.equal(target[level, it, iy, ix], expected)
 
 
 @pytest.mark.parametrize("fill", ["noise", "coarsen"])
