@@ -143,9 +143,15 @@ def test_oracle_beats_the_smoothed_truth(evaluated):
         assert oracle_scores[name]["spectral_log_ratio_max"] < smoothed[name]["spectral_log_ratio_max"], name
         # smoothing removes the small scales: at least 10x too little power in some band
         assert smoothed[name]["spectral_log_ratio_max"] > 1.0, name
-        # not 0: with 11 hours the truth's convective-scale rain power is one noisy sample
-        # (about 0.3 for tp here), while the oracle's is averaged over 8 members
-        assert oracle_scores[name]["spectral_log_ratio_max"] < 0.5, name
+    # an exact oracle's band power (9-37 km) is the truth's up to sampling error, which one
+    # exact member scored against the other seven measures: up to 0.011 (t2m), 0.023 (winds),
+    # 0.013 (wind speed) decades; the oracle is 0.002, 0.021, 0.020, 0.017 off. Members smoothed
+    # by half a grid length are 0.35 off and fail. Rain is the exception: one afternoon's
+    # convective power is so noisy (a member against the others: 0.31 to 1.33) that no bound
+    # below that holds for every exact oracle; 0.5 holds for this one (0.30)
+    for name in ("t2m", "u10", "v10", "wind_speed"):
+        assert oracle_scores[name]["spectral_log_ratio_max"] < 0.05, name
+    assert oracle_scores["tp"]["spectral_log_ratio_max"] < 0.5
 
 
 def test_oracle_is_calibrated(evaluated):
