@@ -96,7 +96,6 @@ __all__ = [
 
 Method = Literal["bilinear", "bicubic", "qm", "bcsd"]
 METHODS: tuple[str, ...] = get_args(Method)
-SPLITS = ("train", "validation", "test", "all")
 
 #: Precipitation below this rate counts as dry: (value, units). Well below the 0.1 mm/h of a
 #: rain gauge, so the mapped distribution keeps the light rain that scores look at.
@@ -584,19 +583,6 @@ def check_method(method: str) -> Method:
     return method  # type: ignore[return-value]
 
 
-def _split_of(times: np.ndarray, cfg: DataConfig, split: str) -> np.ndarray:
-    from finescale.data.pairs import split_times
-
-    if split not in SPLITS:
-        raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLITS)}")
-    if split == "all":
-        return times
-    chosen = np.asarray(split_times(times, cfg.splits)[split])
-    if chosen.size == 0:
-        raise ValueError(f"the {split} split is empty; choose another split")
-    return chosen
-
-
 def _ratio(value: float, hr: xr.Dataset, lr: xr.Dataset) -> int:
     """The whole-number LR/HR spacing ratio that BCSD coarsens by, else ValueError."""
     ratio = round(float(value))
@@ -625,10 +611,10 @@ def run_baseline(
     :func:`forecast_dataset`, for the HR variables that LR also has. Returns ``out``.
     Raises ValueError for an unknown method or split, and what :func:`open_pair` raises.
     """
-    from finescale.data.pairs import open_pair
+    from finescale.data.pairs import SPLITS, open_pair, split_block
 
     check_method(method)
-    if split not in SPLITS:
+    if split not in SPLITS:  # before the (slow) pair is opened
         raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLITS)}")
     pair = open_pair(cfg)
     names = [str(v) for v in pair.hr.data_vars if v in pair.lr.data_vars and "time" in pair.hr[v].dims]
@@ -639,8 +625,8 @@ def run_baseline(
         )
     lr, hr = pair.lr[names], pair.hr[names]
     all_times = hr["time"].values
-    times = _split_of(all_times, cfg, split)
-    train = _split_of(all_times, cfg, "train") if method in ("qm", "bcsd") else all_times[:0]
+    times = split_block(all_times, cfg.splits, split)
+    train = split_block(all_times, cfg.splits, "train") if method in ("qm", "bcsd") else all_times[:0]
     fit_period = _period_text("train", train) if train.size else ""
     parameters: dict[str, object] = {}
 

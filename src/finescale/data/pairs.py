@@ -25,9 +25,12 @@ from finescale.data.alignment import (
 from finescale.data.sources import INFERRED, PairError, hours_since, open_source, open_static
 
 __all__ = [
+    "SPLITS",
     "Pair",
     "open_pair",
     "report_table",
+    "shared_times",
+    "split_block",
     "split_times",
 ]
 
@@ -67,6 +70,32 @@ def split_times(times: Any, cfg: SplitConfig) -> dict[str, np.ndarray]:
                 f"{cfg.test:g} with a gap of {cfg.gap_hours:g} h; use more times or a smaller gap"
             )
     return blocks
+
+
+#: The names a split is chosen by (``all``: every time).
+SPLITS = ("train", "validation", "test", "all")
+
+
+def split_block(times: Any, cfg: SplitConfig, split: str) -> np.ndarray:
+    """The times of one ``split`` (train, validation, test or all) of ``times``.
+
+    ``times`` should be the times LR and HR share (:func:`shared_times`), which is what training
+    splits. ValueError for an unknown split name or an empty block.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLITS)}")
+    if split == "all":
+        return np.asarray(times)
+    chosen = np.asarray(split_times(times, cfg)[split])
+    if chosen.size == 0:
+        raise ValueError(f"the {split} split is empty (its fraction is 0); choose another split")
+    return chosen
+
+
+def shared_times(cfg: DataConfig) -> np.ndarray:
+    """The times the config's LR and HR sources share: the time axis training splits."""
+    _, hr, _ = align_time(open_source(cfg.lr), open_source(cfg.hr))
+    return hr["time"].values
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import xarray as xr
 
 from finescale.config import DataConfig, SourceConfig
 from finescale.data.sources import time_text
 
-SPLITS = ("train", "validation", "test", "all")
 
 
 @dataclass
@@ -63,19 +61,15 @@ def select_times(
     """``truth`` at the times of ``split`` (the config's splits of the times LR and HR share,
     as training split them) or within ``times`` (a slice of times, inclusive); and a note."""
     from finescale.data.alignment import align_time
-    from finescale.data.pairs import split_times
+    from finescale.data.pairs import split_block
 
     notes = []
     if split is not None:
         if data is None or lr is None:
             raise ValueError(f"--split {split}: needs --config (the splits are the config's)")
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
         _, aligned, _ = align_time(lr, truth)
         every = aligned["time"].values
-        chosen = every if split == "all" else np.asarray(split_times(every, data.splits)[split])
-        if chosen.size == 0:
-            raise ValueError(f"the {split} split is empty; choose another split")
+        chosen = split_block(every, data.splits, split)
         truth = truth.sel(time=chosen)
         notes.append(
             f"{split} split: {chosen.size} of the {every.size} times LR and HR share "
