@@ -245,3 +245,11 @@ def test_attention_maps_sum_to_one_and_are_drawn(pretrained, tmp_path):
     bad = runner.invoke(app, ["attention", "--checkpoint", str(ckpt), "--field", "tp", "--token", "0,9,1,1",
                               "--out", str(tmp_path / "bad.png")])
     assert bad.exit_code == 2 and "outside the field's tokens" in bad.output and not (tmp_path / "bad.png").exists()
+
+
+def test_a_zero_validation_fraction_is_refused_before_reading(world):
+    """Pre-training validates on its own block, never on the test block it is scored on."""
+    tree = {**TINY, "data": {**load_config(world / "finescale.yaml").data.model_dump(mode="json"),
+                              "splits": {"train": 0.7, "validation": 0.0, "test": 0.3}}}
+    with pytest.raises(ConfigError, match="data.splits.validation is 0"):
+        open_blocks(AtmoRepConfig.model_validate(tree))

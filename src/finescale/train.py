@@ -42,10 +42,10 @@ from finescale.checkpoints import (
     regression_description,
     weights_digest,
 )
-from finescale.config import ConfigError, ExperimentConfig, ModelConfig, TrainConfig
+from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
 from finescale.console import progress_bar
 from finescale.data.grids import is_global
-from finescale.data.pairs import Pair, open_pair, split_times
+from finescale.data.pairs import Pair, open_pair, require_validation, split_times
 from finescale.data.samples import (
     Layout,
     LazyFields,
@@ -292,15 +292,8 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
 
     The fields stay on disk: samples read their windows, through a cache of ``train.cache_mb``
     per block and process (each DataLoader worker opens the sources again).
-    Raises ConfigError, before any data is read, when ``data.splits.validation`` is 0.
     """
-    if cfg.data.splits.validation <= 0:
-        # validating on the test block would tune the run on the data it is later scored on
-        raise ConfigError(
-            "data.splits.validation is 0: training needs a validation block of its own (the test "
-            "block is kept for scoring); give data.splits.validation a positive fraction, e.g. "
-            "--set 'data.splits={train: 0.7, validation: 0.15, test: 0.15}'"
-        )
+    require_validation(cfg.data.splits)
     pair = open_pair(cfg.data)
     stats = load_or_compute_stats(pair, cfg.data)
     layout = make_layout(cfg.model, pair.lr, pair.hr, pair.static)
@@ -314,8 +307,7 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         cache = BlockCache(cfg.train.cache_mb * 2**20)
         return lazy_fields(layout, stats, sources, pair.static, pair.hr.lat, pair.hr.lon, times, cache)
 
-    training, validation = fields(blocks["train"]), fields(blocks["validation"])
-    return Prepared(pair, stats, layout, to_hr, periodic, training, validation)
+    return Prepared(pair, stats, layout, to_hr, periodic, fields(blocks["train"]), fields(blocks["validation"]))
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import lightning as L
 from finescale.atmorep.checkpoint import KIND
 from finescale.checkpoints import read_checkpoint
 from finescale.config import AtmoRepConfig
-from finescale.data.pairs import Pair, open_pair, split_times
+from finescale.data.pairs import Pair, open_pair, require_validation, split_times
 from finescale.data.series import Series, load_series
 from finescale.data.tokens import CubeDataset, Geometry
 from finescale.data.transforms import NormStats, load_or_compute_stats
@@ -39,7 +39,10 @@ class Blocks:
 
 
 def open_blocks(cfg: AtmoRepConfig, names: tuple[str, ...] = ("train", "validation")) -> Blocks:
-    """Series of the blocks ``names`` (train, validation, test); a block shorter than a neighbourhood is an error."""
+    """Series of the blocks ``names`` (train, validation, test); a block shorter than a neighbourhood is an error,
+    and so is a zero validation fraction when the validation block is asked for (ConfigError)."""
+    if "validation" in names:
+        require_validation(cfg.data.splits)
     pair = open_pair(cfg.data)
     stats = load_or_compute_stats(pair, cfg.data)
     blocks = split_times(pair.hr.time.values, cfg.data.splits)

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 from rich.table import Table
 
-from finescale.config import DataConfig, SplitConfig
+from finescale.config import ConfigError, DataConfig, SplitConfig
 from finescale.data.alignment import (
     AlignmentReport,
     TimeReport,
@@ -29,6 +29,7 @@ __all__ = [
     "Pair",
     "open_pair",
     "report_table",
+    "require_validation",
     "shared_times",
     "split_block",
     "split_times",
@@ -90,6 +91,17 @@ def split_block(times: Any, cfg: SplitConfig, split: str) -> np.ndarray:
     if chosen.size == 0:
         raise ValueError(f"the {split} split is empty (its fraction is 0); choose another split")
     return chosen
+
+
+def require_validation(cfg: SplitConfig) -> None:
+    """ConfigError unless the splits keep a validation block: a training run validates on it, and
+    validating on the test block would tune the run on the data it is later scored on."""
+    if cfg.validation <= 0:
+        raise ConfigError(
+            "data.splits.validation is 0: training needs a validation block of its own (the test "
+            "block is kept for scoring); give data.splits.validation a positive fraction, e.g. "
+            "--set 'data.splits={train: 0.7, validation: 0.15, test: 0.15}'"
+        )
 
 
 def shared_times(cfg: DataConfig) -> np.ndarray:
