@@ -68,23 +68,25 @@ from stages import Stages
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from finescale.config import ExperimentConfig, ModelConfig, NetworkConfig, TrainConfig
+from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
 from finescale.data.pairs import split_times
 from finescale.data.samples import LazyFields, PatchDataset
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE
 from finescale.diffusion import samplers
-from finescale.diffusion.edm import EDMSettings, edm_loss
+from finescale.diffusion.edm import edm_loss
+from finescale.diffusion.settings import EDMSettings
 from finescale.models.atmorep import fair_crps
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
-from finescale.nn.unet import UNet, UNetSettings, count_parameters
+from finescale.nn.settings import UNetArchitecture, UNetSettings
+from finescale.nn.unet import UNet, count_parameters
 from finescale.pipeline import world_config
 from finescale.train import fit, prepare, residual_scale
 
 #: the JSON's layout; 1 (no key) was the Euler-only comparison of issue 6
 FORMAT = 2
-OUR_NETWORK = NetworkConfig(
+OUR_NETWORK = UNetArchitecture(
     base_width=16, channel_mult=(1, 2, 2)
 )  # the skill benchmark's CPU network
 OURS = "dpmpp_2m"  # DPM++(2M) on log-uniform levels: the configs' sampler

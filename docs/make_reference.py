@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def reference_markdown(model: type[BaseModel] = ExperimentConfig, title: str = "
     walk("", model)
     lines = [f"# {title}", "", "Generated from the settings models by `docs/make_reference.py`.", ""]
     for prefix, cls in sections:
-        lines += [f"## `{prefix or '(top level)'}`: {cls.__name__}", "", (cls.__doc__ or "").strip(), ""]
+        lines += [f"## `{prefix or '(top level)'}`: {cls.__name__}", "", inspect.cleandoc(cls.__doc__ or ""), ""]
         if seen[cls] != prefix:
             lines += [f"Same keys as `{seen[cls]}`.", ""]
             continue

@@ -9,11 +9,11 @@ on average at every noise level.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from finescale.diffusion import (
     EDMSettings,
@@ -51,11 +51,16 @@ def gen(seed: int = 0) -> torch.Generator:
 def test_settings_defaults_are_frozen_and_checked() -> None:
     s = EDMSettings()
     assert (s.sigma_data, s.P_mean, s.P_std) == (1.0, -1.2, 1.2)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         s.sigma_data = 0.5  # type: ignore[misc]
-    for bad in [{"sigma_data": 0.0}, {"P_std": -1.0}, {"P_std": 0.0}]:
-        with pytest.raises(ValueError):
+    for bad in [{"sigma_data": 0.0}, {"sigma_data": -1.0}, {"P_std": -1.0}, {"P_std": 0.0}]:
+        (key,) = bad
+        with pytest.raises(ValidationError, match=f"{key}\n  Input should be greater than 0"):
             EDMSettings(**bad)
+    with pytest.raises(ValidationError, match="P_sd\n  Extra inputs are not permitted"):
+        EDMSettings(P_sd=1.0)  # a misspelt key is an error, not ignored
+    assert EDMSettings(P_mean=0.5).P_mean == 0.5  # P_mean may have either sign
+    assert EDMSettings(P_mean=-3.0).P_mean == -3.0
 
 
 # --------------------------------------------------------------------------------------------

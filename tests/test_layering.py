@@ -15,27 +15,28 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "src" / "finescale"
 
-#: Floor of each room, from the ground up: a room imports rooms of lower floors only.
+#: Floor of each room, from the ground up: a room imports rooms of lower floors only. config sits
+#: above the maths rooms: its model.network and model.edm sections are their settings classes.
 FLOORS: dict[str, int] = {
     "version": 0,
-    "config": 0,
     "console": 0,
     "io": 0,
     "nn": 1,
     "diffusion": 1,
     "verify": 1,
-    "data": 2,
-    "models": 3,
-    "checkpoints": 4,
-    "train": 5,
-    "generate": 5,
-    "baselines": 5,
-    "evaluation": 5,
-    "atmorep": 6,
-    "pipeline": 6,
-    "api": 7,
-    "cli": 7,
-    "finescale": 8,  # the package root, the front door: hands on __version__ and the Python API
+    "config": 2,
+    "data": 3,
+    "models": 4,
+    "checkpoints": 5,
+    "train": 6,
+    "generate": 6,
+    "baselines": 6,
+    "evaluation": 6,
+    "atmorep": 7,
+    "pipeline": 7,
+    "api": 8,
+    "cli": 8,
+    "finescale": 9,  # the package root, the front door: hands on __version__ and the Python API
 }
 #: Rooms of pure maths (array and tensor functions): they import nothing of finescale.
 PURE = {"nn", "diffusion", "verify"}

@@ -8,16 +8,17 @@ from typing import Any
 import pytest
 import torch
 
-from finescale.config import EDMConfig, NetworkConfig, SampleConfig
+from finescale.config import SampleConfig
+from finescale.diffusion.settings import EDMSettings
 from finescale.generate import draw
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
-from finescale.nn.unet import UNetSettings
+from finescale.nn.settings import UNetArchitecture, UNetSettings
 from finescale.train import residual_scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL = NetworkConfig(base_width=16, channel_mult=(1, 2), blocks_per_level=1).model_dump()
+SMALL = UNetArchitecture(base_width=16, channel_mult=(1, 2), blocks_per_level=1).model_dump()
 
 
 def _toy_batch(
@@ -86,7 +87,7 @@ def test_regression_learns_a_small_residual_beside_a_noisy_large_one():
 def test_diffusion_samples_the_conditional_distribution():
     torch.manual_seed(0)
     settings = UNetSettings(in_channels=1, cond_channels=2, out_channels=1, use_noise=True, **SMALL)
-    model = DiffusionModel(settings, EDMConfig(P_mean=-0.5), torch.ones(1))
+    model = DiffusionModel(settings, EDMSettings(P_mean=-0.5), torch.ones(1))
     _fit(model, 600)
     model.eval()
     batch = _toy_batch(torch.Generator().manual_seed(7), batch=64)
@@ -106,7 +107,7 @@ def test_residual_scaling_lets_small_and_large_residuals_share_one_schedule():
     torch.manual_seed(0)
     noise = (0.5, 0.025)
     settings = UNetSettings(in_channels=2, cond_channels=3, out_channels=2, use_noise=True, **SMALL)
-    model = DiffusionModel(settings, EDMConfig(P_mean=-0.5), torch.ones(2))
+    model = DiffusionModel(settings, EDMSettings(P_mean=-0.5), torch.ones(2))
     generator = torch.Generator().manual_seed(3)
     scale = residual_scale(model, (_toy_batch(generator, noise=noise, base=2.0) for _ in range(8)))
     assert torch.allclose(scale, torch.tensor(noise), rtol=0.05)  # the base is the mean: the residual is the noise
@@ -129,7 +130,7 @@ def test_a_batch_whose_targets_are_all_missing_adds_nothing_to_the_loss():
         UNetSettings(in_channels=1, cond_channels=1, out_channels=1, use_noise=False, **SMALL), torch.ones(1)
     )
     diffusion = DiffusionModel(
-        UNetSettings(in_channels=1, cond_channels=2, out_channels=1, use_noise=True, **SMALL), EDMConfig(), torch.ones(1)
+        UNetSettings(in_channels=1, cond_channels=2, out_channels=1, use_noise=True, **SMALL), EDMSettings(), torch.ones(1)
     )
     batch = _toy_batch(torch.Generator().manual_seed(5), batch=4)
     missing = {**batch, "area": torch.zeros(4, 1, 8, 8)}
@@ -148,7 +149,7 @@ def test_a_batch_whose_targets_are_all_missing_adds_nothing_to_the_loss():
 
 def test_residual_scale_refuses_patches_whose_targets_are_all_missing():
     model = DiffusionModel(
-        UNetSettings(in_channels=1, cond_channels=2, out_channels=1, use_noise=True, **SMALL), EDMConfig(), torch.ones(1)
+        UNetSettings(in_channels=1, cond_channels=2, out_channels=1, use_noise=True, **SMALL), EDMSettings(), torch.ones(1)
     )
     batch = _toy_batch(torch.Generator().manual_seed(5), batch=4)
     with pytest.raises(ValueError, match="every one is missing"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from finescale.config import ModelConfig, NetworkConfig, SampleConfig
+from finescale.config import ModelConfig, SampleConfig
 from finescale.data.samples import Layout
 from finescale.generate import (
     BLOCK_BUDGET_BYTES,
@@ -24,6 +24,7 @@ from finescale.generate import (
 )
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
+from finescale.nn.settings import UNetArchitecture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 96  # grid side, in points
@@ -62,7 +63,7 @@ def _network(seed: int = 0) -> DiffusionModel:
     config = ModelConfig(
         kind="diffusion",
         residual="interpolation",
-        network=NetworkConfig(base_width=8, channel_mult=(1, 2)),
+        network=UNetArchitecture(base_width=8, channel_mult=(1, 2)),
     )
     model = build_model(config, LAYOUT, periodic_lon=False).eval()
     for weight in model.parameters():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from finescale.nn import UNet, UNetSettings, count_parameters
+from finescale.nn import UNet, UNetArchitecture, UNetSettings, count_parameters
 from finescale.nn.unet import SelfAttention
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -262,6 +262,31 @@ def test_settings_are_checked_and_frozen():
         small(unknown=1)
     with pytest.raises(ValidationError):
         small().base_width = 8
+
+
+def test_defaults_are_the_config_s_and_reach_the_network():
+    """UNetSettings is the config's network section (UNetArchitecture) plus wiring: its defaults
+    are the config's (one block per level, no attention), and they shape the network built."""
+    wiring = {"in_channels": 1, "cond_channels": 2, "out_channels": 1}
+    s = UNetSettings(**wiring)
+    assert isinstance(s, UNetArchitecture)
+    assert s == UNetSettings(**wiring, **UNetArchitecture().model_dump())
+    model = UNet(s)
+    assert [len(blocks) for blocks in model.encoder] == [1, 1, 1]
+    assert [len(blocks) for blocks in model.decoder] == [2, 2, 2]
+    assert not any(isinstance(m, SelfAttention) for m in model.modules())
+    deeper = UNet(UNetSettings(**wiring, blocks_per_level=2, attention_levels=(2,)))
+    assert [len(blocks) for blocks in deeper.encoder] == [2, 2, 2]
+    assert sum(isinstance(m, SelfAttention) for m in deeper.modules()) == 2 + 2 + 3  # enc, mid, dec
+    # the architecture is checked on its own (a config section fails before any network is built)
+    with pytest.raises(ValidationError, match="attention_heads=4 does not divide the width 6"):
+        UNetArchitecture(base_width=6, attention_levels=(0,))
+    with pytest.raises(ValidationError, match="channel_mult entries must be >= 1"):
+        UNetArchitecture(channel_mult=(1, 0))
+    with pytest.raises(ValidationError, match="channel_mult"):
+        UNetArchitecture(channel_mult=())
+    with pytest.raises(ValidationError, match="noise_embedding_dim must be even"):
+        UNetSettings(**wiring, noise_embedding_dim=33)
 
 
 def test_missing_inputs_are_named():

@@ -46,7 +46,7 @@ from finescale.io import (
     fill_ensemble,
 )
 from finescale.models.diffusion import DiffusionModel
-from finescale.nn.unet import UNetSettings
+from finescale.nn.settings import UNetSettings
 from finescale.version import __version__
 
 Window = tuple[int, int, int, int]

@@ -6,8 +6,10 @@ an error naming the key and the allowed ones. Relative paths are resolved agains
 the config file, so a config and its data can travel together.
 
 One module per concern: ``settings`` (the base model and ConfigError), ``data`` (what data),
-``downscaling`` (network, diffusion model, training, sampling), ``atmorep`` and ``load`` (YAML,
-overrides, paths). Every public name is importable from ``finescale.config``.
+``downscaling`` (model, training, sampling), ``atmorep`` and ``load`` (YAML, overrides, paths).
+The network's and EDM's sections are the settings classes of the code that uses them
+(``finescale.nn.settings.UNetArchitecture``, ``finescale.diffusion.settings.EDMSettings``:
+torch-free), embedded. Every public name is importable from ``finescale.config``.
 """
 
 from finescale.config.atmorep import (
@@ -34,10 +36,8 @@ from finescale.config.data import (
 )
 from finescale.config.downscaling import (
     ConditioningConfig,
-    EDMConfig,
     ExperimentConfig,
     ModelConfig,
-    NetworkConfig,
     SampleConfig,
     TrainConfig,
 )
@@ -51,24 +51,25 @@ from finescale.config.settings import (
     ConfigError,
     Settings,
 )
+from finescale.diffusion.settings import EDMSettings
+from finescale.nn.settings import UNetArchitecture
 
 __all__ = [
+    "INPUT_PATH_KEYS",
     "AlignmentConfig",
     "AtmoRepConfig",
     "ConditioningConfig",
     "ConfigError",
     "DataConfig",
     "Duration",
-    "EDMConfig",
+    "EDMSettings",
     "EnsembleConfig",
     "ExperimentConfig",
     "FieldConfig",
     "FileConfig",
-    "INPUT_PATH_KEYS",
     "MaskingConfig",
     "ModelConfig",
     "NeighbourhoodConfig",
-    "NetworkConfig",
     "SampleConfig",
     "Settings",
     "SourceConfig",
@@ -78,6 +79,7 @@ __all__ = [
     "TrainConfig",
     "TransformConfig",
     "TransformerConfig",
+    "UNetArchitecture",
     "VariableSpec",
     "apply_overrides",
     "duration_seconds",

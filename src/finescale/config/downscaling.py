@@ -13,6 +13,8 @@ from pydantic import (
 
 from finescale.config.data import DataConfig
 from finescale.config.settings import Settings
+from finescale.diffusion.settings import EDMSettings
+from finescale.nn.settings import UNetArchitecture
 
 
 class ConditioningConfig(Settings):
@@ -29,35 +31,6 @@ class ConditioningConfig(Settings):
     )
     position: bool = Field(default=True, description="Add sin/cos of latitude and longitude as channels.")
     time: bool = Field(default=True, description="Add sin/cos of the hour of day (UTC) and day of year.")
-
-
-class NetworkConfig(Settings):
-    """Size of the UNet backbone."""
-
-    base_width: int = Field(default=32, ge=4, description="Channels at the finest level.")
-    channel_mult: tuple[int, ...] = Field(default=(1, 2, 2), description="Width multiplier per level.")
-    blocks_per_level: int = Field(default=1, ge=1, description="Residual blocks per level.")
-    attention_levels: tuple[int, ...] = Field(default=(), description="Levels (0 = finest) with self-attention.")
-    attention_heads: int = Field(default=4, ge=1, description="Heads of each self-attention layer.")
-    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout in the residual blocks.")
-
-    @model_validator(mode="after")
-    def _attention_levels_exist(self) -> NetworkConfig:
-        levels = len(self.channel_mult)
-        if any(not 0 <= level < levels for level in self.attention_levels):
-            raise ValueError(
-                f"attention_levels {list(self.attention_levels)} must lie in 0..{levels - 1} "
-                f"for channel_mult {list(self.channel_mult)}"
-            )
-        return self
-
-
-class EDMConfig(Settings):
-    """EDM training settings (Karras et al. 2022)."""
-
-    sigma_data: float = Field(default=1.0, gt=0, description="Std of the (standardised) data.")
-    P_mean: float = Field(default=-1.2, description="Mean of ln(sigma) during training (CorrDiff: 0 for residuals).")
-    P_std: float = Field(default=1.2, gt=0, description="Std of ln(sigma) during training.")
 
 
 class ModelConfig(Settings):
@@ -87,8 +60,8 @@ class ModelConfig(Settings):
         default=None, description="Wrap the grid in longitude (None: when the HR grid spans 360 degrees)."
     )
     conditioning: ConditioningConfig = Field(default=ConditioningConfig(), description="Model inputs.")
-    network: NetworkConfig = Field(default=NetworkConfig(), description="Backbone size.")
-    edm: EDMConfig = Field(default=EDMConfig(), description="EDM noise distribution and scaling.")
+    network: UNetArchitecture = Field(default=UNetArchitecture(), description="Backbone size.")
+    edm: EDMSettings = Field(default=EDMSettings(), description="EDM noise distribution and scaling.")
 
     @model_validator(mode="after")
     def _regression_checkpoint_when_needed(self) -> ModelConfig:

@@ -21,11 +21,12 @@ Nothing here knows about data files or Lightning: ``F`` is any callable.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+
+from finescale.diffusion.settings import EDMSettings
 
 __all__ = [
     "EDMLoss",
@@ -42,27 +43,6 @@ __all__ = [
 #: A raw network ``F(x_in, c_noise, cond) -> Tensor``: ``x_in`` (B, C, *spatial), ``c_noise``
 #: (B,), ``cond`` whatever the model needs (passed through untouched); returns (B, C, *spatial).
 Network = Callable[[Tensor, Tensor, Any], Tensor]
-
-
-@dataclass(frozen=True)
-class EDMSettings:
-    """Noise-level settings of an EDM model's preconditioning and training.
-
-    ``sigma_data`` is the standard deviation of the (normalised) data: 1.0 for standardised
-    fields, as in Anemoi (EDM uses 0.5 for images in [-1, 1]). ``P_mean``/``P_std`` set the
-    log-normal training noise distribution (CorrDiff uses ``P_mean = 0`` for residuals). The
-    sampling schedule is the sampler's (:class:`finescale.config.SampleConfig`).
-    """
-
-    sigma_data: float = 1.0
-    P_mean: float = -1.2
-    P_std: float = 1.2
-
-    def __post_init__(self) -> None:
-        if not self.sigma_data > 0:
-            raise ValueError(f"sigma_data must be > 0, got {self.sigma_data}")
-        if not self.P_std > 0:
-            raise ValueError(f"P_std must be > 0, got {self.P_std}")
 
 
 class Preconditioning(NamedTuple):

@@ -9,7 +9,7 @@ from finescale.config import ModelConfig
 from finescale.data.samples import Layout
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
-from finescale.nn.unet import UNetSettings
+from finescale.nn.settings import UNetSettings
 
 
 def build_model(

@@ -14,10 +14,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from finescale.config import EDMConfig
 from finescale.diffusion import edm
+from finescale.diffusion.settings import EDMSettings
 from finescale.models.regression import RegressionModel
-from finescale.nn.unet import UNet, UNetSettings
+from finescale.nn.settings import UNetSettings
+from finescale.nn.unet import UNet
 
 
 class DiffusionModel(nn.Module):
@@ -26,13 +27,13 @@ class DiffusionModel(nn.Module):
     def __init__(
         self,
         net: UNetSettings,
-        settings: EDMConfig,
+        settings: EDMSettings,
         channel_weights: Tensor,
         regression: RegressionModel | None = None,
     ):
         super().__init__()
         self.net = UNet(net)
-        self.settings = edm.EDMSettings(sigma_data=settings.sigma_data, P_mean=settings.P_mean, P_std=settings.P_std)
+        self.settings = settings
         self.register_buffer("channel_weights", channel_weights.float())
         # s per variable (C,): set once before training, saved with the weights
         self.register_buffer("residual_scale", torch.ones_like(channel_weights, dtype=torch.float32))

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from finescale.nn.unet import UNet, UNetSettings
+from finescale.nn.settings import UNetSettings
+from finescale.nn.unet import UNet
 
 
 def weighted_mse(error: Tensor, channel_weights: Tensor, area: Tensor | None = None) -> Tensor:

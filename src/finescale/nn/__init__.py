@@ -1,5 +1,26 @@
-"""Neural-network building blocks (no training logic, no data files)."""
+"""Neural-network building blocks (no training logic, no data files).
 
-from finescale.nn.unet import UNet, UNetSettings, count_parameters
+The settings (:mod:`.settings`) import only pydantic, so the config can embed them; the networks
+(:mod:`.unet`, :mod:`.transformer`) need torch, so their names are imported on first use.
+"""
 
-__all__ = ["UNet", "UNetSettings", "count_parameters"]
+from __future__ import annotations
+
+from typing import Any
+
+from finescale.nn.settings import UNetArchitecture, UNetSettings
+
+__all__ = ["UNet", "UNetArchitecture", "UNetSettings", "count_parameters"]
+_UNET = ("UNet", "count_parameters")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _UNET:
+        from finescale.nn import unet
+
+        return getattr(unet, name)
+    raise AttributeError(f"module 'finescale.nn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_UNET])

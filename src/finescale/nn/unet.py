@@ -20,74 +20,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from finescale.nn.settings import UNetSettings
+
 SKIP_SCALE = 1 / math.sqrt(2)  # residual sums scaled so activations keep unit variance with depth
-
-
-class UNetSettings(BaseModel):
-    """Architecture of :class:`UNet`; frozen, unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    in_channels: int = Field(ge=1, description="Channels of the noisy target x.")
-    cond_channels: int = Field(
-        ge=0,
-        description="Conditioning channels concatenated to x (LR on the HR grid, statics, ...).",
-    )
-    out_channels: int = Field(ge=1, description="Channels of the output.")
-    base_width: int = Field(default=32, ge=4, description="Channels at the finest level.")
-    channel_mult: tuple[int, ...] = Field(
-        default=(1, 2, 2),
-        min_length=1,
-        description="Width of each level as a multiple of base_width.",
-    )
-    blocks_per_level: int = Field(default=2, ge=1, description="Residual blocks per encoder level.")
-    attention_levels: tuple[int, ...] = Field(
-        default=(2,), description="Levels (0 = finest) whose blocks end with self-attention."
-    )
-    attention_heads: int = Field(
-        default=4, ge=1, description="Heads of every self-attention layer."
-    )
-    dropout: float = Field(
-        default=0.0, ge=0.0, lt=1.0, description="Dropout inside residual blocks."
-    )
-    noise_embedding_dim: int = Field(
-        default=128, ge=2, description="Fourier features of c_noise and width of the embedding MLP."
-    )
-    periodic_x: bool = Field(
-        default=False, description="Global grid: wrap around in x (circular padding), zeros in y."
-    )
-    use_noise: bool = Field(
-        default=True,
-        description="False: no noise-level input (plain conditional UNet for regression).",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> UNetSettings:
-        levels = len(self.channel_mult)
-        if any(m < 1 for m in self.channel_mult):
-            raise ValueError(f"channel_mult entries must be >= 1, got {self.channel_mult}")
-        for level in self.attention_levels:
-            if not 0 <= level < levels:
-                raise ValueError(
-                    f"attention_levels {self.attention_levels} must lie in [0, {levels - 1}] "
-                    f"for channel_mult {self.channel_mult}"
-                )
-            width = self.base_width * self.channel_mult[level]
-            if width % self.attention_heads:
-                raise ValueError(
-                    f"attention_heads={self.attention_heads} does not divide the width {width} of level {level}"
-                )
-        if self.noise_embedding_dim % 2:
-            raise ValueError("noise_embedding_dim must be even (sin and cos features)")
-        return self
-
-    @property
-    def downsampling(self) -> int:
-        """Total downsampling factor 2^(levels-1); H and W are padded to a multiple of it."""
-        return 2 ** (len(self.channel_mult) - 1)
 
 
 # --------------------------------------------------------------------------------------------
