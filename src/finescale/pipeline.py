@@ -13,13 +13,13 @@ from rich.console import Console
 from finescale.config import (
     ExperimentConfig,
     ModelConfig,
-    NetworkConfig,
     SampleConfig,
     TrainConfig,
     load_config,
 )
 from finescale.console import progress_bar
 from finescale.io import write_text
+from finescale.nn.settings import UNetArchitecture
 
 WORLD_CONFIG = "finescale.yaml"
 BASELINES = ("bicubic", "qm", "bcsd")
@@ -74,7 +74,7 @@ def demo_configs(
     model over its mean. Small network and short training, sized for 2 CPU cores."""
     base = world_config(world_dir)
     out = Path(out).absolute()
-    network = NetworkConfig(base_width=16, channel_mult=(1, 2, 2))
+    network = UNetArchitecture(base_width=16, channel_mult=(1, 2, 2))
     train = TrainConfig(patch_size=64, batch_size=8, learning_rate=1e-3, warmup_steps=50, val_every_steps=200,
                         val_batches=2)
     regression = base.model_copy(update={
