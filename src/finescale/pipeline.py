@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 import yaml
 from rich.console import Console
 
@@ -36,17 +35,11 @@ def world_config(world_dir: str | Path) -> ExperimentConfig:
 
 
 def world_split_times(world_dir: str | Path, split: str) -> np.ndarray:
-    """Times (datetime64[h]) of ``split`` (train, validation, test or all) of a world's HR data."""
-    from finescale.data.pairs import split_times
+    """Times (datetime64[h]) of ``split`` (train, validation, test or all) of the times a world's LR and HR share."""
+    from finescale.data.pairs import shared_times, split_block
 
     cfg = world_config(world_dir)
-    times = xr.open_zarr(cfg.data.hr.path).time.values.astype("datetime64[h]")
-    if split == "all":
-        return times
-    splits = split_times(times, cfg.data.splits)
-    if split not in splits:
-        raise ValueError(f"unknown split '{split}'; choose from {', '.join([*splits, 'all'])}")
-    return np.asarray(splits[split]).astype("datetime64[h]")
+    return split_block(shared_times(cfg.data), cfg.data.splits, split).astype("datetime64[h]")
 
 
 def parse_times(text: str | None, checkpoint: str | Path) -> np.ndarray | slice | None:
@@ -57,14 +50,12 @@ def parse_times(text: str | None, checkpoint: str | Path) -> np.ndarray | slice 
         start, end = text.split("..", 1)
         return slice(np.datetime64(start), np.datetime64(end))
     from finescale.checkpoints import load_checkpoint
-    from finescale.data.pairs import split_times
-    from finescale.data.sources import open_source
+    from finescale.data.pairs import SPLITS, shared_times, split_block
 
+    if text not in SPLITS:
+        raise ValueError(f"--times {text!r}: expected START..END or one of {', '.join(SPLITS)}")
     cfg = load_checkpoint(checkpoint).config
-    blocks = split_times(open_source(cfg.data.hr).time.values, cfg.data.splits)
-    if text not in blocks:
-        raise ValueError(f"--times {text!r}: expected START..END or one of {', '.join(blocks)}")
-    return blocks[text]
+    return split_block(shared_times(cfg.data), cfg.data.splits, text)
 
 
 def demo_configs(
