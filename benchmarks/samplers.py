@@ -34,11 +34,13 @@ from results import RUNS, begin, write_results  # benchmarks/results.py (run fro
 from finescale.checkpoints import load_checkpoint
 from finescale.data.world.simulate import WORLD_FILE
 from finescale.diffusion import n_calls
-from finescale.generate import downscale, sample_settings
+from finescale.generation import downscale, sample_settings
 from finescale.pipeline import world_split_times
+from finescale.verify import intervals
 from finescale.verify.scores import crps_fair
 
 REFERENCE = ("heun", "karras", 40)
+BLOCK_DAYS = 3  # the worlds' large-scale anomalies e-fold in 72 h
 CANDIDATES = [
     *(("heun", "karras", n) for n in (4, 6, 9, 18)),
     *(("euler", "karras", n) for n in (12, 32)),
@@ -47,14 +49,21 @@ CANDIDATES = [
 ]
 
 
-def score(ensemble: Path, truth: xr.Dataset) -> dict[str, dict[str, float]]:
-    """Fair CRPS and mean ensemble std per variable of one ensemble store."""
+def score(ensemble: Path, truth: xr.Dataset) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Fair CRPS and mean ensemble std per variable of one ensemble store, and its per-day sums
+    (:mod:`finescale.verify.intervals`, plain means as before) for the intervals."""
     ens = xr.open_zarr(ensemble).load()
-    out = {}
+    out, per_time = {}, [{} for _ in ens.time.values]
     for name in ens.data_vars:
         fc, obs = ens[name], truth[name].sel(time=ens.time)
         out[str(name)] = {"crps": float(crps_fair(fc, obs)), "spread": float(fc.std("member", ddof=1).mean())}
-    return out
+        for i, t in enumerate(ens.time.values):
+            y = obs.sel(time=t).transpose("y", "x").values.astype(np.float64)
+            members = fc.sel(time=t).transpose("member", "y", "x").values.astype(np.float64)
+            sums = intervals.time_sums(members, y, np.ones_like(y), np.random.default_rng(0))
+            per_time[i][f"{name}.crps"] = sums["crps"]
+    daily, _ = intervals.daily(per_time, ens.time.values)
+    return out, daily
 
 
 def main() -> None:
@@ -84,7 +93,7 @@ def main() -> None:
         parser.error(f"--world {args.world}: no {args.split} hours to score")
     truth = xr.open_zarr(args.world / "hr.zarr")
     override = {} if args.sigma_max is None else {"sigma_max": args.sigma_max}
-    rows = []
+    rows, daily = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for solver, schedule, steps in [REFERENCE, *CANDIDATES]:
             sample = {"solver": solver, "schedule": schedule, "steps": steps, "members": args.members,
@@ -95,12 +104,23 @@ def main() -> None:
             downscale(args.checkpoint, args.world / "lr.zarr", args.world / "static.zarr", path, sample=sample,
                       times=times)
             wall = time.perf_counter() - start
+            scores, sums = score(path, truth)
+            daily.append(sums)
             rows.append({"solver": solver, "schedule": schedule, "steps": steps, "calls": n_calls(solver, steps),
-                         "wall_s": wall, "scores": score(path, truth)})
+                         "wall_s": wall, "scores": scores})
             print(f"{solver:9s} {schedule:12s} {steps:3d} steps: {wall:6.1f} s", flush=True)
 
     ref = rows[0]["scores"]
     variables = list(ref)
+    # 95 % intervals of each CRPS ratio: the same days resampled for both ensembles (blocks of 3 days)
+    counts = intervals.bootstrap_counts(np.zeros(daily[0][f"{variables[0]}.crps"].shape[0]), BLOCK_DAYS)
+    for row, sums in zip(rows, daily, strict=True):
+        paired = {**{f"row.{k}": v for k, v in sums.items()}, **{f"ref.{k}": v for k, v in daily[0].items()}}
+        row["crps_rel_ci95"] = {v: intervals.interval(intervals.crps_ratio(f"row.{v}", f"ref.{v}"), paired,
+                                                      counts).ci95 for v in variables}
+        row["crps_rel_mean_ci95"] = intervals.interval(
+            lambda s: np.mean([s[f"row.{v}.crps"] / s[f"ref.{v}.crps"] for v in variables], axis=0),
+            paired, counts).ci95
     for row in rows:
         row["crps_rel"] = {v: row["scores"][v]["crps"] / ref[v]["crps"] for v in variables}
         row["spread_rel"] = {v: row["scores"][v]["spread"] / ref[v]["spread"] for v in variables}
@@ -116,6 +136,8 @@ def main() -> None:
         "members": args.members,
         "sigma_max": sample_settings(load_checkpoint(args.checkpoint), override).sigma_max,
         "sampling_s": round(sum(row["wall_s"] for row in rows), 1),
+        "interval": {"method": "moving-block bootstrap over days, paired", "block_days": BLOCK_DAYS,
+                     "days": int(daily[0][f"{variables[0]}.crps"].shape[0])},
         "rows": rows,
     }
     report(json.loads(write_results(args.out, run, result).read_text()), args.plot)
@@ -131,13 +153,14 @@ def report(result: dict, plot_path: Path | None) -> None:
           f"{machine['threads']} threads")
     print("reference fair CRPS: " + ", ".join(f"{v} {ref[v]['crps']:.4g}" for v in variables))
     head = "| solver | schedule | steps | calls | " + " | ".join(f"CRPS {v}" for v in variables)
-    print(f"\n{head} | CRPS mean | spread mean | wall (s) |")
+    print(f"\n{head} | CRPS mean [95 %] | spread mean | wall (s) |")
     print("|" + "---|" * (len(variables) + 7))
     for row in rows:
         crps = " | ".join(f"{row['crps_rel'][v]:.3f}" for v in variables)
         spread = np.mean(list(row["spread_rel"].values()))
+        lo, hi = row.get("crps_rel_mean_ci95", (np.nan, np.nan))  # earlier runs have no intervals
         print(f"| {row['solver']} | {row['schedule']} | {row['steps']} | {row['calls']} | {crps} | "
-              f"{row['crps_rel_mean']:.3f} | {spread:.3f} | {row['wall_s']:.0f} |")
+              f"{row['crps_rel_mean']:.3f} [{lo:.3f}, {hi:.3f}] | {spread:.3f} | {row['wall_s']:.0f} |")
     if plot_path:
         plot(rows, plot_path)
 
