@@ -43,8 +43,9 @@ from results import begin, write_results  # benchmarks/results.py (scripts run f
 from stages import Stages
 
 from finescale.atmorep.predict import predict, write_references
+from finescale.atmorep.settings import AtmoRepConfig
 from finescale.atmorep.train import pretrain
-from finescale.config import AtmoRepConfig, validate
+from finescale.config import validate
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE
 from finescale.evaluation import run_evaluate

@@ -68,6 +68,7 @@ from stages import Stages
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from finescale.atmorep.model import fair_crps
 from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
 from finescale.data.pairs import split_times
 from finescale.data.samples import LazyFields, PatchDataset
@@ -76,7 +77,6 @@ from finescale.data.world.simulate import WORLD_FILE
 from finescale.diffusion import samplers
 from finescale.diffusion.edm import edm_loss
 from finescale.diffusion.settings import EDMSettings
-from finescale.models.atmorep import fair_crps
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
 from finescale.nn.settings import UNetArchitecture, UNetSettings

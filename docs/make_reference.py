@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from finescale.config import AtmoRepConfig, ExperimentConfig
+from finescale.atmorep.settings import AtmoRepConfig
+from finescale.config import ExperimentConfig
 from finescale.config.load import first_model
 from finescale.data.world import WorldParams
 
@@ -61,7 +62,7 @@ def reference_markdown(model: type[BaseModel] = ExperimentConfig, title: str = "
 
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or re.sub(r"finescale\.config\.(\w+\.)?", "", str(annotation).replace("typing.", "").replace("pathlib.", ""))
+    text = text or re.sub(r"finescale\.(\w+\.)+", "", str(annotation).replace("typing.", "").replace("pathlib.", ""))
     return text.replace("|", "or")
 
 

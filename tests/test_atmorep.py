@@ -10,12 +10,12 @@ import torch
 import xarray as xr
 from scipy.ndimage import gaussian_filter
 
-from finescale.config import AtmoRepConfig
+from finescale.atmorep.model import AtmoRep, fair_crps
+from finescale.atmorep.series import Series, load_series
+from finescale.atmorep.settings import AtmoRepConfig
+from finescale.atmorep.tokens import CubeDataset, FixedCubes, untokenize
 from finescale.data.pairs import open_pair
-from finescale.data.series import Series, load_series
-from finescale.data.tokens import CubeDataset, FixedCubes, untokenize
 from finescale.data.transforms import load_or_compute_stats
-from finescale.models.atmorep import AtmoRep, fair_crps
 
 
 def test_fair_crps_matches_scoringrules():

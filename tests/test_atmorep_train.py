@@ -17,17 +17,18 @@ from typer.testing import CliRunner
 
 from finescale.atmorep.attention import attention_maps
 from finescale.atmorep.checkpoint import load_atmorep
+from finescale.atmorep.model import AtmoRep
 from finescale.atmorep.predict import open_series, predict
 from finescale.atmorep.references import advection, known_hours, linear_in_time, persistence
+from finescale.atmorep.settings import AtmoRepConfig
+from finescale.atmorep.tokens import CubeDataset, FixedCubes
 from finescale.atmorep.train import open_blocks, take_over
 from finescale.checkpoints import load_checkpoint
 from finescale.cli import app
-from finescale.config import AtmoRepConfig, ConfigError, load_config, validate
-from finescale.data.tokens import CubeDataset, FixedCubes
+from finescale.config import ConfigError, load_config, validate
 from finescale.data.world import preset, simulate
 from finescale.evaluation import run_evaluate
 from finescale.io import write_zarr
-from finescale.models.atmorep import AtmoRep
 from finescale.pipeline import world_config
 
 runner = CliRunner()

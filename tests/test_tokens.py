@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from finescale.config import AtmoRepConfig
-from finescale.data.series import Series
-from finescale.data.tokens import (
+from finescale.atmorep.series import Series
+from finescale.atmorep.settings import AtmoRepConfig
+from finescale.atmorep.tokens import (
     CubeDataset,
     FixedCubes,
     Geometry,

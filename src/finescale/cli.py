@@ -324,14 +324,14 @@ def pretrain(
 
     `finescale pretrain --config configs/atmorep-downscale.yaml --world runs/world --set init_checkpoint=runs/atmorep/checkpoints/last.ckpt`
     """
+    from finescale.atmorep.settings import AtmoRepConfig
     from finescale.atmorep.train import pretrain as fit
-    from finescale.config import AtmoRepConfig, load_config
+    from finescale.config import load_config
     from finescale.pipeline import world_config
 
     sections = {"data": world_config(world).data.model_dump(mode="json")} if world is not None else None
     cfg = load_config(config, set_ or [], AtmoRepConfig, sections)
-    checkpoint = fit(cfg, resume=resume)
-    console.print(f"wrote [bold]{checkpoint}[/]")
+    console.print(f"wrote [bold]{fit(cfg, resume=resume)}[/]")
 
 
 @app.command()
@@ -416,7 +416,7 @@ def attention(
     from finescale.atmorep.attention import attention_maps, plot_attention
     from finescale.atmorep.checkpoint import load_atmorep
     from finescale.atmorep.predict import open_series
-    from finescale.data.tokens import FixedCubes
+    from finescale.atmorep.tokens import FixedCubes
 
     loaded = load_atmorep(checkpoint)
     cube = (loaded.config.neighbourhood.time, loaded.config.neighbourhood.y, loaded.config.neighbourhood.x)

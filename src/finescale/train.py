@@ -31,6 +31,7 @@ from rich.progress import Progress, TaskID
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from finescale.atmorep.network import MultiFieldEncoder
 from finescale.checkpoints import (
     CHECKPOINT_KEY,
     DIGEST_KEY,
@@ -60,7 +61,6 @@ from finescale.io import atomic_path, block_seed, check_writable
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
-from finescale.nn.transformer import MultiFieldEncoder
 from finescale.nn.unet import UNet
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from finescale.atmorep.checkpoint import LoadedAtmoRep
-from finescale.data.tokens import Geometry
+from finescale.atmorep.tokens import Geometry
 from finescale.io import atomic_path
 
 

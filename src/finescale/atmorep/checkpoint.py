@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from finescale.atmorep.model import AtmoRep
+from finescale.atmorep.series import Series
+from finescale.atmorep.settings import AtmoRepConfig
 from finescale.checkpoints import load_weights, read_checkpoint, reading_description
-from finescale.config import AtmoRepConfig
-from finescale.data.series import Series
 from finescale.data.transforms import NormStats
-from finescale.models.atmorep import AtmoRep
 
 #: the kind of checkpoint (``read_checkpoint``'s ``kind``) an AtmoRep run writes
 KIND = "atmorep"

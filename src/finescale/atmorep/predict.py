@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from finescale.atmorep.checkpoint import LoadedAtmoRep, load_atmorep
+from finescale.atmorep.series import Series, load_series
+from finescale.atmorep.tokens import FixedCubes, Geometry, hidden_tokens, tile_starts, untokenize
 from finescale.data.pairs import open_pair, split_times
-from finescale.data.series import Series, load_series
 from finescale.data.sources import read_through
-from finescale.data.tokens import FixedCubes, Geometry, hidden_tokens, tile_starts, untokenize
 from finescale.io import (
     Block,
     EnsembleSpec,

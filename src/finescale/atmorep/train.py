@@ -17,13 +17,13 @@ from pathlib import Path
 import lightning as L
 
 from finescale.atmorep.checkpoint import KIND
+from finescale.atmorep.model import AtmoRep
+from finescale.atmorep.series import Series, load_series
+from finescale.atmorep.settings import AtmoRepConfig
+from finescale.atmorep.tokens import CubeDataset, Geometry
 from finescale.checkpoints import read_checkpoint
-from finescale.config import AtmoRepConfig
 from finescale.data.pairs import Pair, open_pair, require_validation, split_times
-from finescale.data.series import Series, load_series
-from finescale.data.tokens import CubeDataset, Geometry
 from finescale.data.transforms import NormStats, load_or_compute_stats
-from finescale.models.atmorep import AtmoRep
 from finescale.train import fit, resume_point
 
 log = logging.getLogger(__name__)

@@ -6,21 +6,13 @@ an error naming the key and the allowed ones. Relative paths are resolved agains
 the config file, so a config and its data can travel together.
 
 One module per concern: ``settings`` (the base model and ConfigError), ``data`` (what data),
-``downscaling`` (model, training, sampling), ``atmorep`` and ``load`` (YAML, overrides, paths).
+``downscaling`` (model, training, sampling) and ``load`` (YAML, overrides, paths); AtmoRep's
+settings live with AtmoRep (``finescale.atmorep.settings``), on top of these.
 The network's and EDM's sections are the settings classes of the code that uses them
 (``finescale.nn.settings.UNetArchitecture``, ``finescale.diffusion.settings.EDMSettings``:
 torch-free), embedded. Every public name is importable from ``finescale.config``.
 """
 
-from finescale.config.atmorep import (
-    AtmoRepConfig,
-    EnsembleConfig,
-    FieldConfig,
-    MaskingConfig,
-    NeighbourhoodConfig,
-    TokenConfig,
-    TransformerConfig,
-)
 from finescale.config.data import (
     AlignmentConfig,
     DataConfig,
@@ -57,28 +49,21 @@ from finescale.nn.settings import UNetArchitecture
 __all__ = [
     "INPUT_PATH_KEYS",
     "AlignmentConfig",
-    "AtmoRepConfig",
     "ConditioningConfig",
     "ConfigError",
     "DataConfig",
     "Duration",
     "EDMSettings",
-    "EnsembleConfig",
     "ExperimentConfig",
-    "FieldConfig",
     "FileConfig",
-    "MaskingConfig",
     "ModelConfig",
-    "NeighbourhoodConfig",
     "SampleConfig",
     "Settings",
     "SourceConfig",
     "SplitConfig",
     "StaticConfig",
-    "TokenConfig",
     "TrainConfig",
     "TransformConfig",
-    "TransformerConfig",
     "UNetArchitecture",
     "VariableSpec",
     "apply_overrides",

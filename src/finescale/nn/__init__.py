@@ -1,7 +1,8 @@
 """Neural-network building blocks (no training logic, no data files).
 
-The settings (:mod:`.settings`) import only pydantic, so the config can embed them; the networks
-(:mod:`.unet`, :mod:`.transformer`) need torch, so their names are imported on first use.
+The settings (:mod:`.settings`) import only pydantic, so the config can embed them; the network
+(:mod:`.unet`) needs torch, so its names are imported on first use. AtmoRep's transformer
+blocks live with AtmoRep (``finescale.atmorep.network``).
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from finescale.config import AtmoRepConfig, MaskingConfig
-from finescale.data.series import Series
+from finescale.atmorep.series import Series
+from finescale.atmorep.settings import AtmoRepConfig, MaskingConfig
 
 STRATEGIES = ("bert", "forecast", "interpolation", "targets")
 WHERE_FEATURES = 8  # sin/cos of lat, lon, hour of day, day of year at each token

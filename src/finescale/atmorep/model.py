@@ -1,7 +1,7 @@
 """AtmoRep-style model: per-field token encoders coupled by cross-attention, a decoder per
 predicted field, and an ensemble tail trained with the fair CRPS.
 
-Input: a batch from ``finescale.data.tokens`` — per field the tokens ``input[name]``
+Input: a batch from ``finescale.atmorep.tokens`` — per field the tokens ``input[name]``
 (B, L, nt, ny, nx, D) with hidden tokens filled, the masks ``masked[name]`` (B, L, nt, ny, nx),
 the targets ``target[name]``, their validity ``valid[name]`` (False where the truth is missing;
 optional) and residual bases ``base[name]`` of predicted fields and the position features
@@ -32,9 +32,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from finescale.config import AtmoRepConfig
-from finescale.data.tokens import WHERE_FEATURES, Geometry
-from finescale.nn.transformer import EncoderLayer, ModulatedBlock, MultiFieldEncoder
+from finescale.atmorep.network import EncoderLayer, ModulatedBlock, MultiFieldEncoder
+from finescale.atmorep.settings import AtmoRepConfig
+from finescale.atmorep.tokens import WHERE_FEATURES, Geometry
 
 
 def fair_crps(ensemble: Tensor, y: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from finescale.config import AtmoRepConfig
+from finescale.atmorep.settings import AtmoRepConfig
 from finescale.data.grids import coarsen, is_global
 from finescale.data.pairs import Pair
 from finescale.data.samples import LRToHR

@@ -1,4 +1,5 @@
-"""AtmoRep: a multi-field masked-token model with an ensemble tail."""
+"""AtmoRep's settings (the config of ``finescale pretrain``): fields, tokens, neighbourhood,
+network, ensemble tail and masking, with the data and training sections of downscaling's."""
 
 from __future__ import annotations
 
