@@ -92,9 +92,10 @@ def bias_correction(checkpoint: Path, out: Path, members: int, timed: Stages) ->
     """Predict the bias-corrected LR precipitation of the test block, write its truth (HR coarsened
     to the LR grid), quantile mapping and the uncorrected LR beside it, score all, check the targets."""
     from finescale.atmorep.checkpoint import load_atmorep
-    from finescale.baselines import fit_quantile_mapping, forecast_dataset
+    from finescale.baselines import fit_quantile_mapping
     from finescale.data.grids import coarsen
     from finescale.data.pairs import open_pair, split_times
+    from finescale.io import forecast_dataset
 
     store = out / "bias.zarr"
     timed("predict bias", store, lambda: predict(checkpoint, store, "targets", members=members))

@@ -1,8 +1,8 @@
 """The baselines users would pick today: interpolation, quantile mapping and BCSD.
 
 Every baseline turns LR fields into HR fields deterministically, and :func:`run_baseline`
-writes the result in finescale's forecast format (see :func:`forecast_dataset`): a one-member
-ensemble, so that the verification scores it like any other forecast.
+writes the result in finescale's forecast format (:func:`finescale.io.forecast_dataset`): a
+one-member ensemble, so that the verification scores it like any other forecast.
 
 * **interpolation** (``bilinear``, ``bicubic``): each LR variable interpolated to the HR grid
   with :func:`finescale.data.grids.interpolate`; bicubic precipitation is clipped at 0.
@@ -75,7 +75,7 @@ import xarray as xr
 
 from finescale.config import DataConfig
 from finescale.data import grids, units
-from finescale.io import write_zarr
+from finescale.io import forecast_dataset, write_zarr
 from finescale.version import __version__
 
 __all__ = [
@@ -88,7 +88,6 @@ __all__ = [
     "climatology",
     "fit_bcsd",
     "fit_quantile_mapping",
-    "forecast_dataset",
     "interpolation",
     "run_baseline",
     "wet_threshold",
@@ -520,30 +519,6 @@ def fit_bcsd(
 # the forecast on disk
 
 
-def forecast_dataset(
-    fields: xr.Dataset, truth: xr.Dataset, attrs: Mapping[str, str | int | float]
-) -> xr.Dataset:
-    """Deterministic HR fields as a one-member ensemble in finescale's forecast format.
-
-    fields: (time, ..., y, x) per variable on the HR grid. truth: the HR truth, whose variable
-    attrs (units, long_name, standard_name, ...) and lat/lon coordinates are copied.
-    Returns float32 variables (member, time, ..., y, x) with member = [0], coordinates
-    lat(y, x), lon(y, x) and time, and global ``attrs``.
-    """
-    out = {}
-    for name, da in fields.data_vars.items():
-        da = da.astype(np.float32).expand_dims(member=1).transpose("member", "time", ...)
-        out[name] = da.assign_attrs(dict(truth[name].attrs)).drop_vars(["lat", "lon"],
-                                                                      errors="ignore")
-    ds = xr.Dataset(out, coords={"member": np.arange(1)})
-    ds = ds.assign_coords(lat=truth["lat"].reset_coords(drop=True).compute(),
-                          lon=truth["lon"].reset_coords(drop=True).compute())
-    ds.attrs = dict(attrs)
-    for variable in ds.variables.values():
-        variable.encoding = {}
-    return ds
-
-
 def _period_text(split: str, times: np.ndarray) -> str:
     def text(t: np.datetime64) -> str:
         return str(np.datetime_as_string(np.datetime64(t, "m"))) if np.ndim(t) == 0 else str(t)
@@ -608,7 +583,7 @@ def run_baseline(
     ``bcsd``; qm and bcsd are fitted on the ``train`` split only, whatever ``split`` is.
     split: ``train``, ``validation``, ``test`` or ``all``.
     out: Zarr store written atomically (nothing is left behind on failure) in the format of
-    :func:`forecast_dataset`, for the HR variables that LR also has. Returns ``out``.
+    :func:`finescale.io.forecast_dataset`, for the HR variables that LR also has. Returns ``out``.
     Raises ValueError for an unknown method or split, and what :func:`open_pair` raises.
     """
     from finescale.data.pairs import SPLITS, open_pair, split_block

@@ -4,7 +4,9 @@ Everything written whole goes to a temporary name beside its destination and is 
 place only when complete (rename is atomic on POSIX within one file system). Ensembles too long
 to generate in one go are written block by block into a partial store beside their destination
 (:func:`fill_ensemble`): a killed run resumes with the blocks still missing, several processes
-share the blocks, and the store is renamed into place once every block is written.
+share the blocks, and the store is renamed into place once every block is written. Deterministic
+fields (baselines, AtmoRep's references) are written whole as one-member ensembles
+(:func:`forecast_dataset`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +125,30 @@ class EnsembleStore:
         """Fill ``blocks`` (name -> array (m, t, y, x)) at the given member and time slices."""
         ds = xr.Dataset({name: (("member", "time", "y", "x"), block) for name, block in blocks.items()})
         ds.to_zarr(self.path, region={"member": members, "time": times}, **ZARR_FORMAT)
+
+
+def forecast_dataset(
+    fields: xr.Dataset, truth: xr.Dataset, attrs: Mapping[str, str | int | float]
+) -> xr.Dataset:
+    """Deterministic HR fields as a one-member ensemble in finescale's forecast format.
+
+    fields: (time, ..., y, x) per variable on the HR grid. truth: the HR truth, whose variable
+    attrs (units, long_name, standard_name, ...) and lat/lon coordinates are copied.
+    Returns float32 variables (member, time, ..., y, x) with member = [0], coordinates
+    lat(y, x), lon(y, x) and time, and global ``attrs``; write it with :func:`write_zarr`.
+    """
+    out = {}
+    for name, da in fields.data_vars.items():
+        da = da.astype(np.float32).expand_dims(member=1).transpose("member", "time", ...)
+        out[name] = da.assign_attrs(dict(truth[name].attrs)).drop_vars(["lat", "lon"],
+                                                                      errors="ignore")
+    ds = xr.Dataset(out, coords={"member": np.arange(1)})
+    ds = ds.assign_coords(lat=truth["lat"].reset_coords(drop=True).compute(),
+                          lon=truth["lon"].reset_coords(drop=True).compute())
+    ds.attrs = dict(attrs)
+    for variable in ds.variables.values():
+        variable.encoding = {}
+    return ds
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from finescale.baselines import forecast_dataset
 from finescale.data.grids import grid_spacing, is_global
+from finescale.io import forecast_dataset
 from finescale.verify.spectra import EARTH_RADIUS_KM
 
 EARTH_RADIUS_M = EARTH_RADIUS_KM * 1e3
