@@ -15,7 +15,7 @@ multipliers 1, 2, 2), trained for 2 steps (memory and time do not depend on the 
 ``finescale downscale`` runs in a fresh process for each pair of ``--members`` and ``--times`` (a
 row each: members in network batches of ``--batch``, LR times from the first), with tiles of
 ``--tile`` points overlapping by ``--overlap``, and this prints its wall time and its own peak
-resident memory (results.measure) beside ``finescale.generate.estimate_memory``'s estimate, with the
+resident memory (results.measure) beside ``finescale.generation.estimate_memory``'s estimate, with the
 times per block (the output's time chunk), and writes every row with the machine, versions, date,
 command and load average to ``--json`` (default runs/benchmarks/large-domain.json). Run it with
 OMP_NUM_THREADS=1 on shared cores: threads competing with other jobs slow torch down.
@@ -40,7 +40,7 @@ SIZE, RATIO, STEP = 2048, 8, 0.01  # default HR points per side, LR/HR spacing, 
 TARGETS = ("t2m", "u10", "v10")
 GENERATE = """
 import sys, json
-from finescale.generate import downscale
+from finescale.generation import downscale
 checkpoint, lr, static, out, sample, times = sys.argv[1:]
 downscale(checkpoint, lr, static, out, sample=json.loads(sample), times=slice(*times.split("..")),
           note=lambda text: print(text, file=sys.stderr, flush=True))
@@ -143,7 +143,7 @@ def build(root: Path, hours: int, size: int) -> Path:
 def checkpoint(config: Path) -> Path:
     """The model of ``config``, trained once."""
     from finescale.config import load_config
-    from finescale.train import train
+    from finescale.training import train
 
     cfg = load_config(config)
     last = Path(cfg.train.out) / "checkpoints" / "last.ckpt"
@@ -183,9 +183,9 @@ def generate(root: Path, model: Path, sample: dict, times: str) -> dict[str, Any
 
 
 def estimate(model: Path, sample: dict, times: int, size: int) -> dict[str, float]:
-    """``finescale.generate.estimate_memory``'s peak memory (GB), in total and by part."""
+    """``finescale.generation.estimate_memory``'s peak memory (GB), in total and by part."""
     from finescale.checkpoints import load_checkpoint
-    from finescale.generate import estimate_memory, sample_settings
+    from finescale.generation import estimate_memory, sample_settings
 
     loaded = load_checkpoint(model)
     settings = sample_settings(loaded, sample)

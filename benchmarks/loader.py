@@ -52,7 +52,7 @@ from finescale.data.windows import BlockCache, Sources, open_sources
 from finescale.data.world import preset, simulate
 from finescale.models.build import build_model
 from finescale.pipeline import demo_configs
-from finescale.train import prepare, regression_for, train
+from finescale.training import prepare, regression_for, train
 
 
 def world(root: Path, days: float) -> Path:

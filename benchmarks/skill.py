@@ -43,9 +43,9 @@ from finescale.data.world.simulate import WORLD_FILE, oracle
 from finescale.data.world.terrain import load_dem
 from finescale.evaluation import run_evaluate
 from finescale.evaluation.passes import Spectrum
-from finescale.generate import downscale
+from finescale.generation import downscale
 from finescale.pipeline import world_config, world_split_times
-from finescale.train import train
+from finescale.training import train
 from finescale.verify import intervals
 from finescale.verify.bands import band_power
 from finescale.verify.scores import area_weights

@@ -82,7 +82,7 @@ from finescale.models.diffusion import DiffusionModel
 from finescale.nn.settings import UNetArchitecture, UNetSettings
 from finescale.nn.unet import UNet, count_parameters
 from finescale.pipeline import world_config
-from finescale.train import fit, prepare, residual_scale
+from finescale.training import fit, prepare, residual_scale
 
 #: the JSON's layout; 1 (no key) was the Euler-only comparison of issue 6
 FORMAT = 2

@@ -79,7 +79,7 @@ def tiny_models(small_pair, tmp_path_factory) -> dict[str, Path]:
     import shutil
 
     from finescale.config import load_config
-    from finescale.train import train
+    from finescale.training import train
 
     folder = tmp_path_factory.mktemp("tiny_models") / "pair"
     shutil.copytree(small_pair, folder)

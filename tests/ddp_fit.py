@@ -1,4 +1,4 @@
-"""Helper of test_distributed.py: fits a tiny regression model with ``finescale.train.fit`` and
+"""Helper of test_distributed.py: fits a tiny regression model with ``finescale.training.fit`` and
 records, per optimisation step, the loss of each process's batch, the samples in it and a
 draw from its random stream.
 
@@ -22,7 +22,7 @@ import torch.distributed as dist
 from finescale.config import TrainConfig
 from finescale.models.regression import RegressionModel
 from finescale.nn.unet import UNetSettings
-from finescale.train import fit
+from finescale.training import fit
 
 SIZE = 8  # grid points on each side of a sample
 

@@ -136,13 +136,14 @@ import xarray as xr
 import finescale
 import finescale.atmorep.attention  # AtmoRep's prediction and attention maps load their models too
 import finescale.atmorep.predict
-from finescale.generate import downscale
+from finescale.generation import downscale
 
 checkpoint, lr, out = sys.argv[1:4]
 downscale(checkpoint, lr, None, out, sample={"members": 2})
 ensemble = finescale.load(checkpoint).downscale(xr.open_dataset(lr), members=2)
 assert ensemble.t2m.shape == xr.open_zarr(out).t2m.shape
-loaded = sorted(name for name in sys.modules if "lightning" in name or name.endswith(".train"))
+loaded = sorted(name for name in sys.modules
+                if "lightning" in name or name.endswith(".train") or name.startswith("finescale.training"))
 print("loaded:", loaded)
 """
 
@@ -166,14 +167,14 @@ def test_generation_and_the_python_api_import_no_lightning(tiny_models, tmp_path
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    # no lightning, pytorch_lightning, finescale.train or finescale.atmorep.train
+    # no lightning, pytorch_lightning, finescale.training or finescale.atmorep.train
     assert "loaded: []" in result.stdout
 
 
 def test_a_diffusion_model_over_a_regression_loads_without_the_regression_file(tiny_models, tmp_path):
     """The regression network's description travels in the diffusion checkpoint (its weights are
     the diffusion model's own), so the checkpoint works where the regression file is not."""
-    from finescale.train import train
+    from finescale.training import train
 
     folder = tiny_models["folder"]
     regression = tmp_path / "regression.ckpt"

@@ -12,7 +12,7 @@ import yaml
 from test_pairs import block_mean, hours, regular_axes, to_file_dataset, weather
 
 import finescale
-from finescale import generate
+from finescale.generation import members, vector_components
 from finescale.config import SampleConfig, load_config
 from finescale.data.grids import polar_filter
 
@@ -45,7 +45,7 @@ def global_model(tmp_path_factory):
         "sample": {"members": 2, "steps": 2, "solver": "euler"},
     }
     (folder / "finescale.yaml").write_text(yaml.safe_dump({"data": data, **run}, sort_keys=False))
-    from finescale.train import train
+    from finescale.training import train
 
     return train(load_config(folder / "finescale.yaml")), folder / "lr.nc"
 
@@ -99,7 +99,7 @@ def test_vector_components_are_filtered_with_keep_1(global_model, monkeypatch):
         calls.append((values.shape, keep))
         return polar_filter(values, lat, lat0, keep)
 
-    monkeypatch.setattr(generate, "polar_filter", spy)
+    monkeypatch.setattr(members, "polar_filter", spy)
     default = model.downscale(lr, members=2, times=SPAN)  # t2m in K, tp in mm h-1 but log1p
     assert "vector components" not in default.attrs["polar_filter"]
     assert calls and {keep for _, keep in calls} == {0}
@@ -117,9 +117,9 @@ def test_by_default_the_vector_components_are_the_speeds():
     stats = {v: SimpleNamespace(units=u, transform=SimpleNamespace(kind="log1p" if v == "tp" else "none"))
              for v, u in units.items()}
     loaded = SimpleNamespace(layout=SimpleNamespace(target_variables=list(units)), stats=stats)
-    assert generate.vector_components(SampleConfig(), loaded) == ["u", "v", "ws"]
-    assert generate.vector_components(SampleConfig(polar_filter_vectors=["v", "u"]), loaded) == ["u", "v"]
-    assert generate.vector_components(SampleConfig(polar_filter_vectors=[]), loaded) == []
+    assert vector_components(SampleConfig(), loaded) == ["u", "v", "ws"]
+    assert vector_components(SampleConfig(polar_filter_vectors=["v", "u"]), loaded) == ["u", "v"]
+    assert vector_components(SampleConfig(polar_filter_vectors=[]), loaded) == []
 
 
 def test_a_scalars_pole_rows_take_the_members_first_column():
@@ -130,10 +130,10 @@ def test_a_scalars_pole_rows_take_the_members_first_column():
                              vectors=frozenset({"u"}),
                              loaded=SimpleNamespace(stats={"t": SimpleNamespace(transform=scalar),
                                                            "u": SimpleNamespace(transform=scalar)}))
-    t = generate._BlockDrawer.polar_filtered(drawer, values.copy(), "t")
+    t = members.BlockDrawer.polar_filtered(drawer, values.copy(), "t")
     pole = np.abs(lat) == 90.0
     # one point, at the member's own value there: not the row's mean, whose spread is 1/12 of it
     np.testing.assert_array_equal(t[:, pole, :], np.broadcast_to(values[:, pole, :1], t[:, pole, :].shape))
     np.testing.assert_array_equal(t[:, ~pole], polar_filter(values, lat, 60.0)[:, ~pole])
-    u = generate._BlockDrawer.polar_filtered(drawer, values.copy(), "u")
+    u = members.BlockDrawer.polar_filtered(drawer, values.copy(), "u")
     np.testing.assert_array_equal(u, polar_filter(values, lat, 60.0, keep=1))

@@ -10,11 +10,11 @@ import torch
 
 from finescale.config import SampleConfig
 from finescale.diffusion.settings import EDMSettings
-from finescale.generate import draw
+from finescale.generation import draw
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
 from finescale.nn.settings import UNetArchitecture, UNetSettings
-from finescale.train import residual_scale
+from finescale.training import residual_scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,6 +1,6 @@
 """bf16-mixed precision, channels-last memory order and torch.compile give the scores of float32.
 
-A tiny regression model is trained through ``finescale.train.fit`` on a toy problem whose
+A tiny regression model is trained through ``finescale.training.fit`` on a toy problem whose
 conditional mean is known (target = 2c + noise, tests/ddp_fit.py), once per switch from the same
 initial weights and samples, and scored by the RMS error of its prediction against 2c. And the
 switches are applied at inference to the same trained weights. Tolerances:
@@ -30,7 +30,7 @@ from finescale.config import TrainConfig
 from finescale.diffusion.edm import denoise
 from finescale.models.regression import RegressionModel
 from finescale.nn.unet import UNet, UNetSettings
-from finescale.train import compile_networks, fit
+from finescale.training import compile_networks, fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 NET = {

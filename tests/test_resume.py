@@ -17,9 +17,8 @@ import torch
 import xarray as xr
 from typer.testing import CliRunner
 
-from finescale import generate
 from finescale.cli import app
-from finescale.generate import downscale
+from finescale.generation import downscale, memory
 from finescale.pipeline import parse_times
 
 runner = CliRunner()
@@ -166,7 +165,7 @@ def test_two_processes_write_one_ensemble(small_pair, checkpoint, reference, tmp
 def test_blocks_of_fewer_times_give_the_same_ensemble(small_pair, checkpoint, reference, tmp_path, monkeypatch):
     # a budget of 3 times of this 32 x 40 domain (t2m, one member a block), as a 2048 x 2048
     # domain gets 2 times of the default budget
-    monkeypatch.setattr(generate, "BLOCK_BUDGET_BYTES", 3 * 4 * 32 * 40)
+    monkeypatch.setattr(memory, "BLOCK_BUDGET_BYTES", 3 * 4 * 32 * 40)
     out = tmp_path / "ens.zarr"
     assert _downscale(small_pair, checkpoint, out) == out
     written = xr.open_zarr(out)

@@ -234,7 +234,7 @@ def test_each_worker_opens_the_files_itself_and_draws_the_same_samples(small, tm
 TRAIN = """
 import sys
 from finescale.config import load_config
-from finescale.train import train
+from finescale.training import train
 overrides = ["model.kind=regression", "model.network.base_width=8", "model.network.channel_mult=[1, 2]",
              "train.max_steps=6", "train.batch_size=4", "train.patch_size=32", "train.val_every_steps=3",
              "train.val_batches=2", "train.warmup_steps=1", "train.num_workers=1", "train.cache_mb=32",

@@ -10,9 +10,7 @@ import torch
 
 from finescale.config import ModelConfig, SampleConfig
 from finescale.data.samples import Layout
-from finescale.generate import (
-    BLOCK_BUDGET_BYTES,
-    MAX_CHUNK_TIMES,
+from finescale.generation import (
     Window,
     blend_weights,
     check_memory,
@@ -22,6 +20,7 @@ from finescale.generate import (
     tiled,
     tiles,
 )
+from finescale.generation.memory import BLOCK_BUDGET_BYTES, MAX_CHUNK_TIMES
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
 from finescale.nn.settings import UNetArchitecture

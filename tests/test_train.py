@@ -170,7 +170,7 @@ def test_demo_stages_chain_and_their_yaml_reloads(world, tmp_path):
 def test_ema_warms_up_then_decays_at_the_configured_rate():
     from torch.optim.swa_utils import AveragedModel
 
-    from finescale.train import ema_update
+    from finescale.training import ema_update
 
     model = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(model.weight)

@@ -6,7 +6,7 @@
     metrics = finescale.evaluate(ensemble, truth)
 
 ``Model.downscale`` sets the run up and draws its blocks exactly as ``finescale downscale`` does
-(:func:`finescale.generate.plan`, :func:`finescale.generate.draw_ensemble`), so for the same
+(:func:`finescale.generation.plan`, :func:`finescale.generation.draw_ensemble`), so for the same
 settings and seed it returns the ensemble that command writes, bit for bit, without writing
 anything. Nothing here imports Lightning. docs/python-api.md has an example.
 """
@@ -21,7 +21,7 @@ import xarray as xr
 
 from finescale.checkpoints import Loaded, load_checkpoint
 from finescale.config import ExperimentConfig
-from finescale.generate import draw_ensemble, plan
+from finescale.generation import draw_ensemble, plan
 from finescale.models.diffusion import DiffusionModel
 
 Times = str | slice | np.ndarray | None
@@ -115,6 +115,6 @@ def evaluate(forecast: xr.Dataset, truth: xr.Dataset, **options: Any) -> dict[st
     :func:`finescale.evaluation.evaluate` takes them (``lr``, ``references``, ``variables``,
     ``weighting``, ``regions``, ``seed``, ``name``).
     """
-    from finescale.evaluation import evaluate as run
+    from finescale import evaluation
 
-    return run(forecast, truth, **options)
+    return evaluation.evaluate(forecast, truth, **options)

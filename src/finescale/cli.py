@@ -298,11 +298,11 @@ def train(
 
     `finescale train --config era5_cerra.yaml --set train.accelerator=gpu --set train.precision=bf16-mixed --resume`
     """
+    from finescale import training
     from finescale.config import load_config
-    from finescale.train import train as fit
 
     cfg = load_config(config, set_ or [])
-    checkpoint = fit(cfg, resume=resume)
+    checkpoint = training.train(cfg, resume=resume)
     console.print(f"wrote [bold]{checkpoint}[/]")
 
 
@@ -325,13 +325,13 @@ def pretrain(
     `finescale pretrain --config configs/atmorep-downscale.yaml --world runs/world --set init_checkpoint=runs/atmorep/checkpoints/last.ckpt`
     """
     from finescale.atmorep.settings import AtmoRepConfig
-    from finescale.atmorep.train import pretrain as fit
+    from finescale.atmorep.train import pretrain
     from finescale.config import load_config
     from finescale.pipeline import world_config
 
     sections = {"data": world_config(world).data.model_dump(mode="json")} if world is not None else None
     cfg = load_config(config, set_ or [], AtmoRepConfig, sections)
-    console.print(f"wrote [bold]{fit(cfg, resume=resume)}[/]")
+    console.print(f"wrote [bold]{pretrain(cfg, resume=resume)}[/]")
 
 
 @app.command()
@@ -362,14 +362,13 @@ def predict(
 
     `finescale predict --checkpoint runs/atmorep/checkpoints/last.ckpt --task forecast --lead 1 --out runs/nowcast1.zarr`
     """
-    from finescale.atmorep.predict import predict as run
-    from finescale.atmorep.predict import write_references
+    from finescale.atmorep.predict import predict, write_references
     from finescale.io import process_share
 
     rank, world_size = process_share(rank, world_size)
     with _progress() as progress:
         bar = progress.add_task(f"{task} (neighbourhoods)", total=None)
-        path = run(checkpoint, out, task, split=split, members=members, stride=stride, lead=lead, seed=seed,
+        path = predict(checkpoint, out, task, split=split, members=members, stride=stride, lead=lead, seed=seed,
                    progress=lambda n: progress.advance(bar, n), rank=rank, world_size=world_size, note=_note)
     if path != out:
         return  # another process completes the output
@@ -468,7 +467,7 @@ def downscale(
 
     `torchrun --nproc-per-node 4 -m finescale.cli downscale --checkpoint ckpt --lr lr.zarr --static static.zarr --times test --out ens.zarr`
     """
-    from finescale.generate import downscale as generate
+    from finescale import generation
     from finescale.io import process_share
     from finescale.pipeline import parse_times
 
@@ -483,9 +482,9 @@ def downscale(
     rank, world_size = process_share(rank, world_size)
     with _progress() as bar:
         task = bar.add_task("downscale (times x member batches)", total=None)
-        path = generate(checkpoint, lr, static, out, sample=overrides, times=parse_times(times, checkpoint),
-                        progress=lambda n: bar.advance(task, n), total=lambda n: bar.update(task, total=n),
-                        rank=rank, world_size=world_size, note=_note, max_memory_gb=max_memory_gb)
+        path = generation.downscale(checkpoint, lr, static, out, sample=overrides, times=parse_times(times, checkpoint),
+                                    progress=lambda n: bar.advance(task, n), total=lambda n: bar.update(task, total=n),
+                                    rank=rank, world_size=world_size, note=_note, max_memory_gb=max_memory_gb)
     if path == out:
         console.print(f"wrote [bold]{path}[/]")
 

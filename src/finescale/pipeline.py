@@ -104,8 +104,8 @@ def run_demo(
     from finescale.data.world import preset, simulate
     from finescale.data.world.simulate import oracle
     from finescale.evaluation import run_evaluate
-    from finescale.generate import downscale
-    from finescale.train import train
+    from finescale.generation import downscale
+    from finescale.training import train
     from finescale.verify.report import summary_table
 
     console = console or Console()

@@ -24,7 +24,7 @@ from finescale.atmorep.tokens import CubeDataset, Geometry
 from finescale.checkpoints import read_checkpoint
 from finescale.data.pairs import Pair, open_pair, require_validation, split_times
 from finescale.data.transforms import NormStats, load_or_compute_stats
-from finescale.train import fit, resume_point
+from finescale.training import fit, resume_point
 
 log = logging.getLogger(__name__)
 
@@ -99,4 +99,5 @@ def pretrain(cfg: AtmoRepConfig, resume: bool = False) -> Path:
         "grid": {"shape": list(grid.lat.shape), "lat_range": [float(grid.lat.min()), float(grid.lat.max())],
                  "lon_range": [float(grid.lon.min()), float(grid.lon.max())]},
     }
-    return fit(model, t, meta, train_set, val_set, resume_from)
+    # with train.compile: the encoder, where nearly all the time goes
+    return fit(model, t, meta, train_set, val_set, resume_from, compiled=(type(model.encoder),))

@@ -2,10 +2,10 @@
 
 The residual r = y - mu is taken over the interpolated LR field (Anemoi) or over the mean of a
 trained regression model (CorrDiff). Each variable's residual is divided by its scale s (its RMS
-on training patches, see ``finescale.train``): residuals of very different size (a t2m residual
+on training patches, see ``finescale.training``): residuals of very different size (a t2m residual
 is a tenth of a standardised unit, a wind residual nearly one) then share one sigma_data and one
 noise schedule. The network sees the noisy scaled residual, the conditioning and mu itself.
-Sampling (``finescale.generate``) solves the EDM probability-flow ODE (or SDE, with churn) from
+Sampling (``finescale.generation``) solves the EDM probability-flow ODE (or SDE, with churn) from
 pure noise with this denoiser and returns mu + s z.
 """
 

@@ -3,7 +3,7 @@
 In standardised space the model predicts a residual over the interpolated LR field:
 mean = base + s F(base, cond), trained with an area- and variable-weighted MSE of the error
 divided by s. s is each variable's RMS of (y - base) on training patches (see
-``finescale.train``): without it a variable whose residual is small in standardised units (t2m,
+``finescale.training``): without it a variable whose residual is small in standardised units (t2m,
 whose standard deviation is dominated by elevation) hardly enters the loss and is left at
 interpolation skill. The output is smooth (it averages over every HR state compatible with the
 LR input): that is the point.
