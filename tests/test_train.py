@@ -206,3 +206,26 @@ def test_the_bars_count_training_steps_and_downscaling_blocks(tiny_models, tmp_p
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "10/10" in result.output and "/?" not in result.output  # 10 times x 1 batch of the mean
+
+
+def test_compile_networks_compiles_the_modules_of_the_types_given_in_place():
+    from torch import nn
+
+    from finescale.nn.settings import UNetArchitecture, UNetSettings
+    from finescale.nn.unet import UNet
+    from finescale.training import compile_networks
+
+    def model() -> nn.ModuleDict:
+        settings = UNetSettings(in_channels=1, cond_channels=1, out_channels=1, use_noise=False,
+                                **UNetArchitecture(base_width=8, channel_mult=(1,)).model_dump())
+        return nn.ModuleDict({"net": UNet(settings), "head": nn.Linear(2, 2)})
+
+    default, linear = model(), model()
+    names = [name for name, _ in default.named_parameters()]
+    assert compile_networks(default) == 1  # the downscaling backbone (the UNet) by default
+    assert default["net"]._compiled_call_impl is not None
+    assert default["head"]._compiled_call_impl is None
+    assert [name for name, _ in default.named_parameters()] == names  # in place: names unchanged
+    assert compile_networks(linear, (nn.Linear,)) == 1  # as AtmoRep passes its encoder's class
+    assert linear["head"]._compiled_call_impl is not None
+    assert linear["net"]._compiled_call_impl is None
