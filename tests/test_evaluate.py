@@ -163,6 +163,17 @@ def test_oracle_is_calibrated(evaluated):
         assert ranks.min() > 0.7 * ranks.mean() and ranks.max() < 1.3 * ranks.mean(), name
 
 
+def test_oracle_spread_matches_its_error_at_every_scale(evaluated):
+    """Spread and skill by wavelength: the exact oracle's ratio is 1 in every band within its
+    sampling error (8 members, 12 hours of one afternoon); the one-member references have none."""
+    _, metrics = evaluated
+    for name in VARIABLES:
+        bands = metrics["curves"]["spread_skill_bands"][name]
+        ratios = np.asarray(bands["forecast"], dtype=float)
+        assert len(ratios) == len(bands["bands_km"]) and "mean" not in bands
+        assert np.all(np.abs(ratios - 1.0) < 0.3), (name, ratios)
+
+
 def test_one_member_forecast_scores_its_absolute_error(evaluated):
     _, metrics = evaluated
     for ref in ("smoothed", "mean"):

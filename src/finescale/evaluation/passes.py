@@ -22,7 +22,7 @@ from finescale.evaluation.stream import (
     load_block,
     prefetched,
 )
-from finescale.verify.bands import spectral_log_ratio
+from finescale.verify.bands import spectral_log_ratio, spread_error_power, spread_skill_by_band
 from finescale.verify.extremes import QuantileHistogram
 from finescale.verify.metrics import METRIC_KEYS
 from finescale.verify.spectra import radial_psd, zonal_psd
@@ -132,6 +132,9 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
         for a, area in enumerate(areas)
     }
     psd = {(role, name): new_spectrum() for role in sources for name in names}
+    # spread and skill by wavelength: summed variance and error-of-the-mean spectra, ensembles only
+    spread_error = {(role, name): [0.0, 0.0] for role, ds in sources.items() if ds.sizes["member"] > 1
+                    for name in names}
 
     def score_variable(
         role: str, name: str, forecast: np.ndarray, truth: np.ndarray, start: int
@@ -147,6 +150,11 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
             at = spectral_in(start + a, start + a + f.shape[1])
             if at.size:
                 psd[role, name].add(f[:, at])
+                if (role, name) in spread_error:
+                    variance, error, _ = spread_error_power(
+                        f[:, at], y[at], lambda x, s=psd[role, name]: s.psd(x).values)
+                    spread_error[role, name][0] += variance
+                    spread_error[role, name][1] += error
 
     jobs = [(b, role) for b in blocks for role in ("truth", *sources)]
 
@@ -173,7 +181,8 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
     regions: dict[str, dict[str, dict[str, Any]]] = {
         area: {role: {} for role in sources} for area in inputs.regions
     }
-    curves: dict[str, Any] = {"spectra": {}, "qq": {}, "rank_histogram": {}, "spectral_bands": {}}
+    curves: dict[str, Any] = {"spectra": {}, "qq": {}, "rank_histogram": {}, "spectral_bands": {},
+                              "spread_skill_bands": {}}
     for name in names:
         psd_truth = truth_psd[name].mean(template)
         spectra = {
@@ -202,6 +211,13 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
         curves["qq"][name] = qq
         curves["rank_histogram"][name] = ranks
         curves["spectral_bands"][name] = band_ratios
+        by_band: dict[str, Any] = {"bands_km": [list(b) for b in bands]}
+        for role, ds in sources.items():
+            if (role, name) in spread_error:
+                variance, error = (template.copy(data=np.broadcast_to(v, template.shape).copy())
+                                   for v in spread_error[role, name])
+                by_band[role] = finite_list(spread_skill_by_band(variance, error, bands, ds.sizes["member"]).values)
+        curves["spread_skill_bands"][name] = by_band
 
     def threshold_meta(area: str | None) -> dict[str, dict[str, float | None]]:
         return {n: {k: finite(v) for k, v in thresholds[n, area].items()} for n in names}

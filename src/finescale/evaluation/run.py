@@ -104,7 +104,7 @@ def _map_time(truth: xr.Dataset, variables: list[str]) -> np.datetime64:
 
 def make_figures(inputs: Inputs, metrics: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """Every report figure (id -> matplotlib Figure), from the aligned inputs and the metrics."""
-    from finescale.verify import figures
+    from finescale.verify import figures, spread_figure
 
     label = metrics["meta"].get("forecast_name", "forecast")
     map_time = _map_time(inputs.truth, inputs.variables)
@@ -117,6 +117,7 @@ def make_figures(inputs: Inputs, metrics: dict[str, Any], seed: int = 0) -> dict
             truth, {label: forecast, **inputs.references}, map_time, names
         ),
         "spectra": figures.spectra(metrics),
+        "spread_skill_bands": spread_figure.spread_skill_bands(metrics),
         "rank_histograms": figures.rank_histograms(metrics),
         "qq": figures.qq(metrics),
         "scores": figures.score_bars(metrics),

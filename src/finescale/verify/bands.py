@@ -7,7 +7,7 @@ The spectra come from :mod:`finescale.verify.spectra` (PSD with a ``wavenumber``
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -15,7 +15,15 @@ import xarray as xr
 
 from finescale.verify.spectra import ArrayLike, radial_psd, zonal_psd
 
-__all__ = ["band_power", "octave_bands", "spectral_log_ratio", "spectral_log_ratio_max", "spectral_slope"]
+__all__ = [
+    "band_power",
+    "octave_bands",
+    "spectral_log_ratio",
+    "spectral_log_ratio_max",
+    "spectral_slope",
+    "spread_error_power",
+    "spread_skill_by_band",
+]
 
 
 
@@ -129,3 +137,40 @@ def spectral_slope(psd: xr.DataArray, kmin: float, kmax: float) -> xr.DataArray:
     slope = slope.drop_vars([c for c in slope.coords if c not in slope.dims], errors="ignore")
     slope.attrs = {"long_name": "log-log spectral slope", "units": "1"}
     return slope
+
+
+def spread_error_power(
+    members: np.ndarray, truth: np.ndarray, psd: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Spectra of an ensemble's spread and of its mean's error, summed over times.
+
+    ``members``: (M, T, y, x), ``truth``: (T, y, x); ``psd``: fields (..., y, x) -> PSD
+    (..., wavenumber), e.g. :func:`~finescale.verify.spectra.radial_psd` as numpy. Returns the
+    variance spectrum (the members' deviations from their mean, sum of PSDs / (M - 1): the
+    spectrum of the unbiased ensemble variance), the error spectrum of the ensemble mean, each
+    summed over the times without a NaN, and how many times that was. Needs M >= 2.
+    """
+    m = members.shape[0]
+    if m < 2:
+        raise ValueError("the spread spectrum needs at least two members")
+    mean = members.mean(axis=0)
+    ok = np.isfinite(mean).all(axis=(-2, -1)) & np.isfinite(truth).all(axis=(-2, -1))
+    variance = np.asarray(psd(members[:, ok] - mean[ok])).sum(axis=(0, 1)) / (m - 1)
+    error = np.asarray(psd(mean[ok] - truth[ok])).sum(axis=0)
+    return variance, error, int(ok.sum())
+
+
+def spread_skill_by_band(
+    variance_psd: xr.DataArray, error_psd: xr.DataArray, bands: Sequence[tuple[float, float]], members: int
+) -> xr.DataArray:
+    """Spread-skill ratio per wavelength band: sqrt((M+1)/M * band variance / band error power).
+
+    ``variance_psd`` and ``error_psd`` from :func:`spread_error_power` (any common scaling), as
+    DataArrays with the ``wavelength`` coordinate. For exchangeable members and truth the
+    expected error power of the mean is (M+1)/M times the expected unbiased variance in every
+    band, so the ratio is 1 at every scale of a calibrated ensemble; < 1: too little spread at
+    those scales. Returns (..., band).
+    """
+    ratio = np.sqrt((members + 1.0) / members * band_power(variance_psd, bands) / band_power(error_psd, bands))
+    ratio.attrs = {"long_name": "spread-skill ratio per wavelength band", "units": "1"}
+    return ratio

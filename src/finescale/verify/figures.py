@@ -53,7 +53,7 @@ TARGETS = {"ssr": 1.0, "q999_rel_error": 0.0}  # reference lines for scores with
 # --------------------------------------------------------------------------------------------
 
 
-def _color(metrics: Mapping[str, Any], role: str) -> str:
+def role_color(metrics: Mapping[str, Any], role: str) -> str:
     return f"C{read.roles(metrics).index(role) % 10}"
 
 
@@ -62,7 +62,7 @@ def _array(values: Sequence[float | None] | None) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values or []], dtype=float)
 
 
-def _empty(message: str) -> plt.Figure:
+def empty_figure(message: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 1.5))
     ax.set_axis_off()
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11)
@@ -268,7 +268,7 @@ def spectra(metrics: Mapping[str, Any]) -> plt.Figure:
             if role not in c:
                 continue
             psd = _array(c[role])
-            color = _color(metrics, role)
+            color = role_color(metrics, role)
             top.loglog(wavelength, psd, color=color, lw=1.3, label=read.label(metrics, role))
             with np.errstate(divide="ignore", invalid="ignore"):
                 bottom.loglog(wavelength, psd / truth, color=color, lw=1.3)
@@ -300,7 +300,7 @@ def rank_histograms(metrics: Mapping[str, Any]) -> plt.Figure:
     ranks = metrics["curves"]["rank_histogram"]
     roles = [r for r in read.roles(metrics) if any(r in ranks.get(v, {}) for v in variables)]
     if not roles:
-        return _empty("No ensemble to rank: every forecast has one member.")
+        return empty_figure("No ensemble to rank: every forecast has one member.")
     fig, axes = plt.subplots(
         len(roles), len(variables), figsize=(2.9 * len(variables) + 0.5, 2.2 * len(roles) + 0.5),
         squeeze=False, layout="constrained",
@@ -312,7 +312,7 @@ def rank_histograms(metrics: Mapping[str, Any]) -> plt.Figure:
                 ax.set_axis_off()
                 continue
             density = counts / counts.sum() * counts.size
-            ax.bar(np.arange(counts.size), density, width=1.0, color=_color(metrics, role), edgecolor="white", lw=0.3)
+            ax.bar(np.arange(counts.size), density, width=1.0, color=role_color(metrics, role), edgecolor="white", lw=0.3)
             ax.axhline(1.0, color="black", ls="--", lw=0.8)
             ax.set_title(f"{name}: {read.label(metrics, role)}", fontsize=9)
             ax.set_ylim(0, max(2.0, float(density.max()) * 1.1))
@@ -341,7 +341,7 @@ def qq(metrics: Mapping[str, Any]) -> plt.Figure:
         ax.plot([lo, hi], [lo, hi], color=TRUTH_COLOR, lw=1.0, label="1:1")
         for role in read.roles(metrics):
             if role in c:
-                ax.plot(truth, _array(c[role]), "o-", ms=3, lw=1.2, color=_color(metrics, role), label=read.label(metrics, role))
+                ax.plot(truth, _array(c[role]), "o-", ms=3, lw=1.2, color=role_color(metrics, role), label=read.label(metrics, role))
         for level, text in ((0.99, "99%"), (0.999, "99.9%"), (0.9999, "99.99%")):
             i = int(np.argmin(np.abs(levels - level)))
             if np.isfinite(truth[i]):
@@ -379,7 +379,7 @@ def score_bars(metrics: Mapping[str, Any], keys: Sequence[str] = BAR_SCORES) -> 
                 values.append(block.get(name, {}).get(key))
             heights = [np.nan if v is None else v for v in values]
             x = np.arange(len(roles))
-            ax.bar(x, heights, color=[_color(metrics, role) for role in roles])
+            ax.bar(x, heights, color=[role_color(metrics, role) for role in roles])
             for xi, v in zip(x, values):
                 if v is None:
                     ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7, color="0.4")

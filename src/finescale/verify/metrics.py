@@ -41,6 +41,7 @@ FIGURES: tuple[tuple[str, str], ...] = (
     ("maps", "Maps"),
     ("maps_references", "Forecast and references side by side"),
     ("spectra", "Power spectra"),
+    ("spread_skill_bands", "Spread and skill by wavelength"),
     ("rank_histograms", "Rank histograms"),
     ("qq", "Quantile-quantile plots"),
     ("scores", "Scores against the references"),
