@@ -12,9 +12,9 @@ import yaml
 from test_pairs import block_mean, hours, regular_axes, to_file_dataset, weather
 
 import finescale
-from finescale.generation import members, vector_components
 from finescale.config import SampleConfig, load_config
 from finescale.data.grids import polar_filter
+from finescale.generation import members, vector_components
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SPAN = "2020-01-01T03..2020-01-01T05"
