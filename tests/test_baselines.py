@@ -10,7 +10,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from finescale import baselines
-from finescale.baselines import fit_quantile_mapping, run_baseline
+from finescale.baselines import fit_quantile_mapping, quantiles, run_baseline
 from finescale.cli import app
 from finescale.config import DataConfig, load_config
 from finescale.data import grids
@@ -277,8 +277,8 @@ def test_a_failed_run_leaves_nothing_behind(cfg, tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return original(*args, **kwargs)
 
-    original = baselines._map_block
-    monkeypatch.setattr(baselines, "_map_block", broken)
+    original = quantiles.map_block
+    monkeypatch.setattr(quantiles, "map_block", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         run_baseline(cfg, "bcsd", out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bcsd.zarr"]  # no temporary store left

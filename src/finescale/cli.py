@@ -250,13 +250,13 @@ def evaluate(
 @app.command()
 @_user_errors
 def baseline(
-    method: Annotated[str, typer.Option(help="`bilinear`, `bicubic`, `qm` (quantile mapping) or `bcsd`.")],
+    method: Annotated[str, typer.Option(help="`bilinear`, `bicubic`, `qm` (quantile mapping), `bcsd` or `qdm` (quantile delta mapping).")],
     config: Annotated[Path, typer.Option(help="YAML config with a `data` section.")],
     out: Annotated[Path, typer.Option(help="Output Zarr store: a one-member ensemble (member, time, y, x).")],
     split: Annotated[str, typer.Option(help="Times to downscale: `train`, `validation`, `test` or `all`.")] = "test",
     set_: SetOption = None,
 ) -> None:
-    """Downscale with a baseline users would pick today; qm and bcsd are fitted on the train split.
+    """Downscale with a baseline users would pick today; qm, bcsd and qdm are fitted on the train split.
 
     Writes the HR variables that LR also has, with the HR truth's units and names, as a
     one-member ensemble that `finescale evaluate` scores like any other.

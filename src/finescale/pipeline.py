@@ -21,7 +21,7 @@ from finescale.io import write_text
 from finescale.nn.settings import UNetArchitecture
 
 WORLD_CONFIG = "finescale.yaml"
-BASELINES = ("bicubic", "qm", "bcsd")
+BASELINES = ("bicubic", "qm", "bcsd", "qdm")
 DEMO_STEPS = (800, 2000)  # regression, diffusion: ~9 min on 2 CPU cores
 
 
