@@ -24,7 +24,7 @@ from typing import Any
 
 from results import RUNS, begin, measure, write_results  # benchmarks/results.py
 
-SOURCES = ("diffusion", "oracle", "regression", "bcsd", "qm", "bicubic")  # the README's columns
+SOURCES = ("diffusion", "oracle", "regression", "bcsd", "qm", "qdm", "bicubic")  # the README's columns
 
 
 def table(path: Path) -> dict[str, Any]:

@@ -8,7 +8,8 @@
    CRPS / oracle. The test block of the development world is never scored here.
 3. **Score once** on held-out worlds (seeds and a terrain never used while developing): the
    trained models, with the selected setting, on each world's *test* block, against each
-   world's oracle and the regression. Every ratio comes with a 95 % moving-block bootstrap
+   world's oracle, the regression and quantile delta mapping (the statistical baseline strongest on
+   extremes, fitted on that world's own training block). Every ratio comes with a 95 % moving-block bootstrap
    interval over days (blocks of ``score.block_days`` days within each world; the worlds pooled).
 
 Targets (issue 4): fair CRPS <= 1.2 x the oracle's for t2m, u10, v10 and <= 1.3 x for tp, and
@@ -37,6 +38,7 @@ import yaml
 from results import begin, write_results  # benchmarks/results.py (scripts run from their folder)
 from stages import Stages
 
+from finescale.baselines import run_baseline
 from finescale.config import ExperimentConfig, validate
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE, oracle
@@ -96,6 +98,7 @@ def checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             "crps": fc["crps_fair"],
             "crps_oracle_ratio": fc["crps_fair"] / ref["oracle"][v]["crps_fair"],
             "crps_regression_ratio": fc["crps_fair"] / ref["regression"][v]["crps_fair"],
+            **({"crps_qdm_ratio": fc["crps_fair"] / ref["qdm"][v]["crps_fair"]} if "qdm" in ref else {}),
             "ssr": fc["ssr"],
             **rank_shape(metrics["curves"]["rank_histogram"][v]["forecast"]),
             "spectral": fc["spectral_log_ratio_max"],
@@ -153,7 +156,7 @@ def evaluate(paths: dict[str, Path], world_dir: Path, report: Path, timed: Stage
     """``finescale evaluate`` of the diffusion ensemble with the other two as references."""
     timed(f"evaluate{label}", report / "metrics.json", lambda: run_evaluate(
         paths["diffusion"], world_dir / "hr.zarr", report, lr_path=world_dir / "lr.zarr",
-        references={name: paths[name] for name in SOURCES[1:]}, name="diffusion"))
+        references={name: path for name, path in paths.items() if name != "diffusion"}, name="diffusion"))
     return json.loads((report / "metrics.json").read_text())
 
 
@@ -201,6 +204,7 @@ def with_intervals(sums: dict[str, np.ndarray], counts: np.ndarray, members: int
         ratios = {
             "crps_oracle_ratio": score(intervals.crps_ratio, diffusion, f"oracle.{v}"),
             "crps_regression_ratio": score(intervals.crps_ratio, diffusion, f"regression.{v}"),
+            **({"crps_qdm_ratio": score(intervals.crps_ratio, diffusion, f"qdm.{v}")} if f"qdm.{v}.crps" in sums else {}),
             "ssr": score(intervals.spread_skill, diffusion, members),
             "ssr_oracle": score(intervals.spread_skill, f"oracle.{v}", members),
             "edge_ratio": score(intervals.rank_edges, diffusion),
@@ -260,6 +264,10 @@ def main() -> None:
         world_dir = world(folder, spec["world"], held["seed"], held["terrain"], held_timed)
         test_times = world_split_times(world_dir, "test")[:: score["every"]]
         paths = ensembles(dev, world_dir, test_times, members, sample, folder, held_timed)
+        # the statistical baseline strongest on extremes, fitted on this world's own training block
+        paths["qdm"] = folder / "qdm.zarr"
+        held_timed("baseline qdm", paths["qdm"], lambda w=world_dir, p=paths["qdm"]: run_baseline(
+            world_config(w).data, "qdm", p, split="test"))
         metrics = evaluate(paths, world_dir, folder / "evaluation", held_timed)
         sums, days = daily_sums(paths, world_dir, metrics)
         counts = intervals.bootstrap_counts(np.zeros(days.size), score["block_days"], score["resamples"])
@@ -303,8 +311,9 @@ def main() -> None:
     names = ", ".join(f"seed {w['seed']} ({w['terrain']})" for w in worlds)
     print(f"\nheld-out worlds: {names}; "
           f"{len(strata)} days, blocks of {score['block_days']} days, 95 % intervals")
-    print("| variable | CRPS / oracle | / regression | SSR | rank edges | spectral max (band km) | q99.9 error per world | all met |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variable | CRPS / oracle | / regression | / QDM | SSR | rank edges | spectral max (band km) | "
+          "q99.9 error per world | all met |")
+    print("|---|---|---|---|---|---|---|---|---|")
 
     def fmt(x: dict[str, Any], digits: int = 2) -> str:
         return f"{x['value']:.{digits}f} [{x['ci95'][0]:.{digits}f}, {x['ci95'][1]:.{digits}f}]"
@@ -312,7 +321,8 @@ def main() -> None:
     for v in VARIABLES:
         p = pooled[v]
         failed = [k for k, ok in p["pass"].items() if not ok]
-        print(f"| {v} | {fmt(p['crps_oracle_ratio'], 3)} | {fmt(p['crps_regression_ratio'])} | {fmt(p['ssr'])} | "
+        qdm = fmt(p["crps_qdm_ratio"]) if "crps_qdm_ratio" in p else "-"
+        print(f"| {v} | {fmt(p['crps_oracle_ratio'], 3)} | {fmt(p['crps_regression_ratio'])} | {qdm} | {fmt(p['ssr'])} | "
               f"{fmt(p['edge_ratio'])} | {fmt(p['spectral'], 3)} ({p['spectral']['band_km'][0]:.0f}-"
               f"{p['spectral']['band_km'][1]:.0f}) | {', '.join(f'{q:+.2f}' for q in p['q999_rel_error_per_world'])} | "
               f"{'yes' if not failed else 'no: ' + ', '.join(failed)} |")
