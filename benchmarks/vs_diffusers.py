@@ -84,6 +84,17 @@ from finescale.nn.unet import UNet, count_parameters
 from finescale.pipeline import world_config
 from finescale.training import fit, prepare, residual_scale
 
+#: DPM-Solver++(2M) as ours where the concept is the same (order 2, data prediction, midpoint, final sigma 0)
+DPM_SOLVER = {
+    "solver_order": 2,
+    "algorithm_type": "dpmsolver++",
+    "solver_type": "midpoint",
+    "lower_order_final": True,
+    "euler_at_final": False,
+    "thresholding": False,
+    "final_sigmas_type": "zero",
+}
+
 #: the JSON's layout; 1 (no key) was the Euler-only comparison of issue 6
 FORMAT = 2
 OUR_NETWORK = UNetArchitecture(
@@ -102,32 +113,9 @@ DIFFUSERS: dict[str, tuple[type, dict[str, Any]]] = {
         EDMEulerScheduler,
         {"sigma_schedule": "karras", "final_sigmas_type": "zero"},
     ),
-    "edm_dpmsolver_karras": (
-        EDMDPMSolverMultistepScheduler,
-        {
-            "sigma_schedule": "karras",
-            "solver_order": 2,
-            "algorithm_type": "dpmsolver++",
-            "solver_type": "midpoint",
-            "lower_order_final": True,
-            "euler_at_final": False,
-            "thresholding": False,
-            "final_sigmas_type": "zero",
-        },
-    ),
-    "edm_dpmsolver_exponential": (
-        EDMDPMSolverMultistepScheduler,
-        {
-            "sigma_schedule": "exponential",  # equal steps in ln sigma: our levels
-            "solver_order": 2,
-            "algorithm_type": "dpmsolver++",
-            "solver_type": "midpoint",
-            "lower_order_final": True,
-            "euler_at_final": False,
-            "thresholding": False,
-            "final_sigmas_type": "zero",
-        },
-    ),
+    "edm_dpmsolver_karras": (EDMDPMSolverMultistepScheduler, {"sigma_schedule": "karras", **DPM_SOLVER}),
+    # equal steps in ln sigma: our levels
+    "edm_dpmsolver_exponential": (EDMDPMSolverMultistepScheduler, {"sigma_schedule": "exponential", **DPM_SOLVER}),
 }
 #: what cannot be set in diffusers to match ours (the same for every diffusers scheduler)
 DIFFUSERS_DIFFERENCES = [
