@@ -16,7 +16,6 @@ from finescale.config import DataConfig, SourceConfig
 from finescale.data.sources import time_text
 
 
-
 @dataclass
 class ConfigSources:
     """Truth and LR in finescale's layout, with where they came from and what was done."""
