@@ -50,7 +50,7 @@ from finescale.pipeline import world_config, world_split_times
 from finescale.training import train
 from finescale.verify import intervals
 from finescale.verify.bands import band_power
-from finescale.verify.scores import area_weights
+from finescale.verify.fields import area_weights
 
 VARIABLES = ("t2m", "u10", "v10", "tp")
 ORACLE_FACTOR = {"t2m": 1.2, "u10": 1.2, "v10": 1.2, "tp": 1.3}

@@ -6,7 +6,8 @@ import xarray as xr
 
 from finescale.verify import intervals
 from finescale.verify.bands import band_power, spectral_log_ratio_max
-from finescale.verify.scores import crps_fair, rank_histogram, spread_skill_ratio
+from finescale.verify.ranks import rank_histogram
+from finescale.verify.scores import crps_fair, spread_skill_ratio
 from finescale.verify.spectra import radial_psd
 
 

@@ -439,7 +439,8 @@ def test_results_are_labelled_with_units_and_score_name():
 
 def test_sorted_kernels_are_the_scores_of_crps_fair_and_rank_histogram():
     """The kernels the streaming evaluation sums: the same numbers as the public scores."""
-    from finescale.verify.scores import crps_sorted, crps_sorted_sum, truth_ranks
+    from finescale.verify.ranks import truth_ranks
+    from finescale.verify.scores import crps_sorted, crps_sorted_sum
 
     rng = np.random.default_rng(11)
     m, points = 7, 500

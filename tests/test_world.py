@@ -11,7 +11,8 @@ from scipy import stats
 
 from finescale.data.world import World, WorldParams, oracle, preset, simulate
 from finescale.data.world.terrain import OrographyError, block_mean, build_terrain, load_dem
-from finescale.verify.scores import rank_histogram, spread_skill_ratio
+from finescale.verify.ranks import rank_histogram
+from finescale.verify.scores import spread_skill_ratio
 
 SUMMER = preset("alps-small").model_copy(update={"days": 4.0, "start": "2021-07-08T00:00"})
 MEMBERS = 9

@@ -26,7 +26,7 @@ from finescale.evaluation.open import (
 )
 from finescale.evaluation.regions import Region, region_masks
 from finescale.verify.bands import octave_bands
-from finescale.verify.scores import area_weights
+from finescale.verify.fields import area_weights
 from finescale.verify.spectra import EARTH_RADIUS_KM, grid_length_km
 
 Weighting = Literal["area", "none"]

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from finescale.evaluation.open import match_grid, open_dataset, standardise
-from finescale.verify.scores import region_mask
+from finescale.verify.fields import region_mask
 
 Box = tuple[float, float, float, float]  # lat0, lat1, lon0, lon1 in degrees
 Region = Box | Sequence[float] | xr.DataArray | np.ndarray  # a box, or a mask on the truth grid

@@ -6,7 +6,7 @@ the scores) stream over blocks of times, about ``BLOCK_BYTES`` of input per sour
 of a block scored on parallel threads. Every score is a running (weighted) sum, or a histogram,
 over slabs of about ``SLAB_VALUES`` forecast values, built on the kernels of
 :mod:`finescale.verify.scores` (:func:`~finescale.verify.scores.crps_sorted_sum`,
-:func:`~finescale.verify.scores.truth_ranks`), so the blocks change nothing but the order of
+:func:`~finescale.verify.ranks.truth_ranks`), so the blocks change nothing but the order of
 float sums and the random tie breaks of the rank histogram.
 """
 
@@ -23,7 +23,8 @@ import xarray as xr
 from finescale.evaluation.prepare import Inputs, stored_for
 from finescale.verify.extremes import QuantileHistogram
 from finescale.verify.metrics import REGION_KEYS
-from finescale.verify.scores import crps_sorted_sum, truth_ranks
+from finescale.verify.ranks import truth_ranks
+from finescale.verify.scores import crps_sorted_sum
 
 THRESHOLDS = {"q99": 0.99, "q999": 0.999}
 QQ_LEVELS = (

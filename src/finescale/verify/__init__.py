@@ -1,7 +1,7 @@
 """Verification of ensembles against truth: scores, spectra, extremes.
 
 Scores arrays only (xarray, and numpy where noted); knows nothing about models or files.
-Conventions (member dim, ``dims``, ``weights``, ``mask``) are in :mod:`finescale.verify.scores`.
+Conventions (member dim, ``dims``, ``weights``, ``mask``) are in :mod:`finescale.verify.conventions`.
 """
 
 from finescale.verify.bands import (
@@ -10,22 +10,20 @@ from finescale.verify.bands import (
     spectral_log_ratio_max,
     spectral_slope,
 )
+from finescale.verify.conventions import weighted_mean
+from finescale.verify.energy import energy_score
 from finescale.verify.extremes import exceedance_ratio, qq, quantiles, relative_quantile_error
+from finescale.verify.fields import area_weights, region_mask, wind_speed
+from finescale.verify.ranks import rank_histogram
 from finescale.verify.scores import (
-    area_weights,
     brier_score,
     crps_fair,
     crps_pointwise,
-    energy_score,
     mae,
-    rank_histogram,
-    region_mask,
     rmse,
     spread,
     spread_skill_ratio,
     twcrps,
-    weighted_mean,
-    wind_speed,
 )
 from finescale.verify.spectra import radial_psd, zonal_psd
 

@@ -1,7 +1,7 @@
 """Extremes and long tails: quantiles, q-q pairs, exceedance ratios over truth-climatology
 thresholds, relative quantile errors.
 
-Conventions follow :mod:`finescale.verify.scores` (``dims``, ``weights``, ``mask``, numpy
+Conventions follow :mod:`finescale.verify.conventions` (``dims``, ``weights``, ``mask``, numpy
 inputs with members on axis 0). Forecast statistics pool all members with the points, so a
 forecast quantile is a quantile of the forecast climatology, comparable to the truth's.
 
@@ -18,14 +18,8 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import xarray as xr
 
-from finescale.verify.scores import (
-    ArrayLike,
-    Dims,
-    as_aux,
-    as_pair,
-    unwrap,
-    weighted_mean,
-)
+from finescale.verify.conventions import as_aux, as_pair, unwrap, weighted_mean
+from finescale.verify.scores import ArrayLike, Dims
 
 __all__ = ["QuantileHistogram", "exceedance_ratio", "qq", "quantiles", "relative_quantile_error"]
 

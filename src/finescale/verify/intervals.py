@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finescale.verify.scores import crps_sorted_sum, truth_ranks
+from finescale.verify.ranks import truth_ranks
+from finescale.verify.scores import crps_sorted_sum
 
 Sums = Mapping[str, np.ndarray]
 
