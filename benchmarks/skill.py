@@ -186,7 +186,8 @@ def daily_sums(paths: dict[str, Path], world_dir: Path, metrics: dict[str, Any],
             y = truth[v].sel(time=t).transpose("y", "x").values.astype(np.float64)
             for name, store in stores.items():
                 members = store[v].sel(time=t).transpose("member", "y", "x").values.astype(np.float64)
-                for key, value in intervals.time_sums(members, y, weights, rng, band_power=power).items():
+                for key, value in intervals.time_sums(members, y, weights, rng, band_power=power,
+                                                      thresholds=meta["thresholds"][v]).items():
                     sums[f"{name}.{v}.{key}"] = value
         per_time.append(sums)
     return intervals.daily(per_time, times)
@@ -216,6 +217,15 @@ def with_intervals(sums: dict[str, np.ndarray], counts: np.ndarray, members: int
             {"band_km": list(band), "log10_ratio": intervals.interval(
                 lambda s, i=i, d=diffusion: intervals.band_log_ratio(d)(s)[:, i], sums, counts).as_dict()}
             for i, band in enumerate(bands)]
+        # extremes: Brier score and twCRPS above the truth's q99 and q99.9 (``finescale evaluate``'s
+        # thresholds over each world's scored times), every source's mean and diffusion / oracle
+        sources = [n for n in (*SOURCES, "qdm") if f"{n}.{v}.weight" in sums]
+        ratios["extremes"] = {
+            key: {f"{name}_{kind}": score(intervals.mean, f"{name}.{v}", f"{kind}_{key}")
+                  for kind in ("brier", "twcrps") for name in sources}
+            | {f"{kind}_oracle_ratio": score(intervals.crps_ratio, diffusion, f"oracle.{v}", f"{kind}_{key}")
+               for kind in ("brier", "twcrps")}
+            for key in ("q99", "q999")}
         out[v] = ratios
     return out
 
@@ -327,6 +337,12 @@ def main() -> None:
               f"{p['spectral']['band_km'][1]:.0f}) | {', '.join(f'{q:+.2f}' for q in p['q999_rel_error_per_world'])} | "
               f"{'yes' if not failed else 'no: ' + ', '.join(failed)} |")
 
+    print("\nextremes above the truth's q99 / q99.9, diffusion against the oracle (mean, 95 % interval):")
+    for v in VARIABLES:
+        for key, e in pooled[v]["extremes"].items():
+            print(f"  {v} {key}: twCRPS {fmt(e['diffusion_twcrps'], 4)} vs {fmt(e['oracle_twcrps'], 4)} "
+                  f"(ratio {fmt(e['twcrps_oracle_ratio'])}); Brier {fmt(e['diffusion_brier'], 5)} vs "
+                  f"{fmt(e['oracle_brier'], 5)} (ratio {fmt(e['brier_oracle_ratio'])})")
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ import xarray as xr
 from finescale.verify import intervals
 from finescale.verify.bands import band_power, spectral_log_ratio_max
 from finescale.verify.ranks import rank_histogram
-from finescale.verify.scores import crps_fair, spread_skill_ratio
+from finescale.verify.scores import brier_score, crps_fair, spread_skill_ratio, twcrps
 from finescale.verify.spectra import radial_psd
 
 
@@ -34,6 +34,32 @@ def test_time_sums_give_the_scores_of_finescale_verify():
     largest = intervals.spectral_max("f")({f"f.{k}": v[None] for k, v in s.items()})[0]
     assert largest == pytest.approx(spectral_log_ratio_max(members, truth, min_wavelength=2.0, max_wavelength=8.0),
                                     rel=1e-10)
+
+
+def test_time_sums_give_the_threshold_scores_of_extremes():
+    """Brier score and twCRPS above a threshold, as finescale.verify and scoringrules give them,
+    on an intermittent field (zeros and a long tail, like hourly precipitation)."""
+    sr = pytest.importorskip("scoringrules")
+    rng = np.random.default_rng(2)
+    m, ny, nx = 10, 20, 30
+    wet = rng.random((m + 1, ny, nx)) < 0.3
+    values = np.where(wet, rng.gamma(0.6, 2.0, (m + 1, ny, nx)), 0.0)
+    members, truth = values[:m], values[m]
+    weights = np.cos(np.deg2rad(np.linspace(40, 50, ny)))[:, None] * np.ones(nx)
+    thresholds = {"q99": np.quantile(truth, 0.99), "q9": np.quantile(truth, 0.9)}
+    s = intervals.time_sums(members, truth, weights, np.random.default_rng(1), thresholds=thresholds)
+    fc = xr.DataArray(members, dims=("member", "y", "x"))
+    y = xr.DataArray(truth, dims=("y", "x"))
+    w = xr.DataArray(weights, dims=("y", "x"))
+    mean = {k: intervals.mean("f", k)({f"f.{k}": v[None] for k, v in s.items()})[0] for k in s}
+    for key, t in thresholds.items():
+        assert mean[f"brier_{key}"] == pytest.approx(float(brier_score(fc, y, t, weights=w)), rel=1e-12)
+        assert mean[f"twcrps_{key}"] == pytest.approx(float(twcrps(fc, y, t, weights=w)), rel=1e-12)
+        reference = sr.twcrps_ensemble(truth, np.moveaxis(members, 0, -1), t, estimator="fair")
+        unweighted = intervals.time_sums(members, truth, np.ones_like(truth), np.random.default_rng(1),
+                                         thresholds={key: t})
+        assert unweighted[f"twcrps_{key}"] / truth.size == pytest.approx(float(np.mean(reference)), rel=1e-10)
+        assert 0 < mean[f"twcrps_{key}"] < mean["crps"]  # only the tail above t is scored
 
 
 def test_daily_adds_up_the_times_of_each_day():

@@ -30,6 +30,7 @@ def time_sums(
     rng: np.random.Generator,
     *,
     band_power: Callable[[np.ndarray], np.ndarray] | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Additive sums of one time's scores over the points of a field, with weights.
 
@@ -39,7 +40,11 @@ def time_sums(
     weights), ``crps`` (weighted sum of the fair CRPS), ``variance`` (weighted sum of the
     members' variance, ddof 1; NaN for one member), ``squared_error`` (weighted sum of (ensemble mean - truth)^2),
     ``ranks`` (M + 1 weighted counts of the truth's rank, ties broken with ``rng``) and, with
-    ``band_power``, ``power`` (B,) averaged over members and ``power_truth`` (B,).
+    ``band_power``, ``power`` (B,) averaged over members and ``power_truth`` (B,). With
+    ``thresholds`` (name -> value, units of the data), for each name the weighted sums
+    ``brier_<name>`` of the Brier score of the event value > threshold and ``twcrps_<name>`` of
+    the fair threshold-weighted CRPS (the CRPS of max(value, threshold)), as
+    :func:`finescale.verify.scores.brier_score` and :func:`~finescale.verify.scores.twcrps`.
     """
     m = members.shape[0]
     flat, y, w = members.reshape(m, -1), truth.reshape(-1), weights.reshape(-1).astype(np.float64)
@@ -55,6 +60,12 @@ def time_sums(
     if band_power is not None:
         sums["power"] = np.asarray(band_power(members), dtype=np.float64).mean(axis=0)
         sums["power_truth"] = np.asarray(band_power(truth), dtype=np.float64)
+    for key, t in (thresholds or {}).items():
+        t = np.float64(t)  # compare float32 data with the exact threshold
+        probability = (flat > t).mean(axis=0)
+        sums[f"brier_{key}"] = np.asarray(np.square(probability - (y > t)) @ w)
+        chained = np.sort(np.maximum(flat, t), axis=0) - np.maximum(y, t)
+        sums[f"twcrps_{key}"] = np.asarray(crps_sorted_sum(chained, w))
     return sums
 
 
@@ -136,9 +147,15 @@ def interval(
     return Interval(float(np.asarray(score(full))[0]), (float(lo), float(hi)))
 
 
-def crps_ratio(numerator: str, denominator: str) -> Callable[[Sums], np.ndarray]:
-    """Score: weighted CRPS sum of ``numerator`` over that of ``denominator`` (keys ``<name>.crps``)."""
-    return lambda s: s[f"{numerator}.crps"] / s[f"{denominator}.crps"]
+def crps_ratio(numerator: str, denominator: str, score: str = "crps") -> Callable[[Sums], np.ndarray]:
+    """Score: weighted ``score`` sum of ``numerator`` over that of ``denominator`` (keys
+    ``<name>.<score>``; the fair CRPS by default, or e.g. ``twcrps_q99``, ``brier_q99``)."""
+    return lambda s: s[f"{numerator}.{score}"] / s[f"{denominator}.{score}"]
+
+
+def mean(name: str, score: str) -> Callable[[Sums], np.ndarray]:
+    """Score: the weighted mean of ``score`` of ``name`` (its weighted sum over the sum of weights)."""
+    return lambda s: s[f"{name}.{score}"] / s[f"{name}.weight"]
 
 
 def spread_skill(name: str, members: int) -> Callable[[Sums], np.ndarray]:
