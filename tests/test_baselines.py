@@ -13,7 +13,7 @@ from finescale import baselines
 from finescale.baselines import fit_quantile_mapping, quantiles, run_baseline
 from finescale.cli import app
 from finescale.config import DataConfig, load_config
-from finescale.data import grids
+from finescale.data import grids, regrid
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.world import preset, simulate
 from finescale.io import ZARR_FORMAT
@@ -74,7 +74,7 @@ def test_bilinear_is_the_interpolation_of_lr(cfg, run):
     pair = open_pair(cfg)
     fc = run("bilinear")
     lr = pair.lr.sel(time=fc.time.values)
-    expected = grids.interpolate(lr.t2m, pair.hr.lat, pair.hr.lon, method="bilinear")
+    expected = regrid.interpolate(lr.t2m, pair.hr.lat, pair.hr.lon, method="bilinear")
     np.testing.assert_array_equal(fc.t2m.isel(member=0).values, expected.values)
     # block means of the bilinear field give the LR back, up to curvature (interior cells;
     # at the edge the field is held constant over the outer half cells)
@@ -87,7 +87,7 @@ def test_bilinear_is_the_interpolation_of_lr(cfg, run):
 def test_bicubic_precipitation_is_clipped_at_zero(cfg, run):
     pair = open_pair(cfg)
     fc = run("bicubic")
-    raw = grids.interpolate(pair.lr.tp.sel(time=fc.time.values), pair.hr.lat, pair.hr.lon,
+    raw = regrid.interpolate(pair.lr.tp.sel(time=fc.time.values), pair.hr.lat, pair.hr.lon,
                             method="bicubic")
     assert float(raw.min()) < 0  # the spline undershoots near showers ...
     assert float(fc.tp.min()) >= 0  # ... and the baseline clips it

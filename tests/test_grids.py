@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from finescale.data.grids import GridError, coarsen, grid_spacing, interpolate, refine_lat_lon
+from finescale.data.grids import GridError, coarsen, grid_spacing, refine_lat_lon
+from finescale.data.regrid import interpolate
 
 DIMS = ("y", "x")
 

@@ -8,7 +8,8 @@ import torch
 import xarray as xr
 
 from finescale.config import ModelConfig
-from finescale.data.grids import interpolate, is_global, refine_lat_lon, source_indices
+from finescale.data.grids import is_global, refine_lat_lon
+from finescale.data.regrid import interpolate, source_indices
 from finescale.data.samples import (
     Layout,
     LRToHR,

@@ -6,7 +6,7 @@ Every baseline turns LR fields into HR fields deterministically, and :func:`run_
 it like any other forecast.
 
 * **interpolation** (``bilinear``, ``bicubic``, :mod:`.interpolation`): each LR variable
-  interpolated to the HR grid with :func:`finescale.data.grids.interpolate`; bicubic
+  interpolated to the HR grid with :func:`finescale.data.regrid.interpolate`; bicubic
   precipitation is clipped at 0.
 * **quantile mapping** (``qm``, :mod:`.quantiles`): empirical quantile mapping, per HR grid
   point and variable, of the bilinearly interpolated LR onto the HR truth, fitted on the

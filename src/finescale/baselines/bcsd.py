@@ -27,7 +27,7 @@ import xarray as xr
 
 from finescale.baselines.interpolation import grid_of
 from finescale.baselines.quantiles import N_QUANTILES, QuantileMapping, fit_quantile_mapping
-from finescale.data import grids
+from finescale.data import grids, regrid
 
 __all__ = ["BCSD", "climatology", "fit_bcsd"]
 
@@ -98,7 +98,7 @@ class BCSD:
             else:
                 anomaly = bc - coarse
             anomaly = anomaly.astype(np.float32).assign_coords(lat=lr["lat"], lon=lr["lon"])
-            spread = grids.interpolate(anomaly, self.hr_lat, self.hr_lon, method="bilinear")
+            spread = regrid.interpolate(anomaly, self.hr_lat, self.hr_lon, method="bilinear")
             if name in self.correction.precipitation:
                 value = fine.variable * spread
                 value = value.where(value >= self.correction.thresholds[str(name)], 0.0)

@@ -6,7 +6,7 @@ from typing import Literal
 
 import xarray as xr
 
-from finescale.data import grids, units
+from finescale.data import grids, regrid, units
 
 __all__ = ["grid_of", "interpolation"]
 
@@ -21,7 +21,7 @@ def interpolation(
     lr: variables (time, ..., y, x) with coordinates lat(y, x), lon(y, x) in degrees, any
         units. Variables without y/x are left out.
     hr_grid: anything with the HR coordinates lat(y, x), lon(y, x) (e.g. the HR dataset).
-    method: ``bilinear`` or ``bicubic`` (see :func:`grids.interpolate`); bicubic
+    method: ``bilinear`` or ``bicubic`` (see :func:`regrid.interpolate`); bicubic
         precipitation, which overshoots below 0 near showers, is clipped at 0.
     Returns (time, ..., y_hr, x_hr) per variable, lazy where ``lr`` is, in the units and attrs
     of ``lr``, with the HR lat/lon as coordinates.
@@ -33,7 +33,7 @@ def interpolation(
     for name, da in lr.data_vars.items():
         if not set(grids.HORIZONTAL) <= set(da.dims):
             continue
-        fine = grids.interpolate(da, lat, lon, method=method)
+        fine = regrid.interpolate(da, lat, lon, method=method)
         if method == "bicubic" and units.is_precipitation(str(name), da):
             fine = fine.clip(min=0).assign_attrs(da.attrs)
         out[name] = fine

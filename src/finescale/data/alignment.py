@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from finescale.config import AlignmentConfig
-from finescale.data import grids, units
+from finescale.data import grids, regrid, units
 from finescale.data.sources import PairError, time_text
 
 __all__ = [
@@ -333,7 +333,7 @@ def check_alignment(
        be the block means of the HR centres; non-nested grids need the HR domain inside the LR
        one. Tolerance: ``cfg.tolerance_deg`` plus 5 % of an LR cell;
     3. data: each variable in both LR and HR is compared with HR brought to the LR grid
-       (``grids.coarsen`` for nested grids, bilinear ``grids.interpolate`` otherwise) on up to
+       (``grids.coarsen`` for nested grids, bilinear ``regrid.interpolate`` otherwise) on up to
        48 evenly spaced times, by the correlation of anomalies about each point's time mean
        (see :class:`VariableCheck`). The pair is refused when LR flipped in y/x, rotated,
        transposed or shifted by 1-2 LR cells fits clearly better than LR as given (correlation
@@ -571,7 +571,7 @@ def _on_lr_grid(
         h = grids.coarsen(h, layout)
     else:
         target_lat = lr["lat"].reset_coords(drop=True)
-        h = grids.interpolate(h, target_lat, xr.DataArray(lr_lon, dims=("y", "x")))
+        h = regrid.interpolate(h, target_lat, xr.DataArray(lr_lon, dims=("y", "x")))
         # interpolation extends edge values outward: only LR points inside HR are comparable
         h = h.where(_inside(hr, target_lat.values, lr_lon))
     a = lr[name].sel(time=times).transpose("time", ..., "y", "x").values

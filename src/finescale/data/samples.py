@@ -11,7 +11,7 @@ A sample is a window of the HR grid at one time:
   0 where the HR target is missing (NaN in a source with ``missing: mask``).
 
 LR fields go to the HR grid with ``torch.nn.functional.grid_sample`` at the fractional source
-indices from :func:`finescale.data.grids.source_indices`, so any window is interpolated alone,
+indices from :func:`finescale.data.regrid.source_indices`, so any window is interpolated alone,
 from the LR cells around it, on any device, and on regular or projected grids alike.
 
 Training streams: :class:`LazyFields` keep the LR and HR on disk, and each training patch reads
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import xarray as xr
 
 from finescale.config import ModelConfig
-from finescale.data.grids import source_indices
+from finescale.data.regrid import source_indices
 from finescale.data.transforms import NormStats
 from finescale.data.windows import BlockCache, Sources, WindowReader
 
