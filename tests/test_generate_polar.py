@@ -137,3 +137,23 @@ def test_a_scalars_pole_rows_take_the_members_first_column():
     np.testing.assert_array_equal(t[:, ~pole], polar_filter(values, lat, 60.0)[:, ~pole])
     u = members.BlockDrawer.polar_filtered(drawer, values.copy(), "u")
     np.testing.assert_array_equal(u, polar_filter(values, lat, 60.0, keep=1))
+
+
+def test_sample_zero_below_replaces_the_checkpoints_dry_threshold(global_model):
+    # the threshold acts only on the way back from the network: the members of one seed differ
+    # only where precipitation lies between the thresholds, so it can be chosen at sampling time
+    checkpoint, lr_path = global_model
+    model = finescale.load(checkpoint)
+    lr = xr.open_dataset(lr_path)
+    # (the polar filter off: it smooths members after the threshold, and thresholds them again)
+    run = {"members": 2, "times": SPAN, "polar_filter_latitude": 90}
+    as_trained = model.downscale(lr, **run)  # data.transforms: 0.01 mm/h
+    raw = model.downscale(lr, **run, zero_below=0.0)
+    wider = model.downscale(lr, **run, zero_below=0.05)
+    tp = raw.tp.values
+    assert tp.min() >= 0 and ((tp > 0) & (tp < 0.01)).any()  # drizzle the default would remove
+    np.testing.assert_array_equal(as_trained.tp.values, np.where(tp < 0.01, 0.0, tp))
+    np.testing.assert_array_equal(wider.tp.values, np.where(tp < 0.05, 0.0, tp))
+    np.testing.assert_array_equal(raw.t2m.values, as_trained.t2m.values)  # no transform: untouched
+    assert json.loads(raw.attrs["sampler"])["zero_below"] == 0.0
+    assert json.loads(as_trained.attrs["sampler"])["zero_below"] is None

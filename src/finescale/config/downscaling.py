@@ -164,6 +164,11 @@ class SampleConfig(Settings):
     S_min: float = Field(default=0.0, ge=0, description="Churn only for sigma >= S_min.")
     S_max: float = Field(default=float("inf"), description="Churn only for sigma <= S_max.")
     S_noise: float = Field(default=1.0, gt=0, description="Scale of the churn noise.")
+    zero_below: float | None = Field(
+        default=None, ge=0,
+        description="log1p-transformed variables (precipitation): members come back as exactly 0 below this "
+        "(the variable's units). None: the checkpoint's data.transforms zero_below. Acts only on sampling.",
+    )
     members: int = Field(default=16, ge=1, description="Ensemble members per LR input.")
     batch_size: int = Field(default=8, ge=1, description="Members (or tiles) per network call.")
     tile_size: int | None = Field(default=None, ge=16, description="Tile side for large domains (None: whole domain).")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ import xarray as xr
 
 from finescale.checkpoints import Loaded
 from finescale.config import SampleConfig, validate
+from finescale.data.errors import IN_MEMORY
 from finescale.data.samples import LRToHR
-from finescale.data.sources import IN_MEMORY, read_through
+from finescale.data.sources import read_through
 from finescale.generation.inputs import open_inputs
 from finescale.generation.members import BlockDrawer, ProgressFn
 from finescale.generation.memory import MemoryEstimate, check_memory, chunk_times
@@ -33,6 +34,21 @@ def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> 
     checked."""
     return validate(loaded.config.sample.model_dump() | (overrides or {}), SampleConfig,
                     source="sample settings")
+
+
+def with_dry_threshold(loaded: Loaded, zero_below: float | None) -> Loaded:
+    """``loaded`` whose log1p-transformed variables (precipitation) come back as exactly 0 below
+    ``zero_below`` (their units) instead of the checkpoint's ``data.transforms`` threshold; the
+    same ``loaded`` for None. The threshold acts only on the way back from the network, so it
+    is a sampling setting, chosen on validation without retraining."""
+    if zero_below is None:
+        return loaded
+    variables = {
+        name: replace(s, transform=s.transform.model_copy(update={"zero_below": zero_below}))
+        if s.transform.kind == "log1p" else s
+        for name, s in loaded.stats.variables.items()
+    }
+    return replace(loaded, stats=replace(loaded.stats, variables=variables))
 
 
 @dataclass
@@ -68,6 +84,7 @@ def plan(
     """
     cfg = loaded.config
     settings = sample_settings(loaded, sample)
+    loaded = with_dry_threshold(loaded, settings.zero_below)
     lr_ds, static_ds = open_inputs(loaded, checkpoint, lr, static)
     lr_where = IN_MEMORY if isinstance(lr, xr.Dataset) else str(lr)
     if isinstance(times, slice):
