@@ -29,9 +29,10 @@ import yaml
 from test_pairs import hours, make_pair, regular_axes, to_file_dataset, weather, write
 from typer.testing import CliRunner
 
-from finescale import cli
+import finescale
 from finescale.checkpoints import DIGEST_KEY, load_checkpoint
 from finescale.cli import app
+from finescale.cli.common import err_console
 from finescale.config import load_config
 from finescale.data.pairs import open_pair
 from finescale.data.samples import LRToHR, PatchDataset, load_fields, make_layout
@@ -39,7 +40,7 @@ from finescale.data.transforms import compute_stats
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
-SRC = Path(cli.__file__).parent
+SRC = Path(finescale.__file__).parent
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def run(*args: object):
 @pytest.fixture(autouse=True)
 def _wide_errors(monkeypatch):
     # rich wraps at 80 columns in the runner and may cut a long path in two: keep messages whole
-    monkeypatch.setattr(cli.err_console, "width", 1000)
+    monkeypatch.setattr(err_console, "width", 1000)
 
 
 def tree(root: Path) -> set[str]:

@@ -47,7 +47,6 @@ LONG_MODULES = {
     "data/sources.py": 710,
     "data/alignment.py": 694,
     "data/transforms.py": 583,
-    "cli.py": 498,
     "io.py": 457,
     "data/samples.py": 404,
 }
