@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from finescale.cli import app
 from finescale.config import ConfigError, DataConfig, duration_seconds, load_config
+from finescale.data.errors import PairError
 from finescale.data.pairs import open_pair
-from finescale.data.sources import PairError, open_source
+from finescale.data.sources import open_source
 
 runner = CliRunner()
 

@@ -12,21 +12,11 @@ from rich.console import Console
 
 from finescale.config import AlignmentConfig, DataConfig, SplitConfig
 from finescale.data import units
-from finescale.data.alignment import (
-    AlignmentReport,
-    MisalignedError,
-    TimeReport,
-    align_time,
-    check_alignment,
-)
+from finescale.data.alignment import AlignmentReport, MisalignedError, check_alignment
+from finescale.data.errors import MissingVariableError, PairError, SourceNotFoundError
 from finescale.data.pairs import Pair, open_pair, report_table, report_tables, split_times
-from finescale.data.sources import (
-    MissingVariableError,
-    PairError,
-    SourceNotFoundError,
-    open_source,
-    open_static,
-)
+from finescale.data.sources import open_source, open_static
+from finescale.data.times import TimeReport, align_time
 
 RATIO = 4
 LR_STEP = 1.0  # degrees

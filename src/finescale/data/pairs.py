@@ -16,13 +16,10 @@ import xarray as xr
 from rich.table import Table
 
 from finescale.config import ConfigError, DataConfig, SplitConfig
-from finescale.data.alignment import (
-    AlignmentReport,
-    TimeReport,
-    align_time,
-    check_alignment,
-)
-from finescale.data.sources import INFERRED, PairError, hours_since, open_source, open_static
+from finescale.data.alignment import AlignmentReport, check_alignment
+from finescale.data.errors import PairError
+from finescale.data.sources import INFERRED, open_source, open_static
+from finescale.data.times import TimeReport, align_time, hours_since
 
 __all__ = [
     "SPLITS",

@@ -2,7 +2,9 @@
 
 :func:`open_source` and :func:`open_static` read a file into finescale's layout;
 :mod:`finescale.data.alignment` then aligns and checks the datasets, :mod:`finescale.data.pairs`
-pairs and splits them.
+pairs and splits them. Here a source's variables are mapped, selected and converted; reading a
+file chunk by chunk is :mod:`finescale.data.reading`, finding and orienting its grid
+:mod:`finescale.data.layout`, checking its times :mod:`finescale.data.times`.
 
 After :func:`open_source` every dataset follows one layout, whatever the file looked like:
 
@@ -30,16 +32,11 @@ training, generation), so a bad file is named wherever it is first read:
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
-from xarray.backends import BackendArray
-from xarray.core import indexing
 
 from finescale.config import (
     FileConfig,
@@ -49,53 +46,24 @@ from finescale.config import (
     duration_text,
 )
 from finescale.data import units
-from finescale.data.grids import wrap180
+from finescale.data.errors import IN_MEMORY, MissingVariableError, PairError
+from finescale.data.layout import (
+    LAT_ALIASES,
+    LON_ALIASES,
+    attach_grid,
+    coordinate_name,
+    grid_dims,
+    load_coordinate,
+)
+from finescale.data.reading import memory_raw, open_raw
+from finescale.data.times import check_times, regular_step_seconds
 
-__all__ = [
-    "MissingVariableError",
-    "PairError",
-    "SourceNotFoundError",
-    "checked_reads",
-    "disk_chunks",
-    "open_source",
-    "open_static",
-]
+__all__ = ["INFERRED", "STATED", "open_source", "open_static", "read_through"]
 
-NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5", ".he5"}
-_GRIB_SUFFIXES = {".grib", ".grb", ".grib1", ".grib2", ".grb1", ".grb2"}
-_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zmetadata", ".zarray")
-_ENGINES = {"netcdf": "netcdf4", "zarr": "zarr", "grib": "cfgrib"}
-_LAT_ALIASES = ("lat", "latitude", "nav_lat", "XLAT")
-_LON_ALIASES = ("lon", "longitude", "nav_lon", "XLONG")
-#: What error messages name instead of a file for a dataset passed to :func:`open_source`.
-IN_MEMORY = "in-memory dataset"
 #: How the accumulation period was obtained (attrs["accumulation_period_source"]).
 STATED, INFERRED = "stated", "inferred from the time step"
 #: Target size of one dask chunk along time for sources that are not chunked on disk.
 _CHUNK_BYTES = 64 * 2**20
-
-
-# --------------------------------------------------------------------------------------------
-# errors
-
-
-class PairError(ValueError):
-    """LR/HR data that cannot be opened or paired; the message names the file and variable."""
-
-
-class SourceNotFoundError(PairError, FileNotFoundError):
-    """A source path that does not exist (also a FileNotFoundError)."""
-
-
-class MissingVariableError(PairError, KeyError):
-    """A mapped variable that is not in its file (also a KeyError); lists the ones that are."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-# --------------------------------------------------------------------------------------------
-# opening
 
 
 def open_source(cfg: SourceConfig, dataset: xr.Dataset | None = None) -> xr.Dataset:
@@ -161,15 +129,15 @@ def _open(
     path: Path | str
     if dataset is None:
         path = Path(cfg.path)
-        raw = _open_raw(path, cfg, time)
+        raw = open_raw(path, cfg, time)
     else:
         path = IN_MEMORY
-        raw = _memory_raw(dataset, cfg, time)
-    lat_name = _coordinate_name(raw, cfg.lat, _LAT_ALIASES, "latitude", path)
-    lon_name = _coordinate_name(raw, cfg.lon, _LON_ALIASES, "longitude", path)
-    lat = _load_coordinate(raw, lat_name, path)
-    lon = _load_coordinate(raw, lon_name, path)
-    y_dim, x_dim = _grid_dims(lat, lon, cfg, path)
+        raw = memory_raw(dataset, cfg, time)
+    lat_name = coordinate_name(raw, cfg.lat, LAT_ALIASES, "latitude", path)
+    lon_name = coordinate_name(raw, cfg.lon, LON_ALIASES, "longitude", path)
+    lat = load_coordinate(raw, lat_name, path)
+    lon = load_coordinate(raw, lon_name, path)
+    y_dim, x_dim = grid_dims(lat, lon, cfg, path)
 
     arrays = {}
     for name, spec in cfg.variables.items():
@@ -201,290 +169,16 @@ def _open(
         )
     ds = xr.Dataset(arrays)
     ds = _chunked(ds)
-    ds = _attach_grid(ds, lat, lon, y_dim, x_dim, path)
+    ds = attach_grid(ds, lat, lon, y_dim, x_dim, path)
     ds = ds.transpose(*[d for d in ("time", "level") if d in ds.dims], ..., "y", "x")
     if "time" in ds.dims:
-        _check_times(ds["time"].values, path)
+        check_times(ds["time"].values, path)
 
     for name, spec in cfg.variables.items():
         ds[name] = _convert_units(ds, spec, path, name)
     orientation = {k: v for k, v in ds.attrs.items() if k == "finescale_orientation"}
     ds.attrs = {**raw.attrs, "finescale_source": str(path), **orientation}
     return ds
-
-
-def _open_raw(path: Path, cfg: FileConfig, time: str | None) -> xr.Dataset:
-    """The file as xarray opens it, lazy, its mapped variables read through :class:`_CheckedReads`.
-
-    Not yet chunked for a single NetCDF file; Zarr and multi-file sources are chunked as on disk.
-    """
-    names = {spec.name for spec in cfg.variables.values()}
-    if any(ch in str(path) for ch in "*?["):
-        files = sorted(path.parent.glob(path.name))
-        if not files:
-            raise SourceNotFoundError(f"{path}: no file matches this pattern")
-        kind = _engine_for(files[0], cfg.engine)
-        _check_reader(kind, path)
-
-        def checked(ds: xr.Dataset) -> xr.Dataset:
-            # each file on its own, so that an error names the file that holds the bad chunk
-            one = Path(ds.encoding.get("source", path))
-            return disk_chunks(checked_reads(ds, names, one, cfg.missing, time))
-
-        try:
-            return xr.open_mfdataset(
-                files,
-                engine=_ENGINES[kind],
-                combine="by_coords",
-                data_vars="minimal",
-                coords="minimal",
-                compat="override",
-                chunks=None,
-                cache=False,
-                preprocess=checked,
-            )
-        except PairError:
-            raise
-        except Exception as exc:  # any reader error means this file cannot be used
-            raise PairError(
-                f"{path}: cannot open the matching files together: {type(exc).__name__}: {exc}"
-            ) from exc
-    if not path.exists():
-        raise SourceNotFoundError(f"{path}: no such file or folder")
-    kind = _engine_for(path, cfg.engine)
-    _check_reader(kind, path)
-    try:
-        # Lazy but unchunked: chunking later reads each chunk's slice only, whereas chunks={}
-        # would make one task of a whole contiguous NetCDF variable.
-        if kind == "zarr":
-            raw = xr.open_dataset(
-                path, engine="zarr", chunks=None, cache=False, consolidated=_consolidated(path)
-            )
-        else:
-            raw = xr.open_dataset(path, engine=_ENGINES[kind], cache=False)
-    except Exception as exc:  # decoders raise many types for a corrupt file
-        raise PairError(f"{path}: cannot be read as {kind}: {type(exc).__name__}: {exc}") from exc
-    raw = checked_reads(raw, names, path, cfg.missing, time)
-    return disk_chunks(raw) if kind == "zarr" else raw
-
-
-def _memory_raw(dataset: xr.Dataset, cfg: FileConfig, time: str | None) -> xr.Dataset:
-    """An in-memory ``dataset`` as :func:`_open_raw` gives a file: mapped variables checked."""
-    names = {spec.name for spec in cfg.variables.values()}
-    raw = checked_reads(dataset, names, IN_MEMORY, cfg.missing, time)
-    # The caller's dask chunks are kept; NumPy-backed data are chunked later, as a NetCDF file's.
-    dask = [n for n in raw.data_vars if n in names and dataset[n].chunks is not None]
-    return raw.assign({n: raw[n].chunk(dataset[n].chunksizes) for n in dask})
-
-
-def _load_coordinate(raw: xr.Dataset, name: str, path: Path | str) -> xr.DataArray:
-    try:
-        return raw[name].load()
-    except Exception as exc:  # decoders raise many types for a corrupt file
-        raise PairError(
-            f"{path}: coordinate '{name}' cannot be read ({type(exc).__name__}: {exc}); "
-            "the file may be truncated or corrupt"
-        ) from exc
-
-
-def disk_chunks(ds: xr.Dataset) -> xr.Dataset:
-    """Dask chunks as on disk (Zarr chunks, NetCDF4 chunking; else whole variables)."""
-    return ds.assign(
-        {
-            name: da.chunk(da.encoding.get("preferred_chunks") or {})
-            for name, da in ds.data_vars.items()
-        }
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# checked reads: corrupt chunks and missing values are named where they are read
-
-
-class _CheckedReads(BackendArray):
-    """One variable of a file, read lazily; each block read is checked before anyone sees it.
-
-    A block that fails to read is a PairError naming the file and the variable. Non-finite
-    values are a PairError naming the first bad time of the block (``missing="error"``) or, with
-    ``missing="mask"``, +-Inf become NaN (NaN stays: a missing value); ``missing="keep"`` leaves
-    values as they are. ``times``: the time values along the variable's axis ``time_axis`` (None:
-    no time dim).
-    """
-
-    def __init__(
-        self,
-        variable: xr.Variable,
-        path: Path | str,
-        name: str,
-        missing: str,
-        time_axis: int | None,
-        times: np.ndarray | None,
-    ) -> None:
-        self.variable, self.path, self.name, self.missing = variable, path, name, missing
-        self.time_axis, self.times = time_axis, times
-        self.shape, self.dtype = variable.shape, variable.dtype
-
-    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
-        return indexing.explicit_indexing_adapter(
-            key, self.shape, indexing.IndexingSupport.OUTER, self._read
-        )
-
-    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
-        try:
-            values = np.asarray(self.variable[key].values)
-        except Exception as exc:  # decoders raise many types for a corrupt chunk
-            raise PairError(
-                f"{self.path}: variable '{self.name}' cannot be read ({type(exc).__name__}: "
-                f"{exc}); the file may be truncated or corrupt"
-            ) from exc
-        if self.missing == "keep" or values.dtype.kind not in "fc":
-            return values
-        finite = np.isfinite(values)
-        if finite.all():
-            return values
-        if self.missing == "mask":
-            return np.where(np.isinf(values), np.nan, values)
-        raise PairError(self._bad_value(key, values, finite))
-
-    def _bad_value(self, key: tuple[Any, ...], values: np.ndarray, finite: np.ndarray) -> str:
-        """The message for the first non-finite value of a block read at ``key``."""
-        first = tuple(np.argwhere(~finite)[0])
-        index = _file_index(key, self.shape, first)
-        where = ", ".join(f"{d}={i}" for d, i in zip(self.variable.dims, index, strict=True))
-        value = values[first]
-        what = "NaN (a missing value)" if np.isnan(value) else str(value)
-        at = ""
-        if self.time_axis is not None and self.times is not None:
-            at = f" at time {time_text(self.times[index[self.time_axis]])}"
-        return (
-            f"{self.path}: variable '{self.name}' holds {what}{at} (first in the block read; "
-            f"file indices {where}); set 'missing: mask' on this source to treat NaN and Inf "
-            "as missing values"
-        )
-
-
-def _file_index(
-    key: tuple[Any, ...], shape: tuple[int, ...], position: tuple[Any, ...]
-) -> list[int]:
-    """Indices in the file of ``position`` in a block read with the outer-indexing ``key``.
-
-    An integer in ``key`` drops its axis from the block; a slice or an integer array keeps it.
-    """
-    axes = iter(position)
-    index = []
-    for k, n in zip(key, shape, strict=True):
-        if isinstance(k, (int, np.integer)):
-            index.append(int(k) % n)
-        elif isinstance(k, slice):
-            index.append(range(*k.indices(n))[int(next(axes))])
-        else:
-            index.append(int(np.asarray(k)[int(next(axes))]) % n)
-    return index
-
-
-def checked_reads(
-    ds: xr.Dataset, names: set[str], path: Path | str, missing: str, time: str | None
-) -> xr.Dataset:
-    """``ds`` with its data variables ``names`` read through :class:`_CheckedReads`.
-
-    ds: as opened lazily without dask (``chunks=None``, ``cache=False``); chunk it afterwards
-    (e.g. :func:`disk_chunks`). path: the file named in errors. missing: ``"error"``, ``"mask"``
-    or ``"keep"`` (see :class:`_CheckedReads`). time: name of the time dim (None: none).
-    """
-    times = ds[time].values if time is not None and time in ds.coords else None
-    checked = {}
-    for name in names & {str(n) for n in ds.data_vars}:
-        var = ds[name].variable
-        axis = var.dims.index(time) if time is not None and time in var.dims else None
-        reads = _CheckedReads(var, path, name, missing, axis, times)
-        checked[name] = xr.Variable(
-            var.dims, indexing.LazilyIndexedArray(reads), var.attrs, var.encoding
-        )
-    return ds.assign(checked)
-
-
-def _check_reader(kind: str, path: Path) -> None:
-    """GRIB goes through cfgrib, an optional extra: say how to get it rather than fail later."""
-    if kind == "grib" and importlib.util.find_spec("cfgrib") is None:
-        raise PairError(
-            f"{path}: reading GRIB needs the optional package cfgrib: "
-            "pip install 'finescale[grib]' (and the eccodes library)"
-        )
-
-
-def _consolidated(path: Path) -> bool | None:
-    """Whether a Zarr store has consolidated metadata (None: unknown, let zarr find out)."""
-    if (path / ".zmetadata").is_file():
-        return True
-    meta = path / "zarr.json"
-    if meta.is_file():
-        try:
-            return bool(json.loads(meta.read_text()).get("consolidated_metadata"))
-        except (OSError, ValueError):
-            return None
-    return None
-
-
-def _engine_for(path: Path, engine: str) -> str:
-    if engine != "auto":
-        return engine
-    if path.is_dir():
-        if path.suffix == ".zarr" or any((path / m).exists() for m in _ZARR_MARKERS):
-            return "zarr"
-        raise PairError(
-            f"{path}: a folder that is not a Zarr store; for several NetCDF files give a "
-            "pattern such as folder/*.nc"
-        )
-    suffix = path.suffix.lower()
-    if suffix == ".zarr":
-        return "zarr"
-    if suffix in NETCDF_SUFFIXES:
-        return "netcdf"
-    if suffix in _GRIB_SUFFIXES:
-        return "grib"
-    raise PairError(
-        f"{path}: cannot tell the format from the name; set engine: netcdf, zarr or grib"
-    )
-
-
-def _coordinate_name(
-    ds: xr.Dataset, wanted: str, aliases: Sequence[str], what: str, path: Path | str
-) -> str:
-    if wanted in ds.variables:
-        return wanted
-    if wanted in aliases:  # the default name: accept the usual spellings
-        for alias in aliases:
-            if alias in ds.variables:
-                return alias
-    names = ", ".join(sorted(str(v) for v in ds.variables))
-    raise MissingVariableError(
-        f"{path}: {what} coordinate '{wanted}' not found; the file has: {names}"
-    )
-
-
-def _grid_dims(
-    lat: xr.DataArray, lon: xr.DataArray, cfg: FileConfig, path: Path | str
-) -> tuple[str, str]:
-    """Names of the file's south-north and west-east dims."""
-    if lat.ndim == 1 and lon.ndim == 1:
-        return cfg.y or str(lat.dims[0]), cfg.x or str(lon.dims[0])
-    if lat.ndim == 2 and lon.ndim == 2 and set(lat.dims) == set(lon.dims):
-        a, b = (str(d) for d in lat.dims)
-        if cfg.y and cfg.x:
-            return cfg.y, cfg.x
-        if cfg.y or cfg.x:
-            given = cfg.y or cfg.x
-            other = b if given == a else a
-            return (cfg.y, other) if cfg.y else (other, cfg.x)  # type: ignore[return-value]
-        # y is the dim along which latitude changes most.
-        values = lat.values
-        along_a = np.nanmean(np.abs(np.diff(values, axis=0)))
-        along_b = np.nanmean(np.abs(np.diff(values, axis=1)))
-        return (a, b) if along_a >= along_b else (b, a)
-    raise PairError(
-        f"{path}: latitude/longitude must both be 1-D or both 2-D on the same dims; got "
-        f"lat{tuple(lat.dims)} and lon{tuple(lon.dims)}"
-    )
 
 
 def _variable(
@@ -525,55 +219,6 @@ def _chunked(ds: xr.Dataset) -> xr.Dataset:
         default=1,
     )
     return ds.chunk({"time": max(1, _CHUNK_BYTES // max(per_step, 1))})
-
-
-def _is_monotonic(values: np.ndarray, increasing: bool) -> bool:
-    steps = np.diff(values)
-    return bool(np.all(steps > 0) if increasing else np.all(steps < 0))
-
-
-def _attach_grid(
-    ds: xr.Dataset, lat: xr.DataArray, lon: xr.DataArray, y_dim: str, x_dim: str, path: Path | str
-) -> xr.Dataset:
-    """Add lat(y, x), lon(y, x) and flip y/x so that y runs south->north and x west->east.
-
-    What was changed is said in ``attrs["finescale_orientation"]`` (absent when nothing was), so
-    that whoever reads the dataset can report it.
-    """
-    changes = []
-    if lat.ndim == 1:
-        lat1 = np.asarray(lat.values, dtype=float)
-        lon1 = np.asarray(lon.values, dtype=float)
-        if lat1.size > 1 and not (_is_monotonic(lat1, True) or _is_monotonic(lat1, False)):
-            raise PairError(f"{path}: latitude is not monotonic along '{y_dim}'")
-        if lon1.size > 1 and not (_is_monotonic(lon1, True) or _is_monotonic(lon1, False)):
-            # A regional grid stored in [0, 360) across Greenwich wraps at 360 -> 0.
-            wrapped = wrap180(lon1)
-            if not (_is_monotonic(wrapped, True) or _is_monotonic(wrapped, False)):
-                raise PairError(f"{path}: longitude is not monotonic along '{x_dim}'")
-            lon1 = wrapped
-            changes.append("longitudes 0..360 across Greenwich read as -180..180")
-        lat2 = np.broadcast_to(lat1[:, None], (lat1.size, lon1.size)).copy()
-        lon2 = np.broadcast_to(lon1[None, :], (lat1.size, lon1.size)).copy()
-    else:
-        lat2 = np.asarray(lat.transpose(y_dim, x_dim).values, dtype=float)
-        lon2 = np.asarray(lon.transpose(y_dim, x_dim).values, dtype=float)
-    flip_y = lat2.shape[0] > 1 and np.nanmedian(np.diff(lat2, axis=0)) < 0
-    flip_x = lat2.shape[1] > 1 and np.nanmedian(wrap180(np.diff(lon2, axis=1))) < 0
-    if flip_y:
-        lat2, lon2 = lat2[::-1], lon2[::-1]
-        ds = ds.isel(y=slice(None, None, -1))
-        changes.append("latitude stored north->south, read south->north")
-    if flip_x:
-        lat2, lon2 = lat2[:, ::-1], lon2[:, ::-1]
-        ds = ds.isel(x=slice(None, None, -1))
-        changes.append("longitude stored east->west, read west->east")
-    if changes:
-        ds = ds.assign_attrs(finescale_orientation="; ".join(changes))
-    return ds.assign_coords(
-        lat=(("y", "x"), lat2, {"units": "degrees_north", "standard_name": "latitude"}),
-        lon=(("y", "x"), lon2, {"units": "degrees_east", "standard_name": "longitude"}),
-    )
 
 
 def _convert_units(ds: xr.Dataset, spec: VariableSpec, path: Path | str, name: str) -> xr.DataArray:
@@ -631,79 +276,4 @@ def _accumulation_period(
     """(length in s, how it was obtained) of the period the variable's values accumulate over."""
     if spec.accumulation is not True:
         return float(spec.accumulation), STATED
-    return _regular_step_seconds(ds, path, name), INFERRED
-
-
-# --------------------------------------------------------------------------------------------
-# time
-
-
-def time_text(t: Any, unit: str = "m") -> str:
-    """A time as ISO text to the minute (``unit`` "m") or second ("s"), for messages and
-    records; datetime64, cftime or anything with ``strftime``; else ``str(t)``."""
-    if isinstance(t, np.datetime64):
-        return str(np.datetime_as_string(t, unit=unit))
-    if hasattr(t, "strftime"):
-        return str(t.strftime("%Y-%m-%dT%H:%M" if unit == "m" else "%Y-%m-%dT%H:%M:%S"))
-    return str(t)
-
-
-def _check_times(times: np.ndarray, path: Path | str) -> None:
-    """Strictly increasing and unique, else PairError naming the first offending time."""
-    if times.size < 2:
-        return
-    try:
-        bad = np.flatnonzero(~(times[1:] > times[:-1]))
-    except TypeError as exc:
-        raise PairError(f"{path}: times cannot be compared ({exc})") from exc
-    if bad.size:
-        i = int(bad[0]) + 1
-        how = "repeats" if times[i] == times[i - 1] else f"comes after {time_text(times[i - 1])}"
-        raise PairError(
-            f"{path}: times must be strictly increasing and unique; time {time_text(times[i])} "
-            f"(index {i}) {how}"
-        )
-
-
-def hours_since(times: np.ndarray, ref: Any) -> np.ndarray:
-    """Hours from ``ref`` to each of ``times`` (datetime64 or cftime)."""
-    if times.dtype.kind == "M":
-        return (times - ref) / np.timedelta64(1, "h")
-    if times.dtype.kind in "iuf":
-        raise PairError("times are plain numbers (no CF 'units' attribute); cannot measure hours")
-    return np.array([(t - ref).total_seconds() / 3600.0 for t in times], dtype=float)
-
-
-def _regular_step_seconds(ds: xr.Dataset, path: Path | str, name: str) -> float:
-    """The time step in s, which must be the same throughout: the period of accumulated
-    amounts when the config says ``accumulation: true``."""
-    times = ds["time"].values if "time" in ds.coords else np.array([])
-    if times.size < 2:
-        raise PairError(
-            f"{path}: variable '{name}' is accumulated but the file has a single time, so the "
-            "accumulation period cannot be inferred; state it, e.g. accumulation: 1h"
-        )
-    if times.dtype.kind == "M":
-        steps = np.diff(times) / np.timedelta64(1, "s")
-    elif times.dtype.kind in "iuf":
-        raise PairError(
-            f"{path}: times are plain numbers (no CF 'units' attribute), so the accumulation "
-            f"period of variable '{name}' cannot be inferred from them; state it, e.g. "
-            "accumulation: 1h"
-        )
-    else:  # cftime
-        steps = np.array([step.total_seconds() for step in np.diff(times)], dtype=float)
-    lengths = [duration_text(float(s)) for s in np.unique(steps)]
-    if len(lengths) > 1:
-        seen = (
-            ", ".join(lengths[:-1]) + f" and {lengths[-1]}"
-            if len(lengths) <= 4
-            else ", ".join(lengths[:4]) + f" and {len(lengths) - 4} more"
-        )
-        raise PairError(
-            f"{path}: variable '{name}' has accumulation: true, but its times are not evenly "
-            f"spaced (steps of {seen}), so the period each value is accumulated over cannot be "
-            "inferred from the time step; state it in the config, e.g. accumulation: 1h for "
-            "amounts accumulated over an hour"
-        )
-    return float(steps[0])
+    return regular_step_seconds(ds, path, name), INFERRED

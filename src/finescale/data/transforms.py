@@ -31,7 +31,7 @@ import numpy as np
 import xarray as xr
 
 from finescale.config import DataConfig, FileConfig, TransformConfig
-from finescale.data.sources import time_text
+from finescale.data.times import time_text
 from finescale.io import write_json
 
 if TYPE_CHECKING:

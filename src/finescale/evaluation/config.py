@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import xarray as xr
 
 from finescale.config import DataConfig, SourceConfig
-from finescale.data.sources import time_text
+from finescale.data.times import time_text
 
 
 @dataclass
@@ -59,8 +59,8 @@ def select_times(
 ) -> tuple[xr.Dataset, list[str]]:
     """``truth`` at the times of ``split`` (the config's splits of the times LR and HR share,
     as training split them) or within ``times`` (a slice of times, inclusive); and a note."""
-    from finescale.data.alignment import align_time
     from finescale.data.pairs import split_block
+    from finescale.data.times import align_time
 
     notes = []
     if split is not None:

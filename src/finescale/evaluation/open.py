@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from finescale.data.grids import wrap180
-from finescale.data.sources import NETCDF_SUFFIXES, checked_reads, disk_chunks
+from finescale.data.reading import NETCDF_SUFFIXES, checked_reads, disk_chunks
 
 RESERVED_NAMES = ("forecast", "truth", "lr")
 MEMBER_ALIASES = ("member", "number", "realization", "ensemble", "ens")
@@ -33,7 +33,7 @@ def open_dataset(path: str | Path, role: str = "dataset") -> xr.Dataset:
     naming ``role`` and path.
 
     A chunk that cannot be read later (a truncated or corrupt file) is an error naming the file
-    and the variable (:func:`finescale.data.sources.checked_reads`); values are kept as they are
+    and the variable (:func:`finescale.data.reading.checked_reads`); values are kept as they are
     (NaN: a missing member or truth value).
     """
     path = Path(path)

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from finescale.data.grids import is_global
-from finescale.data.sources import time_text
+from finescale.data.times import time_text
 from finescale.evaluation.open import (
     check_reference_name,
     match_grid,

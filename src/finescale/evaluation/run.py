@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from finescale.data.sources import time_text
+from finescale.data.times import time_text
 from finescale.data.units import is_precipitation
 from finescale.evaluation.open import RESERVED_NAMES, open_dataset
 from finescale.evaluation.passes import score

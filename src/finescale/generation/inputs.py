@@ -11,8 +11,9 @@ import xarray as xr
 
 from finescale.checkpoints import Loaded
 from finescale.data.alignment import check_covers
+from finescale.data.errors import IN_MEMORY
 from finescale.data.grids import grid_spacing, wrap180
-from finescale.data.sources import IN_MEMORY, open_source, open_static
+from finescale.data.sources import open_source, open_static
 
 
 def _check_static(loaded: Loaded, static: xr.Dataset, static_path: str) -> None:
