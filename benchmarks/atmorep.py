@@ -49,7 +49,7 @@ from finescale.config import validate
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE
 from finescale.evaluation import run_evaluate
-from finescale.io import write_zarr
+from finescale.io.atomic import write_zarr
 from finescale.pipeline import world_config
 
 VARIABLES = ["t2m", "u10", "v10", "tp"]
@@ -95,7 +95,7 @@ def bias_correction(checkpoint: Path, out: Path, members: int, timed: Stages) ->
     from finescale.baselines import fit_quantile_mapping
     from finescale.data.grids import coarsen
     from finescale.data.pairs import open_pair, split_times
-    from finescale.io import forecast_dataset
+    from finescale.io.stores import forecast_dataset
 
     store = out / "bias.zarr"
     timed("predict bias", store, lambda: predict(checkpoint, store, "targets", members=members))

@@ -29,7 +29,7 @@ from typing import Any
 
 from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 
-from finescale.io import atomic_path
+from finescale.io.atomic import atomic_path
 
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "benchmarks"  # default home of results JSONs
 PACKAGES = ("numpy", "torch", "xarray", "zarr", "dask", "finescale")

@@ -28,7 +28,7 @@ from finescale.cli import app
 from finescale.config import ConfigError, load_config, validate
 from finescale.data.world import preset, simulate
 from finescale.evaluation import run_evaluate
-from finescale.io import write_zarr
+from finescale.io.atomic import write_zarr
 from finescale.pipeline import world_config
 
 runner = CliRunner()

@@ -16,7 +16,7 @@ from finescale.config import DataConfig, load_config
 from finescale.data import grids, regrid
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.world import preset, simulate
-from finescale.io import ZARR_FORMAT
+from finescale.io.atomic import ZARR_FORMAT
 
 SPLITS = "data.splits={train: 0.6, validation: 0.0, test: 0.4, gap_hours: 0}"
 VARIABLES = ("t2m", "u10", "v10", "tp")

@@ -33,7 +33,7 @@ from finescale.evaluation import (
     prepare,
     run_evaluate,
 )
-from finescale.io import write_zarr
+from finescale.io.atomic import write_zarr
 from finescale.verify import (
     brier_score,
     crps_fair,

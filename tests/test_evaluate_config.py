@@ -20,7 +20,7 @@ from finescale.cli import app
 from finescale.config import load_config
 from finescale.data.pairs import split_times
 from finescale.evaluation import run_evaluate
-from finescale.io import write_zarr
+from finescale.io.atomic import write_zarr
 
 MEMBERS = 4
 TIMES = np.arange(

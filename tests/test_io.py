@@ -10,19 +10,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from finescale.io import (
-    Block,
-    EnsembleSpec,
-    LowSpaceWarning,
-    OutputError,
-    PartialEnsemble,
-    block_seed,
-    check_free_space,
-    check_writable,
-    ensemble_blocks,
-    fill_ensemble,
-    process_share,
-)
+from finescale.io.blocks import Block, EnsembleSpec, block_seed, ensemble_blocks, process_share
+from finescale.io.checks import LowSpaceWarning, OutputError, check_free_space, check_writable
+from finescale.io.partial import PartialEnsemble, fill_ensemble
 
 MEMBERS, TIMES, CHUNK = 4, 10, 4
 

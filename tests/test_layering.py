@@ -45,7 +45,6 @@ MAX_LINES = 400
 #: Modules longer than MAX_LINES today, with their length: to be split, never to grow.
 LONG_MODULES = {
     "data/transforms.py": 583,
-    "io.py": 457,
     "data/samples.py": 404,
 }
 
@@ -146,7 +145,8 @@ def test_the_checks_catch_an_upward_arrow_and_a_cycle(tmp_path, monkeypatch):
     (copy / "verify" / "scores.py").write_text(
         (copy / "verify" / "scores.py").read_text() + "\nfrom finescale.data import grids\n"
     )
-    (copy / "io.py").write_text((copy / "io.py").read_text() + "\nimport finescale.console\n")
+    io_init = copy / "io" / "__init__.py"
+    io_init.write_text(io_init.read_text() + "\nimport finescale.console\n")
     (copy / "console.py").write_text((copy / "console.py").read_text() + "\nimport finescale.io\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", copy)
     graph = _imports()

@@ -20,7 +20,7 @@ from rich.console import Console
 from scipy.ndimage import gaussian_filter
 
 from finescale.evaluation import run_evaluate
-from finescale.io import write_zarr
+from finescale.io.atomic import write_zarr
 from finescale.verify.metrics import FIGURES
 from finescale.verify.report import best_roles, format_value, render_report, summary_table
 

@@ -27,7 +27,7 @@ from finescale.data.pairs import open_pair, split_times
 from finescale.data.samples import LRToHR, PatchDataset, lazy_fields, load_fields, make_layout
 from finescale.data.transforms import compute_stats
 from finescale.data.windows import BlockCache, Sources, open_sources
-from finescale.io import ZARR_FORMAT
+from finescale.io.atomic import ZARR_FORMAT
 
 START = np.datetime64("2021-01-01T00", "ns")
 

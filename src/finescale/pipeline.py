@@ -17,7 +17,7 @@ from finescale.config import (
     load_config,
 )
 from finescale.console import progress_bar
-from finescale.io import write_text
+from finescale.io.atomic import write_text
 from finescale.nn.settings import UNetArchitecture
 
 WORLD_CONFIG = "finescale.yaml"

@@ -15,7 +15,7 @@ import torch
 
 from finescale.atmorep.checkpoint import LoadedAtmoRep
 from finescale.atmorep.tokens import Geometry
-from finescale.io import atomic_path
+from finescale.io.atomic import atomic_path
 
 
 @torch.no_grad()

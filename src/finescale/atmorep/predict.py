@@ -25,14 +25,9 @@ from finescale.atmorep.series import Series, load_series
 from finescale.atmorep.tokens import FixedCubes, Geometry, hidden_tokens, tile_starts, untokenize
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.sources import read_through
-from finescale.io import (
-    Block,
-    EnsembleSpec,
-    block_seed,
-    check_writable,
-    ensemble_blocks,
-    fill_ensemble,
-)
+from finescale.io.blocks import Block, EnsembleSpec, block_seed, ensemble_blocks
+from finescale.io.checks import check_writable
+from finescale.io.partial import fill_ensemble
 from finescale.version import __version__
 
 TASKS = ("interpolation", "forecast", "targets")
@@ -186,7 +181,7 @@ def write_references(
 
     from finescale.atmorep.references import advection, linear_in_time, persistence
     from finescale.baselines import interpolation
-    from finescale.io import write_zarr
+    from finescale.io.atomic import write_zarr
 
     cfg = load_atmorep(checkpoint).config
     forecast = xr.open_zarr(forecast_path)

@@ -17,7 +17,7 @@ import xarray as xr
 from scipy import ndimage
 
 from finescale.data.grids import grid_spacing, is_global
-from finescale.io import forecast_dataset
+from finescale.io.stores import forecast_dataset
 from finescale.verify.spectra import EARTH_RADIUS_KM
 
 EARTH_RADIUS_M = EARTH_RADIUS_KM * 1e3

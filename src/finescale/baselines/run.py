@@ -17,7 +17,8 @@ from finescale.baselines.qdm import RATIO_MAX, RATIO_MAX_TRACE, fit_quantile_del
 from finescale.baselines.quantiles import N_QUANTILES, fit_quantile_mapping
 from finescale.config import DataConfig
 from finescale.data import grids
-from finescale.io import forecast_dataset, write_zarr
+from finescale.io.atomic import write_zarr
+from finescale.io.stores import forecast_dataset
 from finescale.version import __version__
 
 __all__ = ["METHODS", "Method", "check_method", "run_baseline"]

@@ -107,7 +107,7 @@ def predict(
     `finescale predict --checkpoint runs/atmorep/checkpoints/last.ckpt --task forecast --lead 1 --out runs/nowcast1.zarr`
     """
     from finescale.atmorep.predict import predict, write_references
-    from finescale.io import process_share
+    from finescale.io.blocks import process_share
 
     rank, world_size = process_share(rank, world_size)
     with stderr_progress() as progress:

@@ -80,7 +80,7 @@ def downscale(
     `torchrun --nproc-per-node 4 -m finescale.cli downscale --checkpoint ckpt --lr lr.zarr --static static.zarr --times test --out ens.zarr`
     """
     from finescale import generation
-    from finescale.io import process_share
+    from finescale.io.blocks import process_share
     from finescale.pipeline import parse_times
 
     overrides = {

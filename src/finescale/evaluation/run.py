@@ -158,7 +158,7 @@ def run_evaluate(
     import matplotlib.pyplot as plt
 
     from finescale.evaluation.config import open_config, select_times
-    from finescale.io import atomic_path, write_json, write_text
+    from finescale.io.atomic import atomic_path, write_json, write_text
     from finescale.verify.report import render_report
 
     if (truth_path is None) == (config is None):

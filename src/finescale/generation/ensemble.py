@@ -14,7 +14,8 @@ import xarray as xr
 from finescale.checkpoints import load_checkpoint
 from finescale.generation.members import ProgressFn
 from finescale.generation.planning import Plan, plan
-from finescale.io import PartialEnsemble, check_writable, fill_ensemble
+from finescale.io.checks import check_writable
+from finescale.io.partial import PartialEnsemble, fill_ensemble
 
 
 def downscale(

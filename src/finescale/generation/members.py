@@ -20,7 +20,7 @@ from finescale.data.grids import polar_filter
 from finescale.data.samples import Fields, LRToHR, conditioning, load_fields
 from finescale.diffusion import samplers
 from finescale.generation.tiling import Window, tiled, tiles
-from finescale.io import Block, block_seed
+from finescale.io.blocks import Block, block_seed
 from finescale.models.diffusion import DiffusionModel
 
 #: called with the number of batches of members at one time just drawn

@@ -24,7 +24,7 @@ from finescale.generation.inputs import open_inputs
 from finescale.generation.members import BlockDrawer, ProgressFn
 from finescale.generation.memory import MemoryEstimate, check_memory, chunk_times
 from finescale.generation.polar import polar_latitude, vector_components
-from finescale.io import Block, EnsembleSpec, ensemble_blocks
+from finescale.io.blocks import Block, EnsembleSpec, ensemble_blocks
 from finescale.models.diffusion import DiffusionModel
 from finescale.version import __version__
 

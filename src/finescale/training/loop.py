@@ -21,7 +21,8 @@ from torch import nn
 
 from finescale.checkpoints import DIGEST_KEY, check_digest, weights_digest
 from finescale.config import TrainConfig
-from finescale.io import atomic_path, check_writable
+from finescale.io.atomic import atomic_path
+from finescale.io.checks import check_writable
 from finescale.training.data import Samples
 from finescale.training.progress import StepBar
 from finescale.training.task import COMPILED, Task, compile_networks

@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from finescale.checkpoints import CHECKPOINT_KEY
 from finescale.config import TrainConfig
-from finescale.io import block_seed
+from finescale.io.blocks import block_seed
 from finescale.nn.unet import UNet
 
 

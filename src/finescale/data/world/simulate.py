@@ -24,7 +24,8 @@ from finescale.data.world.noise import SmallScaleNoise
 from finescale.data.world.params import WorldParams
 from finescale.data.world.precipitation import ConvectiveCells, OrographicRain
 from finescale.data.world.terrain import Grid, Terrain, build_terrain, load_dem
-from finescale.io import ZARR_FORMAT, EnsembleStore, atomic_path, write_json, write_text
+from finescale.io.atomic import ZARR_FORMAT, atomic_path, write_json, write_text
+from finescale.io.stores import EnsembleStore
 from finescale.version import __version__
 
 ATTRS: dict[str, dict[str, str]] = {
