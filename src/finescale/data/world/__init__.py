@@ -6,7 +6,8 @@ cells in ``precipitation``). ``simulate`` writes a world to Zarr, ``oracle`` dra
 scales for the same large-scale state: exact samples of p(HR | LR).
 """
 
+from finescale.data.world.model import World
 from finescale.data.world.params import PRESETS, WorldParams, preset
-from finescale.data.world.simulate import World, open_world, oracle, simulate
+from finescale.data.world.simulate import open_world, oracle, simulate
 
 __all__ = ["PRESETS", "World", "WorldParams", "open_world", "oracle", "preset", "simulate"]
