@@ -34,8 +34,10 @@ from finescale.checkpoints import DIGEST_KEY, load_checkpoint
 from finescale.cli import app
 from finescale.cli.common import err_console
 from finescale.config import load_config
+from finescale.data.channels import make_layout
+from finescale.data.lr_to_hr import LRToHR
 from finescale.data.pairs import open_pair
-from finescale.data.samples import LRToHR, PatchDataset, load_fields, make_layout
+from finescale.data.samples import PatchDataset, load_fields
 from finescale.data.transforms import compute_stats
 
 runner = CliRunner()

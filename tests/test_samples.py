@@ -8,17 +8,11 @@ import torch
 import xarray as xr
 
 from finescale.config import ModelConfig
+from finescale.data.channels import Layout, make_layout
 from finescale.data.grids import is_global, refine_lat_lon
+from finescale.data.lr_to_hr import LRToHR
 from finescale.data.regrid import interpolate, source_indices
-from finescale.data.samples import (
-    Layout,
-    LRToHR,
-    PatchDataset,
-    conditioning,
-    load_fields,
-    make_layout,
-    time_features,
-)
+from finescale.data.samples import PatchDataset, conditioning, load_fields, time_features
 from finescale.data.transforms import NormStats, VariableStats
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from finescale.config import ModelConfig, SampleConfig
-from finescale.data.samples import Layout
+from finescale.data.channels import Layout
 from finescale.generation import (
     Window,
     blend_weights,

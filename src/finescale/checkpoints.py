@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from finescale.config import ExperimentConfig, ModelConfig
-from finescale.data.samples import Layout
+from finescale.data.channels import Layout
 from finescale.data.transforms import NormStats
 from finescale.models.build import build_model
 

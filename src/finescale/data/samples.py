@@ -10,9 +10,8 @@ A sample is a window of the HR grid at one time:
 - ``area`` (1, P, Q): cos(latitude) normalised to mean 1 over the grid, weighting the loss;
   0 where the HR target is missing (NaN in a source with ``missing: mask``).
 
-LR fields go to the HR grid with ``torch.nn.functional.grid_sample`` at the fractional source
-indices from :func:`finescale.data.regrid.source_indices`, so any window is interpolated alone,
-from the LR cells around it, on any device, and on regular or projected grids alike.
+LR fields go to the HR grid by :class:`~finescale.data.lr_to_hr.LRToHR`, window by window; the
+order of the channels is the :class:`~finescale.data.channels.Layout`'s.
 
 Training streams: :class:`LazyFields` keep the LR and HR on disk, and each training patch reads
 its HR window and the LR cells around it (:mod:`finescale.data.windows`), in DataLoader worker
@@ -27,162 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import xarray as xr
 
-from finescale.config import ModelConfig
-from finescale.data.regrid import source_indices
+from finescale.data.channels import Layout
+from finescale.data.lr_to_hr import LRToHR
 from finescale.data.transforms import NormStats
 from finescale.data.windows import BlockCache, Sources, WindowReader
-
-POSITION_FEATURES = ("sin_lat", "cos_lat", "sin_lon", "cos_lon")
-TIME_FEATURES = ("sin_hour", "cos_hour", "sin_doy", "cos_doy")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Which variable sits in which channel; saved with every checkpoint."""
-
-    lr_variables: tuple[str, ...]
-    static_variables: tuple[str, ...]
-    target_variables: tuple[str, ...]
-    position: bool
-    time: bool
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return (POSITION_FEATURES if self.position else ()) + (TIME_FEATURES if self.time else ())
-
-    @property
-    def cond_channels(self) -> int:
-        return len(self.lr_variables) + len(self.static_variables) + len(self.features)
-
-    @property
-    def base_index(self) -> tuple[int | None, ...]:
-        """Channel of each target variable among the LR variables (None: not in the LR)."""
-        return tuple(self.lr_variables.index(v) if v in self.lr_variables else None for v in self.target_variables)
-
-    def to_dict(self) -> dict:
-        return {
-            "lr_variables": list(self.lr_variables),
-            "static_variables": list(self.static_variables),
-            "target_variables": list(self.target_variables),
-            "position": self.position,
-            "time": self.time,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Layout:
-        return cls(
-            tuple(d["lr_variables"]), tuple(d["static_variables"]), tuple(d["target_variables"]),
-            bool(d["position"]), bool(d["time"]),
-        )
-
-
-def _gridded(ds: xr.Dataset | None) -> list[str]:
-    """Variables of ``ds`` on its (y, x) grid, in file order."""
-    if ds is None:
-        return []
-    return [str(v) for v in ds.data_vars if {"y", "x"} <= set(ds[v].dims)]
-
-
-def make_layout(cfg: ModelConfig, lr: xr.Dataset, hr: xr.Dataset, static: xr.Dataset | None) -> Layout:
-    """The layout a model config asks for, checked against the data (unknown names are errors)."""
-
-    def pick(wanted: list[str] | None, available: list[str], what: str) -> tuple[str, ...]:
-        if wanted is None:
-            return tuple(available)
-        unknown = [v for v in wanted if v not in available]
-        if unknown:
-            raise ValueError(f"model: {what} {unknown} not in the data; available: {', '.join(available) or 'none'}")
-        return tuple(wanted)
-
-    lr_time = [v for v in _gridded(lr) if "time" in lr[v].dims]
-    hr_time = [v for v in _gridded(hr) if "time" in hr[v].dims]
-    c = cfg.conditioning
-    return Layout(
-        lr_variables=pick(c.lr_variables, lr_time, "conditioning.lr_variables"),
-        static_variables=pick(c.static_variables, _gridded(static), "conditioning.static_variables"),
-        target_variables=pick(cfg.target_variables, hr_time, "target_variables"),
-        position=c.position,
-        time=c.time,
-    )
-
-
-class LRToHR:
-    """Brings LR fields (B, C, h, w) to windows of the HR grid, by grid_sample at fixed positions.
-
-    The positions are the fractional LR (row, column) of every HR point; a window needs only
-    the LR cells around its own points (:meth:`lr_box`), so a sample reads those alone.
-    """
-
-    def __init__(
-        self,
-        lr_lat: xr.DataArray,
-        lr_lon: xr.DataArray,
-        hr_lat: xr.DataArray,
-        hr_lon: xr.DataArray,
-        method: str = "bilinear",
-        periodic_lon: bool = False,
-    ):
-        self.rows, self.cols = source_indices(lr_lat, lr_lon, hr_lat, hr_lon, periodic_lon=periodic_lon)  # (H, W)
-        self.lr_shape: tuple[int, int] = tuple(np.asarray(lr_lat).shape)  # type: ignore[assignment]
-        self.periodic = periodic_lon
-        self.pad = 2 if periodic_lon else 0  # columns wrapped onto each side for the cubic stencil
-        if method not in ("bilinear", "bicubic"):
-            raise ValueError(f"unknown interpolation '{method}'; use bilinear or bicubic")
-        self.mode = method
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.rows.shape)  # type: ignore[return-value]
-
-    def lr_box(self, window: tuple[int, int, int, int]) -> tuple[slice, slice]:
-        """LR rows and columns the interpolation of the HR window (y0, x0, P, Q) reads.
-
-        The cells from one before to two after each fractional position (the cubic stencil),
-        clipped to the grid; every column on a periodic grid (the stencil wraps round).
-        """
-        y0, x0, p, q = window
-        h, w = self.lr_shape
-        rows = _stencil(self.rows[y0 : y0 + p, x0 : x0 + q], h)
-        cols = slice(0, w) if self.periodic else _stencil(self.cols[y0 : y0 + p, x0 : x0 + q], w)
-        return rows, cols
-
-    def __call__(
-        self,
-        lr: torch.Tensor,
-        window: tuple[int, int, int, int] | None = None,
-        box: tuple[slice, slice] | None = None,
-    ) -> torch.Tensor:
-        """lr (B, C, h, w) -> (B, C, P, Q) on the HR window (y0, x0, P, Q) (None: whole grid).
-
-        ``box``: the LR rows and columns ``lr`` holds, from :meth:`lr_box` (None: all of them).
-        """
-        y0, x0, p, q = window if window is not None else (0, 0, *self.shape)
-        r0, c0 = (box[0].start, box[1].start) if box is not None else (0, 0)
-        h, w = lr.shape[-2:]
-        grid = np.empty((p, q, 2), np.float32)
-        # align_corners=True maps -1 and +1 to the centres of the first and last LR cells held;
-        # in place: a whole large domain makes few temporaries
-        for k, (index, start, pad, n) in enumerate([(self.cols, c0, self.pad, w), (self.rows, r0, 0, h)]):
-            g = index[y0 : y0 + p, x0 : x0 + q] - (start - pad)
-            g *= 2.0
-            g /= n + 2 * pad - 1
-            g -= 1.0
-            grid[..., k] = g
-        grid = torch.from_numpy(grid)  # (P, Q, 2): x then y
-        if self.pad:
-            lr = torch.cat([lr[..., -self.pad :], lr, lr[..., : self.pad]], dim=-1)
-        grid = grid.to(device=lr.device, dtype=lr.dtype).expand(lr.shape[0], -1, -1, -1)
-        return F.grid_sample(lr, grid, mode=self.mode, padding_mode="border", align_corners=True)
-
-
-def _stencil(index: np.ndarray, n: int) -> slice:
-    """Cells floor(i) - 1 .. floor(i) + 2 of fractional indices ``index`` in 0..n-1, at least two."""
-    lo = min(max(int(np.floor(index.min())) - 1, 0), max(n - 2, 0))
-    hi = max(min(int(np.floor(index.max())) + 3, n), lo + 2)
-    return slice(lo, min(hi, n))
 
 
 def time_features(times: np.ndarray) -> np.ndarray:
@@ -202,7 +51,10 @@ def position_features(lat: xr.DataArray, lon: xr.DataArray) -> np.ndarray:
 
 def _standardised(ds: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.ndarray:
     """Stack standardised variables along a new channel axis 1 (or 0 without time), float32; NaN stays."""
-    arrays = [np.asarray(stats.normalise_array(ds[v].values.astype(np.float64), v), dtype=np.float32) for v in names]
+    arrays = [
+        np.asarray(stats.normalise_array(ds[v].values.astype(np.float64), v), dtype=np.float32)
+        for v in names
+    ]
     return np.stack(arrays, axis=-3) if arrays else np.zeros((0,), np.float32)
 
 
@@ -221,7 +73,9 @@ class Fields:
     position: torch.Tensor  # (4, H, W)
     area: torch.Tensor  # (1, H, W): cos(latitude) / its mean, the loss's area weights
     target: torch.Tensor | None  # (T, C_out, H, W), None at inference; missing values at 0
-    valid: torch.Tensor | None = None  # (T, 1, H, W): 1 where every target is present; None: everywhere
+    valid: torch.Tensor | None = (
+        None  # (T, 1, H, W): 1 where every target is present; None: everywhere
+    )
 
     def lr_window(self, t: int, box: tuple[slice, slice]) -> torch.Tensor:
         """The LR at time ``t`` on the rows and columns ``box``: (1, C_lr, rows, cols)."""
@@ -233,7 +87,9 @@ class Fields:
         if self.target is None:
             raise ValueError("training patches need HR targets")
         target = self.target[t, :, rows, cols]
-        present = self.valid[t, :, rows, cols] if self.valid is not None else torch.ones_like(target[:1])
+        present = (
+            self.valid[t, :, rows, cols] if self.valid is not None else torch.ones_like(target[:1])
+        )
         return target, present
 
 
@@ -270,7 +126,11 @@ def load_fields(
 
 
 def _grid_fields(
-    layout: Layout, stats: NormStats, static: xr.Dataset | None, hr_lat: xr.DataArray, hr_lon: xr.DataArray
+    layout: Layout,
+    stats: NormStats,
+    static: xr.Dataset | None,
+    hr_lat: xr.DataArray,
+    hr_lon: xr.DataArray,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The HR fields without time: standardised static (C_s, H, W), position (4, H, W) and area (1, H, W)."""
     if layout.static_variables:
@@ -278,22 +138,38 @@ def _grid_fields(
     else:
         static_arr = np.zeros((0, *np.asarray(hr_lat).shape), np.float32)
     area = np.cos(np.deg2rad(np.asarray(hr_lat, dtype=float)))
-    return (torch.from_numpy(static_arr), torch.from_numpy(position_features(hr_lat, hr_lon)),
-            torch.from_numpy((area / area.mean())[None].astype(np.float32)))
+    return (
+        torch.from_numpy(static_arr),
+        torch.from_numpy(position_features(hr_lat, hr_lon)),
+        torch.from_numpy((area / area.mean())[None].astype(np.float32)),
+    )
 
 
 def conditioning(
-    fields: Fields, layout: Layout, to_hr: LRToHR, index: torch.Tensor | Sequence[int], window: tuple[int, int, int, int]
+    fields: Fields,
+    layout: Layout,
+    to_hr: LRToHR,
+    index: torch.Tensor | Sequence[int],
+    window: tuple[int, int, int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``cond`` (B, C_cond, P, Q) and ``base`` (B, C_out, P, Q) for times ``index`` on one window."""
     y0, x0, p, q = window
     lr_hr = to_hr(fields.lr[list(index)], window)
-    return _assemble(layout, lr_hr, fields.static[:, y0 : y0 + p, x0 : x0 + q],
-                     fields.position[:, y0 : y0 + p, x0 : x0 + q], fields.times[list(index)])
+    return _assemble(
+        layout,
+        lr_hr,
+        fields.static[:, y0 : y0 + p, x0 : x0 + q],
+        fields.position[:, y0 : y0 + p, x0 : x0 + q],
+        fields.times[list(index)],
+    )
 
 
 def _assemble(
-    layout: Layout, lr_hr: torch.Tensor, static: torch.Tensor, position: torch.Tensor, times: np.ndarray
+    layout: Layout,
+    lr_hr: torch.Tensor,
+    static: torch.Tensor,
+    position: torch.Tensor,
+    times: np.ndarray,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``cond`` and ``base`` from the LR on the window (B, C_lr, P, Q), the window's static (C_s, P, Q)
     and position (4, P, Q) fields, and the B times."""
@@ -375,13 +251,25 @@ class PatchDataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, fields: LazyFields | Fields, layout: Layout, to_hr: LRToHR, patch_size: int, length: int,
-        seed: int = 0, start: int = 0,
+        self,
+        fields: LazyFields | Fields,
+        layout: Layout,
+        to_hr: LRToHR,
+        patch_size: int,
+        length: int,
+        seed: int = 0,
+        start: int = 0,
     ):
         """``length`` samples; item ``i`` is sample ``start + i`` of the run (a resumed run skips what it saw)."""
         if isinstance(fields, Fields) and fields.target is None:
             raise ValueError("training patches need HR targets")
-        self.fields, self.layout, self.to_hr, self.length, self.seed = fields, layout, to_hr, length, seed
+        self.fields, self.layout, self.to_hr, self.length, self.seed = (
+            fields,
+            layout,
+            to_hr,
+            length,
+            seed,
+        )
         self.start = start
         h, w = to_hr.shape
         self.patch = (min(patch_size, h), min(patch_size, w))
@@ -397,8 +285,18 @@ class PatchDataset(torch.utils.data.Dataset):
         window, rows, cols = (y0, x0, p, q), slice(y0, y0 + p), slice(x0, x0 + q)
         box = self.to_hr.lr_box(window)
         lr_hr = self.to_hr(self.fields.lr_window(t, box), window, box)
-        cond, base = _assemble(self.layout, lr_hr, self.fields.static[:, rows, cols],
-                               self.fields.position[:, rows, cols], self.fields.times[t : t + 1])
+        cond, base = _assemble(
+            self.layout,
+            lr_hr,
+            self.fields.static[:, rows, cols],
+            self.fields.position[:, rows, cols],
+            self.fields.times[t : t + 1],
+        )
         target, present = self.fields.target_window(t, rows, cols)
         # missing targets weigh nothing in the loss
-        return {"cond": cond[0], "base": base[0], "target": target, "area": self.fields.area[:, rows, cols] * present}
+        return {
+            "cond": cond[0],
+            "base": base[0],
+            "target": target,
+            "area": self.fields.area[:, rows, cols] * present,
+        }

@@ -17,7 +17,8 @@ from torch import Tensor
 from finescale.checkpoints import Loaded
 from finescale.config import SampleConfig
 from finescale.data.grids import polar_filter
-from finescale.data.samples import Fields, LRToHR, conditioning, load_fields
+from finescale.data.lr_to_hr import LRToHR
+from finescale.data.samples import Fields, conditioning, load_fields
 from finescale.diffusion import samplers
 from finescale.generation.tiling import Window, tiled, tiles
 from finescale.io.blocks import Block, block_seed

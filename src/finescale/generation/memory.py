@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from finescale.config import SampleConfig
-from finescale.data.samples import Layout
+from finescale.data.channels import Layout
 from finescale.models.diffusion import DiffusionModel
 from finescale.nn.settings import UNetSettings
 

@@ -18,7 +18,7 @@ import xarray as xr
 from finescale.checkpoints import Loaded
 from finescale.config import SampleConfig, validate
 from finescale.data.errors import IN_MEMORY
-from finescale.data.samples import LRToHR
+from finescale.data.lr_to_hr import LRToHR
 from finescale.data.sources import read_through
 from finescale.generation.inputs import open_inputs
 from finescale.generation.members import BlockDrawer, ProgressFn

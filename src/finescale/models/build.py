@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from finescale.config import ModelConfig
-from finescale.data.samples import Layout
+from finescale.data.channels import Layout
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
 from finescale.nn.settings import UNetSettings

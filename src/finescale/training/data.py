@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from finescale.config import ExperimentConfig, TrainConfig
+from finescale.data.channels import Layout, make_layout
 from finescale.data.grids import is_global
+from finescale.data.lr_to_hr import LRToHR
 from finescale.data.pairs import Pair, open_pair, require_validation, split_times
-from finescale.data.samples import Layout, LazyFields, LRToHR, lazy_fields, make_layout
+from finescale.data.samples import LazyFields, lazy_fields
 from finescale.data.transforms import NormStats, load_or_compute_stats
 from finescale.data.windows import BlockCache, Sources, open_sources
 
