@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from finescale.verify import metrics as read
-from finescale.verify.figures import empty_figure, role_color
+from finescale.verify.figures.style import empty_figure, role_color
 
 
 def spread_skill_bands(metrics: Mapping[str, Any]) -> plt.Figure:
