@@ -15,7 +15,7 @@ from finescale.atmorep.series import Series, load_series
 from finescale.atmorep.settings import AtmoRepConfig
 from finescale.atmorep.tokens import CubeDataset, FixedCubes, untokenize
 from finescale.data.pairs import open_pair
-from finescale.data.transforms import load_or_compute_stats
+from finescale.data.saved_stats import load_or_compute_stats
 
 
 def test_fair_crps_matches_scoringrules():

@@ -36,9 +36,9 @@ from finescale.cli.common import err_console
 from finescale.config import load_config
 from finescale.data.channels import make_layout
 from finescale.data.lr_to_hr import LRToHR
+from finescale.data.normalisation import compute_stats
 from finescale.data.pairs import open_pair
 from finescale.data.samples import PatchDataset, load_fields
-from finescale.data.transforms import compute_stats
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")

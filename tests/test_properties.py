@@ -27,8 +27,8 @@ from finescale.cli import app
 from finescale.config import TransformConfig
 from finescale.data.grids import coarsen, refine_lat_lon
 from finescale.data.lr_to_hr import LRToHR
+from finescale.data.normalisation import NormStats, VariableStats
 from finescale.data.regrid import interpolate
-from finescale.data.transforms import NormStats, VariableStats
 from finescale.verify.scores import crps_fair, mae
 
 DIMS = ("y", "x")

@@ -11,9 +11,9 @@ from finescale.config import ModelConfig
 from finescale.data.channels import Layout, make_layout
 from finescale.data.grids import is_global, refine_lat_lon
 from finescale.data.lr_to_hr import LRToHR
+from finescale.data.normalisation import NormStats, VariableStats
 from finescale.data.regrid import interpolate, source_indices
 from finescale.data.samples import PatchDataset, conditioning, load_fields, time_features
-from finescale.data.transforms import NormStats, VariableStats
 
 
 def _grid(ny: int, nx: int, lat0: float = 44.0, lon0: float = 5.0, step: float = 0.4, rotate: float = 0.0):

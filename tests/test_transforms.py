@@ -13,19 +13,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from finescale.config import DataConfig, TransformConfig
-from finescale.data import transforms as tr
+from finescale.data import saved_stats
+from finescale.data.normalisation import NormStats, compute_stats, denormalise, normalise
 from finescale.data.pairs import open_pair, split_times
-from finescale.data.transforms import (
-    STATS_FILENAME,
-    NormStats,
-    compute_stats,
-    denormalise,
-    forward_transform,
-    inverse_transform,
-    load_or_compute_stats,
-    normalise,
-    stats_path,
-)
+from finescale.data.saved_stats import STATS_FILENAME, load_or_compute_stats, stats_path
+from finescale.data.transforms import forward_transform, inverse_transform
 
 LOG = TransformConfig(kind="log1p", scale=0.5)
 NONE = TransformConfig()
@@ -207,7 +199,7 @@ def test_stats_saved_beside_hr_and_reused(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("statistics recomputed although nothing changed")
 
-    monkeypatch.setattr(tr, "compute_stats", boom)
+    monkeypatch.setattr(saved_stats, "compute_stats", boom)
     assert load_or_compute_stats(pair, cfg) == first
 
     # zero_below acts only on the way back: the file is reused, with the config's threshold

@@ -27,7 +27,7 @@ from torch import nn
 
 from finescale.config import ExperimentConfig, ModelConfig
 from finescale.data.channels import Layout
-from finescale.data.transforms import NormStats
+from finescale.data.normalisation import NormStats
 from finescale.models.build import build_model
 
 CHECKPOINT_KEY = "finescale"

@@ -16,7 +16,7 @@ from finescale.atmorep.model import AtmoRep
 from finescale.atmorep.series import Series
 from finescale.atmorep.settings import AtmoRepConfig
 from finescale.checkpoints import load_weights, read_checkpoint, reading_description
-from finescale.data.transforms import NormStats
+from finescale.data.normalisation import NormStats
 
 #: the kind of checkpoint (``read_checkpoint``'s ``kind``) an AtmoRep run writes
 KIND = "atmorep"

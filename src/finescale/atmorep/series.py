@@ -22,8 +22,8 @@ import xarray as xr
 from finescale.atmorep.settings import AtmoRepConfig
 from finescale.data.grids import coarsen, is_global
 from finescale.data.lr_to_hr import LRToHR
+from finescale.data.normalisation import NormStats
 from finescale.data.pairs import Pair
-from finescale.data.transforms import NormStats
 from finescale.data.windows import BlockCache, Sources, WindowReader, open_sources
 
 

@@ -22,8 +22,9 @@ from finescale.atmorep.series import Series, load_series
 from finescale.atmorep.settings import AtmoRepConfig
 from finescale.atmorep.tokens import CubeDataset, Geometry
 from finescale.checkpoints import read_checkpoint
+from finescale.data.normalisation import NormStats
 from finescale.data.pairs import Pair, open_pair, require_validation, split_times
-from finescale.data.transforms import NormStats, load_or_compute_stats
+from finescale.data.saved_stats import load_or_compute_stats
 from finescale.training import fit, resume_point
 
 log = logging.getLogger(__name__)

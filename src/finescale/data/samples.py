@@ -30,7 +30,7 @@ import xarray as xr
 
 from finescale.data.channels import Layout
 from finescale.data.lr_to_hr import LRToHR
-from finescale.data.transforms import NormStats
+from finescale.data.normalisation import NormStats
 from finescale.data.windows import BlockCache, Sources, WindowReader
 
 

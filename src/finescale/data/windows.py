@@ -29,9 +29,9 @@ import xarray as xr
 
 from finescale.config import DataConfig
 from finescale.data.grids import coarsen as coarsen_blocks
+from finescale.data.normalisation import NormStats
 from finescale.data.sources import open_source
 from finescale.data.times import align_time
-from finescale.data.transforms import NormStats
 
 #: a chunk is cached only when the budget holds at least this many of its size; a larger one
 #: would evict everything else on every read

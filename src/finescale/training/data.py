@@ -19,9 +19,10 @@ from finescale.config import ExperimentConfig, TrainConfig
 from finescale.data.channels import Layout, make_layout
 from finescale.data.grids import is_global
 from finescale.data.lr_to_hr import LRToHR
+from finescale.data.normalisation import NormStats
 from finescale.data.pairs import Pair, open_pair, require_validation, split_times
 from finescale.data.samples import LazyFields, lazy_fields
-from finescale.data.transforms import NormStats, load_or_compute_stats
+from finescale.data.saved_stats import load_or_compute_stats
 from finescale.data.windows import BlockCache, Sources, open_sources
 
 
