@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` runs the main job, `make test` runs the linter and the tests.
+# The two commands of the README: `make demo` runs the main job, `make test` runs the formatter's check, the linter and the tests.
 # Each creates the virtual environment and installs what it needs on a fresh machine.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,6 +25,7 @@ demo: venv
 	$(BIN)/finescale demo --out $(DEMO_DIR) $(DEMO_ARGS)
 
 test: venv
+	$(BIN)/ruff format --check src tests benchmarks docs
 	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/python -m pytest -q
 

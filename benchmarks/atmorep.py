@@ -69,15 +69,24 @@ def loss_falls(log: Path) -> dict[str, Any]:
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``overrides`` laid over it, section by section (one level deep)."""
-    return {key: {**base.get(key, {}), **value} if isinstance(value, dict) else value
-            for key, value in {**base, **overrides}.items()}
+    return {
+        key: {**base.get(key, {}), **value} if isinstance(value, dict) else value
+        for key, value in {**base, **overrides}.items()
+    }
 
 
-def task_rows(metrics: dict[str, Any], task: str, reference: str | None, factor: float | None) -> list[dict[str, Any]]:
+def task_rows(
+    metrics: dict[str, Any], task: str, reference: str | None, factor: float | None
+) -> list[dict[str, Any]]:
     rows = []
     for v in VARIABLES:
         fc, refs = metrics["forecast"][v], metrics["references"]
-        row: dict[str, Any] = {"task": task, "variable": v, "crps": fc["crps_fair"], "ssr": fc["ssr"]}
+        row: dict[str, Any] = {
+            "task": task,
+            "variable": v,
+            "crps": fc["crps_fair"],
+            "ssr": fc["ssr"],
+        }
         for name, ref in refs.items():
             row[f"ref_{name}"] = ref[v]["crps_fair"]  # the CRPS (for one member the MAE)
         row["pass"] = {"ssr": 0.8 <= fc["ssr"] <= 1.2}
@@ -105,27 +114,58 @@ def bias_correction(checkpoint: Path, out: Path, members: int, timed: Stages) ->
     lr = pair.lr[["tp"]]
     truth = coarsen(pair.hr.tp, round(pair.ratio)).to_dataset(name="tp")
     truth = truth.assign_coords(lat=lr.lat, lon=lr.lon)
-    paths = {"truth": out / "bias-truth.zarr", "qm": out / "bias-qm.zarr", "uncorrected": out / "bias-lr.zarr"}
+    paths = {
+        "truth": out / "bias-truth.zarr",
+        "qm": out / "bias-qm.zarr",
+        "uncorrected": out / "bias-lr.zarr",
+    }
     test = xr.open_zarr(store).time.values
     if not paths["truth"].exists():
         write_zarr(truth.sel(time=test).compute(), paths["truth"])
         train = blocks["train"]
         qm = fit_quantile_mapping(lr.sel(time=train), truth.sel(time=train), fit_period="train")
-        write_zarr(forecast_dataset(qm.apply(lr.sel(time=test)).compute(), truth, {"title": "quantile mapping"}),
-                   paths["qm"])
-        write_zarr(forecast_dataset(lr.sel(time=test).compute(), truth, {"title": "uncorrected LR"}),
-                   paths["uncorrected"])
+        write_zarr(
+            forecast_dataset(
+                qm.apply(lr.sel(time=test)).compute(), truth, {"title": "quantile mapping"}
+            ),
+            paths["qm"],
+        )
+        write_zarr(
+            forecast_dataset(lr.sel(time=test).compute(), truth, {"title": "uncorrected LR"}),
+            paths["uncorrected"],
+        )
     report = out / "bias-evaluation"
-    timed("evaluate bias", report / "metrics.json", lambda: run_evaluate(
-        store, paths["truth"], report, variables=["tp"], name="atmorep bias correction",
-        references={"qm": paths["qm"], "uncorrected": paths["uncorrected"]}))
+    timed(
+        "evaluate bias",
+        report / "metrics.json",
+        lambda: run_evaluate(
+            store,
+            paths["truth"],
+            report,
+            variables=["tp"],
+            name="atmorep bias correction",
+            references={"qm": paths["qm"], "uncorrected": paths["uncorrected"]},
+        ),
+    )
     metrics = json.loads((report / "metrics.json").read_text())
     true_mean = float(xr.open_zarr(paths["truth"]).tp.mean())
     rows = []
-    for name, m in {"atmorep": metrics["forecast"]["tp"], **{k: v["tp"] for k, v in metrics["references"].items()}}.items():
-        row = {"task": "bias", "variable": f"tp ({name})", "crps": m["crps_fair"], "ssr": m["ssr"],
-               "mean_rel_error": m["bias_mean"] / true_mean, "q99_rel_error": m["q99_rel_error"]}
-        row["pass"] = {"mean": abs(row["mean_rel_error"]) <= 0.05, "q99": abs(row["q99_rel_error"]) <= 0.10}
+    for name, m in {
+        "atmorep": metrics["forecast"]["tp"],
+        **{k: v["tp"] for k, v in metrics["references"].items()},
+    }.items():
+        row = {
+            "task": "bias",
+            "variable": f"tp ({name})",
+            "crps": m["crps_fair"],
+            "ssr": m["ssr"],
+            "mean_rel_error": m["bias_mean"] / true_mean,
+            "q99_rel_error": m["q99_rel_error"],
+        }
+        row["pass"] = {
+            "mean": abs(row["mean_rel_error"]) <= 0.05,
+            "q99": abs(row["q99_rel_error"]) <= 0.10,
+        }
         if name == "atmorep":
             row["pass"]["ssr"] = 0.8 <= m["ssr"] <= 1.2
         rows.append(row)
@@ -133,12 +173,17 @@ def bias_correction(checkpoint: Path, out: Path, members: int, timed: Stages) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--skill", type=Path, help="output folder of benchmarks/skill.py: its world and ensembles")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="results (default <out>/atmorep.json)")
+    parser.add_argument(
+        "--skill", type=Path, help="output folder of benchmarks/skill.py: its world and ensembles"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="results (default <out>/atmorep.json)"
+    )
     args = parser.parse_args()
     run = begin()
     spec = yaml.safe_load(args.config.read_text())
@@ -152,7 +197,11 @@ def main() -> None:
         world_dir = out / "world"
         world = spec["world"]
         params = preset(world["preset"]).model_copy(update={"days": float(world["days"])})
-        timed("world", world_dir / WORLD_FILE, lambda: simulate(world_dir, params, seed=world.get("seed", 0)))
+        timed(
+            "world",
+            world_dir / WORLD_FILE,
+            lambda: simulate(world_dir, params, seed=world.get("seed", 0)),
+        )
     data = world_config(world_dir).data.model_dump(mode="json")
 
     def stage(name: str, init: Path | None = None, section: dict[str, Any] | None = None) -> Path:
@@ -166,13 +215,19 @@ def main() -> None:
 
     checkpoint = stage("pretrain")
     # a task fine-tune, where the config has one, is the pretrain section with its overrides
-    tuned = {task: stage(f"tune-{task}", checkpoint, merge(spec["pretrain"], overrides))
-             for task, overrides in spec.get("tune", {}).items()}
+    tuned = {
+        task: stage(f"tune-{task}", checkpoint, merge(spec["pretrain"], overrides))
+        for task, overrides in spec.get("tune", {}).items()
+    }
 
     members, stride = spec.get("members", 16), spec.get("stride")
     for task in ("interpolation", "forecast"):
         store, model = out / f"{task}.zarr", tuned.get(task, checkpoint)
-        timed(f"predict {task}", store, lambda t=task, s=store, m=model: predict(m, s, t, members=members, stride=stride))
+        timed(
+            f"predict {task}",
+            store,
+            lambda t=task, s=store, m=model: predict(m, s, t, members=members, stride=stride),
+        )
     forecast = xr.open_zarr(out / "forecast.zarr")
     leads = len(json.loads(forecast.attrs["hidden_hours"]))
     for k in range(1, leads + 1):  # one store per lead: the k-th hidden hour of every neighbourhood
@@ -187,11 +242,23 @@ def main() -> None:
         if not refs.exists():
             write_references(checkpoint, store, refs)
         report = out / f"{name}-evaluation"
-        timed(f"evaluate {name}", report / "metrics.json", lambda s=store, r=refs, e=report, n=name: run_evaluate(
-            s, world_dir / "hr.zarr", e, lr_path=world_dir / "lr.zarr", variables=VARIABLES, name=f"atmorep {n}",
-            references={p.stem: p for p in sorted(r.glob("*.zarr"))}))
+        timed(
+            f"evaluate {name}",
+            report / "metrics.json",
+            lambda s=store, r=refs, e=report, n=name: run_evaluate(
+                s,
+                world_dir / "hr.zarr",
+                e,
+                lr_path=world_dir / "lr.zarr",
+                variables=VARIABLES,
+                name=f"atmorep {n}",
+                references={p.stem: p for p in sorted(r.glob("*.zarr"))},
+            ),
+        )
         reference, factor = TARGETS.get(name, (None, None))
-        rows += task_rows(json.loads((report / "metrics.json").read_text()), name, reference, factor)
+        rows += task_rows(
+            json.loads((report / "metrics.json").read_text()), name, reference, factor
+        )
 
     if "downscale" in spec and args.skill is not None:
         tuned = stage("downscale", checkpoint)
@@ -199,11 +266,22 @@ def main() -> None:
         timed("predict downscale", store, lambda: predict(tuned, store, "targets", members=members))
         report = out / "downscale-evaluation"
         skill = args.skill.absolute()
-        timed("evaluate downscale", report / "metrics.json", lambda: run_evaluate(
-            store, world_dir / "hr.zarr", report, lr_path=world_dir / "lr.zarr", variables=VARIABLES,
-            name="atmorep downscaling",
-            references={n: skill / f"{n}.zarr" for n in ("diffusion", "regression", "oracle")}))
-        rows += task_rows(json.loads((report / "metrics.json").read_text()), "downscale", None, None)
+        timed(
+            "evaluate downscale",
+            report / "metrics.json",
+            lambda: run_evaluate(
+                store,
+                world_dir / "hr.zarr",
+                report,
+                lr_path=world_dir / "lr.zarr",
+                variables=VARIABLES,
+                name="atmorep downscaling",
+                references={n: skill / f"{n}.zarr" for n in ("diffusion", "regression", "oracle")},
+            ),
+        )
+        rows += task_rows(
+            json.loads((report / "metrics.json").read_text()), "downscale", None, None
+        )
     bias = None
     if "bias" in spec:
         tuned = stage("bias", checkpoint)
@@ -212,26 +290,48 @@ def main() -> None:
 
     loss = loss_falls(out / "pretrain" / "logs" / "version_0" / "metrics.csv")
     world_json = json.loads((world_dir / WORLD_FILE).read_text())
-    path = write_results(args.json or out / "atmorep.json", run, {
-        "config": spec, "timings_s": timings, "scored_on": "test",
-        "world": {"path": str(world_dir), "seed": world_json["seed"], "times": world_json["times"]},
-        "loss": loss, "checks": rows})
+    path = write_results(
+        args.json or out / "atmorep.json",
+        run,
+        {
+            "config": spec,
+            "timings_s": timings,
+            "scored_on": "test",
+            "world": {
+                "path": str(world_dir),
+                "seed": world_json["seed"],
+                "times": world_json["times"],
+            },
+            "loss": loss,
+            "checks": rows,
+        },
+    )
     machine = json.loads(path.read_text())["machine"]
     print(f"\n{args.config}: {members} members; {machine}")
     print("timings (min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in timings.items()))
-    print(f"pre-training loss in ten windows: {' '.join(f'{w:.3f}' for w in loss['train_windows'])}; "
-          f"validation {' '.join(f'{v:.3f}' for v in loss['val'])}; steady: {loss['steady']}")
-    print("\n| task | variable | fair CRPS | references (CRPS; MAE for one member) | CRPS / target reference | "
-          "SSR | met |")
+    print(
+        f"pre-training loss in ten windows: {' '.join(f'{w:.3f}' for w in loss['train_windows'])}; "
+        f"validation {' '.join(f'{v:.3f}' for v in loss['val'])}; steady: {loss['steady']}"
+    )
+    print(
+        "\n| task | variable | fair CRPS | references (CRPS; MAE for one member) | CRPS / target reference | "
+        "SSR | met |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         refs = ", ".join(f"{k[4:]} {v:.4g}" for k, v in r.items() if k.startswith("ref_"))
         if "mean_rel_error" in r:
             refs = f"mean {r['mean_rel_error']:+.3f}, q99 {r['q99_rel_error']:+.3f}"
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
-        met = "yes" if all(r["pass"].values()) else "no: " + ", ".join(k for k, ok in r["pass"].items() if not ok)
+        met = (
+            "yes"
+            if all(r["pass"].values())
+            else "no: " + ", ".join(k for k, ok in r["pass"].items() if not ok)
+        )
         ssr = "" if r["ssr"] is None else f"{r['ssr']:.2f}"  # none for one member
-        print(f"| {r['task']} | {r['variable']} | {r['crps']:.4g} | {refs} | {ratio} | {ssr} | {met} |")
+        print(
+            f"| {r['task']} | {r['variable']} | {r['crps']:.4g} | {refs} | {ratio} | {ssr} | {met} |"
+        )
 
 
 if __name__ == "__main__":

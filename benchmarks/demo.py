@@ -24,7 +24,15 @@ from typing import Any
 
 from results import RUNS, begin, measure, write_results  # benchmarks/results.py
 
-SOURCES = ("diffusion", "oracle", "regression", "bcsd", "qm", "qdm", "bicubic")  # the README's columns
+SOURCES = (
+    "diffusion",
+    "oracle",
+    "regression",
+    "bcsd",
+    "qm",
+    "qdm",
+    "bicubic",
+)  # the README's columns
 
 
 def table(path: Path) -> dict[str, Any]:
@@ -37,9 +45,7 @@ def table(path: Path) -> dict[str, Any]:
     sources = {meta["forecast_name"]: metrics["forecast"], **metrics["references"]}
     missing = [name for name in SOURCES if name not in sources]
     if missing:
-        raise ValueError(
-            f"{path}: no scores of {', '.join(missing)} (it has {', '.join(sources)})"
-        )
+        raise ValueError(f"{path}: no scores of {', '.join(missing)} (it has {', '.join(sources)})")
     forecast = metrics["forecast"]
     return {
         "crps_fair": {
@@ -62,8 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("/tmp/finescale-demo-bench"),
-                        help="the demo's output folder (deleted first)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/tmp/finescale-demo-bench"),
+        help="the demo's output folder (deleted first)",
+    )
     parser.add_argument("--json", type=Path, default=RUNS / "demo.json", help="results JSON")
     args = parser.parse_args()
 
@@ -81,8 +91,12 @@ def main() -> None:
         "demo_command": " ".join(command),
         "log": str(log),
         "scored_on": "test",
-        "world": {"path": str(args.out / "world"), "seed": world["seed"],
-                  "hr_shape": world["hr_shape"], "times": world["times"]},
+        "world": {
+            "path": str(args.out / "world"),
+            "seed": world["seed"],
+            "hr_shape": world["hr_shape"],
+            "times": world["times"],
+        },
         **table(args.out / "evaluation" / "metrics.json"),
     }
     write_results(args.json, run, result)
@@ -90,8 +104,11 @@ def main() -> None:
     print(f"demo: {m} min {s} s, peak RSS {measured['peak_rss_gb']:.2f} GB")
     print("| fair CRPS | " + " | ".join(SOURCES) + " | SSR |")
     for v, row in result["crps_fair"].items():
-        print(f"| {v} | " + " | ".join(f"{row[name]:.4g}" for name in SOURCES)
-              + f" | {result['ssr'][v]:.2f} |")
+        print(
+            f"| {v} | "
+            + " | ".join(f"{row[name]:.4g}" for name in SOURCES)
+            + f" | {result['ssr'][v]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,6 @@ HOURS_PER_CHUNK = 24
 VARIABLES = {"t2m": "K", "u10": "m s-1", "v10": "m s-1", "tp": "mm h-1"}
 
 
-
-
 def _interpolation(n_fine: int, n_coarse: int) -> np.ndarray:
     """(n_fine, n_coarse) matrix of linear interpolation from a coarse to a fine regular grid."""
     position = np.linspace(0, n_coarse - 1, n_fine)
@@ -60,7 +58,9 @@ AY, AX = _interpolation(NY, NY // COARSE + 1), _interpolation(NX, NX // COARSE +
 def _smooth_noise(rng: np.random.Generator, count: int) -> np.ndarray:
     """``count`` unit-variance, spatially correlated random fields (count, NY, NX), float32."""
     coarse = rng.standard_normal((count, AY.shape[1], AX.shape[1]))
-    fine = ((AY @ coarse).reshape(-1, AX.shape[1]) @ AX.T).reshape(count, NY, NX)  # 2-D product: fast
+    fine = ((AY @ coarse).reshape(-1, AX.shape[1]) @ AX.T).reshape(
+        count, NY, NX
+    )  # 2-D product: fast
     return (fine / fine.std(axis=(1, 2), keepdims=True)).astype(np.float32)
 
 
@@ -105,18 +105,24 @@ def build(path: Path, days: int, members: int | None, seed: int = 0) -> None:
     data = {}
     for name, units in VARIABLES.items():
         if members is None:
+
             def block(block_info=None, name=name):
                 (t0, t1), _, _ = block_info[None]["array-location"]
                 return _truth(name, t0, t1 - t0, seed)
 
-            array = dask.array.map_blocks(block, chunks=(time_chunks, (NY,), (NX,)), dtype=np.float32)
+            array = dask.array.map_blocks(
+                block, chunks=(time_chunks, (NY,), (NX,)), dtype=np.float32
+            )
             dims = ("time", "y", "x")
         else:
+
             def block(block_info=None, name=name):
                 (m0, _), (t0, t1), _, _ = block_info[None]["array-location"]
                 return _forecast(name, m0, t0, t1 - t0, seed)[None]
 
-            array = dask.array.map_blocks(block, chunks=((1,) * members, time_chunks, (NY,), (NX,)), dtype=np.float32)
+            array = dask.array.map_blocks(
+                block, chunks=((1,) * members, time_chunks, (NY,), (NX,)), dtype=np.float32
+            )
             dims = ("member", "time", "y", "x")
         data[name] = xr.Variable(dims, array, {"units": units})
     lat, lon = np.meshgrid(np.linspace(48.0, 44.0, NY), np.linspace(5.0, 15.0, NX), indexing="ij")
@@ -143,8 +149,18 @@ def measure_period(root: Path, days: int, members: int, clean: bool) -> dict:
 
     finescale = Path(sys.executable).with_name("finescale")
     out = data / "eval"
-    command = [str(finescale), "evaluate", "--forecast", str(data / "forecast.zarr"),
-               "--truth", str(data / "truth.zarr"), "--out", str(out), "--name", "bench"]
+    command = [
+        str(finescale),
+        "evaluate",
+        "--forecast",
+        str(data / "forecast.zarr"),
+        "--truth",
+        str(data / "truth.zarr"),
+        "--out",
+        str(out),
+        "--name",
+        "bench",
+    ]
     measured = measure(command, stdout=subprocess.DEVNULL)
     values = members * days * 24 * NY * NX
     meta = json.loads((out / "metrics.json").read_text())["meta"]
@@ -170,12 +186,21 @@ def measure_period(root: Path, days: int, members: int, clean: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, nargs="+", default=[365],
-                        help="days of hourly data, one run per value (default: a year)")
+    parser.add_argument(
+        "--days",
+        type=int,
+        nargs="+",
+        default=[365],
+        help="days of hourly data, one run per value (default: a year)",
+    )
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--root", type=Path, default=Path("/tmp/finescale-eval-bench"))
-    parser.add_argument("--json", type=Path, default=None,
-                        help="results (default runs/benchmarks/evaluate-memory.json)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="results (default runs/benchmarks/evaluate-memory.json)",
+    )
     parser.add_argument("--clean", action="store_true", help="Delete each period's data after it.")
     args = parser.parse_args()
     if any(days < 1 for days in args.days) or args.members < 2:
@@ -186,13 +211,19 @@ def main() -> None:
     for days in args.days:
         row = measure_period(args.root, days, args.members, args.clean)
         rows.append(row)
-        print(f"{days} days, {args.members} members, {len(row['variables'])} variables: wall "
-              f"{row['wall_min']:.2f} min, peak RSS {row['peak_rss_gb']:.2f} GB, forecast "
-              f"{row['forecast_gb_on_disk']:.1f} GB on disk, {row['scored_values_per_s']} M values "
-              f"scored per s, load average {row['load_average_1min'][0]} / "
-              f"{row['load_average_1min'][1]}", flush=True)
-    write_results(args.json or RUNS / "evaluate-memory.json", run,
-                  {"grid": [NY, NX], "hours_per_chunk": HOURS_PER_CHUNK, "rows": rows})
+        print(
+            f"{days} days, {args.members} members, {len(row['variables'])} variables: wall "
+            f"{row['wall_min']:.2f} min, peak RSS {row['peak_rss_gb']:.2f} GB, forecast "
+            f"{row['forecast_gb_on_disk']:.1f} GB on disk, {row['scored_values_per_s']} M values "
+            f"scored per s, load average {row['load_average_1min'][0]} / "
+            f"{row['load_average_1min'][1]}",
+            flush=True,
+        )
+    write_results(
+        args.json or RUNS / "evaluate-memory.json",
+        run,
+        {"grid": [NY, NX], "hours_per_chunk": HOURS_PER_CHUNK, "rows": rows},
+    )
 
 
 if __name__ == "__main__":

@@ -94,7 +94,10 @@ def build(root: Path, hours: int, size: int) -> Path:
         lr = hr.coarsen(lat=RATIO, lon=RATIO).mean()
         # hours since the start: units xarray infers from the first time alone (days) would
         # label the appended hours as days
-        first = {"mode": "w", "encoding": {"time": {"units": "hours since 2021-06-01", "dtype": "int64"}}}
+        first = {
+            "mode": "w",
+            "encoding": {"time": {"units": "hours since 2021-06-01", "dtype": "int64"}},
+        }
         append = {"append_dim": "time"} if k else first
         hr.to_zarr(root / "hr.zarr", zarr_format=2, consolidated=True, **append)
         lr.to_zarr(root / "lr.zarr", zarr_format=2, consolidated=True, **append)
@@ -199,16 +202,29 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size", type=int, default=SIZE, help="HR points per side")
-    parser.add_argument("--root", type=Path, default=None,
-                        help="data and model (default /tmp/finescale-large-domain-hourly, "
-                             "-<size> for other sizes)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="data and model (default /tmp/finescale-large-domain-hourly, -<size> for other sizes)",
+    )
     parser.add_argument(
         "--hours", type=int, default=8, help="hours of data built (training needs 3 blocks)"
     )
-    parser.add_argument("--times", type=int, nargs="+", default=[1],
-                        help="LR times generated, one run per value (paired with --members)")
-    parser.add_argument("--members", type=int, nargs="+", default=[4],
-                        help="members, one run per value (paired with --times)")
+    parser.add_argument(
+        "--times",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="LR times generated, one run per value (paired with --members)",
+    )
+    parser.add_argument(
+        "--members",
+        type=int,
+        nargs="+",
+        default=[4],
+        help="members, one run per value (paired with --times)",
+    )
     parser.add_argument("--batch", type=int, default=2, help="members per network call")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--overlap", type=int, default=32)
@@ -218,21 +234,30 @@ def main() -> None:
         default=3,
         help="DPM++(2M) steps on log-uniform levels (from 3 the second-order history is held)",
     )
-    parser.add_argument("--out", "--json", dest="out", type=Path,
-                        default=RUNS / "large-domain.json", help="results JSON")
+    parser.add_argument(
+        "--out",
+        "--json",
+        dest="out",
+        type=Path,
+        default=RUNS / "large-domain.json",
+        help="results JSON",
+    )
     args = parser.parse_args()
     runs = len(args.members), len(args.times)
     if max(runs) > 1 and min(runs) > 1 and runs[0] != runs[1]:
-        parser.error(f"--members ({runs[0]} values) and --times ({runs[1]}) pair up: give as many "
-                     "of each, or one of either")
+        parser.error(
+            f"--members ({runs[0]} values) and --times ({runs[1]}) pair up: give as many "
+            "of each, or one of either"
+        )
     cases = list(zip(args.members * (max(runs) // runs[0]), args.times * (max(runs) // runs[1])))
     if max(args.times) > args.hours or min(args.times) < 1:
         parser.error(f"--times {args.times}: each between 1 and --hours ({args.hours})")
     if args.size % RATIO:
         parser.error(f"--size {args.size}: a multiple of the LR/HR ratio {RATIO}")
     # not /tmp/finescale-large-domain: builds there hold the hours labelled as days
-    root = args.root or Path("/tmp/finescale-large-domain-hourly" + (
-        "" if args.size == SIZE else f"-{args.size}"))
+    root = args.root or Path(
+        "/tmp/finescale-large-domain-hourly" + ("" if args.size == SIZE else f"-{args.size}")
+    )
 
     run = begin()
     config = build(root, args.hours, args.size)
@@ -250,24 +275,33 @@ def main() -> None:
             "steps": args.steps,
         }
         times = f"{first}..{first + np.timedelta64(count - 1, 'h')}"
-        row = {"members": members, "times": count, "sample": sample,
-               **generate(root, model, sample, times),
-               "estimate_gb": estimate(model, sample, count, args.size)}
+        row = {
+            "members": members,
+            "times": count,
+            "sample": sample,
+            **generate(root, model, sample, times),
+            "estimate_gb": estimate(model, sample, count, args.size),
+        }
         rows.append(row)
         print(
             f"{args.size} x {args.size}: {members} members x {count} times, tiles {args.tile} "
             f"(overlap {args.overlap}), batch {sample['batch_size']}: peak RSS "
             f"{row['peak_rss_gb']:.2f} GB (estimate {row['estimate_gb']['total']:.2f} GB), "
             f"{row['wall_s']:.0f} s, load average {row['load_average_1min'][0]} / "
-            f"{row['load_average_1min'][1]}", flush=True
+            f"{row['load_average_1min'][1]}",
+            flush=True,
         )
-    write_results(args.out, run, {
-        "hr_shape": [args.size, args.size],
-        "lr_shape": [args.size // RATIO, args.size // RATIO],
-        "targets": list(TARGETS),
-        "root": str(root),
-        "rows": rows,
-    })
+    write_results(
+        args.out,
+        run,
+        {
+            "hr_shape": [args.size, args.size],
+            "lr_shape": [args.size // RATIO, args.size // RATIO],
+            "targets": list(TARGETS),
+            "root": str(root),
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -201,13 +201,20 @@ def main() -> None:
     )
     parser.add_argument("--batches", type=int, default=150, help="batches each loader delivers")
     parser.add_argument("--steps", type=int, default=15, help="timed training steps per model")
-    parser.add_argument("--memory", action="store_true",
-                        help="measure the memory of streaming instead of the speed")
+    parser.add_argument(
+        "--memory", action="store_true", help="measure the memory of streaming instead of the speed"
+    )
     parser.add_argument("--memory-hours", type=int, default=768, help="hours of the HR store")
     parser.add_argument("--memory-size", type=int, default=1024, help="HR points per side")
-    parser.add_argument("--out", "--json", dest="out", type=Path, default=None,
-                        help="results JSON (default runs/benchmarks/loader.json, or "
-                             "loader-memory.json with --memory)")
+    parser.add_argument(
+        "--out",
+        "--json",
+        dest="out",
+        type=Path,
+        default=None,
+        help="results JSON (default runs/benchmarks/loader.json, or "
+        "loader-memory.json with --memory)",
+    )
     parser.add_argument("--from-json", type=Path, default=None, help="print an earlier run's table")
     args = parser.parse_args()
     if args.from_json:
@@ -216,13 +223,17 @@ def main() -> None:
     run = begin()
     if args.memory:
         if args.memory_size % 256 or args.memory_hours < 24:
-            parser.error(f"--memory-size {args.memory_size}: a multiple of 256 (the chunks); "
-                         f"--memory-hours {args.memory_hours}: at least 24")
+            parser.error(
+                f"--memory-size {args.memory_size}: a multiple of 256 (the chunks); "
+                f"--memory-hours {args.memory_hours}: at least 24"
+            )
         result = streaming_memory(args.root, args.memory_hours, args.memory_size)
         write_results(args.out or RUNS / "loader-memory.json", run, result)
-        print(f"HR store {result['hr_gb_on_disk']:.2f} GB, peak memory of training "
-              f"{result['peak_pss_gb']:.2f} GB ({result['store_over_peak']:.1f} x smaller), "
-              f"{result['wall_s']:.0f} s")
+        print(
+            f"HR store {result['hr_gb_on_disk']:.2f} GB, peak memory of training "
+            f"{result['peak_pss_gb']:.2f} GB ({result['store_over_peak']:.1f} x smaller), "
+            f"{result['wall_s']:.0f} s"
+        )
         return
 
     world_dir = world(args.root, args.days)

@@ -26,5 +26,10 @@ def describe() -> dict[str, str | int | None]:
     """CPU, torch threads, Python and torch versions, and the GPU if there is one."""
     import torch
 
-    return {"cpu": cpu_model(), "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }

@@ -89,12 +89,22 @@ def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> P
     clash = sorted(set(run) & set(results))
     if clash:
         raise ValueError(f"results for {path}: keys {clash} would overwrite the header's")
-    machine = {**describe(), "cores": os.cpu_count(), "memory_gib": memory_gib(),
-               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    machine = {
+        **describe(),
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
     load = {**run["load_average"], "end": [round(x, 2) for x in os.getloadavg()]}
     empty = empty_fields(results)
-    record = {**run, "machine": machine, "versions": versions(), "load_average": load,
-              "empty_fields": empty, **results}
+    record = {
+        **run,
+        "machine": machine,
+        "versions": versions(),
+        "load_average": load,
+        "empty_fields": empty,
+        **results,
+    }
     if empty:
         print(f"{path}: left empty: {', '.join(empty)}", file=sys.stderr)
     with atomic_path(path) as tmp:

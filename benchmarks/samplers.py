@@ -49,14 +49,19 @@ CANDIDATES = [
 ]
 
 
-def score(ensemble: Path, truth: xr.Dataset) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+def score(
+    ensemble: Path, truth: xr.Dataset
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """Fair CRPS and mean ensemble std per variable of one ensemble store, and its per-day sums
     (:mod:`finescale.verify.intervals`, plain means as before) for the intervals."""
     ens = xr.open_zarr(ensemble).load()
     out, per_time = {}, [{} for _ in ens.time.values]
     for name in ens.data_vars:
         fc, obs = ens[name], truth[name].sel(time=ens.time)
-        out[str(name)] = {"crps": float(crps_fair(fc, obs)), "spread": float(fc.std("member", ddof=1).mean())}
+        out[str(name)] = {
+            "crps": float(crps_fair(fc, obs)),
+            "spread": float(fc.std("member", ddof=1).mean()),
+        }
         for i, t in enumerate(ens.time.values):
             y = obs.sel(time=t).transpose("y", "x").values.astype(np.float64)
             members = fc.sel(time=t).transpose("member", "y", "x").values.astype(np.float64)
@@ -67,17 +72,33 @@ def score(ensemble: Path, truth: xr.Dataset) -> tuple[dict[str, dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--world", type=Path, help="the Alps world the checkpoint was trained on")
-    parser.add_argument("--from-json", type=Path, default=None, help="print and plot an earlier run's numbers")
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="print and plot an earlier run's numbers"
+    )
     parser.add_argument("--members", type=int, default=16)
-    parser.add_argument("--split", choices=("validation", "test"), default="validation",
-                        help="the world's block whose hours are scored")
+    parser.add_argument(
+        "--split",
+        choices=("validation", "test"),
+        default="validation",
+        help="the world's block whose hours are scored",
+    )
     parser.add_argument("--every", type=int, default=6, help="score every n-th hour of the split")
-    parser.add_argument("--sigma-max", type=float, default=None, help="override the checkpoint's sigma_max")
-    parser.add_argument("--out", "--json", dest="out", type=Path, default=RUNS / "samplers.json",
-                        help="results JSON")
+    parser.add_argument(
+        "--sigma-max", type=float, default=None, help="override the checkpoint's sigma_max"
+    )
+    parser.add_argument(
+        "--out",
+        "--json",
+        dest="out",
+        type=Path,
+        default=RUNS / "samplers.json",
+        help="results JSON",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="PNG of CRPS against network calls")
     args = parser.parse_args()
     if args.from_json:
@@ -96,31 +117,59 @@ def main() -> None:
     rows, daily = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for solver, schedule, steps in [REFERENCE, *CANDIDATES]:
-            sample = {"solver": solver, "schedule": schedule, "steps": steps, "members": args.members,
-                      "batch_size": args.members}
+            sample = {
+                "solver": solver,
+                "schedule": schedule,
+                "steps": steps,
+                "members": args.members,
+                "batch_size": args.members,
+            }
             sample |= override
             path = Path(tmp) / f"{solver}-{schedule}-{steps}.zarr"
             start = time.perf_counter()
-            downscale(args.checkpoint, args.world / "lr.zarr", args.world / "static.zarr", path, sample=sample,
-                      times=times)
+            downscale(
+                args.checkpoint,
+                args.world / "lr.zarr",
+                args.world / "static.zarr",
+                path,
+                sample=sample,
+                times=times,
+            )
             wall = time.perf_counter() - start
             scores, sums = score(path, truth)
             daily.append(sums)
-            rows.append({"solver": solver, "schedule": schedule, "steps": steps, "calls": n_calls(solver, steps),
-                         "wall_s": wall, "scores": scores})
+            rows.append(
+                {
+                    "solver": solver,
+                    "schedule": schedule,
+                    "steps": steps,
+                    "calls": n_calls(solver, steps),
+                    "wall_s": wall,
+                    "scores": scores,
+                }
+            )
             print(f"{solver:9s} {schedule:12s} {steps:3d} steps: {wall:6.1f} s", flush=True)
 
     ref = rows[0]["scores"]
     variables = list(ref)
     # 95 % intervals of each CRPS ratio: the same days resampled for both ensembles (blocks of 3 days)
-    counts = intervals.bootstrap_counts(np.zeros(daily[0][f"{variables[0]}.crps"].shape[0]), BLOCK_DAYS)
+    counts = intervals.bootstrap_counts(
+        np.zeros(daily[0][f"{variables[0]}.crps"].shape[0]), BLOCK_DAYS
+    )
     for row, sums in zip(rows, daily, strict=True):
-        paired = {**{f"row.{k}": v for k, v in sums.items()}, **{f"ref.{k}": v for k, v in daily[0].items()}}
-        row["crps_rel_ci95"] = {v: intervals.interval(intervals.crps_ratio(f"row.{v}", f"ref.{v}"), paired,
-                                                      counts).ci95 for v in variables}
+        paired = {
+            **{f"row.{k}": v for k, v in sums.items()},
+            **{f"ref.{k}": v for k, v in daily[0].items()},
+        }
+        row["crps_rel_ci95"] = {
+            v: intervals.interval(intervals.crps_ratio(f"row.{v}", f"ref.{v}"), paired, counts).ci95
+            for v in variables
+        }
         row["crps_rel_mean_ci95"] = intervals.interval(
             lambda s: np.mean([s[f"row.{v}.crps"] / s[f"ref.{v}.crps"] for v in variables], axis=0),
-            paired, counts).ci95
+            paired,
+            counts,
+        ).ci95
     for row in rows:
         row["crps_rel"] = {v: row["scores"][v]["crps"] / ref[v]["crps"] for v in variables}
         row["spread_rel"] = {v: row["scores"][v]["spread"] / ref[v]["spread"] for v in variables}
@@ -129,15 +178,22 @@ def main() -> None:
     result = {
         "checkpoint": str(args.checkpoint.absolute()),
         "selected_on": args.split,
-        "world": {"path": str(args.world.absolute()), "seed": world["seed"],
-                  "hr_shape": world["hr_shape"], "times": world["times"]},
+        "world": {
+            "path": str(args.world.absolute()),
+            "seed": world["seed"],
+            "hr_shape": world["hr_shape"],
+            "times": world["times"],
+        },
         "scored_times": [str(t) for t in times],
         "times": len(times),
         "members": args.members,
         "sigma_max": sample_settings(load_checkpoint(args.checkpoint), override).sigma_max,
         "sampling_s": round(sum(row["wall_s"] for row in rows), 1),
-        "interval": {"method": "moving-block bootstrap over days, paired", "block_days": BLOCK_DAYS,
-                     "days": int(daily[0][f"{variables[0]}.crps"].shape[0])},
+        "interval": {
+            "method": "moving-block bootstrap over days, paired",
+            "block_days": BLOCK_DAYS,
+            "days": int(daily[0][f"{variables[0]}.crps"].shape[0]),
+        },
         "rows": rows,
     }
     report(json.loads(write_results(args.out, run, result).read_text()), args.plot)
@@ -149,8 +205,10 @@ def report(result: dict, plot_path: Path | None) -> None:
     ref = rows[0]["scores"]
     variables = list(ref)
     split = result.get("selected_on", "test")  # earlier runs, which did not record it, scored test
-    print(f"\n{result['times']} {split} times x {result['members']} members; {machine['cpu']}, "
-          f"{machine['threads']} threads")
+    print(
+        f"\n{result['times']} {split} times x {result['members']} members; {machine['cpu']}, "
+        f"{machine['threads']} threads"
+    )
     print("reference fair CRPS: " + ", ".join(f"{v} {ref[v]['crps']:.4g}" for v in variables))
     head = "| solver | schedule | steps | calls | " + " | ".join(f"CRPS {v}" for v in variables)
     print(f"\n{head} | CRPS mean [95 %] | spread mean | wall (s) |")
@@ -159,8 +217,10 @@ def report(result: dict, plot_path: Path | None) -> None:
         crps = " | ".join(f"{row['crps_rel'][v]:.3f}" for v in variables)
         spread = np.mean(list(row["spread_rel"].values()))
         lo, hi = row.get("crps_rel_mean_ci95", (np.nan, np.nan))  # earlier runs have no intervals
-        print(f"| {row['solver']} | {row['schedule']} | {row['steps']} | {row['calls']} | {crps} | "
-              f"{row['crps_rel_mean']:.3f} [{lo:.3f}, {hi:.3f}] | {spread:.3f} | {row['wall_s']:.0f} |")
+        print(
+            f"| {row['solver']} | {row['schedule']} | {row['steps']} | {row['calls']} | {crps} | "
+            f"{row['crps_rel_mean']:.3f} [{lo:.3f}, {hi:.3f}] | {spread:.3f} | {row['wall_s']:.0f} |"
+        )
     if plot_path:
         plot(rows, plot_path)
 
@@ -174,10 +234,17 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for key in dict.fromkeys((r["solver"], r["schedule"]) for r in rows[1:]):
-        line = sorted((r for r in rows[1:] if (r["solver"], r["schedule"]) == key), key=lambda r: r["calls"])
+        line = sorted(
+            (r for r in rows[1:] if (r["solver"], r["schedule"]) == key), key=lambda r: r["calls"]
+        )
         calls = [r["calls"] for r in line]
         axes[0].plot(calls, [r["crps_rel_mean"] for r in line], "o-", label=" / ".join(key))
-        axes[1].plot(calls, [np.mean(list(r["spread_rel"].values())) for r in line], "o-", label=" / ".join(key))
+        axes[1].plot(
+            calls,
+            [np.mean(list(r["spread_rel"].values())) for r in line],
+            "o-",
+            label=" / ".join(key),
+        )
     axes[0].axhline(1.02, color="grey", ls="--", lw=1, label="reference + 2 %")
     axes[0].set_ylim(0.99, 1.1)
     axes[0].set_ylabel("fair CRPS / Heun-40 CRPS (mean over variables)")

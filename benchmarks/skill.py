@@ -64,7 +64,9 @@ def stage_config(world_dir: Path, stage: dict[str, Any], out: Path, name: str) -
     tree = {"name": name, "data": world_config(world_dir).data.model_dump(mode="json"), **stage}
     tree["train"] = {**tree.get("train", {}), "out": str(out / name)}
     if tree["model"].get("residual") == "regression":
-        tree["model"]["regression_checkpoint"] = str(out / "regression" / "checkpoints" / "last.ckpt")
+        tree["model"]["regression_checkpoint"] = str(
+            out / "regression" / "checkpoints" / "last.ckpt"
+        )
     return validate(tree, ExperimentConfig, source=f"{name} stage")
 
 
@@ -73,8 +75,10 @@ def rank_shape(counts: list[float]) -> dict[str, float]:
     share relative to flat (> 1: U, too little spread; < 1: dome, too much)."""
     c = np.asarray(counts, dtype=float)
     expected = c.sum() / c.size
-    return {"chi2_per_dof": float(((c - expected) ** 2 / expected).sum() / (c.size - 1)),
-            "edge_ratio": float((c[0] + c[-1]) / (2 * expected))}
+    return {
+        "chi2_per_dof": float(((c - expected) ** 2 / expected).sum() / (c.size - 1)),
+        "edge_ratio": float((c[0] + c[-1]) / (2 * expected)),
+    }
 
 
 def passes(v: str, row: dict[str, float]) -> dict[str, bool]:
@@ -100,7 +104,11 @@ def checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             "crps": fc["crps_fair"],
             "crps_oracle_ratio": fc["crps_fair"] / ref["oracle"][v]["crps_fair"],
             "crps_regression_ratio": fc["crps_fair"] / ref["regression"][v]["crps_fair"],
-            **({"crps_qdm_ratio": fc["crps_fair"] / ref["qdm"][v]["crps_fair"]} if "qdm" in ref else {}),
+            **(
+                {"crps_qdm_ratio": fc["crps_fair"] / ref["qdm"][v]["crps_fair"]}
+                if "qdm" in ref
+                else {}
+            ),
             "ssr": fc["ssr"],
             **rank_shape(metrics["curves"]["rank_histogram"][v]["forecast"]),
             "spectral": fc["spectral_log_ratio_max"],
@@ -122,8 +130,13 @@ def terrain_file(name: str, out: Path) -> Path | None:
     if not path.exists():
         dem = load_dem()
         partial = out / "dem-rotated.partial.npz"
-        np.savez(partial, elevation=dem.elevation[::-1, ::-1], lat=dem.lat, lon=dem.lon,
-                 provenance=f"{dem.provenance} Turned by 180 degrees for finescale's held-out terrain.")
+        np.savez(
+            partial,
+            elevation=dem.elevation[::-1, ::-1],
+            lat=dem.lat,
+            lon=dem.lon,
+            provenance=f"{dem.provenance} Turned by 180 degrees for finescale's held-out terrain.",
+        )
         partial.replace(path)
     return path
 
@@ -134,23 +147,46 @@ def world(out: Path, spec: dict[str, Any], seed: int, terrain: str, timed: Stage
     world_dir = out / "world"
     out.mkdir(parents=True, exist_ok=True)
     dem = terrain_file(terrain, out)
-    timed("world", world_dir / WORLD_FILE, lambda: simulate(world_dir, params, seed=seed, orography=dem))
+    timed(
+        "world",
+        world_dir / WORLD_FILE,
+        lambda: simulate(world_dir, params, seed=seed, orography=dem),
+    )
     return world_dir
 
 
-def ensembles(models: Path, world_dir: Path, times: np.ndarray, members: int, sample: dict[str, Any],
-              out: Path, timed: Stages, label: str = "", references: Path | None = None) -> dict[str, Path]:
+def ensembles(
+    models: Path,
+    world_dir: Path,
+    times: np.ndarray,
+    members: int,
+    sample: dict[str, Any],
+    out: Path,
+    timed: Stages,
+    label: str = "",
+    references: Path | None = None,
+) -> dict[str, Path]:
     """The diffusion (with ``sample``) ensemble on ``times`` in ``out``, and the regression and
     oracle ensembles on the same times in ``references`` (default ``out``; shared by candidates)."""
     references = references or out
-    paths = {"diffusion": out / "diffusion.zarr", **{name: references / f"{name}.zarr" for name in SOURCES[1:]}}
+    paths = {
+        "diffusion": out / "diffusion.zarr",
+        **{name: references / f"{name}.zarr" for name in SOURCES[1:]},
+    }
     stages = {"diffusion": {**sample, "members": members}, "regression": {"members": members}}
     for name, settings in stages.items():
         checkpoint = models / name / "checkpoints" / "last.ckpt"
         tag = label if name == "diffusion" else ""
-        timed(f"downscale {name}{tag}", paths[name], lambda c=checkpoint, p=paths[name], s=settings: downscale(
-            c, world_dir / "lr.zarr", world_dir / "static.zarr", p, sample=s, times=times))
-    timed("oracle", paths["oracle"], lambda: oracle(world_dir, members, paths["oracle"], times=times))
+        timed(
+            f"downscale {name}{tag}",
+            paths[name],
+            lambda c=checkpoint, p=paths[name], s=settings: downscale(
+                c, world_dir / "lr.zarr", world_dir / "static.zarr", p, sample=s, times=times
+            ),
+        )
+    timed(
+        "oracle", paths["oracle"], lambda: oracle(world_dir, members, paths["oracle"], times=times)
+    )
     return paths
 
 
@@ -164,16 +200,28 @@ def dry_copy(source: Path, target: Path, zero_below: float) -> None:
     partial.replace(target)
 
 
-def evaluate(paths: dict[str, Path], world_dir: Path, report: Path, timed: Stages, label: str = "") -> dict[str, Any]:
+def evaluate(
+    paths: dict[str, Path], world_dir: Path, report: Path, timed: Stages, label: str = ""
+) -> dict[str, Any]:
     """``finescale evaluate`` of the diffusion ensemble with the other two as references."""
-    timed(f"evaluate{label}", report / "metrics.json", lambda: run_evaluate(
-        paths["diffusion"], world_dir / "hr.zarr", report, lr_path=world_dir / "lr.zarr",
-        references={name: path for name, path in paths.items() if name != "diffusion"}, name="diffusion"))
+    timed(
+        f"evaluate{label}",
+        report / "metrics.json",
+        lambda: run_evaluate(
+            paths["diffusion"],
+            world_dir / "hr.zarr",
+            report,
+            lr_path=world_dir / "lr.zarr",
+            references={name: path for name, path in paths.items() if name != "diffusion"},
+            name="diffusion",
+        ),
+    )
     return json.loads((report / "metrics.json").read_text())
 
 
-def daily_sums(paths: dict[str, Path], world_dir: Path, metrics: dict[str, Any], seed: int = 0
-               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def daily_sums(
+    paths: dict[str, Path], world_dir: Path, metrics: dict[str, Any], seed: int = 0
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per-day sums (:func:`finescale.verify.intervals.time_sums`) of every source and variable,
     keyed ``<source>.<variable>.<sum>``, with area weights and spectra as ``finescale evaluate``
     uses them (its metrics give the grid length, the bands and the spectral method)."""
@@ -183,8 +231,9 @@ def daily_sums(paths: dict[str, Path], world_dir: Path, metrics: dict[str, Any],
     lat = np.asarray(truth["lat"].values, dtype=float)  # (y, x), as finescale evaluate reads it
     weights = np.asarray(area_weights(lat))
     meta = metrics["meta"]
-    spectrum = Spectrum(meta["spectra"]["kind"], meta["grid"]["spectral_grid_length_km"],
-                        lat.mean(axis=1))
+    spectrum = Spectrum(
+        meta["spectra"]["kind"], meta["grid"]["spectral_grid_length_km"], lat.mean(axis=1)
+    )
     bands = [tuple(b) for b in meta["spectral_bands_km"]]
 
     def power(fields: np.ndarray) -> np.ndarray:
@@ -197,19 +246,24 @@ def daily_sums(paths: dict[str, Path], world_dir: Path, metrics: dict[str, Any],
         for v in VARIABLES:
             y = truth[v].sel(time=t).transpose("y", "x").values.astype(np.float64)
             for name, store in stores.items():
-                members = store[v].sel(time=t).transpose("member", "y", "x").values.astype(np.float64)
-                for key, value in intervals.time_sums(members, y, weights, rng, band_power=power,
-                                                      thresholds=meta["thresholds"][v]).items():
+                members = (
+                    store[v].sel(time=t).transpose("member", "y", "x").values.astype(np.float64)
+                )
+                for key, value in intervals.time_sums(
+                    members, y, weights, rng, band_power=power, thresholds=meta["thresholds"][v]
+                ).items():
                     sums[f"{name}.{v}.{key}"] = value
         per_time.append(sums)
     return intervals.daily(per_time, times)
 
 
-def with_intervals(sums: dict[str, np.ndarray], counts: np.ndarray, members: int,
-                   bands: list[tuple[float, float]]) -> dict[str, dict[str, Any]]:
+def with_intervals(
+    sums: dict[str, np.ndarray], counts: np.ndarray, members: int, bands: list[tuple[float, float]]
+) -> dict[str, dict[str, Any]]:
     """Every variable's ratios on the summed days with their bootstrap intervals."""
     out = {}
     for v in VARIABLES:
+
         def score(fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
             return intervals.interval(fn(*args), sums, counts).as_dict()
 
@@ -217,36 +271,59 @@ def with_intervals(sums: dict[str, np.ndarray], counts: np.ndarray, members: int
         ratios = {
             "crps_oracle_ratio": score(intervals.crps_ratio, diffusion, f"oracle.{v}"),
             "crps_regression_ratio": score(intervals.crps_ratio, diffusion, f"regression.{v}"),
-            **({"crps_qdm_ratio": score(intervals.crps_ratio, diffusion, f"qdm.{v}")} if f"qdm.{v}.crps" in sums else {}),
+            **(
+                {"crps_qdm_ratio": score(intervals.crps_ratio, diffusion, f"qdm.{v}")}
+                if f"qdm.{v}.crps" in sums
+                else {}
+            ),
             "ssr": score(intervals.spread_skill, diffusion, members),
             "ssr_oracle": score(intervals.spread_skill, f"oracle.{v}", members),
             "edge_ratio": score(intervals.rank_edges, diffusion),
             "spectral": score(intervals.spectral_max, diffusion),
         }
-        log_ratio = intervals.band_log_ratio(diffusion)({k: s.sum(axis=0)[None] for k, s in sums.items()})[0]
+        log_ratio = intervals.band_log_ratio(diffusion)(
+            {k: s.sum(axis=0)[None] for k, s in sums.items()}
+        )[0]
         ratios["spectral"]["band_km"] = list(bands[int(np.nanargmax(np.abs(log_ratio)))])
         ratios["spectral_bands"] = [
-            {"band_km": list(band), "log10_ratio": intervals.interval(
-                lambda s, i=i, d=diffusion: intervals.band_log_ratio(d)(s)[:, i], sums, counts).as_dict()}
-            for i, band in enumerate(bands)]
+            {
+                "band_km": list(band),
+                "log10_ratio": intervals.interval(
+                    lambda s, i=i, d=diffusion: intervals.band_log_ratio(d)(s)[:, i], sums, counts
+                ).as_dict(),
+            }
+            for i, band in enumerate(bands)
+        ]
         # extremes: Brier score and twCRPS above the truth's q99 and q99.9 (``finescale evaluate``'s
         # thresholds over each world's scored times), every source's mean and diffusion / oracle
         sources = [n for n in (*SOURCES, "qdm") if f"{n}.{v}.weight" in sums]
         ratios["extremes"] = {
-            key: {f"{name}_{kind}": score(intervals.mean, f"{name}.{v}", f"{kind}_{key}")
-                  for kind in ("brier", "twcrps") for name in sources}
-            | {f"{kind}_oracle_ratio": score(intervals.crps_ratio, diffusion, f"oracle.{v}", f"{kind}_{key}")
-               for kind in ("brier", "twcrps")}
-            for key in ("q99", "q999")}
+            key: {
+                f"{name}_{kind}": score(intervals.mean, f"{name}.{v}", f"{kind}_{key}")
+                for kind in ("brier", "twcrps")
+                for name in sources
+            }
+            | {
+                f"{kind}_oracle_ratio": score(
+                    intervals.crps_ratio, diffusion, f"oracle.{v}", f"{kind}_{key}"
+                )
+                for kind in ("brier", "twcrps")
+            }
+            for key in ("q99", "q999")
+        }
         out[v] = ratios
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--json", type=Path, help="results JSON (default: <out>/skill-heldout.json)")
+    parser.add_argument(
+        "--json", type=Path, help="results JSON (default: <out>/skill-heldout.json)"
+    )
     args = parser.parse_args()
     run = begin()
     spec = yaml.safe_load(args.config.read_text())
@@ -257,10 +334,16 @@ def main() -> None:
     # 1. develop: train on the development world
     dev = out / "dev"
     timed = Stages(dev / "timings.json")
-    dev_world = world(dev, spec["world"], spec["development"]["seed"], spec["development"]["terrain"], timed)
+    dev_world = world(
+        dev, spec["world"], spec["development"]["seed"], spec["development"]["terrain"], timed
+    )
     for name in ("regression", "diffusion"):
         cfg = stage_config(dev_world, spec[name], dev, name)
-        timed(f"train {name}", dev / name / "checkpoints" / "last.ckpt", lambda cfg=cfg: train(cfg, resume=True))
+        timed(
+            f"train {name}",
+            dev / name / "checkpoints" / "last.ckpt",
+            lambda cfg=cfg: train(cfg, resume=True),
+        )
 
     # 2. select on the development world's validation block
     times = world_split_times(dev_world, "validation")[:: select["every"]]
@@ -268,29 +351,74 @@ def main() -> None:
     selection = []
     for value in select["sigma_max"]:
         folder = dev / "select" / f"sigma_max_{value:g}"
-        paths = ensembles(dev, dev_world, times, members, {**base, "sigma_max": value}, folder, timed,
-                          f" sigma_max {value:g}", references=dev / "select")
-        rows = checks(evaluate(paths, dev_world, folder / "evaluation", timed, f" sigma_max {value:g}"))
+        paths = ensembles(
+            dev,
+            dev_world,
+            times,
+            members,
+            {**base, "sigma_max": value},
+            folder,
+            timed,
+            f" sigma_max {value:g}",
+            references=dev / "select",
+        )
+        rows = checks(
+            evaluate(paths, dev_world, folder / "evaluation", timed, f" sigma_max {value:g}")
+        )
         met = sum(sum(r["pass"].values()) for r in rows)
         mean_ratio = float(np.mean([r["crps_oracle_ratio"] for r in rows]))
-        selection.append({"sigma_max": value, "targets_met": met, "mean_crps_oracle_ratio": mean_ratio, "rows": rows})
-    chosen = min(selection, key=lambda s: (-s["targets_met"], s["mean_crps_oracle_ratio"]))["sigma_max"]
+        selection.append(
+            {
+                "sigma_max": value,
+                "targets_met": met,
+                "mean_crps_oracle_ratio": mean_ratio,
+                "rows": rows,
+            }
+        )
+    chosen = min(selection, key=lambda s: (-s["targets_met"], s["mean_crps_oracle_ratio"]))[
+        "sigma_max"
+    ]
     sample = {**base, "sigma_max": chosen}
 
     # 2b. precipitation's dry threshold on the same validation times: one ensemble drawn with none,
     # each candidate applied to it (the threshold is the last step of sampling, so this is exact)
-    raw = ensembles(dev, dev_world, times, members, {**sample, "zero_below": 0.0},
-                    dev / "select" / f"sigma_max_{chosen:g}_raw", timed, f" sigma_max {chosen:g} raw",
-                    references=dev / "select")
+    raw = ensembles(
+        dev,
+        dev_world,
+        times,
+        members,
+        {**sample, "zero_below": 0.0},
+        dev / "select" / f"sigma_max_{chosen:g}_raw",
+        timed,
+        f" sigma_max {chosen:g} raw",
+        references=dev / "select",
+    )
     dry = []
     for value in select["zero_below"]:
         folder = dev / "select" / f"sigma_max_{chosen:g}_zero_below_{value:g}"
         path = folder / "diffusion.zarr"
-        timed(f"dry threshold {value:g}", path, lambda v=value, p=path: dry_copy(raw["diffusion"], p, v))
-        row = next(r for r in checks(evaluate({**raw, "diffusion": path}, dev_world, folder / "evaluation",
-                                              timed, f" zero_below {value:g}")) if r["variable"] == "tp")
+        timed(
+            f"dry threshold {value:g}",
+            path,
+            lambda v=value, p=path: dry_copy(raw["diffusion"], p, v),
+        )
+        row = next(
+            r
+            for r in checks(
+                evaluate(
+                    {**raw, "diffusion": path},
+                    dev_world,
+                    folder / "evaluation",
+                    timed,
+                    f" zero_below {value:g}",
+                )
+            )
+            if r["variable"] == "tp"
+        )
         dry.append({"zero_below": value, "tp_targets_met": sum(row["pass"].values()), "tp": row})
-    dry_chosen = min(dry, key=lambda s: (-s["tp_targets_met"], s["tp"]["crps_oracle_ratio"]))["zero_below"]
+    dry_chosen = min(dry, key=lambda s: (-s["tp_targets_met"], s["tp"]["crps_oracle_ratio"]))[
+        "zero_below"
+    ]
     sample["zero_below"] = dry_chosen
 
     # 3. score once on the held-out worlds' test blocks
@@ -304,61 +432,108 @@ def main() -> None:
         paths = ensembles(dev, world_dir, test_times, members, sample, folder, held_timed)
         # the statistical baseline strongest on extremes, fitted on this world's own training block
         paths["qdm"] = folder / "qdm.zarr"
-        held_timed("baseline qdm", paths["qdm"], lambda w=world_dir, p=paths["qdm"]: run_baseline(
-            world_config(w).data, "qdm", p, split="test"))
+        held_timed(
+            "baseline qdm",
+            paths["qdm"],
+            lambda w=world_dir, p=paths["qdm"]: run_baseline(
+                world_config(w).data, "qdm", p, split="test"
+            ),
+        )
         metrics = evaluate(paths, world_dir, folder / "evaluation", held_timed)
         sums, days = daily_sums(paths, world_dir, metrics)
-        counts = intervals.bootstrap_counts(np.zeros(days.size), score["block_days"], score["resamples"])
+        counts = intervals.bootstrap_counts(
+            np.zeros(days.size), score["block_days"], score["resamples"]
+        )
         bands = [tuple(b) for b in metrics["meta"]["spectral_bands_km"]]
-        worlds.append({"seed": held["seed"], "terrain": held["terrain"], "test_times": int(test_times.size),
-                       "days": int(days.size), "timings_s": held_timed.timings, "checks": checks(metrics),
-                       "intervals": with_intervals(sums, counts, members, bands)})
+        worlds.append(
+            {
+                "seed": held["seed"],
+                "terrain": held["terrain"],
+                "test_times": int(test_times.size),
+                "days": int(days.size),
+                "timings_s": held_timed.timings,
+                "checks": checks(metrics),
+                "intervals": with_intervals(sums, counts, members, bands),
+            }
+        )
         daily.append(sums)
         strata += [i] * days.size
     pooled_sums = {k: np.concatenate([d[k] for d in daily]) for k in daily[0]}
     counts = intervals.bootstrap_counts(np.asarray(strata), score["block_days"], score["resamples"])
     pooled = with_intervals(pooled_sums, counts, members, bands)
     for v in VARIABLES:
-        point = {k: pooled[v][k]["value"] for k in ("crps_oracle_ratio", "crps_regression_ratio", "ssr", "edge_ratio", "spectral")}
-        q999 = [next(r for r in w["checks"] if r["variable"] == v)["q999_rel_error"] for w in worlds]
+        point = {
+            k: pooled[v][k]["value"]
+            for k in ("crps_oracle_ratio", "crps_regression_ratio", "ssr", "edge_ratio", "spectral")
+        }
+        q999 = [
+            next(r for r in w["checks"] if r["variable"] == v)["q999_rel_error"] for w in worlds
+        ]
         pooled[v]["q999_rel_error_per_world"] = q999
         pooled[v]["pass"] = passes(v, {**point, "q999_rel_error": max(q999, key=abs)})
 
     result = {
-        "config": spec, "selected_on": "validation",
+        "config": spec,
+        "selected_on": "validation",
         "development_world": spec["development"],
-        "selection": {"parameter": "sample.sigma_max", "validation_times": int(times.size),
-                      "rule": "most targets met over the four variables, then lowest mean fair CRPS / oracle",
-                      "chosen": chosen, "candidates": selection},
+        "selection": {
+            "parameter": "sample.sigma_max",
+            "validation_times": int(times.size),
+            "rule": "most targets met over the four variables, then lowest mean fair CRPS / oracle",
+            "chosen": chosen,
+            "candidates": selection,
+        },
         "dry_threshold_selection": {
-            "parameter": "sample.zero_below", "units": "mm h-1", "validation_times": int(times.size),
+            "parameter": "sample.zero_below",
+            "units": "mm h-1",
+            "validation_times": int(times.size),
             "rule": "with the chosen sigma_max: most tp targets met, then lowest tp fair CRPS / oracle",
-            "chosen": dry_chosen, "candidates": dry},
+            "chosen": dry_chosen,
+            "candidates": dry,
+        },
         "heldout_worlds": worlds,
-        "pooled": {"days": len(strata), "block_days": score["block_days"], "resamples": score["resamples"],
-                   "variables": pooled},
+        "pooled": {
+            "days": len(strata),
+            "block_days": score["block_days"],
+            "resamples": score["resamples"],
+            "variables": pooled,
+        },
         "timings_s": timed.timings,
-        "training_wall_s": timed.timings.get("train regression", 0.0) + timed.timings.get("train diffusion", 0.0),
-        "sampling_s": {w["terrain"] + f" seed {w['seed']}": w["timings_s"].get("downscale diffusion") for w in worlds},
+        "training_wall_s": timed.timings.get("train regression", 0.0)
+        + timed.timings.get("train diffusion", 0.0),
+        "sampling_s": {
+            w["terrain"] + f" seed {w['seed']}": w["timings_s"].get("downscale diffusion")
+            for w in worlds
+        },
     }
     target = args.json or out / "skill-heldout.json"
     write_results(target, run, result)
 
     print(f"\n{args.config}")
-    print("selection on the development world's validation block "
-          f"({times.size} times x {members} members): sample.sigma_max = {chosen:g}")
+    print(
+        "selection on the development world's validation block "
+        f"({times.size} times x {members} members): sample.sigma_max = {chosen:g}"
+    )
     for s in selection:
-        print(f"  sigma_max {s['sigma_max']:g}: {s['targets_met']} targets met, "
-              f"mean CRPS / oracle {s['mean_crps_oracle_ratio']:.3f}")
+        print(
+            f"  sigma_max {s['sigma_max']:g}: {s['targets_met']} targets met, "
+            f"mean CRPS / oracle {s['mean_crps_oracle_ratio']:.3f}"
+        )
     print(f"then sample.zero_below = {dry_chosen:g} mm/h")
     for s in dry:
-        print(f"  zero_below {s['zero_below']:g}: {s['tp_targets_met']} tp targets met, tp CRPS / oracle "
-              f"{s['tp']['crps_oracle_ratio']:.4f}, rank edges {s['tp']['edge_ratio']:.3f}")
+        print(
+            f"  zero_below {s['zero_below']:g}: {s['tp_targets_met']} tp targets met, tp CRPS / oracle "
+            f"{s['tp']['crps_oracle_ratio']:.4f}, rank edges {s['tp']['edge_ratio']:.3f}"
+        )
     names = ", ".join(f"seed {w['seed']} ({w['terrain']})" for w in worlds)
-    print(f"\nheld-out worlds: {names}; "
-          f"{len(strata)} days, blocks of {score['block_days']} days, 95 % intervals")
-    print("| variable | CRPS / oracle | / regression | / QDM | SSR | rank edges | spectral max (band km) | "
-          "q99.9 error per world | all met |")
+    print(
+        f"\nheld-out worlds: {names}; "
+        f"{len(strata)} days, blocks of {score['block_days']} days, 95 % intervals"
+    )
+    print(
+        "| variable | CRPS / oracle | / regression | / QDM | SSR | rank edges | spectral max (band km) | "
+        "q99.9 error per world | all met |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
 
     def fmt(x: dict[str, Any], digits: int = 2) -> str:
@@ -368,17 +543,24 @@ def main() -> None:
         p = pooled[v]
         failed = [k for k, ok in p["pass"].items() if not ok]
         qdm = fmt(p["crps_qdm_ratio"]) if "crps_qdm_ratio" in p else "-"
-        print(f"| {v} | {fmt(p['crps_oracle_ratio'], 3)} | {fmt(p['crps_regression_ratio'])} | {qdm} | {fmt(p['ssr'])} | "
-              f"{fmt(p['edge_ratio'])} | {fmt(p['spectral'], 3)} ({p['spectral']['band_km'][0]:.0f}-"
-              f"{p['spectral']['band_km'][1]:.0f}) | {', '.join(f'{q:+.2f}' for q in p['q999_rel_error_per_world'])} | "
-              f"{'yes' if not failed else 'no: ' + ', '.join(failed)} |")
+        print(
+            f"| {v} | {fmt(p['crps_oracle_ratio'], 3)} | {fmt(p['crps_regression_ratio'])} | {qdm} | {fmt(p['ssr'])} | "
+            f"{fmt(p['edge_ratio'])} | {fmt(p['spectral'], 3)} ({p['spectral']['band_km'][0]:.0f}-"
+            f"{p['spectral']['band_km'][1]:.0f}) | {', '.join(f'{q:+.2f}' for q in p['q999_rel_error_per_world'])} | "
+            f"{'yes' if not failed else 'no: ' + ', '.join(failed)} |"
+        )
 
-    print("\nextremes above the truth's q99 / q99.9, diffusion against the oracle (mean, 95 % interval):")
+    print(
+        "\nextremes above the truth's q99 / q99.9, diffusion against the oracle (mean, 95 % interval):"
+    )
     for v in VARIABLES:
         for key, e in pooled[v]["extremes"].items():
-            print(f"  {v} {key}: twCRPS {fmt(e['diffusion_twcrps'], 4)} vs {fmt(e['oracle_twcrps'], 4)} "
-                  f"(ratio {fmt(e['twcrps_oracle_ratio'])}); Brier {fmt(e['diffusion_brier'], 5)} vs "
-                  f"{fmt(e['oracle_brier'], 5)} (ratio {fmt(e['brier_oracle_ratio'])})")
+            print(
+                f"  {v} {key}: twCRPS {fmt(e['diffusion_twcrps'], 4)} vs {fmt(e['oracle_twcrps'], 4)} "
+                f"(ratio {fmt(e['twcrps_oracle_ratio'])}); Brier {fmt(e['diffusion_brier'], 5)} vs "
+                f"{fmt(e['oracle_brier'], 5)} (ratio {fmt(e['brier_oracle_ratio'])})"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -113,9 +113,15 @@ DIFFUSERS: dict[str, tuple[type, dict[str, Any]]] = {
         EDMEulerScheduler,
         {"sigma_schedule": "karras", "final_sigmas_type": "zero"},
     ),
-    "edm_dpmsolver_karras": (EDMDPMSolverMultistepScheduler, {"sigma_schedule": "karras", **DPM_SOLVER}),
+    "edm_dpmsolver_karras": (
+        EDMDPMSolverMultistepScheduler,
+        {"sigma_schedule": "karras", **DPM_SOLVER},
+    ),
     # equal steps in ln sigma: our levels
-    "edm_dpmsolver_exponential": (EDMDPMSolverMultistepScheduler, {"sigma_schedule": "exponential", **DPM_SOLVER}),
+    "edm_dpmsolver_exponential": (
+        EDMDPMSolverMultistepScheduler,
+        {"sigma_schedule": "exponential", **DPM_SOLVER},
+    ),
 }
 #: what cannot be set in diffusers to match ours (the same for every diffusers scheduler)
 DIFFUSERS_DIFFERENCES = [

@@ -28,10 +28,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="alps")
     parser.add_argument("--days", type=float, nargs="+", default=[365.0], help="one run per value")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/finescale-world-benchmark"),
-                        help="folder of the worlds (one <preset>-<days>d folder per run)")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="results (default runs/benchmarks/world-speed-<preset>.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/tmp/finescale-world-benchmark"),
+        help="folder of the worlds (one <preset>-<days>d folder per run)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="results (default runs/benchmarks/world-speed-<preset>.json)",
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the worlds.")
     args = parser.parse_args()
     if any(days <= 0 for days in args.days):
@@ -43,16 +51,34 @@ def main() -> None:
     for days in args.days:
         out = args.out / f"{args.preset}-{days:g}d"
         shutil.rmtree(out, ignore_errors=True)  # a world is written whole, never resumed
-        command = [str(finescale), "world", "--preset", args.preset, "--days", str(days),
-                   "--out", str(out)]
-        row = {"preset": args.preset, "days": days, "hours": round(days * 24),
-               **measure(command, stdout=subprocess.DEVNULL)}
-        row |= {"wall_min": round(row["wall_s"] / 60, 2), "output_gb": round(disk_gb(out), 3),
-                "command": " ".join(command)}
+        command = [
+            str(finescale),
+            "world",
+            "--preset",
+            args.preset,
+            "--days",
+            str(days),
+            "--out",
+            str(out),
+        ]
+        row = {
+            "preset": args.preset,
+            "days": days,
+            "hours": round(days * 24),
+            **measure(command, stdout=subprocess.DEVNULL),
+        }
+        row |= {
+            "wall_min": round(row["wall_s"] / 60, 2),
+            "output_gb": round(disk_gb(out), 3),
+            "command": " ".join(command),
+        }
         rows.append(row)
-        print(f"preset {args.preset}, {days:g} days: wall {row['wall_min']:.2f} min, peak RSS "
-              f"{row['peak_rss_gb']:.2f} GB, output {row['output_gb']:.2f} GB on disk, load "
-              f"average {row['load_average_1min'][0]} / {row['load_average_1min'][1]}", flush=True)
+        print(
+            f"preset {args.preset}, {days:g} days: wall {row['wall_min']:.2f} min, peak RSS "
+            f"{row['peak_rss_gb']:.2f} GB, output {row['output_gb']:.2f} GB on disk, load "
+            f"average {row['load_average_1min'][0]} / {row['load_average_1min'][1]}",
+            flush=True,
+        )
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
     path = args.json or RUNS / f"world-speed-{args.preset}.json"

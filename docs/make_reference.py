@@ -22,7 +22,9 @@ PAGES = {
 }
 
 
-def reference_markdown(model: type[BaseModel] = ExperimentConfig, title: str = "Configuration reference") -> str:
+def reference_markdown(
+    model: type[BaseModel] = ExperimentConfig, title: str = "Configuration reference"
+) -> str:
     """A Markdown reference of every settings section reachable from ``model`` (docs are generated from it)."""
     sections: list[tuple[str, type[BaseModel]]] = []
     seen: dict[type[BaseModel], str] = {}
@@ -40,9 +42,19 @@ def reference_markdown(model: type[BaseModel] = ExperimentConfig, title: str = "
                 walk(f"{key}.<name>" if is_mapping else key, inner)
 
     walk("", model)
-    lines = [f"# {title}", "", "Generated from the settings models by `docs/make_reference.py`.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        "Generated from the settings models by `docs/make_reference.py`.",
+        "",
+    ]
     for prefix, cls in sections:
-        lines += [f"## `{prefix or '(top level)'}`: {cls.__name__}", "", inspect.cleandoc(cls.__doc__ or ""), ""]
+        lines += [
+            f"## `{prefix or '(top level)'}`: {cls.__name__}",
+            "",
+            inspect.cleandoc(cls.__doc__ or ""),
+            "",
+        ]
         if seen[cls] != prefix:
             lines += [f"Same keys as `{seen[cls]}`.", ""]
             continue
@@ -50,7 +62,9 @@ def reference_markdown(model: type[BaseModel] = ExperimentConfig, title: str = "
         for name, field in cls.model_fields.items():
             if field.is_required():
                 default = "required"
-            elif first_model(field.annotation) is not None and field.get_default(call_default_factory=True):
+            elif first_model(field.annotation) is not None and field.get_default(
+                call_default_factory=True
+            ):
                 default = "see its section"
             else:
                 default = repr(field.get_default(call_default_factory=True))
@@ -62,12 +76,17 @@ def reference_markdown(model: type[BaseModel] = ExperimentConfig, title: str = "
 
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or re.sub(r"finescale\.(\w+\.)+", "", str(annotation).replace("typing.", "").replace("pathlib.", ""))
+    text = text or re.sub(
+        r"finescale\.(\w+\.)+", "", str(annotation).replace("typing.", "").replace("pathlib.", "")
+    )
     return text.replace("|", "or")
 
 
 def pages() -> dict[Path, str]:
-    return {DOCS / name: reference_markdown(model, title) + "\n" for name, (model, title) in PAGES.items()}
+    return {
+        DOCS / name: reference_markdown(model, title) + "\n"
+        for name, (model, title) in PAGES.items()
+    }
 
 
 if __name__ == "__main__":

@@ -87,8 +87,10 @@ def tiny_models(small_pair, tmp_path_factory) -> dict[str, Path]:
     del config["data"]["static"]
     (folder / "nostatic.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     models = {"folder": folder}
-    for name, path, kind in [("regression", "nostatic.yaml", "regression"),
-                             ("diffusion", "finescale.yaml", "diffusion")]:
+    for name, path, kind in [
+        ("regression", "nostatic.yaml", "regression"),
+        ("diffusion", "finescale.yaml", "diffusion"),
+    ]:
         out = folder.parent / name
         cfg = load_config(folder / path, [f"model.kind={kind}", f"train.out={out}"])
         models[name] = train(cfg)

@@ -111,8 +111,17 @@ def test_rate_in_the_file_is_kept_and_reported_as_not_accumulated(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1h", 3600), ("6h", 21600), ("30min", 1800), ("3600s", 3600), ("1d", 86400),
-     ("1 h", 3600), ("PT1H", 3600), ("PT1H30M", 5400), ("1.5 hours", 5400)],
+    [
+        ("1h", 3600),
+        ("6h", 21600),
+        ("30min", 1800),
+        ("3600s", 3600),
+        ("1d", 86400),
+        ("1 h", 3600),
+        ("PT1H", 3600),
+        ("PT1H30M", 5400),
+        ("1.5 hours", 5400),
+    ],
 )
 def test_durations(text, seconds):
     assert duration_seconds(text) == seconds
@@ -126,15 +135,23 @@ def test_durations(text, seconds):
 def test_true_and_false_stay_flags():
     assert tp_config(Path("x.nc"), True).lr.variables["tp"].accumulation is True
     assert tp_config(Path("x.nc"), False).lr.variables["tp"].accumulation is False
-    assert tp_config(Path("x.nc"), True).model_dump(mode="json")["lr"]["variables"]["tp"][
-        "accumulation"
-    ] is True
+    assert (
+        tp_config(Path("x.nc"), True).model_dump(mode="json")["lr"]["variables"]["tp"][
+            "accumulation"
+        ]
+        is True
+    )
 
 
 @pytest.mark.parametrize(
     ("value", "says"),
-    [("7 hours ago", "is not a duration"), ("1 fortnight", "is not a duration"),
-     ("PT", "is not a duration"), ("0h", "longer than 0"), (3600, "a bare number has no unit")],
+    [
+        ("7 hours ago", "is not a duration"),
+        ("1 fortnight", "is not a duration"),
+        ("PT", "is not a duration"),
+        ("0h", "longer than 0"),
+        (3600, "a bare number has no unit"),
+    ],
 )
 def test_bad_duration_is_a_config_error_naming_the_key(tmp_path, value, says):
     config = tmp_path / "finescale.yaml"

@@ -47,27 +47,52 @@ def toy(t: int = 40, h: int = 16, w: int = 16) -> tuple[Series, AtmoRepConfig]:
     a /= a.std()
     b = a + S * rng.standard_normal(a.shape).astype(np.float32)
     lat, lon = np.meshgrid(np.linspace(45, 47, h), np.linspace(6, 10, w), indexing="ij")
-    series = Series(np.datetime64("2020-01-01T00", "h") + np.arange(t), lat, lon,
-                    {"a": torch.from_numpy(a), "b": torch.from_numpy(b)}, {"a": None, "b": None})
-    cfg = AtmoRepConfig.model_validate({
-        "data": {"lr": {"path": "x", "variables": {"a": "a"}}, "hr": {"path": "y", "variables": {"b": "b"}}},
-        "fields": {"a": {"source": "lr", "predict": False}, "b": {"source": "hr"}},
-        "token": {"time": 1, "y": 4, "x": 4}, "neighbourhood": {"time": 2, "y": 2, "x": 2},
-        "network": {"width": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 0, "tail_layers": 2},
-        "ensemble": {"members": 8, "noise_dim": 32}, "masking": {"strategies": {"targets": 1.0}},
-    })
+    series = Series(
+        np.datetime64("2020-01-01T00", "h") + np.arange(t),
+        lat,
+        lon,
+        {"a": torch.from_numpy(a), "b": torch.from_numpy(b)},
+        {"a": None, "b": None},
+    )
+    cfg = AtmoRepConfig.model_validate(
+        {
+            "data": {
+                "lr": {"path": "x", "variables": {"a": "a"}},
+                "hr": {"path": "y", "variables": {"b": "b"}},
+            },
+            "fields": {"a": {"source": "lr", "predict": False}, "b": {"source": "hr"}},
+            "token": {"time": 1, "y": 4, "x": 4},
+            "neighbourhood": {"time": 2, "y": 2, "x": 2},
+            "network": {
+                "width": 32,
+                "heads": 2,
+                "encoder_layers": 1,
+                "decoder_layers": 0,
+                "tail_layers": 2,
+            },
+            "ensemble": {"members": 8, "noise_dim": 32},
+            "masking": {"strategies": {"targets": 1.0}},
+        }
+    )
     return series, cfg
 
 
 def test_predict_keeps_known_tokens_and_fills_hidden_ones(one_thread):
     series, cfg = toy()
-    cfg = cfg.model_copy(update={"masking": cfg.masking.model_copy(update={"strategies": {"forecast": 1.0}})})
+    cfg = cfg.model_copy(
+        update={"masking": cfg.masking.model_copy(update={"strategies": {"forecast": 1.0}})}
+    )
     model = AtmoRep(cfg, {"a": 1, "b": 1}).eval()
-    batch = torch.utils.data.default_collate([FixedCubes(series, cfg, [(0, 0, 0), (5, 8, 4)], "forecast")[i]
-                                              for i in range(2)])
-    untrained = model.predict(batch, members=3)["b"]  # the output layer starts at zero: members = persistence
+    batch = torch.utils.data.default_collate(
+        [FixedCubes(series, cfg, [(0, 0, 0), (5, 8, 4)], "forecast")[i] for i in range(2)]
+    )
+    untrained = model.predict(batch, members=3)[
+        "b"
+    ]  # the output layer starts at zero: members = persistence
     assert torch.equal(untrained, batch["base"]["b"].unsqueeze(1).expand_as(untrained))
-    torch.nn.init.normal_(model.head["b"][-1].weight, std=0.1)  # as if trained: the noise now reaches the output
+    torch.nn.init.normal_(
+        model.head["b"][-1].weight, std=0.1
+    )  # as if trained: the noise now reaches the output
     out = model.predict(batch, members=5)["b"]
     assert out.shape == (2, 5, 1, 2, 2, 2, 16)
     known = ~batch["masked"]["b"]
@@ -83,7 +108,9 @@ def test_ensemble_tail_learns_the_conditional_distribution(one_thread):
     torch.manual_seed(0)
     series, cfg = toy()
     model = AtmoRep(cfg, {"a": 1, "b": 1})
-    loader = torch.utils.data.DataLoader(CubeDataset(series, cfg, length=600 * 16, seed=0), batch_size=16)
+    loader = torch.utils.data.DataLoader(
+        CubeDataset(series, cfg, length=600 * 16, seed=0), batch_size=16
+    )
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
     for batch in loader:
@@ -120,18 +147,41 @@ def detail_toy(detail: list[str]) -> tuple[Series, AtmoRepConfig]:
     s = np.broadcast_to(rng.standard_normal((1, 1, h, w)), (t, 1, h, w)).astype(np.float32)
     zero = np.zeros_like(s)
     lat, lon = np.meshgrid(np.linspace(45, 47, h), np.linspace(6, 10, w), indexing="ij")
-    series = Series(np.datetime64("2020-01-01T00", "h") + np.arange(t), lat, lon,
-                    {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in
-                     {"s": s, "b": 0.8 * s, "b0": zero}.items()}, {"s": None, "b": None, "b0": None})
-    cfg = AtmoRepConfig.model_validate({
-        "data": {"lr": {"path": "x", "variables": {"b0": "b0"}}, "hr": {"path": "y", "variables": {"b": "b"}},
-                 "static": {"path": "z", "variables": {"s": "s"}}},
-        "fields": {"s": {"source": "static", "predict": False}, "b0": {"source": "lr", "predict": False},
-                   "b": {"source": "hr", "base": "b0", "detail": detail}},
-        "token": {"time": 1, "y": 8, "x": 8}, "neighbourhood": {"time": 1, "y": 2, "x": 2},
-        "network": {"width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 0, "tail_layers": 1},
-        "ensemble": {"members": 4, "noise_dim": 8}, "masking": {"strategies": {"targets": 1.0}},
-    })
+    series = Series(
+        np.datetime64("2020-01-01T00", "h") + np.arange(t),
+        lat,
+        lon,
+        {
+            name: torch.from_numpy(np.ascontiguousarray(v))
+            for name, v in {"s": s, "b": 0.8 * s, "b0": zero}.items()
+        },
+        {"s": None, "b": None, "b0": None},
+    )
+    cfg = AtmoRepConfig.model_validate(
+        {
+            "data": {
+                "lr": {"path": "x", "variables": {"b0": "b0"}},
+                "hr": {"path": "y", "variables": {"b": "b"}},
+                "static": {"path": "z", "variables": {"s": "s"}},
+            },
+            "fields": {
+                "s": {"source": "static", "predict": False},
+                "b0": {"source": "lr", "predict": False},
+                "b": {"source": "hr", "base": "b0", "detail": detail},
+            },
+            "token": {"time": 1, "y": 8, "x": 8},
+            "neighbourhood": {"time": 1, "y": 2, "x": 2},
+            "network": {
+                "width": 16,
+                "heads": 2,
+                "encoder_layers": 1,
+                "decoder_layers": 0,
+                "tail_layers": 1,
+            },
+            "ensemble": {"members": 4, "noise_dim": 8},
+            "masking": {"strategies": {"targets": 1.0}},
+        }
+    )
     return series, cfg
 
 
@@ -142,14 +192,18 @@ def test_detail_inputs_reach_the_members_point_by_point(one_thread, detail):
     torch.manual_seed(0)
     series, cfg = detail_toy(detail)
     model = AtmoRep(cfg, {"s": 1, "b": 1, "b0": 1})
-    loader = torch.utils.data.DataLoader(CubeDataset(series, cfg, length=300 * 8, seed=0), batch_size=8)
+    loader = torch.utils.data.DataLoader(
+        CubeDataset(series, cfg, length=300 * 8, seed=0), batch_size=8
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for batch in loader:
         loss = model.loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    test = torch.utils.data.default_collate([CubeDataset(series, cfg, length=16, seed=9)[i] for i in range(16)])
+    test = torch.utils.data.default_collate(
+        [CubeDataset(series, cfg, length=16, seed=9)[i] for i in range(16)]
+    )
     with torch.no_grad():
         p = model(test, members=4)["b"].mean(dim=1)
     y = test["target"]["b"].flatten(1, -2)[test["masked"]["b"].flatten(1)]
@@ -174,21 +228,38 @@ def test_missing_target_values_are_left_out_of_the_loss(small_pair, tmp_path, on
     hr["t2m"][:, :, ::2] = np.nan
     hr.to_netcdf(tmp_path / "hr.nc")
     t2m = {"t2m": {"name": "t2m", "units": "K"}}
-    cfg = AtmoRepConfig.model_validate({
-        "data": {"lr": {"path": str(small_pair / "lr.nc"), "variables": t2m},
-                 "hr": {"path": str(tmp_path / "hr.nc"), "variables": t2m, "missing": "mask"}},
-        "fields": {"coarse": {"source": "lr", "variables": ["t2m"], "predict": False}, "t2m": {"source": "hr"}},
-        "token": {"time": 2, "y": 4, "x": 4}, "neighbourhood": {"time": 2, "y": 2, "x": 2},
-        "network": {"width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "tail_layers": 1},
-        "ensemble": {"members": 4, "noise_dim": 8}, "masking": {"strategies": {"targets": 1.0}},
-    })
+    cfg = AtmoRepConfig.model_validate(
+        {
+            "data": {
+                "lr": {"path": str(small_pair / "lr.nc"), "variables": t2m},
+                "hr": {"path": str(tmp_path / "hr.nc"), "variables": t2m, "missing": "mask"},
+            },
+            "fields": {
+                "coarse": {"source": "lr", "variables": ["t2m"], "predict": False},
+                "t2m": {"source": "hr"},
+            },
+            "token": {"time": 2, "y": 4, "x": 4},
+            "neighbourhood": {"time": 2, "y": 2, "x": 2},
+            "network": {
+                "width": 16,
+                "heads": 2,
+                "encoder_layers": 1,
+                "decoder_layers": 1,
+                "tail_layers": 1,
+            },
+            "ensemble": {"members": 4, "noise_dim": 8},
+            "masking": {"strategies": {"targets": 1.0}},
+        }
+    )
     pair = open_pair(cfg.data)
     series = load_series(cfg, pair, load_or_compute_stats(pair, cfg.data))
     data = CubeDataset(series, cfg, length=4, seed=0)
     batch = torch.utils.data.default_collate([data[i] for i in range(4)])
     target, valid = batch["target"]["t2m"], batch["valid"]["t2m"]
     columns = batch["origin"][:, 2, None] + torch.arange(8)  # each sample's HR columns
-    odd = (columns % 2 == 1)[:, None, None, None, :].expand(-1, 1, 4, 8, -1)  # (B, L, hours, rows, columns)
+    odd = (columns % 2 == 1)[:, None, None, None, :].expand(
+        -1, 1, 4, 8, -1
+    )  # (B, L, hours, rows, columns)
     assert torch.equal(untokenize(valid, data.geometry.token), odd)  # exactly the missing columns
     assert (target[~valid] == 0).all() and torch.isfinite(batch["input"]["coarse"]).all()
 
@@ -201,6 +272,8 @@ def test_missing_target_values_are_left_out_of_the_loss(small_pair, tmp_path, on
     before = loss(batch)
     refilled = {**batch, "target": {"t2m": torch.where(valid, target, 1e3)}}
     assert torch.equal(loss(refilled), before)  # the missing values' fill is ignored
-    assert not torch.equal(loss({**batch, "target": {"t2m": torch.where(valid, target + 1, target)}}), before)
+    assert not torch.equal(
+        loss({**batch, "target": {"t2m": torch.where(valid, target + 1, target)}}), before
+    )
     without_validity = {k: v for k, v in refilled.items() if k != "valid"}
     assert loss(without_validity) > 10 * before  # as the loss was: the fill counted

@@ -44,12 +44,24 @@ TINY = {
     },
     "token": {"time": 2, "y": 8, "x": 8},
     "neighbourhood": {"time": 3, "y": 2, "x": 3},
-    "network": {"width": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "tail_layers": 1},
+    "network": {
+        "width": 16,
+        "heads": 2,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "tail_layers": 1,
+    },
     "ensemble": {"members": 4, "noise_dim": 8},
     "masking": {"strategies": {"bert": 0.5, "interpolation": 0.5}},
     # 150 steps: enough to beat linear interpolation and persistence in t2m (60 steps: not yet)
-    "train": {"batch_size": 4, "max_steps": 150, "learning_rate": 3.0e-3, "warmup_steps": 5,
-              "val_every_steps": 50, "val_batches": 2},
+    "train": {
+        "batch_size": 4,
+        "max_steps": 150,
+        "learning_rate": 3.0e-3,
+        "warmup_steps": 5,
+        "val_every_steps": 50,
+        "val_batches": 2,
+    },
 }
 
 
@@ -65,8 +77,18 @@ def pretrained(world, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pretrain")
     config = folder / "atmorep.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    result = runner.invoke(app, ["pretrain", "--config", str(config), "--world", str(world),
-                                 "--set", f"train.out={folder / 'run'}"])
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--config",
+            str(config),
+            "--world",
+            str(world),
+            "--set",
+            f"train.out={folder / 'run'}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return folder / "run"
 
@@ -78,8 +100,10 @@ def _validation_loss(model: AtmoRep, cfg: AtmoRepConfig) -> float:
     samples = CubeDataset(series, cfg, t.val_batches * t.batch_size, t.seed + 1)
     model.eval()
     with torch.no_grad():
-        losses = [model.loss(batch, generator=torch.Generator().manual_seed(i)).item()
-                  for i, batch in enumerate(torch.utils.data.DataLoader(samples, t.batch_size))]
+        losses = [
+            model.loss(batch, generator=torch.Generator().manual_seed(i)).item()
+            for i, batch in enumerate(torch.utils.data.DataLoader(samples, t.batch_size))
+        ]
     return float(np.mean(losses))
 
 
@@ -110,13 +134,20 @@ def test_fine_tuning_takes_over_matching_weights(pretrained, world):
     cfg = AtmoRepConfig.model_validate(tree)
     model = AtmoRep(cfg, {**loaded.levels, "v": 2})
     fresh = take_over(model, pretrained / "checkpoints" / "last.ckpt")
-    assert fresh and all("v" in name.split(".") for name in fresh), fresh  # only the new field starts fresh
+    assert fresh and all("v" in name.split(".") for name in fresh), (
+        fresh
+    )  # only the new field starts fresh
     # a weight of a kept field came over unchanged
     assert torch.equal(model.embed["t2m"].weight, loaded.model.embed["t2m"].weight)
 
 
 def test_predicted_interpolation_is_an_ensemble_that_evaluate_scores(pretrained, world, tmp_path):
-    out = predict(pretrained / "checkpoints" / "last.ckpt", tmp_path / "interp.zarr", "interpolation", members=3)
+    out = predict(
+        pretrained / "checkpoints" / "last.ckpt",
+        tmp_path / "interp.zarr",
+        "interpolation",
+        members=3,
+    )
     ds = xr.open_zarr(out)
     assert ds.sizes["member"] == 3 and set(ds.data_vars) == {"t2m", "tp", "u850", "u500"}
     assert json.loads(ds.attrs["hidden_hours"]) == [2, 3]  # the middle time token of 3
@@ -131,8 +162,14 @@ def test_predicted_interpolation_is_an_ensemble_that_evaluate_scores(pretrained,
     assert t - before[0] == np.timedelta64(1, "h")
     assert np.allclose(linear.t2m.sel(time=t)[0], manual, atol=1e-4)
     write_zarr(linear, tmp_path / "linear.zarr")
-    report = run_evaluate(out, world / "hr.zarr", tmp_path / "eval", references={"linear": tmp_path / "linear.zarr"},
-                          variables=["t2m", "tp"], name="atmorep")
+    report = run_evaluate(
+        out,
+        world / "hr.zarr",
+        tmp_path / "eval",
+        references={"linear": tmp_path / "linear.zarr"},
+        variables=["t2m", "tp"],
+        name="atmorep",
+    )
     metrics = json.loads((report / "metrics.json").read_text())
     # the model's fair CRPS beats linear interpolation's absolute error (one member: its CRPS) in
     # t2m by over 7 % (measured 0.608 against 0.705 K); untrained it would equal it: its fill is
@@ -175,14 +212,18 @@ def test_forecast_lead_and_its_references(pretrained, world, tmp_path):
     assert np.allclose(advection(ds, truth, zero, zero, ["t2m"]).t2m, still.t2m)
     spacing = 6_371_000.0 * np.deg2rad(float(truth.lon[0, 1] - truth.lon[0, 0]))
     lat0 = np.deg2rad(float(truth.lat[40, 0]))
-    east = xr.full_like(truth.t2m, 2 * spacing * np.cos(lat0) / 3600.0)  # two cells per hour at row 40
+    east = xr.full_like(
+        truth.t2m, 2 * spacing * np.cos(lat0) / 3600.0
+    )  # two cells per hour at row 40
     moved = advection(ds, truth, east, zero, ["t2m"]).t2m[0, 0].values
     last = truth.t2m.sel(time=before[0]).values
     assert np.allclose(moved[40, 10:], last[40, 8:-2], atol=1e-3)
     assert ds.attrs["lead_hours"] == "1"
 
 
-def test_a_refused_value_in_the_predicted_block_fails_before_drawing(pretrained, world, tmp_path, monkeypatch):
+def test_a_refused_value_in_the_predicted_block_fails_before_drawing(
+    pretrained, world, tmp_path, monkeypatch
+):
     import finescale.atmorep.predict as module
 
     copy = tmp_path / "world"
@@ -196,18 +237,23 @@ def test_a_refused_value_in_the_predicted_block_fails_before_drawing(pretrained,
     u = lr.u.isel(time=slice(hour, hour + 1)).load()  # u850 is level 850 of u
     u.loc[{"level": 850.0}][0, 3, 4] = np.nan
     u.to_dataset().drop_vars([c for c in u.coords if c != "time"]).to_zarr(
-        copy / "lr.zarr", region={"time": slice(hour, hour + 1)})
+        copy / "lr.zarr", region={"time": slice(hour, hour + 1)}
+    )
     real = module.open_pair
 
     def on_the_copy(data):
-        moved = {k: getattr(data, k).model_copy(update={"path": copy / Path(getattr(data, k).path).name})
-                 for k in ("lr", "hr", "static")}
+        moved = {
+            k: getattr(data, k).model_copy(update={"path": copy / Path(getattr(data, k).path).name})
+            for k in ("lr", "hr", "static")
+        }
         return real(data.model_copy(update=moved))
 
     monkeypatch.setattr(module, "open_pair", on_the_copy)
     with pytest.raises(ValueError, match=f"lr.zarr: variable 'u' holds NaN.*{str(bad_time)[:13]}"):
         predict(checkpoint, tmp_path / "x.zarr", "interpolation", members=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["world"]  # no output, not even a partial one
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "world"
+    ]  # no output, not even a partial one
 
 
 def test_shipped_configs_validate_on_a_world(world, tmp_path):
@@ -220,7 +266,9 @@ def test_shipped_configs_validate_on_a_world(world, tmp_path):
         tuned = load_config(root / "configs" / f"{name}.yaml", [], AtmoRepConfig, sections)
         assert tuned.fields["tp"].base == "tp_lr"
     for machine in ("cpu", "gpu"):
-        bench = yaml.safe_load((root / "benchmarks" / "configs" / f"atmorep-{machine}.yaml").read_text())
+        bench = yaml.safe_load(
+            (root / "benchmarks" / "configs" / f"atmorep-{machine}.yaml").read_text()
+        )
         for stage in ("pretrain", "downscale", "bias"):
             validate({**sections, **bench[stage]}, AtmoRepConfig)
     own = tmp_path / "own.yaml"
@@ -231,26 +279,63 @@ def test_shipped_configs_validate_on_a_world(world, tmp_path):
 
 def test_attention_maps_sum_to_one_and_are_drawn(pretrained, tmp_path):
     ckpt = pretrained / "checkpoints" / "last.ckpt"
-    result = runner.invoke(app, ["attention", "--checkpoint", str(ckpt), "--field", "tp", "--token", "0,2,1,1",
-                                 "--out", str(tmp_path / "tp.png")])
+    result = runner.invoke(
+        app,
+        [
+            "attention",
+            "--checkpoint",
+            str(ckpt),
+            "--field",
+            "tp",
+            "--token",
+            "0,2,1,1",
+            "--out",
+            str(tmp_path / "tp.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tp.png").read_bytes()[:4] == b"\x89PNG"
     loaded = load_atmorep(ckpt)
     series = open_series(loaded, "test", "test")
-    batch = torch.utils.data.default_collate([FixedCubes(series, loaded.config, [(0, 0, 0)], "forecast")[0]])
+    batch = torch.utils.data.default_collate(
+        [FixedCubes(series, loaded.config, [(0, 0, 0)], "forecast")[0]]
+    )
     maps = attention_maps(loaded, batch, "tp", (0, 2, 1, 1), layer=0)
     assert set(maps) == {"tp", "t2m", "u", "orog"}
     assert maps["u"].shape == (2, 3, 2, 3) and maps["tp"].shape == (1, 3, 2, 3)
     assert np.isclose(maps["tp"].sum(), 1.0, atol=1e-5)  # self-attention over its own tokens
-    assert np.isclose(sum(maps[p].sum() for p in ("t2m", "u", "orog")), 1.0, atol=1e-5)  # cross over partners
-    bad = runner.invoke(app, ["attention", "--checkpoint", str(ckpt), "--field", "tp", "--token", "0,9,1,1",
-                              "--out", str(tmp_path / "bad.png")])
-    assert bad.exit_code == 2 and "outside the field's tokens" in bad.output and not (tmp_path / "bad.png").exists()
+    assert np.isclose(
+        sum(maps[p].sum() for p in ("t2m", "u", "orog")), 1.0, atol=1e-5
+    )  # cross over partners
+    bad = runner.invoke(
+        app,
+        [
+            "attention",
+            "--checkpoint",
+            str(ckpt),
+            "--field",
+            "tp",
+            "--token",
+            "0,9,1,1",
+            "--out",
+            str(tmp_path / "bad.png"),
+        ],
+    )
+    assert (
+        bad.exit_code == 2
+        and "outside the field's tokens" in bad.output
+        and not (tmp_path / "bad.png").exists()
+    )
 
 
 def test_a_zero_validation_fraction_is_refused_before_reading(world):
     """Pre-training validates on its own block, never on the test block it is scored on."""
-    tree = {**TINY, "data": {**load_config(world / "finescale.yaml").data.model_dump(mode="json"),
-                              "splits": {"train": 0.7, "validation": 0.0, "test": 0.3}}}
+    tree = {
+        **TINY,
+        "data": {
+            **load_config(world / "finescale.yaml").data.model_dump(mode="json"),
+            "splits": {"train": 0.7, "validation": 0.0, "test": 0.3},
+        },
+    }
     with pytest.raises(ConfigError, match="data.splits.validation is 0"):
         open_blocks(AtmoRepConfig.model_validate(tree))

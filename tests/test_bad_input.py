@@ -205,8 +205,17 @@ def truth_lacks_a_forecast_variable(d: Path, good: dict) -> Bad:
 
 def truth_and_config(d: Path, good: dict) -> Bad:
     out = d.parent / "evaluation"
-    args = ["evaluate", "--forecast", good["forecast"], "--truth", good["truth"], "--config",
-            d / "finescale.yaml", "--out", out]
+    args = [
+        "evaluate",
+        "--forecast",
+        good["forecast"],
+        "--truth",
+        good["truth"],
+        "--config",
+        d / "finescale.yaml",
+        "--out",
+        out,
+    ]
     return Bad(args, ["give exactly one of --truth", "and --config"], [out])
 
 
@@ -216,8 +225,10 @@ def forecast_on_another_grid(d: Path, good: dict) -> Bad:
     ds.assign_coords(lat=ds["lat"] + 1.0).to_zarr(truth, zarr_format=2)
     out = d.parent / "evaluation"
     args = ["evaluate", "--forecast", good["forecast"], "--truth", truth, "--out", out]
-    expect = [f"forecast ({good['forecast']}): lat differs from the truth's ({truth})",
-              "not the same grid points in any order"]
+    expect = [
+        f"forecast ({good['forecast']}): lat differs from the truth's ({truth})",
+        "not the same grid points in any order",
+    ]
     return Bad(args, expect, [out])
 
 
@@ -395,7 +406,9 @@ def corrupted_tensor_bytes(d: Path, good: dict) -> Bad:
         raw[i] ^= 0xFF  # 64 bytes in the middle of the largest tensor: the file still unpickles
     bad.write_bytes(bytes(raw))
     args, out = _downscale(d, bad)
-    return Bad(args, [f"{bad} is corrupt: its weights do not match the digest written with them"], [out])
+    return Bad(
+        args, [f"{bad} is corrupt: its weights do not match the digest written with them"], [out]
+    )
 
 
 def checkpoint_for_other_variables(d: Path, good: dict) -> Bad:

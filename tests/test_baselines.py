@@ -87,8 +87,9 @@ def test_bilinear_is_the_interpolation_of_lr(cfg, run):
 def test_bicubic_precipitation_is_clipped_at_zero(cfg, run):
     pair = open_pair(cfg)
     fc = run("bicubic")
-    raw = regrid.interpolate(pair.lr.tp.sel(time=fc.time.values), pair.hr.lat, pair.hr.lon,
-                            method="bicubic")
+    raw = regrid.interpolate(
+        pair.lr.tp.sel(time=fc.time.values), pair.hr.lat, pair.hr.lon, method="bicubic"
+    )
     assert float(raw.min()) < 0  # the spline undershoots near showers ...
     assert float(fc.tp.min()) >= 0  # ... and the baseline clips it
     np.testing.assert_allclose(fc.tp.isel(member=0).values, raw.clip(min=0).values)
@@ -103,8 +104,10 @@ def test_quantile_mapping_brings_the_tails_to_the_truth(run, truth):
     interp, qm, bcsd = run("bilinear"), run("qm"), run("bcsd")
     for q in (0.99, 0.999):
         true = np.quantile(pooled(test, "tp"), q)
-        err = {k: abs(np.quantile(pooled(f, "tp"), q) - true) for k, f in
-               (("interp", interp), ("qm", qm), ("bcsd", bcsd))}
+        err = {
+            k: abs(np.quantile(pooled(f, "tp"), q) - true)
+            for k, f in (("interp", interp), ("qm", qm), ("bcsd", bcsd))
+        }
         assert err["qm"] < 0.5 * err["interp"], (q, err)
         assert err["bcsd"] < err["interp"], (q, err)
     # cold tail of t2m: valleys are colder than the LR cell mean
@@ -172,8 +175,10 @@ def test_bcsd_reproduces_the_hr_climatology_on_the_training_period(run, truth):
         error = np.abs(bcsd[name].mean(("member", "time")) - train[name].mean("time"))
         assert float(error.max()) < tolerance, name
     true = train.tp.mean("time")
-    rms = {k: float(np.sqrt(((f.tp.mean(("member", "time")) - true) ** 2).mean()))
-           for k, f in (("bcsd", bcsd), ("interp", interp))}
+    rms = {
+        k: float(np.sqrt(((f.tp.mean(("member", "time")) - true) ** 2).mean()))
+        for k, f in (("bcsd", bcsd), ("interp", interp))
+    }
     assert rms["bcsd"] < 0.05 * float(true.std()) and rms["bcsd"] < 0.1 * rms["interp"], rms
     assert abs(float(bcsd.tp.mean() / train.tp.mean()) - 1) < 0.02
 
@@ -196,13 +201,17 @@ def test_quantile_mapping_removes_an_additive_bias_exactly():
 
 def test_quantile_mapping_of_ties_takes_the_middle():
     # 60% of the source is one value (a dry LR): it maps onto the middle of the target's ranks.
-    source = xr.Dataset({"tp": (("time", "y", "x"), np.r_[np.zeros(60), np.arange(1.0, 41)][:, None, None])})
+    source = xr.Dataset(
+        {"tp": (("time", "y", "x"), np.r_[np.zeros(60), np.arange(1.0, 41)][:, None, None])}
+    )
     target = xr.Dataset({"tp": (("time", "y", "x"), np.arange(100.0)[:, None, None])})
     target.tp.attrs["units"] = "mm h-1"
     out = fit_quantile_mapping(source, target).apply(source.isel(time=[0, 99]))
     np.testing.assert_allclose(out.tp.values.ravel(), [0.0, 99.0])  # input 0 stays 0
     t2m = fit_quantile_mapping(source.rename(tp="t2m"), target.rename(tp="t2m"))
-    np.testing.assert_allclose(t2m.apply(source.rename(tp="t2m").isel(time=[0])).t2m, 29.5, atol=0.6)
+    np.testing.assert_allclose(
+        t2m.apply(source.rename(tp="t2m").isel(time=[0])).t2m, 29.5, atol=0.6
+    )
 
 
 def _synthetic_pair(folder: Path, bias: float) -> DataConfig:
@@ -214,8 +223,12 @@ def _synthetic_pair(folder: Path, bias: float) -> DataConfig:
     lr_lat, lr_lon = hr_lat.reshape(-1, ratio).mean(1), hr_lon.reshape(-1, ratio).mean(1)
     times = np.datetime64("2020-01-01T00", "ns") + np.arange(nt) * np.timedelta64(1, "h")
     # weather that warms through the period, so the test period leaves the training range
-    weather = 270 + 0.1 * np.arange(nt) + np.cumsum(rng.standard_normal(nt)) \
+    weather = (
+        270
+        + 0.1 * np.arange(nt)
+        + np.cumsum(rng.standard_normal(nt))
         + 4 * np.sin(2 * np.pi * np.arange(nt) / 24)
+    )
     pattern = 3 * rng.standard_normal((16, 24))
     hr = weather[:, None, None] + pattern
     lr = hr.reshape(nt, 4, ratio, 6, ratio).mean(axis=(2, 4)) + bias
@@ -225,11 +238,13 @@ def _synthetic_pair(folder: Path, bias: float) -> DataConfig:
             {"t2m": (("time", "lat", "lon"), values.astype(np.float32), attrs)},
             coords={"time": times, "lat": lat, "lon": lon},
         ).to_netcdf(folder / f"{name}.nc")
-    return DataConfig.model_validate({
-        "lr": {"path": folder / "lr.nc", "variables": {"t2m": "t2m"}},
-        "hr": {"path": folder / "hr.nc", "variables": {"t2m": "t2m"}},
-        "splits": {"train": 0.5, "validation": 0.0, "test": 0.5},
-    })
+    return DataConfig.model_validate(
+        {
+            "lr": {"path": folder / "lr.nc", "variables": {"t2m": "t2m"}},
+            "hr": {"path": folder / "hr.nc", "variables": {"t2m": "t2m"}},
+            "splits": {"train": 0.5, "validation": 0.0, "test": 0.5},
+        }
+    )
 
 
 def test_an_additive_lr_bias_is_removed_exactly_end_to_end(tmp_path):
@@ -262,7 +277,9 @@ def test_forecast_format(world, run, truth):
         np.testing.assert_array_equal(fc.lat.values, hr.lat.values)
         assert fc.attrs["method"] == method
         assert fc.attrs["forecast_period"].startswith("test: ")
-        assert fc.attrs["hr_source"].endswith("hr.zarr") and fc.attrs["lr_source"].endswith("lr.zarr")
+        assert fc.attrs["hr_source"].endswith("hr.zarr") and fc.attrs["lr_source"].endswith(
+            "lr.zarr"
+        )
         assert fc.attrs["fit_period"].startswith("train: " if method != "bilinear" else "none")
 
 
@@ -304,8 +321,17 @@ def test_cli_help_shows_examples():
 
 def test_cli_writes_a_store(world, tmp_path):
     out = tmp_path / "bicubic.zarr"
-    args = ["baseline", "--method", "bicubic", "--config", str(world / "finescale.yaml"),
-            "--out", str(out), "--set", SPLITS]
+    args = [
+        "baseline",
+        "--method",
+        "bicubic",
+        "--config",
+        str(world / "finescale.yaml"),
+        "--out",
+        str(out),
+        "--set",
+        SPLITS,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert xr.open_zarr(out).t2m.dims == ("member", "time", "y", "x")
@@ -313,7 +339,15 @@ def test_cli_writes_a_store(world, tmp_path):
 
 def test_cli_unknown_method(world, tmp_path):
     out = tmp_path / "k.zarr"
-    args = ["baseline", "--method", "kriging", "--config", str(world / "finescale.yaml"), "--out", str(out)]
+    args = [
+        "baseline",
+        "--method",
+        "kriging",
+        "--config",
+        str(world / "finescale.yaml"),
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     for name in ("kriging", "bilinear", "bicubic", "qm", "bcsd"):

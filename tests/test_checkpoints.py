@@ -171,7 +171,9 @@ def test_generation_and_the_python_api_import_no_lightning(tiny_models, tmp_path
     assert "loaded: []" in result.stdout
 
 
-def test_a_diffusion_model_over_a_regression_loads_without_the_regression_file(tiny_models, tmp_path):
+def test_a_diffusion_model_over_a_regression_loads_without_the_regression_file(
+    tiny_models, tmp_path
+):
     """The regression network's description travels in the diffusion checkpoint (its weights are
     the diffusion model's own), so the checkpoint works where the regression file is not."""
     from finescale.training import train
@@ -181,14 +183,18 @@ def test_a_diffusion_model_over_a_regression_loads_without_the_regression_file(t
     regression.write_bytes(tiny_models["regression"].read_bytes())
     cfg = load_config(
         folder / "nostatic.yaml",
-        ["model.kind=diffusion", "model.residual=regression",
-         f"model.regression_checkpoint={regression}", f"train.out={tmp_path / 'diffusion'}"],
+        [
+            "model.kind=diffusion",
+            "model.residual=regression",
+            f"model.regression_checkpoint={regression}",
+            f"train.out={tmp_path / 'diffusion'}",
+        ],
     )
     checkpoint = train(cfg)
     before = load_checkpoint(checkpoint)
-    assert torch.load(checkpoint, weights_only=True)["finescale"]["regression"]["model"]["kind"] == (
-        "regression"
-    )
+    assert torch.load(checkpoint, weights_only=True)["finescale"]["regression"]["model"][
+        "kind"
+    ] == ("regression")
     regression.unlink()
     after = load_checkpoint(checkpoint)
     weights = after.model.state_dict()

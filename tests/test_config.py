@@ -34,8 +34,10 @@ def test_loads_and_resolves_relative_paths(tmp_path):
 
 
 def test_override_sets_typed_value(tmp_path):
-    cfg = load_config(_write(tmp_path, BASE), ["data.splits.gap_hours=24", "data.splits.train=0.6",
-                                               "data.splits.validation=0.25"])
+    cfg = load_config(
+        _write(tmp_path, BASE),
+        ["data.splits.gap_hours=24", "data.splits.train=0.6", "data.splits.validation=0.25"],
+    )
     assert cfg.data.splits.gap_hours == 24.0
     assert cfg.data.splits.train == 0.6
 
@@ -81,8 +83,13 @@ def test_importing_the_config_imports_no_torch():
     """The network's and EDM's sections live beside their code (nn, diffusion), torch-free:
     reading a config must not pay for importing torch."""
     code = "import sys, finescale.config; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
-    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -95,18 +102,35 @@ def test_network_and_edm_sections_are_the_code_s_settings(tmp_path):
     model = load_config(_write(tmp_path, BASE)).model
     assert type(model.network) is UNetArchitecture and type(model.edm) is edm.EDMSettings
     assert model.network.model_dump() == {
-        "base_width": 32, "channel_mult": (1, 2, 2), "blocks_per_level": 1, "attention_levels": (),
-        "attention_heads": 4, "dropout": 0.0,
+        "base_width": 32,
+        "channel_mult": (1, 2, 2),
+        "blocks_per_level": 1,
+        "attention_levels": (),
+        "attention_heads": 4,
+        "dropout": 0.0,
     }
     assert model.edm.model_dump() == {"sigma_data": 1.0, "P_mean": -1.2, "P_std": 1.2}
     # a UNet's settings are this section plus its wiring: no field of its own repeats one
-    wired = UNetSettings(in_channels=1, cond_channels=2, out_channels=1, **model.network.model_dump())
-    assert wired.model_dump(include=set(UNetArchitecture.model_fields)) == model.network.model_dump()
+    wired = UNetSettings(
+        in_channels=1, cond_channels=2, out_channels=1, **model.network.model_dump()
+    )
+    assert (
+        wired.model_dump(include=set(UNetArchitecture.model_fields)) == model.network.model_dump()
+    )
     # a section as a checkpoint stores it (model_dump in JSON mode) reads back to the same settings
-    stored = ExperimentConfig.model_validate(load_config(_write(tmp_path, BASE), [
-        "model.network.attention_levels=[1]", "model.network.blocks_per_level=2", "model.edm.P_mean=0",
-    ]).model_dump(mode="json"))
-    assert stored.model.network.attention_levels == (1,) and stored.model.network.blocks_per_level == 2
+    stored = ExperimentConfig.model_validate(
+        load_config(
+            _write(tmp_path, BASE),
+            [
+                "model.network.attention_levels=[1]",
+                "model.network.blocks_per_level=2",
+                "model.edm.P_mean=0",
+            ],
+        ).model_dump(mode="json")
+    )
+    assert (
+        stored.model.network.attention_levels == (1,) and stored.model.network.blocks_per_level == 2
+    )
     assert stored.model.edm == edm.EDMSettings(P_mean=0.0)
 
 
@@ -114,13 +138,18 @@ def test_network_and_edm_sections_are_the_code_s_settings(tmp_path):
     ("override", "message"),
     [
         ("model.network.attention_levels=[3]", "attention_levels [3] must lie in 0..2"),
-        ("model.network.attention_heads=3 model.network.attention_levels=[0]",
-         "attention_heads=3 does not divide the width 32"),
+        (
+            "model.network.attention_heads=3 model.network.attention_levels=[0]",
+            "attention_heads=3 does not divide the width 32",
+        ),
         ("model.network.channel_mult=[]", "model.network.channel_mult"),
         ("model.network.in_channels=3", "unknown key 'model.network.in_channels'"),
         ("model.edm.P_std=0", "'model.edm.P_std': Input should be greater than 0"),
         ("model.edm.sigma_data=-1", "'model.edm.sigma_data': Input should be greater than 0"),
-        ("model.edm.p_mean=0", "unknown key 'model.edm.p_mean'; allowed keys: P_mean, P_std, sigma_data"),
+        (
+            "model.edm.p_mean=0",
+            "unknown key 'model.edm.p_mean'; allowed keys: P_mean, P_std, sigma_data",
+        ),
     ],
 )
 def test_bad_network_and_edm_settings_are_named(tmp_path, override, message):

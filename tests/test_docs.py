@@ -9,4 +9,6 @@ DOCS = Path(__file__).parents[1] / "docs"
 def test_reference_pages_are_up_to_date():
     pages = runpy.run_path(str(DOCS / "make_reference.py"), run_name="reference")["pages"]()
     for path, text in pages.items():
-        assert path.read_text() == text, f"{path.name} is stale: run `python docs/make_reference.py`"
+        assert path.read_text() == text, (
+            f"{path.name} is stale: run `python docs/make_reference.py`"
+        )

@@ -73,8 +73,9 @@ def test_preconditioning_identities(sigma_data: float) -> None:
     s, sd = SIGMAS, sigma_data
 
     def close(a, b):
-        torch.testing.assert_close(a, torch.as_tensor(b, dtype=torch.float64).expand_as(a),
-                                   rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(
+            a, torch.as_tensor(b, dtype=torch.float64).expand_as(a), rtol=1e-12, atol=1e-15
+        )
 
     # the network input c_in x has unit variance: Var(x) = s_d^2 + s^2
     close(c_in**2 * (sd**2 + s**2), 1.0)
@@ -99,8 +100,9 @@ def test_preconditioning_limits_and_shapes() -> None:
     assert large.c_skip.item() < 1e-18 and large.c_out.item() == pytest.approx(0.5)
     assert small.c_skip.dtype == torch.float64 and small.c_skip.ndim == 0  # python float in
     sigma = torch.rand(3, 1, 1, 1) + 0.1
-    assert all(v.shape == (3, 1, 1, 1) and v.dtype == torch.float32
-               for v in preconditioning(sigma, 1.0))
+    assert all(
+        v.shape == (3, 1, 1, 1) and v.dtype == torch.float32 for v in preconditioning(sigma, 1.0)
+    )
 
 
 def test_loss_weight_formula() -> None:
@@ -136,8 +138,12 @@ def test_denoise_accepts_every_sigma_format() -> None:
     x = torch.randn(4, 1, 3, 3, generator=gen(), dtype=torch.float64)
     F = exact_network(0.3, 0.7, 1.0)
     ref = denoise(F, x, torch.full((4, 1, 1, 1), 0.8, dtype=torch.float64), None, 1.0)
-    for sigma in [0.8, torch.tensor(0.8, dtype=torch.float64), torch.full((4,), 0.8),
-                  torch.tensor([0.8])]:
+    for sigma in [
+        0.8,
+        torch.tensor(0.8, dtype=torch.float64),
+        torch.full((4,), 0.8),
+        torch.tensor([0.8]),
+    ]:
         torch.testing.assert_close(denoise(F, x, sigma, None, 1.0), ref, rtol=1e-6, atol=1e-7)
 
 
@@ -170,7 +176,9 @@ def test_sample_sigma_is_log_normal() -> None:
     # E[sigma] of a log-normal: exp(P_mean + P_std^2 / 2)
     expected = math.exp(settings.P_mean + settings.P_std**2 / 2)
     assert sigma.mean().item() == pytest.approx(expected, rel=0.05)
-    torch.testing.assert_close(sample_sigma(10, settings, gen(1)), sample_sigma(10, settings, gen(1)))
+    torch.testing.assert_close(
+        sample_sigma(10, settings, gen(1)), sample_sigma(10, settings, gen(1))
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,9 +203,11 @@ def test_perfect_denoiser_has_unit_loss_and_wrong_ones_more(sigma_data: float) -
     # per element lambda (D - y)^2 = (standard normal)^2: mean 1, variance 2
     assert abs(perfect.loss.item() - 1) < 4 * math.sqrt(2 / n)
     torch.testing.assert_close(perfect.loss, perfect.per_channel.mean())
-    for wrong in [exact_network(0.0, sigma_data, sigma_data),  # wrong mean (= "F = 0")
-                  exact_network(mu, 2 * sigma_data, sigma_data),  # wrong spread
-                  lambda x_in, c_noise, cond: x_in]:  # an untrained guess
+    for wrong in [
+        exact_network(0.0, sigma_data, sigma_data),  # wrong mean (= "F = 0")
+        exact_network(mu, 2 * sigma_data, sigma_data),  # wrong spread
+        lambda x_in, c_noise, cond: x_in,
+    ]:  # an untrained guess
         assert loss(wrong).loss.item() > perfect.loss.item() + 8 * math.sqrt(2 / n)
 
 
@@ -228,17 +238,20 @@ def test_channel_and_area_weights_weigh_a_known_error() -> None:
     torch.testing.assert_close(both.loss, lam * weighted.mean())
     # uniform area weights of any size and unit channel weights change nothing
     torch.testing.assert_close(
-        loss(area_weights=torch.full((3, 4), 7.0), channel_weights=torch.ones(2)).loss,
-        plain.loss)
+        loss(area_weights=torch.full((3, 4), 7.0), channel_weights=torch.ones(2)).loss, plain.loss
+    )
     torch.testing.assert_close(loss(channel_weights=2 * torch.ones(2)).loss, 2 * plain.loss)
     # weight only the first row: the loss is that row's error
     rows = torch.zeros(3, 4)
     rows[0] = 1.0
-    torch.testing.assert_close(loss(area_weights=rows).per_channel,
-                               lam * (e[:, 0] ** 2).mean(dim=1))
+    torch.testing.assert_close(
+        loss(area_weights=rows).per_channel, lam * (e[:, 0] ** 2).mean(dim=1)
+    )
     # per-sample weights (B, 1, H, W), as random patches carry: the same grid for every sample
     # gives the same loss as the one grid
-    torch.testing.assert_close(loss(area_weights=aw.expand(64, 1, 3, 4)).loss, loss(area_weights=aw).loss)
+    torch.testing.assert_close(
+        loss(area_weights=aw.expand(64, 1, 3, 4)).loss, loss(area_weights=aw).loss
+    )
 
 
 def test_loss_rejects_misshapen_weights() -> None:

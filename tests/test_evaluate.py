@@ -54,7 +54,9 @@ from finescale.verify.spectra import grid_length_km
 SUMMER = preset("alps-small").model_copy(update={"days": 6.0, "start": "2021-07-01T00:00"})
 MEMBERS = 8
 # an afternoon: convection, so precipitation has a real tail
-TIMES = np.arange(np.datetime64("2021-07-05T10"), np.datetime64("2021-07-05T22"), np.timedelta64(1, "h"))
+TIMES = np.arange(
+    np.datetime64("2021-07-05T10"), np.datetime64("2021-07-05T22"), np.timedelta64(1, "h")
+)
 VARIABLES = {"t2m", "tp", "u10", "v10", "wind_speed"}
 REQUIRED = {"crps_fair", "rmse_mean", "ssr", "spectral_log_ratio_max", "q999_rel_error"}
 ALPS_BOX = (45.5, 47.0, 7.0, 10.0)  # lat0, lat1, lon0, lon1: the central Alps, 11% of the grid
@@ -95,8 +97,12 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluated(world):
     out = run_evaluate(
-        world["oracle"], world["hr"], world["root"] / "eval", lr_path=world["lr"],
-        references={"smoothed": world["smoothed"], "mean": world["mean"]}, regions={"alps": ALPS_BOX},
+        world["oracle"],
+        world["hr"],
+        world["root"] / "eval",
+        lr_path=world["lr"],
+        references={"smoothed": world["smoothed"], "mean": world["mean"]},
+        regions={"alps": ALPS_BOX},
         weighting="none",
     )
     return out, _strict_json((out / "metrics.json").read_text())
@@ -113,16 +119,25 @@ def test_metrics_shape_is_strict_json(evaluated):
             assert REQUIRED <= set(block[name]) and every_key <= set(block[name])
     meta = metrics["meta"]
     assert meta["members"] == {"forecast": MEMBERS, "smoothed": 1, "mean": 1}
-    assert set(meta["variables"]) == VARIABLES and meta["derived"] == {"wind_speed": "hypot(u10, v10)"}
+    assert set(meta["variables"]) == VARIABLES and meta["derived"] == {
+        "wind_speed": "hypot(u10, v10)"
+    }
     assert meta["forecast_name"] == "oracle" and meta["finescale_version"]
     assert meta["sources"]["references"]["smoothed"].endswith("smoothed.zarr")
     assert set(meta["thresholds"]["tp"]) == {"q99", "q999"} and meta["thresholds"]["tp"]["q99"] > 0
     # a regional grid: radially averaged spectra with one grid length, plain means as asked
-    assert meta["spectra"]["kind"] == "radial" and meta["spectra"]["method"].startswith("radially averaged PSD, Hann")
-    assert meta["grid"]["spectral_grid_length_km"] == meta["grid"]["hr_grid_length_km"] and not meta["grid"]["global"]
+    assert meta["spectra"]["kind"] == "radial" and meta["spectra"]["method"].startswith(
+        "radially averaged PSD, Hann"
+    )
+    assert (
+        meta["grid"]["spectral_grid_length_km"] == meta["grid"]["hr_grid_length_km"]
+        and not meta["grid"]["global"]
+    )
     assert meta["weighting"] == "none" and meta["averaging"].startswith("unweighted")
     # LR grid length from the LR file: 8 x 0.05 degrees
-    assert meta["grid"]["lr_grid_length_km"] / meta["grid"]["hr_grid_length_km"] == pytest.approx(8, rel=0.02)
+    assert meta["grid"]["lr_grid_length_km"] / meta["grid"]["hr_grid_length_km"] == pytest.approx(
+        8, rel=0.02
+    )
 
 
 def test_times_are_the_intersection(evaluated):
@@ -140,7 +155,9 @@ def test_oracle_beats_the_smoothed_truth(evaluated):
     oracle_scores, smoothed = metrics["forecast"], metrics["references"]["smoothed"]
     for name in VARIABLES:
         assert oracle_scores[name]["crps_fair"] < smoothed[name]["crps_fair"], name
-        assert oracle_scores[name]["spectral_log_ratio_max"] < smoothed[name]["spectral_log_ratio_max"], name
+        assert (
+            oracle_scores[name]["spectral_log_ratio_max"] < smoothed[name]["spectral_log_ratio_max"]
+        ), name
         # smoothing removes the small scales: at least 10x too little power in some band
         assert smoothed[name]["spectral_log_ratio_max"] > 1.0, name
     # an exact oracle's band power (9-37 km) is the truth's up to sampling error, which one
@@ -181,7 +198,10 @@ def test_one_member_forecast_scores_its_absolute_error(evaluated):
             scores = metrics["references"][ref][name]
             assert scores["crps_fair"] == pytest.approx(scores["mae_mean"], rel=1e-6)
             assert scores["ssr"] is None and scores["spread"] is None
-    assert "rank_histogram" in metrics["curves"] and "mean" not in metrics["curves"]["rank_histogram"]["t2m"]
+    assert (
+        "rank_histogram" in metrics["curves"]
+        and "mean" not in metrics["curves"]["rank_histogram"]["t2m"]
+    )
     # the ensemble mean has the oracle's RMSE (same mean) but a worse CRPS: it has no spread
     for name in VARIABLES - {"wind_speed"}:
         mean, ens = metrics["references"]["mean"][name], metrics["forecast"][name]
@@ -194,18 +214,33 @@ def test_figures_are_png_with_content(evaluated):
         path = out / "figures" / f"{key}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", key
         image = matplotlib.image.imread(path)
-        assert image.shape[0] > 200 and image.shape[1] > 200 and float(image[..., :3].std()) > 0.02, key
+        assert (
+            image.shape[0] > 200 and image.shape[1] > 200 and float(image[..., :3].std()) > 0.02
+        ), key
 
 
 def test_report_is_self_contained(evaluated):
     out, _ = evaluated
     page = (out / "report.html").read_text()
     links = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", page, flags=re.IGNORECASE)
-    assert links and all(link.startswith(("data:", "#")) for link in links), [x[:40] for x in links if not x.startswith(("data:", "#"))]
+    assert links and all(link.startswith(("data:", "#")) for link in links), [
+        x[:40] for x in links if not x.startswith(("data:", "#"))
+    ]
     assert not re.search(r"https?://|@import|url\(", page)
     images = re.findall(r'<img [^>]*src="([^"]{0,30})', page)
-    assert len(images) == len(FIGURES) and all(i.startswith("data:image/png;base64,") for i in images)
-    for word in (*VARIABLES, "smoothed", "mean", "oracle", "crps_fair", "Which one is real?", 'id="region-alps"', "box lat 45.5 to 47"):
+    assert len(images) == len(FIGURES) and all(
+        i.startswith("data:image/png;base64,") for i in images
+    )
+    for word in (
+        *VARIABLES,
+        "smoothed",
+        "mean",
+        "oracle",
+        "crps_fair",
+        "Which one is real?",
+        'id="region-alps"',
+        "box lat 45.5 to 47",
+    ):
         assert word in page, word
     assert 'class="best"' in page
 
@@ -226,7 +261,9 @@ def test_deterministic_forecast_from_python(world):
     metrics = evaluate(forecast, truth, name="smooth")
     assert list(metrics["forecast"]) == ["t2m"] and metrics["references"] == {}
     scores = metrics["forecast"]["t2m"]
-    assert scores["crps_fair"] == pytest.approx(scores["mae_mean"], rel=1e-6) and scores["ssr"] is None
+    assert (
+        scores["crps_fair"] == pytest.approx(scores["mae_mean"], rel=1e-6) and scores["ssr"] is None
+    )
     # no LR given: the largest scale scored is 8 HR grid lengths
     grid = metrics["meta"]["grid"]
     assert grid["lr_grid_length_km"] == pytest.approx(8 * grid["hr_grid_length_km"])
@@ -261,7 +298,11 @@ def test_cli_help_and_run(world, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["evaluate", "--help"], terminal_width=120)
     assert result.exit_code == 0
-    assert "Examples" in result.output and "--reference" in result.output and "finescale evaluate --forecast" in result.output
+    assert (
+        "Examples" in result.output
+        and "--reference" in result.output
+        and "finescale evaluate --forecast" in result.output
+    )
     out = tmp_path / "cli-eval"
     # the same box as a 0/1 mask file on the HR grid: the same points, so the same scores
     grid = xr.open_zarr(world["hr"])
@@ -269,21 +310,52 @@ def test_cli_help_and_run(world, tmp_path):
     inside = region_mask(lat, lon, *ALPS_BOX).astype("int8")
     coords = {"lat": (("y", "x"), lat), "lon": (("y", "x"), lon)}
     write_zarr(xr.Dataset({"inside": (("y", "x"), inside)}, coords=coords), tmp_path / "mask.zarr")
-    args = ["evaluate", "--forecast", str(world["oracle"]), "--truth", str(world["hr"]), "--out", str(out),
-            "--reference", f"smoothed={world['smoothed']}", "--variable", "t2m", "--name", "oracle-test",
-            "--region", "alps=" + ",".join(map(str, ALPS_BOX)), "--mask", f"alps-mask={tmp_path / 'mask.zarr'}:inside"]
+    args = [
+        "evaluate",
+        "--forecast",
+        str(world["oracle"]),
+        "--truth",
+        str(world["hr"]),
+        "--out",
+        str(out),
+        "--reference",
+        f"smoothed={world['smoothed']}",
+        "--variable",
+        "t2m",
+        "--name",
+        "oracle-test",
+        "--region",
+        "alps=" + ",".join(map(str, ALPS_BOX)),
+        "--mask",
+        f"alps-mask={tmp_path / 'mask.zarr'}:inside",
+    ]
     result = runner.invoke(app, args, terminal_width=120)
     assert result.exit_code == 0, result.output
     assert "t2m" in result.output and "smoothed" in result.output
     metrics = _strict_json((out / "metrics.json").read_text())
-    assert list(metrics["forecast"]) == ["t2m"] and metrics["meta"]["forecast_name"] == "oracle-test"
+    assert (
+        list(metrics["forecast"]) == ["t2m"] and metrics["meta"]["forecast_name"] == "oracle-test"
+    )
     assert list(metrics["regions"]) == ["alps", "alps-mask"]
     assert metrics["regions"]["alps"] == metrics["regions"]["alps-mask"]
     assert metrics["meta"]["regions"]["alps-mask"]["source"].endswith("mask.zarr:inside")
     bad = runner.invoke(app, [*args[:7], "--region", "alps=45,47"])
     assert bad.exit_code == 2 and "LAT0,LAT1,LON0,LON1" in bad.output
-    assert (out / "report.html").stat().st_size > 10_000 and (out / "figures" / "maps.png").is_file()
-    missing = runner.invoke(app, ["evaluate", "--forecast", str(tmp_path / "nope.zarr"), "--truth", str(world["hr"]), "--out", str(out)])
+    assert (out / "report.html").stat().st_size > 10_000 and (
+        out / "figures" / "maps.png"
+    ).is_file()
+    missing = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--forecast",
+            str(tmp_path / "nope.zarr"),
+            "--truth",
+            str(world["hr"]),
+            "--out",
+            str(out),
+        ],
+    )
     assert missing.exit_code == 2 and "nope.zarr" in missing.output
 
 
@@ -297,11 +369,19 @@ def _scored_datasets(world) -> tuple[dict[str, xr.Dataset], xr.Dataset]:
     times = xr.open_zarr(world["mean"])["time"].values
 
     def load(path) -> xr.Dataset:
-        ds = xr.open_zarr(path).sel(time=times).load().astype(float)  # float64: no float32 round-off
+        ds = (
+            xr.open_zarr(path).sel(time=times).load().astype(float)
+        )  # float64: no float32 round-off
         return ds.assign(wind_speed=np.hypot(ds["u10"], ds["v10"]))
 
-    sources = {role: load(world[key]) for role, key in (("forecast", "oracle"), ("smoothed", "smoothed"), ("mean", "mean"))}
-    sources = {role: ds if "member" in ds.dims else ds.expand_dims(member=1) for role, ds in sources.items()}
+    sources = {
+        role: load(world[key])
+        for role, key in (("forecast", "oracle"), ("smoothed", "smoothed"), ("mean", "mean"))
+    }
+    sources = {
+        role: ds if "member" in ds.dims else ds.expand_dims(member=1)
+        for role, ds in sources.items()
+    }
     return sources, load(world["hr"])
 
 
@@ -311,15 +391,24 @@ def test_region_scores_equal_the_scores_of_arrays_masked_by_hand(evaluated, worl
     info = metrics["meta"]["regions"]["alps"]
     truth_grid = xr.open_zarr(world["hr"])
     mask = region_mask(truth_grid["lat"], truth_grid["lon"], *ALPS_BOX).load()
-    assert info["kind"] == "box" and info["points"] == int(mask.sum()) and 0.05 < info["fraction"] < 0.5
-    assert set(region) == {"forecast", "references"} and set(region["references"]) == {"smoothed", "mean"}
+    assert (
+        info["kind"] == "box"
+        and info["points"] == int(mask.sum())
+        and 0.05 < info["fraction"] < 0.5
+    )
+    assert set(region) == {"forecast", "references"} and set(region["references"]) == {
+        "smoothed",
+        "mean",
+    }
     sources, truth = _scored_datasets(world)
     for role, ds in sources.items():
         scores = region["forecast"] if role == "forecast" else region["references"][role]
         whole = metrics["forecast"] if role == "forecast" else metrics["references"][role]
         for name in VARIABLES:
             got = scores[name]
-            assert set(got) == {k for k, _, _ in REGION_KEYS}, "spectra are for the whole domain only"
+            assert set(got) == {k for k, _, _ in REGION_KEYS}, (
+                "spectra are for the whole domain only"
+            )
             f, y = ds[name], truth[name]
             inside = y.where(mask).values
             # the thresholds are the region truth's quantiles, to the histogram's accuracy
@@ -338,7 +427,9 @@ def test_region_scores_equal_the_scores_of_arrays_masked_by_hand(evaluated, worl
             for key in ("q99", "q999"):
                 hand[f"brier_{key}"] = brier_score(f, y, t[key], mask=mask)
                 hand[f"twcrps_{key}"] = twcrps(f, y, t[key], mask=mask)
-                hand[f"exceedance_ratio_{key}"] = exceedance_ratio(f, y, thresholds=t[key], mask=mask)
+                hand[f"exceedance_ratio_{key}"] = exceedance_ratio(
+                    f, y, thresholds=t[key], mask=mask
+                )
             for key, value in hand.items():
                 value = float(np.asarray(value).squeeze())
                 assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-9), (role, name, key)
@@ -347,9 +438,16 @@ def test_region_scores_equal_the_scores_of_arrays_masked_by_hand(evaluated, worl
             q_t = np.nanquantile(inside, [0.99, 0.999])
             for i, key in enumerate(("q99_rel_error", "q999_rel_error")):
                 tolerance = HIST_TOLERANCE * (abs(q_f[i]) + abs(q_t[i])) / abs(q_t[i])
-                assert abs(got[key] - (q_f[i] - q_t[i]) / abs(q_t[i])) <= tolerance, (role, name, key)
+                assert abs(got[key] - (q_f[i] - q_t[i]) / abs(q_t[i])) <= tolerance, (
+                    role,
+                    name,
+                    key,
+                )
             # and the region is not the whole domain
-            assert got["crps_fair"] != pytest.approx(whole[name]["crps_fair"], rel=1e-3), (role, name)
+            assert got["crps_fair"] != pytest.approx(whole[name]["crps_fair"], rel=1e-3), (
+                role,
+                name,
+            )
 
 
 def test_region_errors(world, tmp_path):
@@ -400,8 +498,13 @@ def test_quantile_histogram_matches_numpy():
         exact = np.quantile(values.astype(float), levels)
         ordered = np.sort(values.astype(float))
         rank = np.floor((n - 1) * levels).astype(int)
-        bound = HIST_TOLERANCE * np.maximum(np.abs(ordered[rank]), np.abs(ordered[np.minimum(rank + 1, n - 1)]))
-        assert np.all(np.abs(estimate - exact) <= bound), (name, np.max(np.abs(estimate - exact) / bound))
+        bound = HIST_TOLERANCE * np.maximum(
+            np.abs(ordered[rank]), np.abs(ordered[np.minimum(rank + 1, n - 1)])
+        )
+        assert np.all(np.abs(estimate - exact) <= bound), (
+            name,
+            np.max(np.abs(estimate - exact) / bound),
+        )
     dry = QuantileHistogram().add(samples["tp"].astype(np.float32)).quantiles([0.5, 0.79])
     assert np.all(dry == 0.0), "dry precipitation quantiles are exactly 0"
     assert np.isnan(QuantileHistogram().quantiles([0.5])).all()
@@ -427,23 +530,39 @@ def test_blocks_of_one_time_score_like_one_block(world, monkeypatch, weighting):
         for key, value in whole["forecast"][name].items():
             if key == "spectral_log_ratio_max":
                 continue  # fewer times below
-            assert cut["forecast"][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, key)
+            assert cut["forecast"][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), (
+                name,
+                key,
+            )
         for key, value in whole["regions"]["alps"]["forecast"][name].items():
-            assert cut["regions"]["alps"]["forecast"][name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, key)
+            assert cut["regions"]["alps"]["forecast"][name][key] == pytest.approx(
+                value, rel=1e-9, abs=1e-12
+            ), (name, key)
         ranks = np.asarray(cut["curves"]["rank_histogram"][name]["forecast"])
         points = TIMES.size * 80 * 200
         if weighting == "none":
             assert cut["curves"]["qq"][name] == whole["curves"]["qq"][name]  # counts add exactly
-            assert ranks.sum() == np.sum(whole["curves"]["rank_histogram"][name]["forecast"]) == points
+            assert (
+                ranks.sum() == np.sum(whole["curves"]["rank_histogram"][name]["forecast"]) == points
+            )
         else:  # sums of weights (mean 1 over the grid) add up to float round-off
-            np.testing.assert_allclose(cut["curves"]["qq"][name]["forecast"], whole["curves"]["qq"][name]["forecast"], rtol=1e-9)
+            np.testing.assert_allclose(
+                cut["curves"]["qq"][name]["forecast"],
+                whole["curves"]["qq"][name]["forecast"],
+                rtol=1e-9,
+            )
             assert ranks.sum() == pytest.approx(points, rel=1e-9)
     # no ties in temperature: the rank histogram does not depend on the blocks at all
     np.testing.assert_allclose(
-        cut["curves"]["rank_histogram"]["t2m"]["forecast"], whole["curves"]["rank_histogram"]["t2m"]["forecast"], rtol=1e-9
+        cut["curves"]["rank_histogram"]["t2m"]["forecast"],
+        whole["curves"]["rank_histogram"]["t2m"]["forecast"],
+        rtol=1e-9,
     )
     # spectra: 4 evenly spaced times (0, 4, 7, 11 of 12), the truth's PSD averaged over exactly those
-    assert cut["meta"]["spectra"]["times"] == 4 and "4 evenly spaced" in cut["meta"]["spectra"]["averaged"]
+    assert (
+        cut["meta"]["spectra"]["times"] == 4
+        and "4 evenly spaced" in cut["meta"]["spectra"]["averaged"]
+    )
     at = truth["t2m"].sel(time=TIMES[[0, 4, 7, 11]]).values
     expected = radial_psd(at, dx_km=cut["meta"]["grid"]["hr_grid_length_km"]).values.mean(axis=0)
     np.testing.assert_allclose(cut["curves"]["spectra"]["t2m"]["truth"], expected, rtol=1e-9)

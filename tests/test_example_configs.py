@@ -69,7 +69,10 @@ def _cerra(path: Path, times: pd.DatetimeIndex) -> None:
     ).to_netcdf(path / "cerra.nc")
     orog = 1500 * np.exp(-((lat - 46) ** 2 + (lon - 10) ** 2))
     xr.Dataset(
-        {"orog": (("y", "x"), orog, {"units": "m"}), "lsm": (("y", "x"), (orog > 100).astype(float), {"units": "1"})},
+        {
+            "orog": (("y", "x"), orog, {"units": "m"}),
+            "lsm": (("y", "x"), (orog > 100).astype(float), {"units": "1"}),
+        },
         coords={"latitude": (("y", "x"), lat), "longitude": (("y", "x"), lon)},
     ).to_netcdf(path / "cerra_static.nc")
 
@@ -83,7 +86,9 @@ def test_era5_cerra_example(tmp_path):
     cfg = load_config(tmp_path / "era5_cerra.yaml")
     pair = open_pair(cfg.data)
     assert pair.hr.t2m.attrs["units"] == "K" and float(pair.hr.t2m.mean()) > 270  # degC -> K
-    assert pair.lr.tp.attrs["units"] == "mm h-1" and float(pair.lr.tp.max()) > 0.5  # m per hour -> mm h-1
+    assert (
+        pair.lr.tp.attrs["units"] == "mm h-1" and float(pair.lr.tp.max()) > 0.5
+    )  # m per hour -> mm h-1
     assert pair.time_report.lr_dropped == 12 and pair.time_report.hr_dropped == 12
     assert pair.hr.lat.dims == ("y", "x") and pair.lr.lat.values[0, 0] < pair.lr.lat.values[-1, 0]
     check = pair.alignment.variables
@@ -102,22 +107,53 @@ def test_era5_cerra_trains_downscales_and_evaluates(tmp_path):
     _era5(tmp_path / "data", pd.date_range("2020-07-01", periods=96, freq="h"))
     _cerra(tmp_path / "data", pd.date_range("2020-07-01", periods=96, freq="h"))
     runner = CliRunner()
-    tiny = ["train.max_steps=4", "train.batch_size=2", "train.patch_size=24", "train.val_every_steps=2",
-            "train.val_batches=1", "train.warmup_steps=1", "model.network.base_width=8",
-            "model.network.channel_mult=[1, 2]", "model.network.attention_levels=[]", "data.splits.gap_hours=0",
-            "model.network.blocks_per_level=1",
-            "train.precision=32", "train.num_workers=0"]
-    args = ["train", "--config", str(tmp_path / "era5_cerra.yaml"), "--set", f"train.out={tmp_path / 'run'}"]
+    tiny = [
+        "train.max_steps=4",
+        "train.batch_size=2",
+        "train.patch_size=24",
+        "train.val_every_steps=2",
+        "train.val_batches=1",
+        "train.warmup_steps=1",
+        "model.network.base_width=8",
+        "model.network.channel_mult=[1, 2]",
+        "model.network.attention_levels=[]",
+        "data.splits.gap_hours=0",
+        "model.network.blocks_per_level=1",
+        "train.precision=32",
+        "train.num_workers=0",
+    ]
+    args = [
+        "train",
+        "--config",
+        str(tmp_path / "era5_cerra.yaml"),
+        "--set",
+        f"train.out={tmp_path / 'run'}",
+    ]
     result = runner.invoke(app, args + [a for s in tiny for a in ("--set", s)])
     assert result.exit_code == 0, result.output
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
 
     ens = tmp_path / "ens.zarr"
-    result = runner.invoke(app, [
-        "downscale", "--checkpoint", str(checkpoint), "--lr", str(tmp_path / "data" / "era5_*.nc"),
-        "--static", str(tmp_path / "data" / "cerra_static.nc"), "--out", str(ens), "--members", "2",
-        "--steps", "4", "--times", "2020-07-04T20..2020-07-04T23",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "downscale",
+            "--checkpoint",
+            str(checkpoint),
+            "--lr",
+            str(tmp_path / "data" / "era5_*.nc"),
+            "--static",
+            str(tmp_path / "data" / "cerra_static.nc"),
+            "--out",
+            str(ens),
+            "--members",
+            "2",
+            "--steps",
+            "4",
+            "--times",
+            "2020-07-04T20..2020-07-04T23",
+        ],
+    )
     assert result.exit_code == 0, result.output
     forecast = xr.open_zarr(ens).load()
     assert forecast.t2m.dims == ("member", "time", "y", "x") and forecast.sizes["member"] == 2
@@ -143,8 +179,18 @@ def test_era5_cerra_trains_downscales_and_evaluates(tmp_path):
     # the truth in finescale's names and units, as evaluate expects it
     truth = open_pair(load_config(tmp_path / "era5_cerra.yaml").data).hr.load()
     truth.to_zarr(tmp_path / "truth.zarr", zarr_format=2)
-    result = runner.invoke(app, ["evaluate", "--forecast", str(ens), "--truth", str(tmp_path / "truth.zarr"),
-                                 "--out", str(tmp_path / "eval")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--forecast",
+            str(ens),
+            "--truth",
+            str(tmp_path / "truth.zarr"),
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics["forecast"]) >= {"t2m", "u10", "v10", "tp"}

@@ -34,14 +34,28 @@ def global_model(tmp_path_factory):
     lr_lat, lr_lon = regular_axes(18, 36, 10.0, lat0=-90.0, lon0=0.0)
     to_file_dataset(coarse, lr_lat, lr_lon, hours(24)).to_netcdf(folder / "lr.nc")
     to_file_dataset(fields, lat, lon, hours(24)).to_netcdf(folder / "hr.nc")
-    variables = {"t2m": {"name": "t2m", "units": "K"},
-                 "tp": {"name": "tp", "units": "mm h-1", "accumulation": "1h"}}
-    data = {"lr": {"path": "lr.nc", "variables": variables}, "hr": {"path": "hr.nc", "variables": variables},
-            "transforms": {"tp": {"kind": "log1p", "scale": 0.1, "zero_below": 0.01}}}
+    variables = {
+        "t2m": {"name": "t2m", "units": "K"},
+        "tp": {"name": "tp", "units": "mm h-1", "accumulation": "1h"},
+    }
+    data = {
+        "lr": {"path": "lr.nc", "variables": variables},
+        "hr": {"path": "hr.nc", "variables": variables},
+        "transforms": {"tp": {"kind": "log1p", "scale": 0.1, "zero_below": 0.01}},
+    }
     run = {
         "model": {"kind": "diffusion", "network": {"base_width": 8, "channel_mult": [1, 2]}},
-        "train": {"max_steps": 2, "batch_size": 2, "patch_size": 16, "val_every_steps": 2, "val_batches": 1,
-                  "warmup_steps": 1, "accelerator": "cpu", "num_workers": 0, "out": str(folder / "run")},
+        "train": {
+            "max_steps": 2,
+            "batch_size": 2,
+            "patch_size": 16,
+            "val_every_steps": 2,
+            "val_batches": 1,
+            "warmup_steps": 1,
+            "accelerator": "cpu",
+            "num_workers": 0,
+            "out": str(folder / "run"),
+        },
         "sample": {"members": 2, "steps": 2, "solver": "euler"},
     }
     (folder / "finescale.yaml").write_text(yaml.safe_dump({"data": data, **run}, sort_keys=False))
@@ -68,9 +82,13 @@ def test_global_members_are_polar_filtered_beyond_60_degrees(global_model):
     # ... so at 88.75 degrees only m <= floor(72 cos(88.75) / cos(60)) = 3 is left, where the
     # unfiltered members hold the detail the data put at m = 50
     row = np.argmax(lat)
-    on_row, off_row = (np.abs(np.fft.rfft(ds.t2m.values[..., row, :].astype(np.float64), axis=-1))
-                       for ds in (on, off))
-    assert off_row[..., 4:].max() > 10.0  # K x 144 points: detail poleward of what 60 degrees resolves
+    on_row, off_row = (
+        np.abs(np.fft.rfft(ds.t2m.values[..., row, :].astype(np.float64), axis=-1))
+        for ds in (on, off)
+    )
+    assert (
+        off_row[..., 4:].max() > 10.0
+    )  # K x 144 points: detail poleward of what 60 degrees resolves
     assert on_row[..., 4:].max() < 1e-2 * off_row[..., 4:].max()  # gone (float32 rounding left)
     assert not np.array_equal(on.t2m.values[..., polar, :], off.t2m.values[..., polar, :])
     # precipitation stays non-negative and dry below zero_below
@@ -114,8 +132,12 @@ def test_vector_components_are_filtered_with_keep_1(global_model, monkeypatch):
 
 def test_by_default_the_vector_components_are_the_speeds():
     units = {"u": "m s-1", "v": "m/s", "ws": "knots", "t": "K", "tp": "mm h-1", "z": "gpm", "q": ""}
-    stats = {v: SimpleNamespace(units=u, transform=SimpleNamespace(kind="log1p" if v == "tp" else "none"))
-             for v, u in units.items()}
+    stats = {
+        v: SimpleNamespace(
+            units=u, transform=SimpleNamespace(kind="log1p" if v == "tp" else "none")
+        )
+        for v, u in units.items()
+    }
     loaded = SimpleNamespace(layout=SimpleNamespace(target_variables=list(units)), stats=stats)
     assert vector_components(SampleConfig(), loaded) == ["u", "v", "ws"]
     assert vector_components(SampleConfig(polar_filter_vectors=["v", "u"]), loaded) == ["u", "v"]
@@ -126,14 +148,20 @@ def test_a_scalars_pole_rows_take_the_members_first_column():
     lat = np.linspace(-90.0, 90.0, 73)
     values = np.random.default_rng(0).normal(280.0, 3.0, (2, 73, 144))
     scalar = SimpleNamespace(kind="none")
-    drawer = SimpleNamespace(static=SimpleNamespace(lat=SimpleNamespace(values=lat)), polar=60.0,
-                             vectors=frozenset({"u"}),
-                             loaded=SimpleNamespace(stats={"t": SimpleNamespace(transform=scalar),
-                                                           "u": SimpleNamespace(transform=scalar)}))
+    drawer = SimpleNamespace(
+        static=SimpleNamespace(lat=SimpleNamespace(values=lat)),
+        polar=60.0,
+        vectors=frozenset({"u"}),
+        loaded=SimpleNamespace(
+            stats={"t": SimpleNamespace(transform=scalar), "u": SimpleNamespace(transform=scalar)}
+        ),
+    )
     t = members.BlockDrawer.polar_filtered(drawer, values.copy(), "t")
     pole = np.abs(lat) == 90.0
     # one point, at the member's own value there: not the row's mean, whose spread is 1/12 of it
-    np.testing.assert_array_equal(t[:, pole, :], np.broadcast_to(values[:, pole, :1], t[:, pole, :].shape))
+    np.testing.assert_array_equal(
+        t[:, pole, :], np.broadcast_to(values[:, pole, :1], t[:, pole, :].shape)
+    )
     np.testing.assert_array_equal(t[:, ~pole], polar_filter(values, lat, 60.0)[:, ~pole])
     u = members.BlockDrawer.polar_filtered(drawer, values.copy(), "u")
     np.testing.assert_array_equal(u, polar_filter(values, lat, 60.0, keep=1))

@@ -58,10 +58,12 @@ def waves(
     k: (time, j, 3) wave vectors (radians per unit length on the unit sphere); phase, amplitude:
     (time, j).
     """
-    return np.stack([
-        np.cos(points @ k_t.T + phase_t) @ amplitude_t
-        for k_t, phase_t, amplitude_t in zip(k, phase, amplitude, strict=True)
-    ])
+    return np.stack(
+        [
+            np.cos(points @ k_t.T + phase_t) @ amplitude_t
+            for k_t, phase_t, amplitude_t in zip(k, phase, amplitude, strict=True)
+        ]
+    )
 
 
 def wave_vectors(rng: np.random.Generator, shape: tuple[int, int], k_min: float, k_max: float):
@@ -74,8 +76,9 @@ def small_scales(rng: np.random.Generator, points: np.ndarray, times: int) -> np
     """Isotropic small scales of variance SMALL_VARIANCE at every point, (times, ny, nx), K."""
     shape = (times, SMALL_WAVES)
     amplitude = np.full(shape, np.sqrt(2 * SMALL_VARIANCE / SMALL_WAVES))
-    return waves(points, wave_vectors(rng, shape, 20.0, 30.0),
-                 rng.uniform(0, 2 * np.pi, shape), amplitude)
+    return waves(
+        points, wave_vectors(rng, shape, 20.0, 30.0), rng.uniform(0, 2 * np.pi, shape), amplitude
+    )
 
 
 def world(seed: int = 0) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
@@ -91,10 +94,12 @@ def world(seed: int = 0) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
     for step in (2.5, 10.0, 2.5):
         lat, lon = grid(step)
         field = 280.0 + waves(unit_vectors(lat, lon), k, phase, amplitude)
-        out.append(xr.Dataset(
-            {"t2m": (("time", "lat", "lon"), field.astype(np.float32), {"units": "K"})},
-            coords={"time": time, "lat": lat, "lon": lon},
-        ))
+        out.append(
+            xr.Dataset(
+                {"t2m": (("time", "lat", "lon"), field.astype(np.float32), {"units": "K"})},
+                coords={"time": time, "lat": lat, "lon": lon},
+            )
+        )
     hr, lr, large = out
     hr["t2m"] += small_scales(rng, unit_vectors(hr.lat.values, hr.lon.values), TIMES)
     return hr, lr, large
@@ -131,9 +136,16 @@ def run(tmp_path_factory) -> dict:
         },
         "model": {"kind": "diffusion", "network": {"base_width": 8, "channel_mult": [1, 2]}},
         "train": {
-            "max_steps": 300, "batch_size": 8, "patch_size": 32, "learning_rate": 2e-3,
-            "warmup_steps": 10, "val_every_steps": 300, "val_batches": 1,
-            "accelerator": "cpu", "num_workers": 0, "out": str(folder / "diffusion"),
+            "max_steps": 300,
+            "batch_size": 8,
+            "patch_size": 32,
+            "learning_rate": 2e-3,
+            "warmup_steps": 10,
+            "val_every_steps": 300,
+            "val_batches": 1,
+            "accelerator": "cpu",
+            "num_workers": 0,
+            "out": str(folder / "diffusion"),
         },
         "sample": {"members": 3, "steps": 18, "solver": "heun"},
     }
@@ -142,11 +154,33 @@ def run(tmp_path_factory) -> dict:
     pairs = _invoke("pairs", "check", "--config", path)
     _invoke("train", "--config", path)
     checkpoint = folder / "diffusion" / "checkpoints" / "last.ckpt"
-    for name, extra in [("ensemble", []), ("unfiltered", ["--set", "sample.polar_filter_latitude=90"])]:
-        _invoke("downscale", "--checkpoint", checkpoint, "--lr", folder / "lr.nc", "--times", "test",
-                "--out", folder / f"{name}.zarr", *extra)
-    _invoke("evaluate", "--config", path, "--forecast", folder / "ensemble.zarr", "--split", "test",
-            "--out", folder / "scores")
+    for name, extra in [
+        ("ensemble", []),
+        ("unfiltered", ["--set", "sample.polar_filter_latitude=90"]),
+    ]:
+        _invoke(
+            "downscale",
+            "--checkpoint",
+            checkpoint,
+            "--lr",
+            folder / "lr.nc",
+            "--times",
+            "test",
+            "--out",
+            folder / f"{name}.zarr",
+            *extra,
+        )
+    _invoke(
+        "evaluate",
+        "--config",
+        path,
+        "--forecast",
+        folder / "ensemble.zarr",
+        "--split",
+        "test",
+        "--out",
+        folder / "scores",
+    )
     metrics = json.loads((folder / "scores" / "metrics.json").read_text())
     return {"folder": folder, "pairs": pairs, "metrics": metrics, "large": large}
 
@@ -212,8 +246,10 @@ def test_scores_against_the_known_distribution(run):
     spectra = run["metrics"]["curves"]["spectra"]["t2m"]
     truth, members = np.array(spectra["truth"]), np.array(spectra["forecast"])
     m = np.arange(1, truth.size + 1)  # zonal wavenumber of each value
-    ratios = [np.log10(members[(m >= a) & (m < b)].sum() / truth[(m >= a) & (m < b)].sum())
-              for a, b in ZONAL_OCTAVES]
+    ratios = [
+        np.log10(members[(m >= a) & (m < b)].sum() / truth[(m >= a) & (m < b)].sum())
+        for a, b in ZONAL_OCTAVES
+    ]
     assert max(np.abs(ratios)) < SPECTRAL_MAX, ratios
 
 

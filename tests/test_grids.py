@@ -32,8 +32,13 @@ def rotated_grid(ny=20, nx=50, angle_deg=20.0, step=0.1):
 def field(values, lat, lon, **leading):
     """DataArray of ``values`` (..., y, x) on the grid lat/lon, leading dims named in order."""
     dims = (*leading, *DIMS)
-    return xr.DataArray(values, dims=dims, coords={"lat": lat, "lon": lon, **leading},
-                        attrs={"units": "K"}, name="t2m")
+    return xr.DataArray(
+        values,
+        dims=dims,
+        coords={"lat": lat, "lon": lon, **leading},
+        attrs={"units": "K"},
+        name="t2m",
+    )
 
 
 def linear(lat, lon):
@@ -116,8 +121,9 @@ def test_property_coarsen_constant_is_constant(value, factor, blocks):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    coarse=arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)),
-                  elements=st.floats(-1e6, 1e6)),
+    coarse=arrays(
+        np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)), elements=st.floats(-1e6, 1e6)
+    ),
     factor=st.integers(1, 4),
 )
 def test_property_coarsen_of_block_repeat_is_identity(coarse, factor):
@@ -144,8 +150,9 @@ def test_refine_then_coarsen_gives_back_the_coordinates():
     fine_lat, fine_lon = refine_lat_lon(lat, lon, 4)
     assert fine_lat.shape == (20, 28)
     np.testing.assert_allclose(fine_lat[:4, 0], 40.0 + 0.5 * (np.arange(4) + 0.5) / 4 - 0.25)
-    back = coarsen(xr.DataArray(np.zeros((20, 28)), dims=DIMS,
-                                coords={"lat": fine_lat, "lon": fine_lon}), 4)
+    back = coarsen(
+        xr.DataArray(np.zeros((20, 28)), dims=DIMS, coords={"lat": fine_lat, "lon": fine_lon}), 4
+    )
     np.testing.assert_allclose(back.lat, lat, atol=1e-12)
     np.testing.assert_allclose(back.lon, lon, atol=1e-12)
 
@@ -174,8 +181,9 @@ def test_targets_beyond_the_source_centres_take_the_edge_value():
     target_lon = xr.DataArray([[1.25, -3.0, 9.0]], dims=DIMS)
     for method in ("bilinear", "bicubic"):
         out = interpolate(da, target_lat, target_lon, method=method)
-        np.testing.assert_allclose(out.values, [[linear(40.0, 1.25), linear(40.0, 0.0),
-                                                 linear(41.5, 2.0)]], atol=1e-12)
+        np.testing.assert_allclose(
+            out.values, [[linear(40.0, 1.25), linear(40.0, 0.0), linear(41.5, 2.0)]], atol=1e-12
+        )
 
 
 def test_bicubic_beats_bilinear_on_smooth_field():
@@ -184,8 +192,9 @@ def test_bicubic_beats_bilinear_on_smooth_field():
     fine_lat, fine_lon = refine_lat_lon(lat, lon, 5)
     truth = smooth(fine_lat, fine_lon)
     error = {
-        (m, margin): float(abs(interior(interpolate(da, fine_lat, fine_lon, method=m) - truth,
-                                        margin)).max())
+        (m, margin): float(
+            abs(interior(interpolate(da, fine_lat, fine_lon, method=m) - truth, margin)).max()
+        )
         for m in ("bilinear", "bicubic")
         for margin in (3, 10)  # fine cells: all inside the source centres / two cells in
     }
@@ -198,8 +207,9 @@ def test_curvilinear_source_matches_the_analytic_fields():
     fine_lat, fine_lon = refine_lat_lon(lat, lon, 4)
     out = interpolate(field(linear(lat, lon), lat, lon), fine_lat, fine_lon)
     # bilinear in index space inverts the bilinear lat/lon map: exact for a linear field
-    np.testing.assert_allclose(interior(out, 2), interior(linear(fine_lat, fine_lon), 2),
-                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        interior(out, 2), interior(linear(fine_lat, fine_lon), 2), rtol=0, atol=1e-10
+    )
     truth = smooth(fine_lat, fine_lon)
     cubic = interpolate(field(smooth(lat, lon), lat, lon), fine_lat, fine_lon, method="bicubic")
     assert float(abs(interior(cubic - truth, 2)).max()) < 5e-4
@@ -214,7 +224,9 @@ def test_curvilinear_source_onto_regular_target():
 
 def test_periodic_longitude_wraps():
     def planetary(lat, lon):
-        return np.cos(np.deg2rad(lat)) * (np.cos(np.deg2rad(lon)) + 0.3 * np.sin(np.deg2rad(2 * lon)))
+        return np.cos(np.deg2rad(lat)) * (
+            np.cos(np.deg2rad(lon)) + 0.3 * np.sin(np.deg2rad(2 * lon))
+        )
 
     lat, lon = regular_grid(13, 72, lat0=-30.0, step=5.0)  # lon 0..355
     da = field(planetary(lat, lon), lat, lon)

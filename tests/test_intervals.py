@@ -32,8 +32,9 @@ def test_time_sums_give_the_scores_of_finescale_verify():
     # continuous values: no ties, so the ranks do not depend on the random tie breaks
     np.testing.assert_allclose(s["ranks"], np.asarray(rank_histogram(fc, y, weights=w)), rtol=1e-12)
     largest = intervals.spectral_max("f")({f"f.{k}": v[None] for k, v in s.items()})[0]
-    assert largest == pytest.approx(spectral_log_ratio_max(members, truth, min_wavelength=2.0, max_wavelength=8.0),
-                                    rel=1e-10)
+    assert largest == pytest.approx(
+        spectral_log_ratio_max(members, truth, min_wavelength=2.0, max_wavelength=8.0), rel=1e-10
+    )
 
 
 def test_time_sums_give_the_threshold_scores_of_extremes():
@@ -47,27 +48,39 @@ def test_time_sums_give_the_threshold_scores_of_extremes():
     members, truth = values[:m], values[m]
     weights = np.cos(np.deg2rad(np.linspace(40, 50, ny)))[:, None] * np.ones(nx)
     thresholds = {"q99": np.quantile(truth, 0.99), "q9": np.quantile(truth, 0.9)}
-    s = intervals.time_sums(members, truth, weights, np.random.default_rng(1), thresholds=thresholds)
+    s = intervals.time_sums(
+        members, truth, weights, np.random.default_rng(1), thresholds=thresholds
+    )
     fc = xr.DataArray(members, dims=("member", "y", "x"))
     y = xr.DataArray(truth, dims=("y", "x"))
     w = xr.DataArray(weights, dims=("y", "x"))
     mean = {k: intervals.mean("f", k)({f"f.{k}": v[None] for k, v in s.items()})[0] for k in s}
     for key, t in thresholds.items():
-        assert mean[f"brier_{key}"] == pytest.approx(float(brier_score(fc, y, t, weights=w)), rel=1e-12)
+        assert mean[f"brier_{key}"] == pytest.approx(
+            float(brier_score(fc, y, t, weights=w)), rel=1e-12
+        )
         assert mean[f"twcrps_{key}"] == pytest.approx(float(twcrps(fc, y, t, weights=w)), rel=1e-12)
         reference = sr.twcrps_ensemble(truth, np.moveaxis(members, 0, -1), t, estimator="fair")
-        unweighted = intervals.time_sums(members, truth, np.ones_like(truth), np.random.default_rng(1),
-                                         thresholds={key: t})
-        assert unweighted[f"twcrps_{key}"] / truth.size == pytest.approx(float(np.mean(reference)), rel=1e-10)
+        unweighted = intervals.time_sums(
+            members, truth, np.ones_like(truth), np.random.default_rng(1), thresholds={key: t}
+        )
+        assert unweighted[f"twcrps_{key}"] / truth.size == pytest.approx(
+            float(np.mean(reference)), rel=1e-10
+        )
         assert 0 < mean[f"twcrps_{key}"] < mean["crps"]  # only the tail above t is scored
 
 
 def test_daily_adds_up_the_times_of_each_day():
     times = np.array(["2021-01-01T00", "2021-01-01T06", "2021-01-02T00"], dtype="datetime64[h]")
-    per_time = [{"a": np.array(1.0), "b": np.array([1.0, 2.0])}, {"a": np.array(2.0), "b": np.array([0.0, 1.0])},
-                {"a": np.array(5.0), "b": np.array([3.0, 3.0])}]
+    per_time = [
+        {"a": np.array(1.0), "b": np.array([1.0, 2.0])},
+        {"a": np.array(2.0), "b": np.array([0.0, 1.0])},
+        {"a": np.array(5.0), "b": np.array([3.0, 3.0])},
+    ]
     sums, days = intervals.daily(per_time, times)
-    np.testing.assert_array_equal(days, np.array(["2021-01-01", "2021-01-02"], dtype="datetime64[D]"))
+    np.testing.assert_array_equal(
+        days, np.array(["2021-01-01", "2021-01-02"], dtype="datetime64[D]")
+    )
     np.testing.assert_array_equal(sums["a"], [3.0, 5.0])
     np.testing.assert_array_equal(sums["b"], [[1.0, 3.0], [3.0, 3.0]])
 
@@ -91,7 +104,9 @@ def _ar1(n: int, phi: float, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize(("phi", "block_days", "low", "high"), [(0.0, 1, 0.88, 0.99), (0.7, 8, 0.80, 0.99)])
+@pytest.mark.parametrize(
+    ("phi", "block_days", "low", "high"), [(0.0, 1, 0.88, 0.99), (0.7, 8, 0.80, 0.99)]
+)
 def test_intervals_cover_the_true_mean_at_their_level(phi, block_days, low, high):
     """The 95 % interval of a mean holds the true mean about 95 % of the time, for independent
     days with single-day blocks and for persistent days (AR(1)) with blocks longer than the

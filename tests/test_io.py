@@ -20,12 +20,21 @@ MEMBERS, TIMES, CHUNK = 4, 10, 4
 def _spec(**attrs: str) -> EnsembleSpec:
     lat, lon = np.meshgrid(np.linspace(45.0, 46.0, 3), np.linspace(6.0, 8.0, 5), indexing="ij")
     times = np.arange("2021-03-01T00", "2021-03-01T10", dtype="datetime64[h]")
-    return EnsembleSpec({"t2m": {"units": "K"}, "tp": {"units": "mm h-1"}}, MEMBERS, times, lat, lon, CHUNK,
-                        {"title": "test", **attrs})
+    return EnsembleSpec(
+        {"t2m": {"units": "K"}, "tp": {"units": "mm h-1"}},
+        MEMBERS,
+        times,
+        lat,
+        lon,
+        CHUNK,
+        {"title": "test", **attrs},
+    )
 
 
 def _blocks() -> list[Block]:
-    return ensemble_blocks([slice(0, 2), slice(2, 4)], TIMES, CHUNK)  # 3 time blocks x 2 member groups
+    return ensemble_blocks(
+        [slice(0, 2), slice(2, 4)], TIMES, CHUNK
+    )  # 3 time blocks x 2 member groups
 
 
 class Draws:
@@ -40,8 +49,16 @@ class Draws:
             raise RuntimeError("killed")
         self.drawn.append(block.index)
         rng = np.random.default_rng(block_seed(0, block.members.start, block.times.start))
-        shape = (block.members.stop - block.members.start, block.times.stop - block.times.start, 3, 5)
-        return {"t2m": rng.normal(280, 5, shape).astype(np.float32), "tp": rng.gamma(1, 1, shape).astype(np.float32)}
+        shape = (
+            block.members.stop - block.members.start,
+            block.times.stop - block.times.start,
+            3,
+            5,
+        )
+        return {
+            "t2m": rng.normal(280, 5, shape).astype(np.float32),
+            "tp": rng.gamma(1, 1, shape).astype(np.float32),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +89,9 @@ def test_a_crashed_run_resumes_with_only_the_missing_blocks(tmp_path, reference)
     assert (filled.complete, filled.resumed, filled.written) == (True, 3, 3)
     assert "3 of 6 blocks already written" in notes[0]
     assert not partial.exists()
-    xr.testing.assert_identical(xr.open_zarr(out).load(), reference)  # values, coordinates and attributes
+    xr.testing.assert_identical(
+        xr.open_zarr(out).load(), reference
+    )  # values, coordinates and attributes
 
 
 def test_a_block_is_marked_done_only_once_written(tmp_path):
@@ -91,7 +110,10 @@ def test_a_partial_output_of_other_settings_is_refused(tmp_path):
     out = tmp_path / "ens.zarr"
     with pytest.raises(RuntimeError):
         fill_ensemble(out, _spec(sampler="heun"), _blocks(), Draws(fail_at=2))
-    with pytest.raises(ValueError, match=r"\.ens\.zarr\.partial: a partial output of another request .*attrs\.sampler"):
+    with pytest.raises(
+        ValueError,
+        match=r"\.ens\.zarr\.partial: a partial output of another request .*attrs\.sampler",
+    ):
         fill_ensemble(out, _spec(sampler="euler"), _blocks(), Draws())
     other_times = ensemble_blocks([slice(0, 4)], TIMES, CHUNK)
     with pytest.raises(ValueError, match="blocks"):
@@ -102,7 +124,9 @@ def test_two_processes_share_the_blocks_and_the_last_one_renames(tmp_path, refer
     out = tmp_path / "ens.zarr"
     first, second = Draws(), Draws()
     filled = fill_ensemble(out, _spec(), _blocks(), first, rank=1, world_size=2)
-    assert not filled.complete and filled.path == tmp_path / ".ens.zarr.partial" and not out.exists()
+    assert (
+        not filled.complete and filled.path == tmp_path / ".ens.zarr.partial" and not out.exists()
+    )
     filled = fill_ensemble(out, _spec(), _blocks(), second, rank=0, world_size=2)
     assert filled.complete and filled.path == out
     assert (first.drawn, second.drawn) == ([1, 3, 5], [0, 2, 4])
@@ -130,7 +154,9 @@ def test_a_process_killed_between_the_final_renames_is_completed_by_the_rerun(tm
         fill_ensemble(out, _spec(), _blocks(), Draws(fail_at=5))
     partial = PartialEnsemble(out)
     partial.write(_blocks()[5], Draws()(_blocks()[5]))
-    os.rename(partial.store.path, partial.folder / "final.zarr")  # claimed for the rename to out, then killed
+    os.rename(
+        partial.store.path, partial.folder / "final.zarr"
+    )  # claimed for the rename to out, then killed
     draws = Draws()
     assert fill_ensemble(out, _spec(), _blocks(), draws).complete and draws.drawn == []
     xr.testing.assert_identical(xr.open_zarr(out).load(), reference)
@@ -141,12 +167,26 @@ def test_request_file_is_plain_json(tmp_path):
     with pytest.raises(RuntimeError):
         fill_ensemble(tmp_path / "ens.zarr", _spec(), _blocks(), Draws(fail_at=0))
     request = json.loads((tmp_path / ".ens.zarr.partial" / "request.json").read_text())
-    assert request["members"] == MEMBERS and request["times"]["count"] == TIMES and request["blocks"]["count"] == 6
+    assert (
+        request["members"] == MEMBERS
+        and request["times"]["count"] == TIMES
+        and request["blocks"]["count"] == 6
+    )
 
 
 def test_block_seeds_depend_on_every_key_only():
     assert block_seed(0, 2, 3600) == block_seed(0, 2, 3600)
-    assert len({block_seed(0, 2, 3600), block_seed(1, 2, 3600), block_seed(0, 3, 3600), block_seed(0, 2, 0)}) == 4
+    assert (
+        len(
+            {
+                block_seed(0, 2, 3600),
+                block_seed(1, 2, 3600),
+                block_seed(0, 3, 3600),
+                block_seed(0, 2, 0),
+            }
+        )
+        == 4
+    )
     assert 0 <= block_seed(-1, -7200) < 2**63  # negative seeds and times before 1970 are fine
 
 

@@ -165,8 +165,10 @@ def test_report_tables_readable_at_80_columns(tmp_path):
         "precipitation_rate": {"name": "tp", "units": "mm h-1", "accumulation": "1h"},
     }
     cfg = DataConfig.model_validate(
-        {"lr": {"path": str(lr_path), "variables": names},
-         "hr": {"path": str(hr_path), "variables": names}}
+        {
+            "lr": {"path": str(lr_path), "variables": names},
+            "hr": {"path": str(hr_path), "variables": names},
+        }
     )
     pair = open_pair(cfg)
     console = Console(record=True, width=80)
@@ -178,10 +180,26 @@ def test_report_tables_readable_at_80_columns(tmp_path):
     assert "…" not in text  # nothing cut
     # every name, header and number whole, on one line
     for whole in (
-        "air_temperature_2m", "precipitation_rate", "variable", "units", "times", "corr.",
-        "pattern", "bias", "RMSE", "first dropped", "spacing (deg)", "lat (cell edges)",
-        "2020-01-01T00:00", "2020-01-01T23:00", "40.000..48.000", "5.000..15.000",
-        "degC -> K", "m -> mm h-1", "1 h (stated)", "accumulated over",
+        "air_temperature_2m",
+        "precipitation_rate",
+        "variable",
+        "units",
+        "times",
+        "corr.",
+        "pattern",
+        "bias",
+        "RMSE",
+        "first dropped",
+        "spacing (deg)",
+        "lat (cell edges)",
+        "2020-01-01T00:00",
+        "2020-01-01T23:00",
+        "40.000..48.000",
+        "5.000..15.000",
+        "degC -> K",
+        "m -> mm h-1",
+        "1 h (stated)",
+        "accumulated over",
     ):
         assert whole in text, whole
     check = pair.alignment.variables["air_temperature_2m"]
@@ -529,7 +547,10 @@ def test_in_memory_dataset_opens_as_its_file(tmp_path):
         "orog": "orog",
     }
     cfg = DataConfig.model_validate(
-        {"lr": {"path": str(path), "variables": spec}, "hr": {"path": "unused.nc", "variables": spec}}
+        {
+            "lr": {"path": str(path), "variables": spec},
+            "hr": {"path": "unused.nc", "variables": spec},
+        }
     )
     from_file = open_source(cfg.lr).compute()
     assert from_file["t2m"].attrs["units"] == "K"
@@ -538,8 +559,9 @@ def test_in_memory_dataset_opens_as_its_file(tmp_path):
         for given in (opened, lr, lr.chunk({"time": 4})):
             ds = open_source(memory_cfg, given)
             assert ds.attrs["finescale_source"] == "in-memory dataset"
-            xr.testing.assert_identical(ds.drop_attrs(deep=False).compute(),
-                                        from_file.drop_attrs(deep=False))
+            xr.testing.assert_identical(
+                ds.drop_attrs(deep=False).compute(), from_file.drop_attrs(deep=False)
+            )
     assert open_source(memory_cfg, lr.chunk({"time": 4}))["t2m"].chunks[0] == (4, 2)
 
     from finescale.config import StaticConfig

@@ -27,7 +27,9 @@ SPLITS = "data.splits={train: 0.6, validation: 0.0, test: 0.4, gap_hours: 0}"
 
 def _dataset(name: str, values: np.ndarray) -> xr.Dataset:
     """(time, y, x) values as one variable, hourly; tp in mm/h."""
-    times = np.datetime64("2020-01-01T00", "ns") + np.arange(values.shape[0]) * np.timedelta64(1, "h")
+    times = np.datetime64("2020-01-01T00", "ns") + np.arange(values.shape[0]) * np.timedelta64(
+        1, "h"
+    )
     attrs = {"units": "mm h-1"} if name == "tp" else {"units": "K"}
     return xr.Dataset({name: (("time", "y", "x"), values, attrs)}, coords={"time": times})
 
@@ -83,7 +85,9 @@ def test_multiplicative_qdm_keeps_the_relative_change_of_upper_quantiles():
 # against an independent reference on one point
 
 
-def _reference(x_p: np.ndarray, m_h: np.ndarray, o_h: np.ndarray, k: int, ratio: bool) -> np.ndarray:
+def _reference(
+    x_p: np.ndarray, m_h: np.ndarray, o_h: np.ndarray, k: int, ratio: bool
+) -> np.ndarray:
     """QDM of one series written from Cannon et al.'s formulas with np.quantile and np.interp:
     tau from the forecast period's own quantiles, F_o and F_h read at tau."""
     probs = np.linspace(0.0, 1.0, k)
@@ -114,8 +118,9 @@ def test_qdm_matches_a_numpy_reference_on_one_point(name):
         o_h = np.maximum(rng.gamma(0.6, 2.0, 600) - 0.02, 0.0)
         x_p = np.maximum(rng.gamma(0.5, 1.5, 300) - 0.02, 0.0)
     expected = _reference(x_p, m_h, o_h, k, ratio=name == "tp")
-    fitted = fit_quantile_delta_mapping(_dataset(name, m_h[:, None, None]),
-                                        _dataset(name, o_h[:, None, None]), n_quantiles=k)
+    fitted = fit_quantile_delta_mapping(
+        _dataset(name, m_h[:, None, None]), _dataset(name, o_h[:, None, None]), n_quantiles=k
+    )
     got = fitted.apply(_dataset(name, x_p[:, None, None]))[name].values.ravel()
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-5)
@@ -124,8 +129,9 @@ def test_qdm_matches_a_numpy_reference_on_one_point(name):
 
 
 def test_a_period_without_the_variable_or_with_other_dims_is_refused():
-    fitted = fit_quantile_delta_mapping(_dataset("t2m", np.ones((10, 2, 2))),
-                                        _dataset("t2m", np.ones((10, 2, 2))))
+    fitted = fit_quantile_delta_mapping(
+        _dataset("t2m", np.ones((10, 2, 2))), _dataset("t2m", np.ones((10, 2, 2)))
+    )
     with pytest.raises(KeyError, match="'t2m'"):
         fitted.apply(_dataset("tp", np.ones((5, 2, 2))))
     with pytest.raises(ValueError, match="'t2m' has dims"):
@@ -147,13 +153,26 @@ def world(tmp_path_factory):
 
 def test_cli_writes_a_qdm_store_that_evaluate_scores(world, tmp_path):
     out = tmp_path / "qdm.zarr"
-    args = ["baseline", "--method", "qdm", "--config", str(world / "finescale.yaml"),
-            "--out", str(out), "--set", SPLITS]
+    args = [
+        "baseline",
+        "--method",
+        "qdm",
+        "--config",
+        str(world / "finescale.yaml"),
+        "--out",
+        str(out),
+        "--set",
+        SPLITS,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     fc = xr.open_zarr(out).load()
-    assert fc.attrs["method"] == "qdm" and "quantile delta mapping" in fc.attrs["method_description"]
-    assert fc.attrs["fit_period"].startswith("train: ") and fc.attrs["forecast_period"].startswith("test: ")
+    assert (
+        fc.attrs["method"] == "qdm" and "quantile delta mapping" in fc.attrs["method_description"]
+    )
+    assert fc.attrs["fit_period"].startswith("train: ") and fc.attrs["forecast_period"].startswith(
+        "test: "
+    )
     assert json.loads(fc.attrs["parameters"])["ratio_max"] == RATIO_MAX
     # the store holds what the Python API computes on the same blocks
     cfg = load_config(world / "finescale.yaml", [SPLITS]).data
@@ -161,8 +180,9 @@ def test_cli_writes_a_qdm_store_that_evaluate_scores(world, tmp_path):
     blocks = split_times(pair.hr.time.values, cfg.splits)
     from finescale.baselines import interpolation
 
-    fitted = fit_quantile_delta_mapping(interpolation(pair.lr.sel(time=blocks["train"]), pair.hr),
-                                        pair.hr.sel(time=blocks["train"]))
+    fitted = fit_quantile_delta_mapping(
+        interpolation(pair.lr.sel(time=blocks["train"]), pair.hr), pair.hr.sel(time=blocks["train"])
+    )
     expected = fitted.apply(interpolation(pair.lr.sel(time=blocks["test"]), pair.hr)).compute()
     for name in ("t2m", "u10", "v10", "tp"):
         assert fc[name].dims == ("member", "time", "y", "x") and fc[name].dtype == np.float32

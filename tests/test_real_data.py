@@ -70,8 +70,9 @@ def write_config(folder: Path) -> Path:
     """
     hr_glob = _sample_folder() / "*wnd_mean.nc"
     every = slice(None, None, FACTOR)
-    lr = xr.Dataset({name: _original(name).isel(latitude=every, longitude=every)
-                     for name in VARIABLES.values()})
+    lr = xr.Dataset(
+        {name: _original(name).isel(latitude=every, longitude=every) for name in VARIABLES.values()}
+    )
     lr.to_netcdf(folder / "lr.nc")
     variables = {ours: {"name": theirs, "units": "m s-1"} for ours, theirs in VARIABLES.items()}
     source = {"lat": "latitude", "lon": "longitude", "variables": variables}
@@ -83,9 +84,15 @@ def write_config(folder: Path) -> Path:
         },
         "model": {"kind": "regression", "network": {"base_width": 8, "channel_mult": [1, 2]}},
         "train": {
-            "max_steps": 300, "batch_size": 8, "patch_size": 32, "learning_rate": 2e-3,
-            "warmup_steps": 10, "val_every_steps": 300, "val_batches": 1,
-            "accelerator": "cpu", "num_workers": 0,
+            "max_steps": 300,
+            "batch_size": 8,
+            "patch_size": 32,
+            "learning_rate": 2e-3,
+            "warmup_steps": 10,
+            "val_every_steps": 300,
+            "val_batches": 1,
+            "accelerator": "cpu",
+            "num_workers": 0,
         },
         "sample": {"members": 3, "steps": 18, "solver": "heun"},
     }
@@ -101,25 +108,69 @@ def run(tmp_path_factory) -> dict:
     config = write_config(folder)
     out: dict = {"folder": folder, "config": config}
     out["pairs"] = _invoke("pairs", "check", "--config", config)
-    regression = _invoke("train", "--config", config, "--set", "train.max_steps=20",
-                         "--set", "train.val_every_steps=20", "--set", f"train.out={folder / 'reg'}")
+    regression = _invoke(
+        "train",
+        "--config",
+        config,
+        "--set",
+        "train.max_steps=20",
+        "--set",
+        "train.val_every_steps=20",
+        "--set",
+        f"train.out={folder / 'reg'}",
+    )
     assert "wrote" in regression
-    _invoke("train", "--config", config, "--set", "model.kind=diffusion",
-            "--set", f"train.out={folder / 'diffusion'}")
+    _invoke(
+        "train",
+        "--config",
+        config,
+        "--set",
+        "model.kind=diffusion",
+        "--set",
+        f"train.out={folder / 'diffusion'}",
+    )
     for name, checkpoint, extra in [
         ("ensemble", "diffusion", []),
         ("unfiltered", "diffusion", ["--set", "sample.polar_filter_latitude=90"]),
         ("regression", "reg", []),
     ]:
-        _invoke("downscale", "--checkpoint", folder / checkpoint / "checkpoints" / "last.ckpt",
-                "--lr", folder / "lr.nc", "--times", "test", "--out", folder / f"{name}.zarr",
-                *extra)
-    _invoke("baseline", "--method", "bilinear", "--config", config, "--split", "test",
-            "--out", folder / "bilinear.zarr")
+        _invoke(
+            "downscale",
+            "--checkpoint",
+            folder / checkpoint / "checkpoints" / "last.ckpt",
+            "--lr",
+            folder / "lr.nc",
+            "--times",
+            "test",
+            "--out",
+            folder / f"{name}.zarr",
+            *extra,
+        )
+    _invoke(
+        "baseline",
+        "--method",
+        "bilinear",
+        "--config",
+        config,
+        "--split",
+        "test",
+        "--out",
+        folder / "bilinear.zarr",
+    )
     out["evaluate"] = _invoke(
-        "evaluate", "--config", config, "--forecast", folder / "ensemble.zarr", "--split", "test",
-        "--reference", f"regression={folder / 'regression.zarr'}",
-        "--reference", f"bilinear={folder / 'bilinear.zarr'}", "--out", folder / "scores",
+        "evaluate",
+        "--config",
+        config,
+        "--forecast",
+        folder / "ensemble.zarr",
+        "--split",
+        "test",
+        "--reference",
+        f"regression={folder / 'regression.zarr'}",
+        "--reference",
+        f"bilinear={folder / 'bilinear.zarr'}",
+        "--out",
+        folder / "scores",
     )
     out["metrics"] = json.loads((folder / "scores" / "metrics.json").read_text())
     return out

@@ -30,11 +30,15 @@ VARIABLES = ["t2m", "u10", "v10", "wind_speed"]
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
     """Unit-variance random field, Gaussian-smoothed over the last two axes."""
-    field = gaussian_filter(rng.standard_normal(shape), sigma=(0,) * (len(shape) - 2) + (sigma, sigma), mode="wrap")
+    field = gaussian_filter(
+        rng.standard_normal(shape), sigma=(0,) * (len(shape) - 2) + (sigma, sigma), mode="wrap"
+    )
     return field / field.std()
 
 
-def _dataset(values: dict[str, np.ndarray], times: np.ndarray, lat: np.ndarray, lon: np.ndarray, member: bool) -> xr.Dataset:
+def _dataset(
+    values: dict[str, np.ndarray], times: np.ndarray, lat: np.ndarray, lon: np.ndarray, member: bool
+) -> xr.Dataset:
     dims = ("member", "time", "y", "x") if member else ("time", "y", "x")
     units = {"t2m": "K", "u10": "m s-1", "v10": "m s-1"}
     data = {k: (dims, v.astype(np.float32), {"units": units[k]}) for k, v in values.items()}
@@ -50,7 +54,9 @@ def report_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
     ny, nx, nt = 32, 48, 6
     lat, lon = np.meshgrid(45.0 + 0.05 * np.arange(ny), 7.0 + 0.05 * np.arange(nx), indexing="ij")
-    times = np.arange(np.datetime64("2022-05-01T00"), np.datetime64("2022-05-01T06"), np.timedelta64(1, "h"))
+    times = np.arange(
+        np.datetime64("2022-05-01T00"), np.datetime64("2022-05-01T06"), np.timedelta64(1, "h")
+    )
     assert times.size == nt
     offsets = {"t2m": 285.0, "u10": 4.0, "v10": -1.0}
     truth, members = {}, {}
@@ -62,7 +68,12 @@ def report_dir(tmp_path_factory) -> Path:
     write_zarr(_dataset(truth, times, lat, lon, member=False), root / "truth.zarr")
     write_zarr(_dataset(members, times, lat, lon, member=True), root / "ens.zarr")
     write_zarr(_dataset(blurred, times, lat, lon, member=False), root / "blurred.zarr")
-    return run_evaluate(root / "ens.zarr", root / "truth.zarr", root / "out", references={"blurred": root / "blurred.zarr"})
+    return run_evaluate(
+        root / "ens.zarr",
+        root / "truth.zarr",
+        root / "out",
+        references={"blurred": root / "blurred.zarr"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +87,10 @@ def test_best_roles():
     assert best_roles({"a": 1.0, "b": 2.0}, "lower") == {"a"}
     assert best_roles({"a": 0.7, "b": 1.1, "c": None}, "one") == {"b"}
     assert best_roles({"a": -0.05, "b": 0.2}, "zero") == {"a"}
-    assert best_roles({"a": 0.5, "b": 0.5 * (1 + 1e-9)}, "lower") == {"a", "b"}  # round-off is a tie
+    assert best_roles({"a": 0.5, "b": 0.5 * (1 + 1e-9)}, "lower") == {
+        "a",
+        "b",
+    }  # round-off is a tie
     assert best_roles({"a": 1.0, "b": None}, "lower") == set()  # nothing to compare with
     assert best_roles({"a": 1.0, "b": 2.0}, "none") == set()
     assert format_value(None) == "\u2014" and format_value(0.123456) == "0.1235"
@@ -85,12 +99,17 @@ def test_best_roles():
 def test_report_content(report_dir, metrics):
     page = (report_dir / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert page.count("<img ") == len(FIGURES) and page.count("data:image/png;base64,") == len(FIGURES)
+    assert page.count("<img ") == len(FIGURES) and page.count("data:image/png;base64,") == len(
+        FIGURES
+    )
     for name in (*VARIABLES, "blurred", "ens", "spectral_log_ratio_max", "Protocol and provenance"):
         assert name in page, name
     # the calibrated ensemble wins the fair CRPS of every variable: highlighted in its column
     for name in VARIABLES:
-        assert metrics["forecast"][name]["crps_fair"] < metrics["references"]["blurred"][name]["crps_fair"]
+        assert (
+            metrics["forecast"][name]["crps_fair"]
+            < metrics["references"]["blurred"][name]["crps_fair"]
+        )
     assert page.count('class="best"') >= len(VARIABLES)
     assert not list(report_dir.glob(".*tmp*")), "a temporary file was left behind"
 
@@ -121,9 +140,17 @@ def _chromium() -> str | None:
 
 def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
     command = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", *args,
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        *args,
     ]
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -134,10 +161,14 @@ def _run_chromium(binary: str, profile: Path, *args: str) -> subprocess.Complete
 def test_headless_chromium_renders_report(report_dir, tmp_path):
     binary = _chromium()
     if binary is None:
-        pytest.skip("no Chromium (/usr/bin/chromium, chromium or chromium-browser on PATH): report not rendered")
+        pytest.skip(
+            "no Chromium (/usr/bin/chromium, chromium or chromium-browser on PATH): report not rendered"
+        )
     url = (report_dir / "report.html").resolve().as_uri()
     shot = tmp_path / "report.png"
-    result = _run_chromium(binary, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1400,3000", url)
+    result = _run_chromium(
+        binary, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1400,3000", url
+    )
     assert shot.is_file() and shot.stat().st_size > 0, result.stderr[-2000:]
     image = matplotlib.image.imread(shot)
     assert image.shape[:2] == (3000, 1400)
@@ -155,15 +186,36 @@ def test_headless_chromium_renders_report(report_dir, tmp_path):
 def test_region_tables(metrics):
     """A table per region, its description in the protocol; names from the data are escaped."""
     regions = {
-        name: {"forecast": metrics["forecast"], "references": metrics["references"]} for name in ("north", "<b>bad</b>")
+        name: {"forecast": metrics["forecast"], "references": metrics["references"]}
+        for name in ("north", "<b>bad</b>")
     }
-    meta = dict(metrics["meta"], regions={
-        "north": {"kind": "box", "lat": [45.5, 47.0], "lon": [7.0, 9.0], "points": 120, "fraction": 0.078},
-        "<b>bad</b>": {"kind": "mask", "source": "masks.zarr:inside", "points": 10, "fraction": 0.0065},
-    })
+    meta = dict(
+        metrics["meta"],
+        regions={
+            "north": {
+                "kind": "box",
+                "lat": [45.5, 47.0],
+                "lon": [7.0, 9.0],
+                "points": 120,
+                "fraction": 0.078,
+            },
+            "<b>bad</b>": {
+                "kind": "mask",
+                "source": "masks.zarr:inside",
+                "points": 10,
+                "fraction": 0.0065,
+            },
+        },
+    )
     page = render_report(dict(metrics, regions=regions, meta=meta), {})
     assert page.count("<table") == 2 + len(VARIABLES) + 2
     assert 'id="region-north"' in page and "box lat 45.5 to 47, lon 7 to 9; 120 grid points" in page
-    assert "mask masks.zarr:inside" in page and "<b>bad</b>" not in page and "&lt;b&gt;bad&lt;/b&gt;" in page
+    assert (
+        "mask masks.zarr:inside" in page
+        and "<b>bad</b>" not in page
+        and "&lt;b&gt;bad&lt;/b&gt;" in page
+    )
     assert page.count("spectral_log_ratio_max") == len(VARIABLES)  # in the whole-domain tables only
-    assert render_report(metrics, {}).count("<table") == 2 + len(VARIABLES)  # no regions: no section
+    assert render_report(metrics, {}).count("<table") == 2 + len(
+        VARIABLES
+    )  # no regions: no section

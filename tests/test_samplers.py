@@ -43,15 +43,18 @@ def std_normal(n: int = N_SAMPLES, seed: int = 0, dtype=torch.float64) -> torch.
     return torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-def affine_error(solver: str, n_steps: int, sigmas: torch.Tensor | None = None) -> tuple[float, float]:
+def affine_error(
+    solver: str, n_steps: int, sigmas: torch.Tensor | None = None
+) -> tuple[float, float]:
     """(relative error of the output std, error of the output for zero noise) vs the exact ODE.
 
     The exact flow from ``sigma_0`` to 0 maps ``sigma_0 z`` to ``mu (1 - k) + sigma_0 k z`` with
     ``k = s0 / sqrt(s0^2 + sigma_0^2)``.
     """
     sigmas = karras_sigmas(n_steps) if sigmas is None else sigmas
-    out = sample(gaussian_denoiser, torch.tensor([0.0, 1.0], dtype=torch.float64), sigmas,
-                 solver=solver)
+    out = sample(
+        gaussian_denoiser, torch.tensor([0.0, 1.0], dtype=torch.float64), sigmas, solver=solver
+    )
     b, a = out[0].item(), (out[1] - out[0]).item()
     sigma_0 = sigmas[0].item()
     k = S0 / math.hypot(S0, sigma_0)
@@ -75,8 +78,15 @@ def test_karras_sigmas_endpoints_monotone_and_rho_spacing() -> None:
     assert karras_sigmas(1, 0.002, 80.0).tolist() == [80.0, 0.0]
 
 
-@pytest.mark.parametrize("kwargs", [{"n": 0}, {"n": 5, "sigma_min": 0.0}, {"n": 5, "rho": -1.0},
-                                    {"n": 5, "sigma_min": 10.0, "sigma_max": 1.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n": 0},
+        {"n": 5, "sigma_min": 0.0},
+        {"n": 5, "rho": -1.0},
+        {"n": 5, "sigma_min": 10.0, "sigma_max": 1.0},
+    ],
+)
 def test_karras_sigmas_rejects_bad_settings(kwargs) -> None:
     with pytest.raises(ValueError):
         karras_sigmas(**kwargs)
@@ -97,8 +107,10 @@ def test_number_of_denoiser_calls(solver: str, n_steps: int) -> None:
 
     sample(denoise, std_normal(8), karras_sigmas(n_steps), solver=solver)
     assert len(calls) == n_calls(solver, n_steps)
-    assert n_calls(solver, n_steps) == {"euler": n_steps, "heun": 2 * n_steps - 1,
-                                        "dpmpp_2m": n_steps}[solver]
+    assert (
+        n_calls(solver, n_steps)
+        == {"euler": n_steps, "heun": 2 * n_steps - 1, "dpmpp_2m": n_steps}[solver]
+    )
     assert 0.0 not in calls  # the denoiser is never asked about sigma = 0
 
 
@@ -110,8 +122,13 @@ def test_churn_adds_no_calls_and_heun_corrects_a_last_step_above_zero() -> None:
         count += 1
         return gaussian_denoiser(x, sigma)
 
-    sample(denoise, std_normal(8), karras_sigmas(10), S_churn=5.0,
-           generator=torch.Generator().manual_seed(0))
+    sample(
+        denoise,
+        std_normal(8),
+        karras_sigmas(10),
+        S_churn=5.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert count == n_calls("heun", 10)
     count = 0
     sample(denoise, std_normal(8), [80.0, 10.0, 1.0, 0.5])  # ends above 0: 2 calls per step
@@ -125,8 +142,9 @@ def test_unknown_solver_lists_the_known_ones() -> None:
         n_calls("ddim", 10)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("sigmas", [[80.0], [1.0, 2.0, 0.0], [1.0, 1.0, 0.0], [1.0, -0.5],
-                                    [math.nan, 0.0]])
+@pytest.mark.parametrize(
+    "sigmas", [[80.0], [1.0, 2.0, 0.0], [1.0, 1.0, 0.0], [1.0, -0.5], [math.nan, 0.0]]
+)
 def test_bad_schedules_are_rejected(sigmas) -> None:
     with pytest.raises(ValueError):
         sample(gaussian_denoiser, std_normal(4), sigmas)
@@ -224,11 +242,9 @@ def assert_gaussian(x: torch.Tensor, mu: float = MU, s0: float = S0) -> None:
     assert abs(x.var().item() / s0**2 - 1) < 4 * math.sqrt(2 / n)
 
 
-@pytest.mark.parametrize(("solver", "n_steps"), [("heun", 128), ("dpmpp_2m", 128),
-                                                 ("euler", 2000)])
+@pytest.mark.parametrize(("solver", "n_steps"), [("heun", 128), ("dpmpp_2m", 128), ("euler", 2000)])
 def test_gaussian_moments(solver: str, n_steps: int) -> None:
-    assert_gaussian(sample(gaussian_denoiser, std_normal(), karras_sigmas(n_steps),
-                           solver=solver))
+    assert_gaussian(sample(gaussian_denoiser, std_normal(), karras_sigmas(n_steps), solver=solver))
 
 
 @pytest.mark.parametrize(
@@ -241,8 +257,14 @@ def test_gaussian_moments(solver: str, n_steps: int) -> None:
     ],
 )
 def test_churn_keeps_the_gaussian(solver: str, n_steps: int, churn: dict) -> None:
-    out = sample(gaussian_denoiser, std_normal(seed=1), karras_sigmas(n_steps), solver=solver,
-                 generator=torch.Generator().manual_seed(2), **churn)
+    out = sample(
+        gaussian_denoiser,
+        std_normal(seed=1),
+        karras_sigmas(n_steps),
+        solver=solver,
+        generator=torch.Generator().manual_seed(2),
+        **churn,
+    )
     assert_gaussian(out)
 
 
@@ -263,8 +285,16 @@ def test_churn_raises_the_level_inside_its_window(S_churn: float, gamma: float) 
         return gaussian_denoiser(x, sigma)
 
     sigmas = karras_sigmas(10)
-    sample(denoise, std_normal(4), sigmas, solver="euler", S_churn=S_churn, S_min=1.0,
-           S_max=10.0, generator=torch.Generator().manual_seed(0))
+    sample(
+        denoise,
+        std_normal(4),
+        sigmas,
+        solver="euler",
+        S_churn=S_churn,
+        S_min=1.0,
+        S_max=10.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     expected = [s * (1 + gamma) if 1.0 <= s <= 10.0 else s for s in sigmas[:-1].tolist()]
     assert seen == pytest.approx(expected, rel=1e-14)
     assert any(1.0 <= s <= 10.0 for s in sigmas.tolist()) and sigmas[0] > 10.0

@@ -16,7 +16,9 @@ from finescale.data.regrid import interpolate, source_indices
 from finescale.data.samples import PatchDataset, conditioning, load_fields, time_features
 
 
-def _grid(ny: int, nx: int, lat0: float = 44.0, lon0: float = 5.0, step: float = 0.4, rotate: float = 0.0):
+def _grid(
+    ny: int, nx: int, lat0: float = 44.0, lon0: float = 5.0, step: float = 0.4, rotate: float = 0.0
+):
     j, i = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     a = np.deg2rad(rotate)
     lat = lat0 + step * (j * np.cos(a) + i * np.sin(a))
@@ -33,6 +35,7 @@ def _cubic_convolution(
     1 < |d| < 2 (a = -0.75 in torch's bicubic); the 4 x 4 taps around each point beyond the grid
     take the edge cell (border padding).
     """
+
     def near(d: np.ndarray) -> np.ndarray:
         return 1 - (a + 3) * d**2 + (a + 2) * d**3
 
@@ -72,8 +75,11 @@ def test_lr_to_hr_matches_the_data_layer(rotate, method):
         reference = _cubic_convolution(values, rows, cols)
         np.testing.assert_allclose(ours, reference, atol=1e-4 * np.abs(values).max())
     window = (5, 7, 12, 20)
-    np.testing.assert_allclose(to_hr(torch.from_numpy(values).float()[:, None], window)[:, 0].numpy(),
-                               ours[:, 5:17, 7:27], atol=1e-5)
+    np.testing.assert_allclose(
+        to_hr(torch.from_numpy(values).float()[:, None], window)[:, 0].numpy(),
+        ours[:, 5:17, 7:27],
+        atol=1e-5,
+    )
 
 
 def test_periodic_longitude_wraps():
@@ -105,14 +111,26 @@ def _dataset(tmp_path=None):
     times = np.arange("2021-01-01T00", "2021-01-02T00", dtype="datetime64[h]")
     rng = np.random.default_rng(1)
     lr = xr.Dataset(
-        {"t2m": (("time", "y", "x"), 280 + rng.standard_normal((24, 4, 6))),
-         "q850": (("time", "y", "x"), rng.random((24, 4, 6)))},
+        {
+            "t2m": (("time", "y", "x"), 280 + rng.standard_normal((24, 4, 6))),
+            "q850": (("time", "y", "x"), rng.random((24, 4, 6))),
+        },
         coords={"time": times, "lat": lat, "lon": lon},
     )
-    hr = xr.Dataset({"t2m": (("time", "y", "x"), 280 + rng.standard_normal((24, 16, 24)))},
-                    coords={"time": times, "lat": hr_lat, "lon": hr_lon})
-    static = xr.Dataset({"orog": (("y", "x"), rng.random((16, 24)) * 1000)}, coords={"lat": hr_lat, "lon": hr_lon})
-    stats = NormStats({"t2m": VariableStats(280.0, 1.0), "q850": VariableStats(0.5, 0.3), "orog": VariableStats(500, 300)})
+    hr = xr.Dataset(
+        {"t2m": (("time", "y", "x"), 280 + rng.standard_normal((24, 16, 24)))},
+        coords={"time": times, "lat": hr_lat, "lon": hr_lon},
+    )
+    static = xr.Dataset(
+        {"orog": (("y", "x"), rng.random((16, 24)) * 1000)}, coords={"lat": hr_lat, "lon": hr_lon}
+    )
+    stats = NormStats(
+        {
+            "t2m": VariableStats(280.0, 1.0),
+            "q850": VariableStats(0.5, 0.3),
+            "orog": VariableStats(500, 300),
+        }
+    )
     return lr, hr, static, stats
 
 
@@ -136,7 +154,9 @@ def test_patches_are_deterministic_and_consistent():
     for key in a:
         torch.testing.assert_close(a[key], b[key])
     assert a["cond"].shape == (layout.cond_channels, 8, 8) and a["target"].shape == (1, 8, 8)
-    torch.testing.assert_close(a["base"][0], a["cond"][0])  # the residual's base is the interpolated t2m
+    torch.testing.assert_close(
+        a["base"][0], a["cond"][0]
+    )  # the residual's base is the interpolated t2m
     assert not torch.equal(patches[4]["target"], patches[5]["target"])
     # the whole-grid conditioning of time 0 equals the normalised, interpolated LR
     cond, _ = conditioning(fields, layout, to_hr, [0], (0, 0, 16, 24))

@@ -447,7 +447,9 @@ def test_sorted_kernels_are_the_scores_of_crps_fair_and_rank_histogram():
     fc = rng.gamma(0.7, 2.0, size=(m, points))
     obs = rng.gamma(0.7, 2.0, size=points)
     d = np.sort(fc, axis=0) - obs
-    pointwise = crps_fair(ensemble(fc.reshape(m, 5, 10, 10)), field(obs.reshape(5, 10, 10)), dims=[])
+    pointwise = crps_fair(
+        ensemble(fc.reshape(m, 5, 10, 10)), field(obs.reshape(5, 10, 10)), dims=[]
+    )
     np.testing.assert_allclose(crps_sorted(d), pointwise.values.ravel(), rtol=1e-12)
     expected = sr.crps_ensemble(obs, fc.T, estimator="nrg")
     np.testing.assert_allclose(crps_sorted(d, fair=False), expected, rtol=1e-10, atol=1e-12)

@@ -113,8 +113,10 @@ def test_log_ratio_of_sine_waves_is_their_power_ratio():
     gains = np.array([0.5, 3.0, 1.0, 0.1, 2.0])  # the forecast's amplitude over the truth's
     phases = [0.3, 1.1, 2.0, 0.7, 1.6]
     x = np.arange(128)
-    waves = [np.broadcast_to(np.sin(2 * np.pi * m * x / 128 + phase), (2, 128, 128))
-             for m, phase in zip(cycles, phases, strict=True)]
+    waves = [
+        np.broadcast_to(np.sin(2 * np.pi * m * x / 128 + phase), (2, 128, 128))
+        for m, phase in zip(cycles, phases, strict=True)
+    ]
     truth = as_field(sum(waves))
     forecast = as_field(sum(g * w for g, w in zip(gains, waves, strict=True)))
     psd_truth = radial_psd(truth, window=None, average_dims="time")

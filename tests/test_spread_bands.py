@@ -16,7 +16,9 @@ def _wavelength() -> np.ndarray:
         return 1.0 / k
 
 
-def _fields(rng: np.random.Generator, shape: tuple[int, ...], damp_below: float | None = None) -> np.ndarray:
+def _fields(
+    rng: np.random.Generator, shape: tuple[int, ...], damp_below: float | None = None
+) -> np.ndarray:
     """Gaussian random fields with a red spectrum (amplitude ~ wavelength^0.5), their Fourier
     amplitudes multiplied by 0.3 at wavelengths below ``damp_below`` grid lengths."""
     wavelength = _wavelength()
@@ -31,7 +33,9 @@ def _ratios(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
     template = radial_psd(np.zeros((N, N)))
     variance, error, times = spread_error_power(members, truth, lambda f: radial_psd(f).values)
     assert times == T
-    return spread_skill_by_band(template.copy(data=variance), template.copy(data=error), BANDS, M).values
+    return spread_skill_by_band(
+        template.copy(data=variance), template.copy(data=error), BANDS, M
+    ).values
 
 
 def test_exchangeable_members_have_ratio_one_at_every_scale():

@@ -159,11 +159,18 @@ def test_blocks_hold_fewer_times_on_large_domains():
 def test_memory_estimate_follows_the_batch_and_a_run_above_the_limit_is_refused(network):
     settings = SampleConfig(members=8, batch_size=8, tile_size=256, solver="dpmpp_2m")
     shape, times = (2048, 2048), 24
-    estimates = {b: estimate_memory(network, LAYOUT, settings, shape, times, b) for b in (1, 2, 3, 4, 8)}
-    assert estimates[8] == estimate_memory(network, LAYOUT, settings, shape, times)  # the settings' batch
+    estimates = {
+        b: estimate_memory(network, LAYOUT, settings, shape, times, b) for b in (1, 2, 3, 4, 8)
+    }
+    assert estimates[8] == estimate_memory(
+        network, LAYOUT, settings, shape, times
+    )  # the settings' batch
     # 7 float64 solver arrays and 2 float32 ones (noise, mu) of a member's 2048 x 2048 values
     assert estimates[1].sampler == (7 * 8 + 2 * 4) * 2048**2
-    assert estimates[2].sampler == 2 * estimates[1].sampler and estimates[2].fields == estimates[1].fields
+    assert (
+        estimates[2].sampler == 2 * estimates[1].sampler
+        and estimates[2].fields == estimates[1].fields
+    )
     assert all(estimates[a].total < estimates[b].total for a, b in [(1, 2), (2, 4), (4, 8)])
     limit = (estimates[2].total + estimates[3].total) / 2e9  # the largest batch that fits is 2
     assert check_memory(network, LAYOUT, settings, shape, times, None) == estimates[8]

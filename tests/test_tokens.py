@@ -34,17 +34,22 @@ def make_series(t: int = T) -> Series:
 
 
 def make_config(**masking) -> AtmoRepConfig:
-    return AtmoRepConfig.model_validate({
-        "data": {"lr": {"path": "lr.zarr", "variables": {"u": "u"}}, "hr": {"path": "hr.zarr", "variables": {"t2m": "t2m"}}},
-        "fields": {
-            "u": {"source": "lr", "variables": ["u850", "u700", "u500"], "mask_rate": 0.4},
-            "t2m": {"source": "hr", "mask_rate": 0.8},
-            "orog": {"source": "static", "predict": False},
-        },
-        "token": {"time": 2, "y": 3, "x": 3},
-        "neighbourhood": {"time": 4, "y": 2, "x": 3},
-        "masking": masking or {"strategies": {"bert": 1.0}},
-    })
+    return AtmoRepConfig.model_validate(
+        {
+            "data": {
+                "lr": {"path": "lr.zarr", "variables": {"u": "u"}},
+                "hr": {"path": "hr.zarr", "variables": {"t2m": "t2m"}},
+            },
+            "fields": {
+                "u": {"source": "lr", "variables": ["u850", "u700", "u500"], "mask_rate": 0.4},
+                "t2m": {"source": "hr", "mask_rate": 0.8},
+                "orog": {"source": "static", "predict": False},
+            },
+            "token": {"time": 2, "y": 3, "x": 3},
+            "neighbourhood": {"time": 4, "y": 2, "x": 3},
+            "masking": masking or {"strategies": {"bert": 1.0}},
+        }
+    )
 
 
 def test_tokenize_round_trip_and_token_content():
@@ -66,7 +71,9 @@ def test_neighbourhoods_never_wrap_in_time():
     assert {int(data[i]["origin"][0]) for i in range(50)} == {0}
     longer = CubeDataset(make_series(), cfg, length=400, seed=3)
     starts = np.array([longer[i]["origin"].numpy() for i in range(400)])
-    assert starts[:, 0].max() == T - g.extent[0] and starts[:, 0].min() == 0  # both ends reached, never past
+    assert (
+        starts[:, 0].max() == T - g.extent[0] and starts[:, 0].min() == 0
+    )  # both ends reached, never past
     assert (starts[:, 1] <= H - g.extent[1]).all() and (starts[:, 2] <= W - g.extent[2]).all()
     with pytest.raises(ValueError, match="spans 8 hours but the block of times has only 7"):
         CubeDataset(make_series(t=7), cfg, length=1)
@@ -135,11 +142,17 @@ def test_forecast_interpolation_and_target_masks():
         m = item["masked"][name]
         assert m[:, 2:].all() and not m[:, :2].any()
         hours = untokenize(item["input"][name], (2, 3, 3))  # (L, 8, 6, 9)
-        assert torch.equal(hours[:, 4:], hours[:, 3:4].expand(-1, 4, -1, -1))  # persistence of hour 3
+        assert torch.equal(
+            hours[:, 4:], hours[:, 3:4].expand(-1, 4, -1, -1)
+        )  # persistence of hour 3
         assert torch.equal(item["base"][name], item["input"][name])
     assert not item["masked"]["orog"].any()
-    zero = FixedCubes(series, make_config(strategies={"forecast": 1.0}, forecast_tokens=2, time_fill="zero"),
-                      [(0, 0, 0)], "forecast")[0]
+    zero = FixedCubes(
+        series,
+        make_config(strategies={"forecast": 1.0}, forecast_tokens=2, time_fill="zero"),
+        [(0, 0, 0)],
+        "forecast",
+    )[0]
     assert torch.all(zero["input"]["t2m"][:, 2:] == 0)
 
     cfg = make_config(strategies={"interpolation": 1.0}, interpolation_tokens=2)
@@ -153,11 +166,18 @@ def test_forecast_interpolation_and_target_masks():
 
     cfg = make_config(strategies={"targets": 1.0})
     item = FixedCubes(make_series(), cfg, [(0, 0, 0)], "targets")[0]
-    assert item["masked"]["t2m"].all() and item["masked"]["u"].all() and not item["masked"]["orog"].any()
+    assert (
+        item["masked"]["t2m"].all()
+        and item["masked"]["u"].all()
+        and not item["masked"]["orog"].any()
+    )
 
     with pytest.raises(ValueError, match="known time tokens on both sides"):
-        check_geometry(make_config(strategies={"interpolation": 1.0}, interpolation_tokens=3), make_series(),
-                       ["interpolation"])
+        check_geometry(
+            make_config(strategies={"interpolation": 1.0}, interpolation_tokens=3),
+            make_series(),
+            ["interpolation"],
+        )
     with pytest.raises(ValueError, match="deterministic mask"):
         FixedCubes(make_series(), cfg, [(0, 0, 0)], "bert")
     with pytest.raises(ValueError, match="outside the series"):
@@ -183,7 +203,9 @@ def test_tokens_hold_the_series_and_where_features():
 
 
 def test_neighbourhood_larger_than_grid_is_refused():
-    cfg = make_config().model_copy(update={"neighbourhood": make_config().neighbourhood.model_copy(update={"x": 7})})
+    cfg = make_config().model_copy(
+        update={"neighbourhood": make_config().neighbourhood.model_copy(update={"x": 7})}
+    )
     with pytest.raises(ValueError, match="does not fit the 12 x 18 grid"):
         CubeDataset(make_series(), cfg, length=1)
 
@@ -205,7 +227,10 @@ def test_targets_start_from_the_base_field():
     assert torch.equal(item["input"]["t2m"], item["input"]["orog"])
     assert torch.equal(item["base"]["t2m"], item["input"]["orog"])
     assert torch.all(item["input"]["u"] == 0)  # no base: hidden with 0
-    for field, base, message in (("t2m", "u", "must be an input field"), ("u", "orog", "another number of levels")):
+    for field, base, message in (
+        ("t2m", "u", "must be an input field"),
+        ("u", "orog", "another number of levels"),
+    ):
         bad = make_config().model_dump(mode="json")
         bad["fields"][field]["base"] = base
         if base == "u":

@@ -18,9 +18,15 @@ from finescale.data.world import preset, simulate
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = [
-    "train.max_steps=6", "train.batch_size=4", "train.patch_size=32", "train.val_every_steps=3",
-    "train.val_batches=1", "train.warmup_steps=2", "model.network.base_width=8",
-    "model.network.channel_mult=[1, 2]", "model.conditioning.lr_variables=[t2m, u10, v10, tp, kindex]",
+    "train.max_steps=6",
+    "train.batch_size=4",
+    "train.patch_size=32",
+    "train.val_every_steps=3",
+    "train.val_batches=1",
+    "train.warmup_steps=2",
+    "model.network.base_width=8",
+    "model.network.channel_mult=[1, 2]",
+    "model.conditioning.lr_variables=[t2m, u10, v10, tp, kindex]",
 ]
 
 
@@ -64,8 +70,22 @@ def test_corrupt_checkpoint_is_a_clear_error(regression, tmp_path):
 
 def test_regression_downscales_one_member(regression, world, tmp_path):
     out = tmp_path / "reg.zarr"
-    result = runner.invoke(app, ["downscale", "--checkpoint", str(regression), "--lr", str(world / "lr.zarr"),
-                                 "--static", str(world / "static.zarr"), "--out", str(out), "--times", "test"])
+    result = runner.invoke(
+        app,
+        [
+            "downscale",
+            "--checkpoint",
+            str(regression),
+            "--lr",
+            str(world / "lr.zarr"),
+            "--static",
+            str(world / "static.zarr"),
+            "--out",
+            str(out),
+            "--times",
+            "test",
+        ],
+    )
     assert result.exit_code == 0, result.output
     ens = xr.open_zarr(out)
     assert ens.sizes["member"] == 1 and ens.t2m.dims == ("member", "time", "y", "x")
@@ -79,33 +99,76 @@ def test_regression_downscales_one_member(regression, world, tmp_path):
 
 def test_diffusion_trains_resumes_and_samples_members(world, regression, tmp_path):
     out = tmp_path / "diffusion"
-    result = _train(world, out, "model.kind=diffusion", "model.residual=regression",
-                    f"model.regression_checkpoint={regression}")
+    result = _train(
+        world,
+        out,
+        "model.kind=diffusion",
+        "model.residual=regression",
+        f"model.regression_checkpoint={regression}",
+    )
     assert result.exit_code == 0, result.output
     checkpoint = out / "checkpoints" / "last.ckpt"
-    result = _train(world, out, "model.kind=diffusion", "model.residual=regression",
-                    f"model.regression_checkpoint={regression}", "train.max_steps=9")
+    result = _train(
+        world,
+        out,
+        "model.kind=diffusion",
+        "model.residual=regression",
+        f"model.regression_checkpoint={regression}",
+        "train.max_steps=9",
+    )
     assert result.exit_code == 0, result.output
-    result = _train(world, out, "model.kind=diffusion", "model.residual=regression",
-                    f"model.regression_checkpoint={regression}", "train.max_steps=12", resume=True)
+    result = _train(
+        world,
+        out,
+        "model.kind=diffusion",
+        "model.residual=regression",
+        f"model.regression_checkpoint={regression}",
+        "train.max_steps=12",
+        resume=True,
+    )
     assert result.exit_code == 0, result.output
-    assert torch.load(checkpoint, weights_only=True)["global_step"] == 12  # continued, not restarted
+    assert (
+        torch.load(checkpoint, weights_only=True)["global_step"] == 12
+    )  # continued, not restarted
     lr = xr.open_zarr(world / "lr.zarr")
     span = f"{np.datetime_as_string(lr.time.values[100], 'h')}..{np.datetime_as_string(lr.time.values[101], 'h')}"
 
     def downscale(model: Path, name: str, *options: str) -> xr.Dataset:
-        result = runner.invoke(app, [
-            "downscale", "--checkpoint", str(model), "--lr", str(world / "lr.zarr"),
-            "--static", str(world / "static.zarr"), "--out", str(tmp_path / name),
-            "--times", span, *options,
-        ])
+        result = runner.invoke(
+            app,
+            [
+                "downscale",
+                "--checkpoint",
+                str(model),
+                "--lr",
+                str(world / "lr.zarr"),
+                "--static",
+                str(world / "static.zarr"),
+                "--out",
+                str(tmp_path / name),
+                "--times",
+                span,
+                *options,
+            ],
+        )
         assert result.exit_code == 0, result.output
         return xr.open_zarr(tmp_path / name).load()
 
     # the demo's solver (DPM-Solver++ 2M on log-uniform levels); tiles smaller than the grid
-    ens = downscale(checkpoint, "ens.zarr", "--members", "3", "--steps", "6",
-                    "--set", "sample.solver=dpmpp_2m", "--set", "sample.schedule=log_uniform",
-                    "--set", "sample.tile_size=48")
+    ens = downscale(
+        checkpoint,
+        "ens.zarr",
+        "--members",
+        "3",
+        "--steps",
+        "6",
+        "--set",
+        "sample.solver=dpmpp_2m",
+        "--set",
+        "sample.schedule=log_uniform",
+        "--set",
+        "sample.tile_size=48",
+    )
     assert ens.sizes["member"] == 3 and ens.sizes["time"] == 2
     assert np.isfinite(ens.t2m).all() and float(ens.tp.min()) >= 0.0
     mean = downscale(regression, "mean.zarr").isel(member=0)
@@ -130,8 +193,12 @@ def test_diffusion_trains_resumes_and_samples_members(world, regression, tmp_pat
 def test_a_zero_validation_fraction_is_refused_before_reading(world, tmp_path):
     # validating on the test block instead would tune the run on the hours it is scored on
     out = tmp_path / "run"
-    result = _train(world, out, "model.kind=regression",
-                    "data.splits={train: 0.85, validation: 0.0, test: 0.15}")
+    result = _train(
+        world,
+        out,
+        "model.kind=regression",
+        "data.splits={train: 0.85, validation: 0.0, test: 0.15}",
+    )
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())  # the console wraps long lines
     assert "data.splits.validation is 0" in message and "positive fraction" in message
@@ -144,8 +211,20 @@ def test_data_on_another_grid_is_refused(regression, world, tmp_path):
     small = xr.open_zarr(other).isel(y=slice(0, 40)).load()
     shutil.rmtree(other)
     small.to_zarr(other, zarr_format=2)
-    result = runner.invoke(app, ["downscale", "--checkpoint", str(regression), "--lr", str(world / "lr.zarr"),
-                                 "--static", str(other), "--out", str(tmp_path / "x.zarr")])
+    result = runner.invoke(
+        app,
+        [
+            "downscale",
+            "--checkpoint",
+            str(regression),
+            "--lr",
+            str(world / "lr.zarr"),
+            "--static",
+            str(other),
+            "--out",
+            str(tmp_path / "x.zarr"),
+        ],
+    )
     assert result.exit_code == 2 and "differs from the checkpoint" in result.output
     assert not (tmp_path / "x.zarr").exists()
 
@@ -158,7 +237,10 @@ def test_demo_stages_chain_and_their_yaml_reloads(world, tmp_path):
 
     regression, diffusion = demo_configs(world, tmp_path / "demo", members=5)
     assert diffusion.sample.members == 5
-    assert diffusion.model.regression_checkpoint == Path(regression.train.out) / "checkpoints" / "last.ckpt"
+    assert (
+        diffusion.model.regression_checkpoint
+        == Path(regression.train.out) / "checkpoints" / "last.ckpt"
+    )
     assert (regression.model.kind, diffusion.model.kind) == ("regression", "diffusion")
     assert diffusion.data == regression.data  # both on the world's data section
     # the YAML the demo writes beside each stage is a config `finescale train` accepts as it is
@@ -187,22 +269,39 @@ def test_ema_warms_up_then_decays_at_the_configured_rate():
     with torch.no_grad():
         model.weight.fill_(2.0)
     ema.update_parameters(model)
-    assert ema.module.weight.item() == pytest.approx(1.0 + 0.001, abs=1e-6)  # late: the configured decay
+    assert ema.module.weight.item() == pytest.approx(
+        1.0 + 0.001, abs=1e-6
+    )  # late: the configured decay
 
 
 def test_the_bars_count_training_steps_and_downscaling_blocks(tiny_models, tmp_path):
     """The training bar counts optimisation steps (not Lightning's 'Epoch 0/-2'), a resumed run
     from the checkpoint's step; the downscaling bar knows its total before drawing."""
     folder = tiny_models["folder"]
-    train = ["train", "--config", str(folder / "nostatic.yaml"), "--set", f"train.out={tmp_path / 'run'}"]
+    train = [
+        "train",
+        "--config",
+        str(folder / "nostatic.yaml"),
+        "--set",
+        f"train.out={tmp_path / 'run'}",
+    ]
     result = runner.invoke(app, [*train, "--set", "train.max_steps=3"])
     assert result.exit_code == 0, result.output
     assert "train step" in result.output and "3/3" in result.output and "Epoch" not in result.output
     result = runner.invoke(app, [*train, "--set", "train.max_steps=5", "--resume"])
     assert result.exit_code == 0 and "5/5" in result.output, result.output
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    args = ["downscale", "--checkpoint", str(checkpoint), "--lr", str(folder / "lr.nc"),
-            "--out", str(tmp_path / "ens.zarr"), "--times", "2020-01-01T00..2020-01-01T09"]
+    args = [
+        "downscale",
+        "--checkpoint",
+        str(checkpoint),
+        "--lr",
+        str(folder / "lr.nc"),
+        "--out",
+        str(tmp_path / "ens.zarr"),
+        "--times",
+        "2020-01-01T00..2020-01-01T09",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "10/10" in result.output and "/?" not in result.output  # 10 times x 1 batch of the mean
@@ -216,8 +315,13 @@ def test_compile_networks_compiles_the_modules_of_the_types_given_in_place():
     from finescale.training import compile_networks
 
     def model() -> nn.ModuleDict:
-        settings = UNetSettings(in_channels=1, cond_channels=1, out_channels=1, use_noise=False,
-                                **UNetArchitecture(base_width=8, channel_mult=(1,)).model_dump())
+        settings = UNetSettings(
+            in_channels=1,
+            cond_channels=1,
+            out_channels=1,
+            use_noise=False,
+            **UNetArchitecture(base_width=8, channel_mult=(1,)).model_dump(),
+        )
         return nn.ModuleDict({"net": UNet(settings), "head": nn.Linear(2, 2)})
 
     default, linear = model(), model()

@@ -71,9 +71,15 @@ def test_values_below_zero_below_come_back_dry_in_numpy_torch_and_xarray():
     np.testing.assert_allclose(y[:-1], forward_transform(x, LOG)[:-1])  # the forward is unchanged
     expected = np.array([0.0, 0.0, 0.0, 0.01, 0.3])
     np.testing.assert_allclose(inverse_transform(y, dry)[:-1], expected, rtol=1e-12)
-    np.testing.assert_allclose(inverse_transform(torch.from_numpy(y), dry).numpy()[:-1], expected, rtol=1e-12)
-    np.testing.assert_allclose(inverse_transform(xr.DataArray(y), dry).values[:-1], expected, rtol=1e-12)
-    assert np.isnan(inverse_transform(y, dry)[-1]) and torch.isnan(inverse_transform(torch.from_numpy(y), dry)[-1])
+    np.testing.assert_allclose(
+        inverse_transform(torch.from_numpy(y), dry).numpy()[:-1], expected, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        inverse_transform(xr.DataArray(y), dry).values[:-1], expected, rtol=1e-12
+    )
+    assert np.isnan(inverse_transform(y, dry)[-1]) and torch.isnan(
+        inverse_transform(torch.from_numpy(y), dry)[-1]
+    )
 
 
 def test_xarray_lazy_and_negative_check_at_compute():
@@ -203,7 +209,9 @@ def test_stats_saved_beside_hr_and_reused(tmp_path, monkeypatch):
     assert load_or_compute_stats(pair, cfg) == first
 
     # zero_below acts only on the way back: the file is reused, with the config's threshold
-    dry = cfg.model_copy(update={"transforms": {"tp": cfg.transforms["tp"].model_copy(update={"zero_below": 0.01})}})
+    dry = cfg.model_copy(
+        update={"transforms": {"tp": cfg.transforms["tp"].model_copy(update={"zero_below": 0.01})}}
+    )
     reused = load_or_compute_stats(pair, dry)
     assert reused["tp"].transform.zero_below == 0.01 and reused["tp"].mean == first["tp"].mean
 

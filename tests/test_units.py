@@ -14,8 +14,9 @@ from finescale.data.units import UnitsError, convert, parse_units, same_units
 
 
 def with_units(values, units, **attrs):
-    return xr.DataArray(np.asarray(values, dtype=float), dims="time", name="v",
-                        attrs={"units": units, **attrs})
+    return xr.DataArray(
+        np.asarray(values, dtype=float), dims="time", name="v", attrs={"units": units, **attrs}
+    )
 
 
 @pytest.mark.parametrize(
@@ -65,8 +66,9 @@ def test_kelvin_celsius_exact_both_ways():
     assert celsius.attrs == {"units": "degC", "long_name": "2 m temperature"}
     assert kelvin.attrs["units"] == "K" and celsius.name == "v"
     np.testing.assert_array_equal(convert(celsius, "K").values, celsius.values + 273.15)
-    np.testing.assert_allclose(convert(with_units([212.0, 32.0], "degF"), "degC"), [100.0, 0.0],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        convert(with_units([212.0, 32.0], "degF"), "degC"), [100.0, 0.0], atol=1e-12
+    )
 
 
 def test_wind_speed_units():
@@ -148,8 +150,13 @@ def test_same_units():
         same_units("m", "parsec")
 
 
-COMPATIBLE = [["K", "degC", "degF"], ["m s-1", "km/h", "kt"], ["mm h-1", "kg m-2 s-1", "mm/day"],
-              ["Pa", "hPa"], ["1", "%", "g kg-1"]]
+COMPATIBLE = [
+    ["K", "degC", "degF"],
+    ["m s-1", "km/h", "kt"],
+    ["mm h-1", "kg m-2 s-1", "mm/day"],
+    ["Pa", "hPa"],
+    ["1", "%", "g kg-1"],
+]
 
 
 @given(

@@ -64,7 +64,9 @@ def test_lapse_rate_recovered(hr, summer_world):
     static = xr.open_zarr(summer_world / "static.zarr")
     z = static.orog.values.ravel() / 1000.0
     lat, lon = hr.lat.values.ravel(), hr.lon.values.ravel()
-    design = np.column_stack([np.ones_like(z), z, lat - lat.mean(), lon - lon.mean(), (lon - lon.mean()) ** 2])
+    design = np.column_stack(
+        [np.ones_like(z), z, lat - lat.mean(), lon - lon.mean(), (lon - lon.mean()) ** 2]
+    )
     slopes = []
     for t in hr.time.values:
         if np.datetime64(t, "h").astype(int) % 24 not in (12, 13, 14):
@@ -80,7 +82,9 @@ def test_lr_and_coarsened_hr_agree_at_large_scales(hr, lr):
     r = np.corrcoef(coarse.ravel(), lr.t2m.values.ravel())[0, 1]
     assert r > 0.95
     for name in ("u10", "v10"):
-        r = np.corrcoef(block_mean(hr[name].values, SUMMER.ratio).ravel(), lr[name].values.ravel())[0, 1]
+        r = np.corrcoef(block_mean(hr[name].values, SUMMER.ratio).ravel(), lr[name].values.ravel())[
+            0, 1
+        ]
         assert r > 0.8, (name, r)
     rain = np.corrcoef(block_mean(hr.tp.values, SUMMER.ratio).ravel(), lr.tp.values.ravel())[0, 1]
     assert rain > 0.3
@@ -121,10 +125,14 @@ def test_small_scales_have_a_turbulent_spectrum(hr):
 
 def test_deterministic_for_a_seed(tmp_path):
     params = preset("alps-small").model_copy(update={"days": 0.5})
-    a, b, c = (simulate(tmp_path / name, params, seed=s) for name, s in (("a", 7), ("b", 7), ("c", 8)))
+    a, b, c = (
+        simulate(tmp_path / name, params, seed=s) for name, s in (("a", 7), ("b", 7), ("c", 8))
+    )
     ha, hb, hc = (xr.open_zarr(p / "hr.zarr").load() for p in (a, b, c))
     xr.testing.assert_identical(ha, hb)
-    xr.testing.assert_identical(xr.open_zarr(a / "lr.zarr").load(), xr.open_zarr(b / "lr.zarr").load())
+    xr.testing.assert_identical(
+        xr.open_zarr(a / "lr.zarr").load(), xr.open_zarr(b / "lr.zarr").load()
+    )
     assert not np.allclose(ha.t2m.values, hc.t2m.values)
 
 
@@ -167,7 +175,12 @@ def test_oracle_subset_of_times(summer_world, tmp_path, hr):
     assert ens.t2m.dims == ("member", "time", "y", "x") and ens.sizes["time"] == 6
     np.testing.assert_array_equal(ens.time.values, times)
     with pytest.raises(ValueError, match="not in the world"):
-        oracle(summer_world, 2, tmp_path / "bad.zarr", times=np.array(["1999-01-01T00"], dtype="datetime64[h]"))
+        oracle(
+            summer_world,
+            2,
+            tmp_path / "bad.zarr",
+            times=np.array(["1999-01-01T00"], dtype="datetime64[h]"),
+        )
     assert not (tmp_path / "bad.zarr").exists()
 
 

@@ -16,6 +16,10 @@ from rich.progress import (
 def progress_bar(console: Console) -> Progress:
     """A rich progress bar with counts, elapsed and remaining time, drawn on ``console``."""
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
     )

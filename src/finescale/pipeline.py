@@ -30,7 +30,9 @@ def world_config(world_dir: str | Path) -> ExperimentConfig:
     from finescale.data.world.simulate import WORLD_FILE
 
     if not (Path(world_dir) / WORLD_FILE).is_file():
-        raise FileNotFoundError(f"{world_dir}: not a finished Alps world (no {WORLD_FILE}); run `finescale world` first")
+        raise FileNotFoundError(
+            f"{world_dir}: not a finished Alps world (no {WORLD_FILE}); run `finescale world` first"
+        )
     return load_config(Path(world_dir) / WORLD_CONFIG)
 
 
@@ -66,21 +68,44 @@ def demo_configs(
     base = world_config(world_dir)
     out = Path(out).absolute()
     network = UNetArchitecture(base_width=16, channel_mult=(1, 2, 2))
-    train = TrainConfig(patch_size=64, batch_size=8, learning_rate=1e-3, warmup_steps=50, val_every_steps=200,
-                        val_batches=2)
-    regression = base.model_copy(update={
-        "name": "demo-regression",
-        "model": ModelConfig(kind="regression", network=network),
-        "train": train.model_copy(update={"out": out / "regression", "max_steps": DEMO_STEPS[0]}),
-    })
-    diffusion = base.model_copy(update={
-        "name": "demo-diffusion",
-        "model": ModelConfig(kind="diffusion", residual="regression", network=network,
-                             regression_checkpoint=out / "regression" / "checkpoints" / "last.ckpt"),
-        "train": train.model_copy(update={"out": out / "diffusion", "max_steps": DEMO_STEPS[1]}),
-        "sample": SampleConfig(solver="dpmpp_2m", schedule="log_uniform", steps=12, members=members,
-                               batch_size=min(members, 16)),
-    })
+    train = TrainConfig(
+        patch_size=64,
+        batch_size=8,
+        learning_rate=1e-3,
+        warmup_steps=50,
+        val_every_steps=200,
+        val_batches=2,
+    )
+    regression = base.model_copy(
+        update={
+            "name": "demo-regression",
+            "model": ModelConfig(kind="regression", network=network),
+            "train": train.model_copy(
+                update={"out": out / "regression", "max_steps": DEMO_STEPS[0]}
+            ),
+        }
+    )
+    diffusion = base.model_copy(
+        update={
+            "name": "demo-diffusion",
+            "model": ModelConfig(
+                kind="diffusion",
+                residual="regression",
+                network=network,
+                regression_checkpoint=out / "regression" / "checkpoints" / "last.ckpt",
+            ),
+            "train": train.model_copy(
+                update={"out": out / "diffusion", "max_steps": DEMO_STEPS[1]}
+            ),
+            "sample": SampleConfig(
+                solver="dpmpp_2m",
+                schedule="log_uniform",
+                steps=12,
+                members=members,
+                batch_size=min(members, 16),
+            ),
+        }
+    )
     return regression, diffusion
 
 
@@ -124,31 +149,49 @@ def run_demo(
     for number, stage in [(3, regression_cfg), (4, diffusion_cfg)]:
         kind = stage.model.kind
         console.rule(f"{number}. Train the {kind} model ({stage.train.max_steps} steps)")
-        write_text(yaml.safe_dump(stage.model_dump(mode="json"), sort_keys=False), out / f"{kind}.yaml")
+        write_text(
+            yaml.safe_dump(stage.model_dump(mode="json"), sort_keys=False), out / f"{kind}.yaml"
+        )
         checkpoints[kind] = train(stage)
         console.print(f"wrote {checkpoints[kind]} (config: {out / f'{kind}.yaml'})")
 
     times = world_split_times(world_dir, "test")[::every]
-    console.rule(f"5. HR ensembles for {times.size} test hours ({members} members, oracle, baselines)")
+    console.rule(
+        f"5. HR ensembles for {times.size} test hours ({members} members, oracle, baselines)"
+    )
     forecasts = {}
     for kind, checkpoint in checkpoints.items():
         with progress_bar(console) as bar:
             task = bar.add_task(kind, total=times.size)
-            forecasts[kind] = downscale(checkpoint, world_dir / "lr.zarr", world_dir / "static.zarr",
-                                        out / f"{kind}.zarr", times=times,
-                                        progress=lambda n, task=task: bar.advance(task, n))
+            forecasts[kind] = downscale(
+                checkpoint,
+                world_dir / "lr.zarr",
+                world_dir / "static.zarr",
+                out / f"{kind}.zarr",
+                times=times,
+                progress=lambda n, task=task: bar.advance(task, n),
+            )
     with progress_bar(console) as bar:
         task = bar.add_task("oracle", total=members * times.size)
-        forecasts["oracle"] = oracle(world_dir, members, out / "oracle.zarr", times=times,
-                                     progress=lambda n: bar.advance(task, n))
+        forecasts["oracle"] = oracle(
+            world_dir,
+            members,
+            out / "oracle.zarr",
+            times=times,
+            progress=lambda n: bar.advance(task, n),
+        )
     for method in BASELINES:
         forecasts[method] = run_baseline(cfg.data, method, out / f"{method}.zarr", split="test")
     console.print("wrote " + ", ".join(str(path) for path in forecasts.values()))
 
     console.rule("6. Evaluation")
     report_dir = run_evaluate(
-        forecasts.pop("diffusion"), world_dir / "hr.zarr", out / "evaluation", lr_path=world_dir / "lr.zarr",
-        references=forecasts, name="diffusion",
+        forecasts.pop("diffusion"),
+        world_dir / "hr.zarr",
+        out / "evaluation",
+        lr_path=world_dir / "lr.zarr",
+        references=forecasts,
+        name="diffusion",
     )
     console.print(summary_table(json.loads((report_dir / "metrics.json").read_text())))
     return report_dir / "report.html"

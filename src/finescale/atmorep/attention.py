@@ -20,7 +20,11 @@ from finescale.io.atomic import atomic_path
 
 @torch.no_grad()
 def attention_maps(
-    loaded: LoadedAtmoRep, batch: dict, field: str, token: tuple[int, int, int, int], layer: int = -1
+    loaded: LoadedAtmoRep,
+    batch: dict,
+    field: str,
+    token: tuple[int, int, int, int],
+    layer: int = -1,
 ) -> dict[str, np.ndarray]:
     """source field -> weights (levels, nt, ny, nx) of the query ``token`` = (level, t, y, x) of ``field``
     (first sample of ``batch``); the key ``field`` holds its self-attention."""
@@ -42,12 +46,19 @@ def attention_maps(
         current = {n: step[n](x, model.encoder.context(current, n)) for n, x in current.items()}
     block = layers[index][field]
     x = current[field][:1]
-    maps = {field: block.self_attention.weights(block.norm_self(x))[0, :, query].mean(0).reshape(shape).numpy()}
+    maps = {
+        field: block.self_attention.weights(block.norm_self(x))[0, :, query]
+        .mean(0)
+        .reshape(shape)
+        .numpy()
+    }
     partners = model.encoder.partners[field]
     if block.cross and partners:
         x = x + block.self_attention(block.norm_self(x))
         context = model.encoder.context({n: v[:1] for n, v in current.items()}, field)
-        weights = block.cross_attention.weights(block.norm_cross(x), block.norm_context(context))[0, :, query].mean(0)
+        weights = block.cross_attention.weights(block.norm_cross(x), block.norm_context(context))[
+            0, :, query
+        ].mean(0)
         start = 0
         for p in partners:
             n = levels[p] * int(np.prod(cube))
@@ -56,7 +67,9 @@ def attention_maps(
     return maps
 
 
-def plot_attention(maps: dict[str, np.ndarray], token: tuple[int, int, int, int], field: str, out: str | Path) -> Path:
+def plot_attention(
+    maps: dict[str, np.ndarray], token: tuple[int, int, int, int], field: str, out: str | Path
+) -> Path:
     """One row per source field (levels summed), one column per time token; the query token is marked."""
     import matplotlib
 
@@ -80,7 +93,10 @@ def plot_attention(maps: dict[str, np.ndarray], token: tuple[int, int, int, int]
             if name == field and t == token[1]:
                 ax.plot(token[3], token[2], marker="s", mfc="none", mec="cyan", ms=10)
         fig.colorbar(image, ax=axes[r, :].tolist(), shrink=0.8, label="weight")
-    fig.suptitle(f"attention of {field} token (level {token[0]}, t {token[1]}, y {token[2]}, x {token[3]})", fontsize=9)
+    fig.suptitle(
+        f"attention of {field} token (level {token[0]}, t {token[1]}, y {token[2]}, x {token[3]})",
+        fontsize=9,
+    )
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

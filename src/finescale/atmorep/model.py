@@ -72,7 +72,9 @@ class AtmoRep(nn.Module):
         self.predicted = [name for name, f in cfg.fields.items() if f.predict]
         self.members, self.noise_dim, self.mse_weight = e.members, e.noise_dim, e.mse_weight
         weights = torch.tensor([cfg.fields[f].loss_weight for f in self.predicted])
-        self.register_buffer("field_weights", weights, persistent=False)  # from the config, not learned
+        self.register_buffer(
+            "field_weights", weights, persistent=False
+        )  # from the config, not learned
 
         def param(*shape: int) -> nn.Parameter:
             return nn.Parameter(0.02 * torch.randn(*shape))
@@ -84,28 +86,53 @@ class AtmoRep(nn.Module):
         self.pos_t, self.pos_y, self.pos_x = param(nt, d), param(ny, d), param(nx, d)
         self.where = nn.Linear(WHERE_FEATURES, d)
         self.encoder = MultiFieldEncoder(
-            {name: cfg.partners_of(name) for name in self.names}, d, n.heads, n.encoder_layers, n.mlp_ratio, n.dropout
+            {name: cfg.partners_of(name) for name in self.names},
+            d,
+            n.heads,
+            n.encoder_layers,
+            n.mlp_ratio,
+            n.dropout,
         )
-        self.decoder = nn.ModuleDict({
-            name: nn.ModuleList(EncoderLayer(d, n.heads, n.mlp_ratio, n.dropout, cross=False)
-                                for _ in range(n.decoder_layers))
-            for name in self.predicted
-        })
-        self.token_noise = nn.ModuleDict({name: nn.Linear(e.noise_dim, d) for name in self.predicted})
-        self.tail = nn.ModuleDict({
-            name: nn.ModuleList(ModulatedBlock(d, e.noise_dim, n.mlp_ratio, n.dropout) for _ in range(n.tail_layers))
-            for name in self.predicted
-        })
-        self.head = nn.ModuleDict({
-            name: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, g.token_values)) for name in self.predicted
-        })
+        self.decoder = nn.ModuleDict(
+            {
+                name: nn.ModuleList(
+                    EncoderLayer(d, n.heads, n.mlp_ratio, n.dropout, cross=False)
+                    for _ in range(n.decoder_layers)
+                )
+                for name in self.predicted
+            }
+        )
+        self.token_noise = nn.ModuleDict(
+            {name: nn.Linear(e.noise_dim, d) for name in self.predicted}
+        )
+        self.tail = nn.ModuleDict(
+            {
+                name: nn.ModuleList(
+                    ModulatedBlock(d, e.noise_dim, n.mlp_ratio, n.dropout)
+                    for _ in range(n.tail_layers)
+                )
+                for name in self.predicted
+            }
+        )
+        self.head = nn.ModuleDict(
+            {
+                name: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, g.token_values))
+                for name in self.predicted
+            }
+        )
         # detail: per member and token, one gain per level of each detail field, times its values
         self.detail = {name: list(cfg.fields[name].detail) for name in self.predicted}
-        self.gain = nn.ModuleDict({
-            name: nn.ModuleDict({other: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, levels[other]))
-                                 for other in self.detail[name]})
-            for name in self.predicted
-        })
+        self.gain = nn.ModuleDict(
+            {
+                name: nn.ModuleDict(
+                    {
+                        other: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, levels[other]))
+                        for other in self.detail[name]
+                    }
+                )
+                for name in self.predicted
+            }
+        )
         gains = [gain for per_field in self.gain.values() for gain in per_field.values()]
         for head in [*self.head.values(), *gains]:  # an untrained model predicts its base
             nn.init.zeros_(head[-1].weight)
@@ -139,7 +166,9 @@ class AtmoRep(nn.Module):
     # -- the ensemble -------------------------------------------------------------------------
 
     def forward(
-        self, batch: Mapping[str, Tensor | Mapping[str, Tensor]], members: int | None = None,
+        self,
+        batch: Mapping[str, Tensor | Mapping[str, Tensor]],
+        members: int | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
         """Members of every hidden token of each predicted field: (N_hidden, K, D) per field, the
@@ -148,25 +177,39 @@ class AtmoRep(nn.Module):
         features = self.features(batch)
         first = features[self.predicted[0]]
         b = first.shape[0]
-        z = torch.randn(b, k, self.noise_dim, generator=generator, device=first.device, dtype=first.dtype)
+        z = torch.randn(
+            b, k, self.noise_dim, generator=generator, device=first.device, dtype=first.dtype
+        )
         out = {}
         for name in self.predicted:
             rows, cols = batch["masked"][name].flatten(1).nonzero(as_tuple=True)
-            place = batch["masked"][name].nonzero(as_tuple=True)[2:]  # (t, y, x) of each hidden token
+            place = batch["masked"][name].nonzero(as_tuple=True)[
+                2:
+            ]  # (t, y, x) of each hidden token
             h = features[name][rows, cols]  # (Nm, d)
-            noise = torch.randn(h.shape[0], k, self.noise_dim, generator=generator, device=h.device, dtype=h.dtype)
+            noise = torch.randn(
+                h.shape[0], k, self.noise_dim, generator=generator, device=h.device, dtype=h.dtype
+            )
             x = h[:, None] + self.token_noise[name](noise)
             zm = z[rows]  # (Nm, K, noise_dim)
             for block in self.tail[name]:
                 x = block(x, zm)
-            base = batch["base"][name].flatten(1, -2)[rows, cols]  # (Nm, D): the fill, predicted as a change
+            base = batch["base"][name].flatten(1, -2)[
+                rows, cols
+            ]  # (Nm, D): the fill, predicted as a change
             out[name] = base[:, None] + self.head[name](x)
             for other in self.detail[name]:
                 values = batch["input"][other][(rows, slice(None), *place)]  # (Nm, L_other, D)
-                out[name] = out[name] + torch.einsum("nkl,nld->nkd", self.gain[name][other](x), values)
+                out[name] = out[name] + torch.einsum(
+                    "nkl,nld->nkd", self.gain[name][other](x), values
+                )
         return out
 
-    def loss(self, batch: Mapping[str, Tensor | Mapping[str, Tensor]], generator: torch.Generator | None = None) -> Tensor:
+    def loss(
+        self,
+        batch: Mapping[str, Tensor | Mapping[str, Tensor]],
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Fair CRPS of the members on the hidden values (plus ``mse_weight`` x MSE of their mean),
         averaged per field over the values whose truth is known (``batch['valid']``, when given)
         and weighted across fields."""
@@ -175,7 +218,9 @@ class AtmoRep(nn.Module):
         for w, name in zip(self.field_weights, self.predicted, strict=True):
             mask = batch["masked"][name].flatten(1)
             y = batch["target"][name].flatten(1, -2)[mask]  # (Nm, D)
-            valid = batch["valid"][name].flatten(1, -2)[mask] if "valid" in batch else None  # (Nm, D)
+            valid = (
+                batch["valid"][name].flatten(1, -2)[mask] if "valid" in batch else None
+            )  # (Nm, D)
             p = predictions[name]  # (Nm, K, D)
             term = valid_mean(fair_crps(p.transpose(1, 2), y), valid)
             if self.mse_weight:
@@ -185,7 +230,9 @@ class AtmoRep(nn.Module):
 
     @torch.no_grad()
     def predict(
-        self, batch: Mapping[str, Tensor | Mapping[str, Tensor]], members: int | None = None,
+        self,
+        batch: Mapping[str, Tensor | Mapping[str, Tensor]],
+        members: int | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
         """Whole neighbourhoods per predicted field (B, K, L, nt, ny, nx, D): the given tokens where
@@ -195,7 +242,9 @@ class AtmoRep(nn.Module):
         out = {}
         for name in self.predicted:
             known = batch["base"][name]
-            full = known.unsqueeze(1).expand(-1, k, *known.shape[1:]).clone()  # (B, K, L, nt, ny, nx, D)
+            full = (
+                known.unsqueeze(1).expand(-1, k, *known.shape[1:]).clone()
+            )  # (B, K, L, nt, ny, nx, D)
             mask = batch["masked"][name]
             rows, *rest = mask.nonzero(as_tuple=True)
             full[(rows, slice(None), *rest)] = predictions[name].to(full.dtype)

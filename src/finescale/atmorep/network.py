@@ -33,7 +33,9 @@ class Attention(nn.Module):
         h = self.heads
         q = self.q(x).view(b, n, h, d // h).transpose(1, 2)
         k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
-        o = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        o = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.out(o.transpose(1, 2).reshape(b, n, d))
 
     @torch.no_grad()
@@ -51,7 +53,12 @@ class MLP(nn.Sequential):
     """width -> ratio * width -> width with GELU."""
 
     def __init__(self, width: int, ratio: int = 2, dropout: float = 0.0):
-        super().__init__(nn.Linear(width, ratio * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(ratio * width, width))
+        super().__init__(
+            nn.Linear(width, ratio * width),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(ratio * width, width),
+        )
 
 
 class EncoderLayer(nn.Module):
@@ -81,16 +88,23 @@ class MultiFieldEncoder(nn.Module):
     tokens of its partners as they left the previous layer (all fields advance together)."""
 
     def __init__(
-        self, partners: Mapping[str, Sequence[str]], width: int, heads: int, layers: int, mlp_ratio: int = 2,
+        self,
+        partners: Mapping[str, Sequence[str]],
+        width: int,
+        heads: int,
+        layers: int,
+        mlp_ratio: int = 2,
         dropout: float = 0.0,
     ):
         super().__init__()
         self.partners = {name: tuple(p) for name, p in partners.items()}
         self.layers = nn.ModuleList(
-            nn.ModuleDict({
-                name: EncoderLayer(width, heads, mlp_ratio, dropout, cross=bool(p))
-                for name, p in self.partners.items()
-            })
+            nn.ModuleDict(
+                {
+                    name: EncoderLayer(width, heads, mlp_ratio, dropout, cross=bool(p))
+                    for name, p in self.partners.items()
+                }
+            )
             for _ in range(layers)
         )
 
@@ -102,7 +116,9 @@ class MultiFieldEncoder(nn.Module):
     def forward(self, tokens: Mapping[str, Tensor]) -> dict[str, Tensor]:
         current = dict(tokens)
         for layer in self.layers:
-            current = {name: layer[name](x, self.context(current, name)) for name, x in current.items()}
+            current = {
+                name: layer[name](x, self.context(current, name)) for name, x in current.items()
+            }
         return current
 
 

@@ -46,13 +46,17 @@ def hidden_hours(loaded: LoadedAtmoRep, task: str) -> np.ndarray:
     return np.arange(first * tt, stop * tt)
 
 
-def output_variables(loaded: LoadedAtmoRep, fields: list[str] | None = None) -> dict[str, tuple[str, int]]:
+def output_variables(
+    loaded: LoadedAtmoRep, fields: list[str] | None = None
+) -> dict[str, tuple[str, int]]:
     """Variable -> (field, level index) for the predicted fields written (default: every predicted field)."""
     predicted = [n for n, f in loaded.config.fields.items() if f.predict]
     chosen = predicted if fields is None else fields
     unknown = [f for f in chosen if f not in predicted]
     if unknown:
-        raise ValueError(f"fields {unknown} are not predicted by this model; it predicts {', '.join(predicted)}")
+        raise ValueError(
+            f"fields {unknown} are not predicted by this model; it predicts {', '.join(predicted)}"
+        )
     return {v: (name, k) for name in chosen for k, v in enumerate(loaded.config.variables_of(name))}
 
 
@@ -66,7 +70,12 @@ def open_series(loaded: LoadedAtmoRep, split: str, where: str) -> Series:
     series = load_series(cfg, pair, loaded.stats, blocks[split])
     loaded.check_grid(series, f"{where} on the {split} block")
     for source, ds in (("lr", pair.lr), ("hr", pair.hr)):
-        names = [v for name, f in cfg.fields.items() if f.source == source for v in cfg.variables_of(name)]
+        names = [
+            v
+            for name, f in cfg.fields.items()
+            if f.source == source
+            for v in cfg.variables_of(name)
+        ]
         if names:  # refused values (NaN, Inf) are named now, not hours into drawing
             read_through(ds.sel(time=blocks[split]), names)
     return series
@@ -74,7 +83,12 @@ def open_series(loaded: LoadedAtmoRep, split: str, where: str) -> Series:
 
 @torch.no_grad()
 def predict_origin(
-    loaded: LoadedAtmoRep, series: Series, t0: int, task: str, members: int, generator: torch.Generator
+    loaded: LoadedAtmoRep,
+    series: Series,
+    t0: int,
+    task: str,
+    members: int,
+    generator: torch.Generator,
 ) -> dict[str, torch.Tensor]:
     """Members over the whole grid for the neighbourhood hours starting at ``t0``: field -> (K, L, hours, H, W)."""
     g = Geometry.from_config(loaded.config)
@@ -127,17 +141,23 @@ def predict(
         if task != "forecast":
             raise ValueError("lead applies to the forecast task only")
         if not 1 <= lead <= hours.size:
-            raise ValueError(f"lead {lead} outside 1..{hours.size}: the model forecasts {hours.size} hours")
+            raise ValueError(
+                f"lead {lead} outside 1..{hours.size}: the model forecasts {hours.size} hours"
+            )
         hours = hours[lead - 1 : lead]
     step = stride or hours.size
     series = open_series(loaded, split, str(checkpoint))
     extent = Geometry.from_config(cfg).extent[0]
     starts = list(range(0, series.times.size - extent + 1, step))
     if not starts:
-        raise ValueError(f"the {split} block ({series.times.size} hours) is shorter than a neighbourhood ({extent})")
+        raise ValueError(
+            f"the {split} block ({series.times.size} hours) is shorter than a neighbourhood ({extent})"
+        )
     valid = np.concatenate([series.times[s + hours] for s in starts])
     if np.unique(valid).size != valid.size:
-        raise ValueError(f"stride {step} makes neighbourhoods hide the same hours twice: use at least {hours.size}")
+        raise ValueError(
+            f"stride {step} makes neighbourhoods hide the same hours twice: use at least {hours.size}"
+        )
     variables = output_variables(loaded, fields)
     attrs = {
         "title": f"finescale AtmoRep {task} ensemble",
@@ -152,15 +172,21 @@ def predict(
     }
     meta = {v: {"units": loaded.stats[v].units or "", "long_name": v} for v in variables}
     spec = EnsembleSpec(meta, k, valid, series.lat, series.lon, hours.size, attrs)
-    blocks = ensemble_blocks([slice(0, k)], valid.size, hours.size)  # block i: the hidden hours of start i
+    blocks = ensemble_blocks(
+        [slice(0, k)], valid.size, hours.size
+    )  # block i: the hidden hours of start i
 
     def draw(block: Block) -> dict[str, np.ndarray]:
         start = starts[block.times.start // hours.size]
         seconds = series.times[start].astype("datetime64[s]").astype(np.int64)
-        z = predict_origin(loaded, series, start, task, k, torch.Generator().manual_seed(block_seed(seed, seconds)))
+        z = predict_origin(
+            loaded, series, start, task, k, torch.Generator().manual_seed(block_seed(seed, seconds))
+        )
         values = {}
         for v, (name, level) in variables.items():
-            physical = loaded.stats.denormalise_array(z[name][:, level, hours].numpy().astype(np.float64), v)
+            physical = loaded.stats.denormalise_array(
+                z[name][:, level, hours].numpy().astype(np.float64), v
+            )
             values[v] = physical.astype(np.float32)
         if progress:
             progress(1)
@@ -170,7 +196,10 @@ def predict(
 
 
 def write_references(
-    checkpoint: str | Path, forecast_path: str | Path, out_dir: str | Path, wind: tuple[str, str] = ("u700", "v700")
+    checkpoint: str | Path,
+    forecast_path: str | Path,
+    out_dir: str | Path,
+    wind: tuple[str, str] = ("u700", "v700"),
 ) -> dict[str, Path]:
     """The references of an AtmoRep store beside it: linear interpolation in time for a gap;
     persistence and advection by the LR wind ``wind`` (interpolated to the grid) for a forecast.
@@ -202,6 +231,8 @@ def write_references(
             winds = interpolation(winds, truth)
         refs["advection"] = advection(forecast, truth, winds[wind[0]], winds[wind[1]], names)
     else:
-        raise ValueError(f"{forecast_path}: task {task!r} has no time references (interpolation or forecast)")
+        raise ValueError(
+            f"{forecast_path}: task {task!r} has no time references (interpolation or forecast)"
+        )
     out_dir = Path(out_dir)
     return {name: write_zarr(ds, out_dir / f"{name}.zarr") for name, ds in refs.items()}

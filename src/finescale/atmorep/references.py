@@ -39,9 +39,14 @@ def known_hours(forecast: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     return before, after
 
 
-def _one_member(fields: dict[str, np.ndarray], template: xr.Dataset, truth: xr.Dataset, title: str) -> xr.Dataset:
+def _one_member(
+    fields: dict[str, np.ndarray], template: xr.Dataset, truth: xr.Dataset, title: str
+) -> xr.Dataset:
     """(time, y, x) arrays at the template's times as a one-member forecast on the truth's grid."""
-    ds = xr.Dataset({v: (("time", "y", "x"), a) for v, a in fields.items()}, coords={"time": template.time.values})
+    ds = xr.Dataset(
+        {v: (("time", "y", "x"), a) for v, a in fields.items()},
+        coords={"time": template.time.values},
+    )
     return forecast_dataset(ds, truth, {"title": title, "Conventions": "CF-1.8"})
 
 
@@ -49,7 +54,9 @@ def _at(truth: xr.Dataset, v: str, times: np.ndarray) -> np.ndarray:
     return truth[v].sel(time=times.astype("datetime64[ns]")).values.astype(np.float64)
 
 
-def linear_in_time(forecast: xr.Dataset, truth: xr.Dataset, variables: list[str] | None = None) -> xr.Dataset:
+def linear_in_time(
+    forecast: xr.Dataset, truth: xr.Dataset, variables: list[str] | None = None
+) -> xr.Dataset:
     """Each hidden hour linearly interpolated between the known hours around its group."""
     before, after = known_hours(forecast)
     times = forecast.time.values.astype("datetime64[h]")
@@ -59,7 +66,9 @@ def linear_in_time(forecast: xr.Dataset, truth: xr.Dataset, variables: list[str]
     return _one_member(fields, forecast, truth, "linear interpolation in time")
 
 
-def persistence(forecast: xr.Dataset, truth: xr.Dataset, variables: list[str] | None = None) -> xr.Dataset:
+def persistence(
+    forecast: xr.Dataset, truth: xr.Dataset, variables: list[str] | None = None
+) -> xr.Dataset:
     """The last known field, unchanged."""
     before, _ = known_hours(forecast)
     names = variables or [str(v) for v in forecast.data_vars if v in truth]
@@ -67,7 +76,11 @@ def persistence(forecast: xr.Dataset, truth: xr.Dataset, variables: list[str] | 
 
 
 def advection(
-    forecast: xr.Dataset, truth: xr.Dataset, u: xr.DataArray, v: xr.DataArray, variables: list[str] | None = None
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    u: xr.DataArray,
+    v: xr.DataArray,
+    variables: list[str] | None = None,
 ) -> xr.Dataset:
     """The last known field carried along the wind (u, v) of the last known hour (semi-Lagrangian, bilinear).
 

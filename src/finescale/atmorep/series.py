@@ -51,7 +51,9 @@ class Series:
     def levels(self, name: str) -> int:
         return int(self.fields[name].shape[1])
 
-    def window(self, name: str, t0: int, nt: int, y0: int, ny: int, x0: int, nx: int) -> torch.Tensor:
+    def window(
+        self, name: str, t0: int, nt: int, y0: int, ny: int, x0: int, nx: int
+    ) -> torch.Tensor:
         """Field ``name`` on times t0..t0+nt-1 and the window (y0, x0, ny, nx): (L, nt, ny, nx).
 
         Missing values are NaN, and so is a value interpolated from one: what they mean is the
@@ -66,7 +68,9 @@ class Series:
             times = slice(t0, t0 + nt)
         to_grid = self.regrid[name]
         window = (y0, x0, ny, nx)
-        box = (slice(y0, y0 + ny), slice(x0, x0 + nx)) if to_grid is None else to_grid.lr_box(window)
+        box = (
+            (slice(y0, y0 + ny), slice(x0, x0 + nx)) if to_grid is None else to_grid.lr_box(window)
+        )
         data = _read(self.fields[name], times, box)
         if name in self.static:
             data = data.expand(nt, -1, -1, -1)
@@ -74,7 +78,9 @@ class Series:
         return cut.transpose(0, 1).contiguous()
 
 
-def _read(field: torch.Tensor | WindowReader, times: slice, box: tuple[slice, slice]) -> torch.Tensor:
+def _read(
+    field: torch.Tensor | WindowReader, times: slice, box: tuple[slice, slice]
+) -> torch.Tensor:
     """(nt, L, rows, cols) of a field, missing values NaN."""
     if isinstance(field, WindowReader):
         return torch.from_numpy(field.read(times, *box))
@@ -87,7 +93,9 @@ def _static(ds: xr.Dataset, names: list[str], stats: NormStats) -> np.ndarray:
     return np.stack(arrays)[None].astype(np.float32)
 
 
-def load_series(cfg: AtmoRepConfig, pair: Pair, stats: NormStats, times: np.ndarray | None = None) -> Series:
+def load_series(
+    cfg: AtmoRepConfig, pair: Pair, stats: NormStats, times: np.ndarray | None = None
+) -> Series:
     """The fields of ``cfg`` at ``times`` (all when None), standardised, on the grid ``cfg.grid``.
 
     Time-dependent fields are opened lazily and read per window through a cache of
@@ -111,20 +119,35 @@ def load_series(cfg: AtmoRepConfig, pair: Pair, stats: NormStats, times: np.ndar
         variables = cfg.variables_of(name)
         missing = [v for v in variables if v not in ds.data_vars]
         if missing:
-            raise ValueError(f"{where}: variables {missing} not found; available: {', '.join(map(str, ds.data_vars))}")
+            raise ValueError(
+                f"{where}: variables {missing} not found; available: {', '.join(map(str, ds.data_vars))}"
+            )
         needs_coarsening = cfg.grid == "lr" and f.source in ("hr", "static")
         if f.source == "static":
             if needs_coarsening:
                 ds = xr.Dataset({v: coarsen(ds[v], factor) for v in variables})
             fields[name] = torch.from_numpy(_static(ds, variables, stats))
         else:
-            fields[name] = WindowReader(sources, f.source, variables, stats, cache, times,
-                                        coarsen=factor if needs_coarsening else 1)
+            fields[name] = WindowReader(
+                sources,
+                f.source,
+                variables,
+                stats,
+                cache,
+                times,
+                coarsen=factor if needs_coarsening else 1,
+            )
         regrid[name] = None
         if cfg.grid == "hr" and f.source == "lr":
             if to_hr is None:
-                to_hr = LRToHR(pair.lr.lat, pair.lr.lon, pair.hr.lat, pair.hr.lon, "bilinear",
-                               is_global(pair.hr.lon.values))
+                to_hr = LRToHR(
+                    pair.lr.lat,
+                    pair.lr.lon,
+                    pair.hr.lat,
+                    pair.hr.lon,
+                    "bilinear",
+                    is_global(pair.hr.lon.values),
+                )
             regrid[name] = to_hr
     return Series(
         times=np.asarray(grid.time.values).astype("datetime64[h]"),

@@ -29,11 +29,17 @@ class FieldConfig(Settings):
         "(e.g. [u850, u700, u500]); None: the one variable named like the field.",
     )
     partners: list[str] | None = Field(
-        default=None, description="Fields this field's encoder cross-attends to (None: every other field)."
+        default=None,
+        description="Fields this field's encoder cross-attends to (None: every other field).",
     )
-    predict: bool = Field(default=True, description="Masked and predicted (False: an input only, never masked).")
+    predict: bool = Field(
+        default=True, description="Masked and predicted (False: an input only, never masked)."
+    )
     mask_rate: float = Field(
-        default=0.5, ge=0, le=1, description="BERT masking: each sample masks a random fraction up to this rate."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="BERT masking: each sample masks a random fraction up to this rate.",
     )
     loss_weight: float = Field(default=1.0, ge=0, description="Weight of this field in the loss.")
     base: str | None = Field(
@@ -78,9 +84,15 @@ class TransformerConfig(Settings):
 
     width: int = Field(default=64, ge=8, description="Token embedding width.")
     heads: int = Field(default=4, ge=1, description="Attention heads (width must divide by it).")
-    encoder_layers: int = Field(default=3, ge=1, description="Encoder layers per field (self- then cross-attention).")
-    decoder_layers: int = Field(default=1, ge=0, description="Self-attention layers per predicted field after the encoder.")
-    tail_layers: int = Field(default=2, ge=1, description="Noise-modulated MLP blocks of the ensemble tail.")
+    encoder_layers: int = Field(
+        default=3, ge=1, description="Encoder layers per field (self- then cross-attention)."
+    )
+    decoder_layers: int = Field(
+        default=1, ge=0, description="Self-attention layers per predicted field after the encoder."
+    )
+    tail_layers: int = Field(
+        default=2, ge=1, description="Noise-modulated MLP blocks of the ensemble tail."
+    )
     mlp_ratio: int = Field(default=2, ge=1, description="Hidden width of every MLP / width.")
     dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout in attention and MLPs.")
 
@@ -94,10 +106,14 @@ class TransformerConfig(Settings):
 class EnsembleConfig(Settings):
     """The ensemble tail: exchangeable members from one head fed with independent noise."""
 
-    members: int = Field(default=16, ge=2, description="Members per sample in training and prediction.")
+    members: int = Field(
+        default=16, ge=2, description="Members per sample in training and prediction."
+    )
     noise_dim: int = Field(default=32, ge=1, description="Size of each member's noise vector.")
     mse_weight: float = Field(
-        default=0.0, ge=0, description="Weight of the ensemble mean's MSE added to the fair CRPS loss."
+        default=0.0,
+        ge=0,
+        description="Weight of the ensemble mean's MSE added to the fair CRPS loss.",
     )
 
 
@@ -110,8 +126,12 @@ class MaskingConfig(Settings):
         "last time tokens of every dynamic field; interpolation: the middle time tokens; targets: every token of "
         "the predicted fields (downscaling, bias correction).",
     )
-    forecast_tokens: int = Field(default=1, ge=1, description="Time tokens masked at the end (forecast).")
-    interpolation_tokens: int = Field(default=1, ge=1, description="Time tokens masked in the middle (interpolation).")
+    forecast_tokens: int = Field(
+        default=1, ge=1, description="Time tokens masked at the end (forecast)."
+    )
+    interpolation_tokens: int = Field(
+        default=1, ge=1, description="Time tokens masked in the middle (interpolation)."
+    )
     fill: Literal["zero", "noise", "coarsen"] = Field(
         default="zero",
         description="BERT only: masked values become 0, N(0, 1) noise, or the token's mean (a coarsened token); "
@@ -137,14 +157,22 @@ class AtmoRepConfig(Settings):
 
     name: str = Field(default="atmorep", description="Name of the experiment, used in outputs.")
     data: DataConfig = Field(description="What data: sources, pairing, splits, transforms.")
-    grid: Literal["hr", "lr"] = Field(default="hr", description="The grid every field is brought to.")
-    fields: dict[str, FieldConfig] = Field(description="The model's fields by name; adding one is a config entry.")
+    grid: Literal["hr", "lr"] = Field(
+        default="hr", description="The grid every field is brought to."
+    )
+    fields: dict[str, FieldConfig] = Field(
+        description="The model's fields by name; adding one is a config entry."
+    )
     token: TokenConfig = Field(default=TokenConfig(), description="Grid points per token.")
-    neighbourhood: NeighbourhoodConfig = Field(default=NeighbourhoodConfig(), description="Tokens per sample.")
+    neighbourhood: NeighbourhoodConfig = Field(
+        default=NeighbourhoodConfig(), description="Tokens per sample."
+    )
     network: TransformerConfig = Field(default=TransformerConfig(), description="Transformer size.")
     ensemble: EnsembleConfig = Field(default=EnsembleConfig(), description="Ensemble tail.")
     masking: MaskingConfig = Field(default=MaskingConfig(), description="Training task.")
-    train: TrainConfig = Field(default=TrainConfig(), description="How it is trained (patch_size unused).")
+    train: TrainConfig = Field(
+        default=TrainConfig(), description="How it is trained (patch_size unused)."
+    )
     init_checkpoint: Path | None = Field(
         default=None,
         description="Start from this AtmoRep checkpoint (fine-tuning): weights of fields with the same name and "
@@ -159,18 +187,24 @@ class AtmoRepConfig(Settings):
         for name, f in self.fields.items():
             unknown = sorted(set(f.partners or []) - names)
             if unknown:
-                raise ValueError(f"fields.{name}.partners: unknown fields {unknown}; fields are {sorted(names)}")
+                raise ValueError(
+                    f"fields.{name}.partners: unknown fields {unknown}; fields are {sorted(names)}"
+                )
             if name in (f.partners or []):
                 raise ValueError(f"fields.{name}.partners: a field cannot be its own partner")
             if f.base is not None:
                 base = self.fields.get(f.base)
                 if base is None or base.predict:
-                    raise ValueError(f"fields.{name}.base: '{f.base}' must be an input field (predict: false)")
+                    raise ValueError(
+                        f"fields.{name}.base: '{f.base}' must be an input field (predict: false)"
+                    )
                 if len(self.variables_of(f.base)) != len(self.variables_of(name)):
                     raise ValueError(f"fields.{name}.base: '{f.base}' has another number of levels")
             for other in f.detail:
                 if other not in self.fields or self.fields[other].predict:
-                    raise ValueError(f"fields.{name}.detail: '{other}' must be an input field (predict: false)")
+                    raise ValueError(
+                        f"fields.{name}.detail: '{other}' must be an input field (predict: false)"
+                    )
             if f.detail and not f.predict:
                 raise ValueError(f"fields.{name}.detail: only a predicted field takes detail")
         return self

@@ -92,7 +92,9 @@ def untokenize(tokens: torch.Tensor, token: Sequence[int]) -> torch.Tensor:
     return x.permute(order).reshape(*lead, nt * tt, ny * ty, nx * tx)
 
 
-def where_features(series: Series, geometry: Geometry, origin: tuple[int, int, int]) -> torch.Tensor:
+def where_features(
+    series: Series, geometry: Geometry, origin: tuple[int, int, int]
+) -> torch.Tensor:
     """(nt, ny, nx, 8): sin/cos of each token's mean latitude and longitude and of the hour of day
     and day of year of its middle hour: the absolute position the model is told."""
     (tt, ty, tx), (nt, ny, nx) = geometry.token, geometry.cube
@@ -104,11 +106,20 @@ def where_features(series: Series, geometry: Geometry, origin: tuple[int, int, i
     lon = np.arctan2(np.sin(lon).mean(axis=(1, 3)), np.cos(lon).mean(axis=(1, 3)))
     hours = series.times[t0 + tt // 2 : t0 + nt * tt : tt].astype("datetime64[h]")
     hour = (hours - hours.astype("datetime64[D]")).astype(float) * 2 * np.pi / 24
-    doy = (hours.astype("datetime64[D]") - hours.astype("datetime64[Y]")).astype(float) * 2 * np.pi / 365.25
+    doy = (
+        (hours.astype("datetime64[D]") - hours.astype("datetime64[Y]")).astype(float)
+        * 2
+        * np.pi
+        / 365.25
+    )
     space = np.stack([np.sin(lat), np.cos(lat), np.sin(lon), np.cos(lon)], axis=-1)  # (ny, nx, 4)
     time = np.stack([np.sin(hour), np.cos(hour), np.sin(doy), np.cos(doy)], axis=-1)  # (nt, 4)
     out = np.concatenate(
-        [np.broadcast_to(space, (nt, ny, nx, 4)), np.broadcast_to(time[:, None, None], (nt, ny, nx, 4))], axis=-1
+        [
+            np.broadcast_to(space, (nt, ny, nx, 4)),
+            np.broadcast_to(time[:, None, None], (nt, ny, nx, 4)),
+        ],
+        axis=-1,
     )
     return torch.from_numpy(out.astype(np.float32))
 
@@ -124,11 +135,17 @@ def hidden_tokens(strategy: str, masking: MaskingConfig, nt: int) -> tuple[int, 
 
 
 def make_masks(
-    strategy: str, cfg: AtmoRepConfig, levels: dict[str, int], cube: tuple[int, int, int], rng: np.random.Generator
+    strategy: str,
+    cfg: AtmoRepConfig,
+    levels: dict[str, int],
+    cube: tuple[int, int, int],
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """Boolean masks (L, nt, ny, nx) per field, True where the token is hidden, for one sample."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown masking strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
+        raise ValueError(
+            f"unknown masking strategy '{strategy}'; choose from {', '.join(STRATEGIES)}"
+        )
     masks = {}
     for name, f in cfg.fields.items():
         mask = np.zeros((levels[name], *cube), dtype=bool)
@@ -173,7 +190,9 @@ def check_geometry(cfg: AtmoRepConfig, series: Series, strategies: Sequence[str]
         raise ValueError(f"a neighbourhood spans {et} hours but the block of times has only {t}")
     nt, m = g.cube[0], cfg.masking
     if "forecast" in strategies and m.forecast_tokens >= nt:
-        raise ValueError(f"masking.forecast_tokens {m.forecast_tokens} leaves no known time token of {nt}")
+        raise ValueError(
+            f"masking.forecast_tokens {m.forecast_tokens} leaves no known time token of {nt}"
+        )
     if "interpolation" in strategies and m.interpolation_tokens > nt - 2:
         raise ValueError(
             f"masking.interpolation_tokens {m.interpolation_tokens} needs known time tokens on both sides of {nt}"
@@ -190,23 +209,31 @@ class _Cubes(torch.utils.data.Dataset):
         self.levels = {name: series.levels(name) for name in cfg.fields}
         self.predicted = [name for name, f in cfg.fields.items() if f.predict]
 
-    def cut(self, origin: tuple[int, int, int], strategy: str, rng: np.random.Generator) -> dict[str, object]:
+    def cut(
+        self, origin: tuple[int, int, int], strategy: str, rng: np.random.Generator
+    ) -> dict[str, object]:
         """One sample: tokens of every field with hidden ones filled, masks, targets and residual bases."""
         g = self.geometry
         (et, ey, ex), (t0, y0, x0) = g.extent, origin
         m = self.cfg.masking
         masks = make_masks(strategy, self.cfg, self.levels, g.cube, rng)
         informed = strategy in ("forecast", "interpolation") and m.time_fill == "informed"
-        windows = {name: self.series.window(name, t0, et, y0, ey, x0, ex) for name in self.cfg.fields}  # (L, et, ey, ex)
+        windows = {
+            name: self.series.window(name, t0, et, y0, ey, x0, ex) for name in self.cfg.fields
+        }  # (L, et, ey, ex)
         present = {name: torch.isfinite(windows[name]) for name in self.predicted}
-        windows = {name: torch.where(torch.isfinite(w), w, 0.0) for name, w in windows.items()}  # missing: the mean
+        windows = {
+            name: torch.where(torch.isfinite(w), w, 0.0) for name, w in windows.items()
+        }  # missing: the mean
         inputs, targets, valid, bases, hidden = {}, {}, {}, {}, {}
         for name, f in self.cfg.fields.items():
             tokens = tokenize(windows[name], g.token)  # (L, nt, ny, nx, D)
             mask = torch.from_numpy(masks[name])
             if informed and mask.any():
                 first, stop = hidden_tokens(strategy, m, g.cube[0])
-                fill = tokenize(fill_hours(windows[name], first * g.token[0], stop * g.token[0]), g.token)
+                fill = tokenize(
+                    fill_hours(windows[name], first * g.token[0], stop * g.token[0]), g.token
+                )
             elif strategy == "targets" and f.base is not None:
                 fill = tokenize(windows[f.base], g.token)
             elif strategy == "bert" and m.fill == "coarsen":
@@ -224,7 +251,11 @@ class _Cubes(torch.utils.data.Dataset):
             if name in self.predicted:
                 targets[name] = tokens
                 valid[name] = tokenize(present[name], g.token)
-                bases[name] = torch.where(mask[..., None], torch.zeros_like(tokens), tokens) if noisy else base
+                bases[name] = (
+                    torch.where(mask[..., None], torch.zeros_like(tokens), tokens)
+                    if noisy
+                    else base
+                )
         return {
             "input": inputs,
             "base": bases,
@@ -239,7 +270,9 @@ class _Cubes(torch.utils.data.Dataset):
 class CubeDataset(_Cubes):
     """Random neighbourhoods with masks drawn from ``cfg.masking``; item ``i`` depends only on (seed, start + i)."""
 
-    def __init__(self, series: Series, cfg: AtmoRepConfig, length: int, seed: int = 0, start: int = 0):
+    def __init__(
+        self, series: Series, cfg: AtmoRepConfig, length: int, seed: int = 0, start: int = 0
+    ):
         names = list(cfg.masking.strategies)
         super().__init__(series, cfg, names)
         weights = np.array([cfg.masking.strategies[n] for n in names], dtype=float)
@@ -264,9 +297,17 @@ class CubeDataset(_Cubes):
 class FixedCubes(_Cubes):
     """Neighbourhoods at given origins with one deterministic strategy: inference and evaluation."""
 
-    def __init__(self, series: Series, cfg: AtmoRepConfig, origins: Sequence[tuple[int, int, int]], strategy: str):
+    def __init__(
+        self,
+        series: Series,
+        cfg: AtmoRepConfig,
+        origins: Sequence[tuple[int, int, int]],
+        strategy: str,
+    ):
         if strategy == "bert":
-            raise ValueError("inference needs a deterministic mask: forecast, interpolation or targets, not bert")
+            raise ValueError(
+                "inference needs a deterministic mask: forecast, interpolation or targets, not bert"
+            )
         super().__init__(series, cfg, [strategy])
         (et, ey, ex), (h, w) = self.geometry.extent, series.shape
         for t0, y0, x0 in origins:

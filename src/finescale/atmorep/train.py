@@ -68,7 +68,13 @@ def take_over(model: AtmoRep, path: str | Path) -> list[str]:
     taken = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(taken, strict=False)
     fresh = sorted(set(own) - set(taken))
-    log.info("%s: took over %d of %d tensors; fresh: %s", path, len(taken), len(own), ", ".join(fresh) or "none")
+    log.info(
+        "%s: took over %d of %d tensors; fresh: %s",
+        path,
+        len(taken),
+        len(own),
+        ", ".join(fresh) or "none",
+    )
     return fresh
 
 
@@ -80,14 +86,18 @@ def pretrain(cfg: AtmoRepConfig, resume: bool = False) -> Path:
     """
     t = cfg.train
     L.seed_everything(t.seed, workers=True, verbose=False)
-    resume_from, done = resume_point(t, resume)  # first: an output folder that cannot be written fails now
+    resume_from, done = resume_point(
+        t, resume
+    )  # first: an output folder that cannot be written fails now
     blocks = open_blocks(cfg)
     train_series, val_series = blocks.series["train"], blocks.series["validation"]
     levels = {name: train_series.levels(name) for name in cfg.fields}
     model = AtmoRep(cfg, levels)
     if cfg.init_checkpoint is not None:
         take_over(model, cfg.init_checkpoint)
-    batch = t.global_batch_size  # every step takes the next global batch, split between DDP processes
+    batch = (
+        t.global_batch_size
+    )  # every step takes the next global batch, split between DDP processes
     # max_steps batches, also when resuming: see resume_point
     train_set = CubeDataset(train_series, cfg, t.max_steps * batch, t.seed, start=done * batch)
     val_set = CubeDataset(val_series, cfg, t.val_batches * batch, t.seed + 1)
@@ -97,8 +107,11 @@ def pretrain(cfg: AtmoRepConfig, resume: bool = False) -> Path:
         "config": cfg.model_dump(mode="json"),
         "stats": blocks.stats.to_dict(),
         "levels": levels,
-        "grid": {"shape": list(grid.lat.shape), "lat_range": [float(grid.lat.min()), float(grid.lat.max())],
-                 "lon_range": [float(grid.lon.min()), float(grid.lon.max())]},
+        "grid": {
+            "shape": list(grid.lat.shape),
+            "lat_range": [float(grid.lat.min()), float(grid.lat.max())],
+            "lon_range": [float(grid.lon.min()), float(grid.lon.max())],
+        },
     }
     # with train.compile: the encoder, where nearly all the time goes
     return fit(model, t, meta, train_set, val_set, resume_from, compiled=(type(model.encoder),))

@@ -71,8 +71,12 @@ def _delta_map_block(
     n_points = int(np.prod(source.shape[:-1]))
     flat_x = x.reshape(-1, n_points).astype(np.float64)
     p, h, o = (table.reshape(n_points, -1).T for table in (projection, source, target))
-    bad = np.isnan(flat_x) | np.isnan(p).any(axis=0) | np.isnan(h).any(axis=0) \
+    bad = (
+        np.isnan(flat_x)
+        | np.isnan(p).any(axis=0)
+        | np.isnan(h).any(axis=0)
         | np.isnan(o).any(axis=0)
+    )
     position, _, _ = table_position(flat_x, p)  # tau = position / (K - 1)
     model, truth = read_table(h, position), read_table(o, position)
     if threshold is None:
@@ -105,8 +109,9 @@ class QuantileDeltaMapping:
             left out). F_p is computed here, a few rows of points at a time; the mapping stays
             lazy over time where ``x`` is dask-backed. Returns float32 with the attrs of ``x``.
         """
-        return xr.Dataset({name: self._apply_one(name, x.get(name)) for name in self.variables},
-                          attrs=x.attrs)
+        return xr.Dataset(
+            {name: self._apply_one(name, x.get(name)) for name in self.variables}, attrs=x.attrs
+        )
 
     def _apply_one(self, name: str, da: xr.DataArray | None) -> xr.DataArray:
         table_dims = self.mapping.table_dims(name, da)

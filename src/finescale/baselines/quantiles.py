@@ -78,8 +78,9 @@ def wet_threshold(da: xr.DataArray) -> float:
     if "time" in da.coords and da.sizes.get("time", 0) > 1:
         step = float(np.median(np.diff(da["time"].values)) / np.timedelta64(1, "s"))
     reference = xr.DataArray(value, attrs={"units": text})
-    converted = units.convert(reference, str(target), accumulation_seconds=step,
-                              where=f"wet threshold of '{da.name}'")
+    converted = units.convert(
+        reference, str(target), accumulation_seconds=step, where=f"wet threshold of '{da.name}'"
+    )
     return float(converted)
 
 
@@ -138,9 +139,7 @@ def _searchsorted_columns(
     return (last - cols) // n + 1
 
 
-def table_position(
-    x: np.ndarray, table: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def table_position(x: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fractional row index of (T, N) values ``x`` in per-column tables (K, N), sorted.
 
     Linear between the quantiles, mid-rank for ties (x equal to several entries, e.g. dry
@@ -252,8 +251,9 @@ class QuantileMapping:
         x: on the grid the mapping was fitted on, the same variables (others are left out),
             in the same units. Returns float32 values with the attrs of ``x``.
         """
-        return xr.Dataset({name: self._apply_one(name, x.get(name)) for name in self.variables},
-                          attrs=x.attrs)
+        return xr.Dataset(
+            {name: self._apply_one(name, x.get(name)) for name in self.variables}, attrs=x.attrs
+        )
 
     def _apply_one(self, name: str, da: xr.DataArray) -> xr.DataArray:
         table_dims = self.table_dims(name, da)

@@ -54,7 +54,11 @@ def _period_text(split: str, times: np.ndarray) -> str:
 
 
 def _forecast_attrs(
-    method: str, cfg: DataConfig, split: str, times: np.ndarray, fit_period: str,
+    method: str,
+    cfg: DataConfig,
+    split: str,
+    times: np.ndarray,
+    fit_period: str,
     parameters: Mapping[str, object],
 ) -> dict[str, str | int | float]:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -72,7 +76,6 @@ def _forecast_attrs(
         "history": f"{now}: finescale baseline --method {method} --split {split}",
         "Conventions": "CF-1.8",
     }
-
 
 
 def check_method(method: str) -> Method:
@@ -117,7 +120,9 @@ def run_baseline(
     if split not in SPLITS:  # before the (slow) pair is opened
         raise ValueError(f"unknown split '{split}'; choose from {', '.join(SPLITS)}")
     pair = open_pair(cfg)
-    names = [str(v) for v in pair.hr.data_vars if v in pair.lr.data_vars and "time" in pair.hr[v].dims]
+    names = [
+        str(v) for v in pair.hr.data_vars if v in pair.lr.data_vars and "time" in pair.hr[v].dims
+    ]
     if not names:
         raise ValueError(
             f"LR ({cfg.lr.path}) and HR ({cfg.hr.path}) share no time-dependent variable; "
@@ -150,8 +155,13 @@ def run_baseline(
             "ratio_max_trace_thresholds": RATIO_MAX_TRACE,
         }
     else:
-        bcsd = fit_bcsd(lr.sel(time=train), hr.sel(time=train), _ratio(pair.ratio, hr, lr),
-                        n_quantiles, fit_period)
+        bcsd = fit_bcsd(
+            lr.sel(time=train),
+            hr.sel(time=train),
+            _ratio(pair.ratio, hr, lr),
+            n_quantiles,
+            fit_period,
+        )
         fields = bcsd.apply(lr.sel(time=times))
         parameters = {
             "n_quantiles": n_quantiles,

@@ -79,7 +79,8 @@ class VariableSpec(Settings):
         description="Units to convert to (e.g. 'K', 'm s-1', 'mm h-1'); None keeps the file's units.",
     )
     source_units: str | None = Field(
-        default=None, description="Units of the data in the file, used only when it has no 'units' attribute."
+        default=None,
+        description="Units of the data in the file, used only when it has no 'units' attribute.",
     )
     accumulation: bool | Duration = Field(
         default=False,
@@ -90,7 +91,9 @@ class VariableSpec(Settings):
         "refused unless every time step is the same: amounts sampled less often than they are accumulated "
         "(hourly amounts every 6 h) need the period stated. 'pairs check' shows the period used.",
     )
-    level: float | None = Field(default=None, description="Select this value of the vertical coordinate.")
+    level: float | None = Field(
+        default=None, description="Select this value of the vertical coordinate."
+    )
 
     @field_validator("accumulation", mode="before")
     @classmethod
@@ -121,15 +124,22 @@ class VariableSpec(Settings):
 class FileConfig(Settings):
     """Fields shared by every file-backed source."""
 
-    path: Path = Field(description="File, Zarr folder or glob of NetCDF files; relative to the config file.")
+    path: Path = Field(
+        description="File, Zarr folder or glob of NetCDF files; relative to the config file."
+    )
     variables: dict[str, VariableSpec] = Field(
         description="finescale name -> variable in the file. A plain string is the file's name."
     )
     engine: Literal["auto", "netcdf", "zarr", "grib"] = Field(
-        default="auto", description="Reader; 'auto' decides by suffix. 'grib' needs the optional extra finescale[grib]."
+        default="auto",
+        description="Reader; 'auto' decides by suffix. 'grib' needs the optional extra finescale[grib].",
     )
-    y: str | None = Field(default=None, description="Name of the south-north dimension (None: infer).")
-    x: str | None = Field(default=None, description="Name of the west-east dimension (None: infer).")
+    y: str | None = Field(
+        default=None, description="Name of the south-north dimension (None: infer)."
+    )
+    x: str | None = Field(
+        default=None, description="Name of the west-east dimension (None: infer)."
+    )
     lat: str = Field(default="lat", description="Name of the latitude coordinate (1-D or 2-D).")
     lon: str = Field(default="lon", description="Name of the longitude coordinate (1-D or 2-D).")
     missing: Literal["error", "mask"] = Field(
@@ -151,7 +161,9 @@ class SourceConfig(FileConfig):
     """An LR or HR source: a NetCDF file, a Zarr store or a GRIB file that xarray opens."""
 
     time: str = Field(default="time", description="Name of the time dimension.")
-    level: str = Field(default="level", description="Name of the vertical coordinate, where there is one.")
+    level: str = Field(
+        default="level", description="Name of the vertical coordinate, where there is one."
+    )
 
 
 class StaticConfig(FileConfig):
@@ -161,11 +173,15 @@ class StaticConfig(FileConfig):
 class SplitConfig(Settings):
     """Contiguous train / validation / test blocks in time order, with an optional gap between them."""
 
-    train: float = Field(default=0.7, gt=0, lt=1, description="Fraction of the aligned times for training.")
+    train: float = Field(
+        default=0.7, gt=0, lt=1, description="Fraction of the aligned times for training."
+    )
     validation: float = Field(default=0.15, ge=0, lt=1, description="Fraction for validation.")
     test: float = Field(default=0.15, gt=0, lt=1, description="Fraction for testing.")
     gap_hours: float = Field(
-        default=0.0, ge=0, description="Times dropped between blocks so that correlated neighbours do not leak."
+        default=0.0,
+        ge=0,
+        description="Times dropped between blocks so that correlated neighbours do not leak.",
     )
 
     @model_validator(mode="after")
@@ -180,11 +196,15 @@ class TransformConfig(Settings):
     """How a variable is transformed before normalisation."""
 
     kind: Literal["none", "log1p"] = Field(
-        default="none", description="'log1p': y = log(1 + x/scale), for non-negative skewed fields such as precipitation."
+        default="none",
+        description="'log1p': y = log(1 + x/scale), for non-negative skewed fields such as precipitation.",
     )
-    scale: float = Field(default=1.0, gt=0, description="Scale of the log1p transform, in the variable's units.")
+    scale: float = Field(
+        default=1.0, gt=0, description="Scale of the log1p transform, in the variable's units."
+    )
     zero_below: float = Field(
-        default=0.0, ge=0,
+        default=0.0,
+        ge=0,
         description="log1p only: values below this (variable's units) come back as exactly 0 from the inverse, "
         "so generated precipitation is dry where it would otherwise drizzle.",
     )
@@ -209,7 +229,9 @@ class AlignmentConfig(Settings):
         description="Smallest correlation between LR and HR coarsened to the LR grid before a pair is refused.",
     )
     tolerance_deg: float = Field(
-        default=0.01, ge=0, description="Largest mismatch of grid edges and centres tolerated, in degrees."
+        default=0.01,
+        ge=0,
+        description="Largest mismatch of grid edges and centres tolerated, in degrees.",
     )
 
 
@@ -218,9 +240,16 @@ class DataConfig(Settings):
 
     lr: SourceConfig = Field(description="The coarse source (e.g. ERA5, a GCM).")
     hr: SourceConfig = Field(description="The fine source (e.g. CERRA, an RCM): the target.")
-    static: StaticConfig | None = Field(default=None, description="Static HR fields (orography, land-sea mask).")
-    splits: SplitConfig = Field(default=SplitConfig(), description="Train / validation / test blocks in time.")
-    transforms: dict[str, TransformConfig] = Field(
-        default_factory=dict, description="Per-variable transforms before normalisation; unlisted: none."
+    static: StaticConfig | None = Field(
+        default=None, description="Static HR fields (orography, land-sea mask)."
     )
-    alignment: AlignmentConfig = Field(default=AlignmentConfig(), description="When to refuse a pair.")
+    splits: SplitConfig = Field(
+        default=SplitConfig(), description="Train / validation / test blocks in time."
+    )
+    transforms: dict[str, TransformConfig] = Field(
+        default_factory=dict,
+        description="Per-variable transforms before normalisation; unlisted: none.",
+    )
+    alignment: AlignmentConfig = Field(
+        default=AlignmentConfig(), description="When to refuse a pair."
+    )

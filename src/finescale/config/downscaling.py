@@ -21,22 +21,31 @@ class ConditioningConfig(Settings):
     """What a model sees besides the noisy target: LR fields on the HR grid, static fields, features."""
 
     lr_variables: list[str] | None = Field(
-        default=None, description="LR variables given to the model (None: every LR variable of the data section)."
+        default=None,
+        description="LR variables given to the model (None: every LR variable of the data section).",
     )
     static_variables: list[str] | None = Field(
-        default=None, description="Static HR fields given to the model (None: every static variable)."
+        default=None,
+        description="Static HR fields given to the model (None: every static variable).",
     )
     interpolation: Literal["bilinear", "bicubic"] = Field(
-        default="bilinear", description="How LR fields are brought to the HR grid (also the residual's base)."
+        default="bilinear",
+        description="How LR fields are brought to the HR grid (also the residual's base).",
     )
-    position: bool = Field(default=True, description="Add sin/cos of latitude and longitude as channels.")
-    time: bool = Field(default=True, description="Add sin/cos of the hour of day (UTC) and day of year.")
+    position: bool = Field(
+        default=True, description="Add sin/cos of latitude and longitude as channels."
+    )
+    time: bool = Field(
+        default=True, description="Add sin/cos of the hour of day (UTC) and day of year."
+    )
 
 
 class ModelConfig(Settings):
     """What is trained: a regression model (conditional mean) or a residual EDM diffusion model."""
 
-    kind: Literal["regression", "diffusion"] = Field(default="diffusion", description="Model to train.")
+    kind: Literal["regression", "diffusion"] = Field(
+        default="diffusion", description="Model to train."
+    )
     target_variables: list[str] | None = Field(
         default=None, description="HR variables to predict (None: every HR variable)."
     )
@@ -57,15 +66,24 @@ class ModelConfig(Settings):
         default_factory=dict, description="Per-variable loss weights (unlisted: 1)."
     )
     periodic_lon: bool | None = Field(
-        default=None, description="Wrap the grid in longitude (None: when the HR grid spans 360 degrees)."
+        default=None,
+        description="Wrap the grid in longitude (None: when the HR grid spans 360 degrees).",
     )
-    conditioning: ConditioningConfig = Field(default=ConditioningConfig(), description="Model inputs.")
+    conditioning: ConditioningConfig = Field(
+        default=ConditioningConfig(), description="Model inputs."
+    )
     network: UNetArchitecture = Field(default=UNetArchitecture(), description="Backbone size.")
-    edm: EDMSettings = Field(default=EDMSettings(), description="EDM noise distribution and scaling.")
+    edm: EDMSettings = Field(
+        default=EDMSettings(), description="EDM noise distribution and scaling."
+    )
 
     @model_validator(mode="after")
     def _regression_checkpoint_when_needed(self) -> ModelConfig:
-        if self.kind == "diffusion" and self.residual == "regression" and self.regression_checkpoint is None:
+        if (
+            self.kind == "diffusion"
+            and self.residual == "regression"
+            and self.regression_checkpoint is None
+        ):
             raise ValueError("residual 'regression' needs model.regression_checkpoint")
         return self
 
@@ -77,39 +95,56 @@ class TrainConfig(Settings):
         default=Path("runs/experiment"),
         description="Folder for checkpoints and CSV logs (relative to where you run, unlike input paths).",
     )
-    patch_size: int = Field(default=64, ge=8, description="Side of the square HR training patches (grid points).")
+    patch_size: int = Field(
+        default=64, ge=8, description="Side of the square HR training patches (grid points)."
+    )
     batch_size: int = Field(
-        default=16, ge=1,
+        default=16,
+        ge=1,
         description="Patches per optimisation step and process (global batch: batch_size x devices x num_nodes).",
     )
     max_steps: int = Field(default=2000, ge=1, description="Optimisation steps.")
-    learning_rate: float = Field(default=2e-4, gt=0, description="Adam learning rate (cosine decay to 10%).")
+    learning_rate: float = Field(
+        default=2e-4, gt=0, description="Adam learning rate (cosine decay to 10%)."
+    )
     warmup_steps: int = Field(default=100, ge=0, description="Linear learning-rate warm-up.")
-    ema_decay: float = Field(default=0.999, ge=0, lt=1, description="Exponential moving average of the weights.")
-    val_every_steps: int = Field(default=250, ge=1, description="Validation (and checkpoint) interval.")
+    ema_decay: float = Field(
+        default=0.999, ge=0, lt=1, description="Exponential moving average of the weights."
+    )
+    val_every_steps: int = Field(
+        default=250, ge=1, description="Validation (and checkpoint) interval."
+    )
     val_batches: int = Field(default=4, ge=1, description="Batches per validation.")
     seed: int = Field(default=0, description="Seed of weights, patches and noise.")
     num_workers: int = Field(
-        default=1, ge=0,
+        default=1,
+        ge=0,
         description="Data-loader worker processes reading the training samples while the model trains, each "
         "opening the data itself (0: read in the training process; validation samples always are).",
     )
     cache_mb: int = Field(
-        default=256, ge=0,
+        default=256,
+        ge=0,
         description="Decoded data chunks each data-loader process keeps (MiB): bounds the memory training takes, "
         "whatever the size of the dataset; a dataset that fits is read from disk once.",
     )
-    accelerator: Literal["auto", "cpu", "gpu"] = Field(default="auto", description="'auto': GPU when present.")
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto", description="'auto': GPU when present."
+    )
     devices: int = Field(
-        default=1, ge=1,
+        default=1,
+        ge=1,
         description="Processes (GPUs, or CPU processes) per node; more than 1 trains data-parallel (DDP). "
         "Each process draws its own batch_size patches: the global batch is batch_size x devices x num_nodes.",
     )
     num_nodes: int = Field(
-        default=1, ge=1, description="Machines, each running `devices` processes (torchrun or SLURM starts them)."
+        default=1,
+        ge=1,
+        description="Machines, each running `devices` processes (torchrun or SLURM starts them).",
     )
     strategy: Literal["auto", "ddp"] = Field(
-        default="auto", description="Lightning strategy; 'auto' is one process, or DDP when devices x num_nodes > 1."
+        default="auto",
+        description="Lightning strategy; 'auto' is one process, or DDP when devices x num_nodes > 1.",
     )
     precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = Field(
         default="32",
@@ -130,7 +165,9 @@ class TrainConfig(Settings):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value  # `--set train.precision=32` reads as a number
+        return (
+            str(value) if isinstance(value, int) else value
+        )  # `--set train.precision=32` reads as a number
 
     @property
     def world_size(self) -> int:
@@ -146,7 +183,9 @@ class TrainConfig(Settings):
 class SampleConfig(Settings):
     """How ensembles are generated."""
 
-    solver: Literal["euler", "heun", "dpmpp_2m"] = Field(default="heun", description="ODE/SDE solver.")
+    solver: Literal["euler", "heun", "dpmpp_2m"] = Field(
+        default="heun", description="ODE/SDE solver."
+    )
     steps: int = Field(default=18, ge=1, description="Noise levels (Heun: 2N-1 network calls).")
     sigma_min: float = Field(default=0.002, gt=0, description="Smallest noise level.")
     sigma_max: float = Field(
@@ -160,19 +199,26 @@ class SampleConfig(Settings):
         description="Noise levels: Karras (rho spacing) or equal steps in ln(sigma) (best with dpmpp_2m).",
     )
     rho: float = Field(default=7.0, gt=0, description="Karras schedule exponent.")
-    S_churn: float = Field(default=0.0, ge=0, description="Stochasticity of Heun (0: deterministic ODE).")
+    S_churn: float = Field(
+        default=0.0, ge=0, description="Stochasticity of Heun (0: deterministic ODE)."
+    )
     S_min: float = Field(default=0.0, ge=0, description="Churn only for sigma >= S_min.")
     S_max: float = Field(default=float("inf"), description="Churn only for sigma <= S_max.")
     S_noise: float = Field(default=1.0, gt=0, description="Scale of the churn noise.")
     zero_below: float | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="log1p-transformed variables (precipitation): members come back as exactly 0 below this "
         "(the variable's units). None: the checkpoint's data.transforms zero_below. Acts only on sampling.",
     )
     members: int = Field(default=16, ge=1, description="Ensemble members per LR input.")
     batch_size: int = Field(default=8, ge=1, description="Members (or tiles) per network call.")
-    tile_size: int | None = Field(default=None, ge=16, description="Tile side for large domains (None: whole domain).")
-    tile_overlap: int = Field(default=16, ge=0, description="Overlap of neighbouring tiles, blended smoothly.")
+    tile_size: int | None = Field(
+        default=None, ge=16, description="Tile side for large domains (None: whole domain)."
+    )
+    tile_overlap: int = Field(
+        default=16, ge=0, description="Overlap of neighbouring tiles, blended smoothly."
+    )
     seed: int = Field(default=0, description="Seed of the sampling noise.")
     polar_filter_latitude: float | None = Field(
         default=None,

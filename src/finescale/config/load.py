@@ -99,7 +99,9 @@ def _resolve_paths(value: Any, base: Path) -> Any:
     return value
 
 
-def validate(tree: dict[str, Any], model: type[Settings] = ExperimentConfig, *, source: str = "config") -> Any:
+def validate(
+    tree: dict[str, Any], model: type[Settings] = ExperimentConfig, *, source: str = "config"
+) -> Any:
     """Validate a raw tree into ``model``, turning pydantic's errors into one readable ConfigError."""
     try:
         return model.model_validate(tree)
@@ -131,7 +133,9 @@ def load_config(
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     for key, section in (sections or {}).items():
         if key in tree:
-            raise ConfigError(f"{path}: has its own '{key}' section; leave it out or do not pass another")
+            raise ConfigError(
+                f"{path}: has its own '{key}' section; leave it out or do not pass another"
+            )
         tree[key] = section
     tree = apply_overrides(tree, list(overrides or []))
     tree = _resolve_paths(tree, path.parent.resolve())

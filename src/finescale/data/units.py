@@ -95,8 +95,15 @@ _ALONE: dict[str, Unit] = {
         _CELSIUS,
     ),
     **dict.fromkeys(
-        ["degF", "deg_F", "°F", "fahrenheit", "Fahrenheit", "degree_Fahrenheit",
-         "degrees_Fahrenheit"],
+        [
+            "degF",
+            "deg_F",
+            "°F",
+            "fahrenheit",
+            "Fahrenheit",
+            "degree_Fahrenheit",
+            "degrees_Fahrenheit",
+        ],
         _FAHRENHEIT,
     ),
 }
@@ -215,8 +222,9 @@ def _linear_map(
         )
     period = Fraction(1)
     if time_power:
-        period = _accumulation_period(accumulation_seconds, source_text, target_text, time_power,
-                                      where)
+        period = _accumulation_period(
+            accumulation_seconds, source_text, target_text, time_power, where
+        )
     scale = src.factor * period**time_power / dst.factor
     shift = (src.offset - dst.offset) / dst.factor
     return float(scale), float(shift)
@@ -225,7 +233,9 @@ def _linear_map(
 def _accumulation_period(
     seconds: float | None, source_text: str, target_text: str, time_power: int, where: str
 ) -> Fraction:
-    kind = "the amount {!r} to the rate {!r}" if time_power < 0 else "the rate {!r} to the amount {!r}"
+    kind = (
+        "the amount {!r} to the rate {!r}" if time_power < 0 else "the rate {!r} to the amount {!r}"
+    )
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
         raise UnitsError(
             f"{_prefix(where)}converting {kind.format(source_text, target_text)} needs "
@@ -244,8 +254,11 @@ def _as_water_depth(unit: Unit) -> Unit:
 
 
 def _dims_text(dims: Dims) -> str:
-    parts = [symbol if power == 1 else f"{symbol}{power}"
-             for symbol, power in zip(BASE_UNITS, dims) if power]
+    parts = [
+        symbol if power == 1 else f"{symbol}{power}"
+        for symbol, power in zip(BASE_UNITS, dims)
+        if power
+    ]
     return " ".join(parts) or "1"
 
 
@@ -254,7 +267,9 @@ def _prefix(where: str) -> str:
 
 
 #: Canonical names of precipitation variables (rates or amounts) across data sets.
-PRECIPITATION_NAMES = frozenset({"tp", "pr", "precip", "precipitation", "rain", "rr", "prate", "tprate"})
+PRECIPITATION_NAMES = frozenset(
+    {"tp", "pr", "precip", "precipitation", "rain", "rr", "prate", "tprate"}
+)
 
 
 def is_precipitation(name: str, da: xr.DataArray | None = None) -> bool:

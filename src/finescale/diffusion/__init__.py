@@ -29,9 +29,25 @@ __all__ = [
     "sample",
     "sample_sigma",
 ]
-_EDM = ("EDMLoss", "Network", "Preconditioning", "denoise", "edm_loss", "loss_weight",
-        "preconditioning", "sample_sigma")
-_SAMPLERS = ("SOLVERS", "Denoiser", "Solver", "karras_sigmas", "log_uniform_sigmas", "n_calls", "sample")
+_EDM = (
+    "EDMLoss",
+    "Network",
+    "Preconditioning",
+    "denoise",
+    "edm_loss",
+    "loss_weight",
+    "preconditioning",
+    "sample_sigma",
+)
+_SAMPLERS = (
+    "SOLVERS",
+    "Denoiser",
+    "Solver",
+    "karras_sigmas",
+    "log_uniform_sigmas",
+    "n_calls",
+    "sample",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -88,9 +88,7 @@ def _batch_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
     return torch.broadcast_to(sigma, shape)
 
 
-def denoise(
-    F: Network, x: Tensor, sigma: Tensor | float, cond: Any, sigma_data: float
-) -> Tensor:
+def denoise(F: Network, x: Tensor, sigma: Tensor | float, cond: Any, sigma_data: float) -> Tensor:
     """The preconditioned denoiser ``D(x; sigma) = c_skip x + c_out F(c_in x, c_noise, cond)``.
 
     Args:

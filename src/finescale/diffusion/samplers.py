@@ -29,7 +29,15 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-__all__ = ["SOLVERS", "Denoiser", "Solver", "karras_sigmas", "log_uniform_sigmas", "n_calls", "sample"]
+__all__ = [
+    "SOLVERS",
+    "Denoiser",
+    "Solver",
+    "karras_sigmas",
+    "log_uniform_sigmas",
+    "n_calls",
+    "sample",
+]
 
 #: ``denoise(x, sigma) -> D(x; sigma)``: ``x`` in the network's dtype, ``sigma`` a 0-d float64
 #: tensor.

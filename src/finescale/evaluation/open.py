@@ -204,5 +204,3 @@ def times_of(ds: xr.Dataset, where: str) -> np.ndarray:
     if np.unique(values).size != values.size:
         raise ValueError(f"{where}: repeated times in its 'time' coordinate")
     return values
-
-

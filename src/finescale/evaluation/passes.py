@@ -133,8 +133,12 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
     }
     psd = {(role, name): new_spectrum() for role in sources for name in names}
     # spread and skill by wavelength: summed variance and error-of-the-mean spectra, ensembles only
-    spread_error = {(role, name): [0.0, 0.0] for role, ds in sources.items() if ds.sizes["member"] > 1
-                    for name in names}
+    spread_error = {
+        (role, name): [0.0, 0.0]
+        for role, ds in sources.items()
+        if ds.sizes["member"] > 1
+        for name in names
+    }
 
     def score_variable(
         role: str, name: str, forecast: np.ndarray, truth: np.ndarray, start: int
@@ -152,7 +156,8 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
                 psd[role, name].add(f[:, at])
                 if (role, name) in spread_error:
                     variance, error, _ = spread_error_power(
-                        f[:, at], y[at], lambda x, s=psd[role, name]: s.psd(x).values)
+                        f[:, at], y[at], lambda x, s=psd[role, name]: s.psd(x).values
+                    )
                     spread_error[role, name][0] += variance
                     spread_error[role, name][1] += error
 
@@ -181,8 +186,13 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
     regions: dict[str, dict[str, dict[str, Any]]] = {
         area: {role: {} for role in sources} for area in inputs.regions
     }
-    curves: dict[str, Any] = {"spectra": {}, "qq": {}, "rank_histogram": {}, "spectral_bands": {},
-                              "spread_skill_bands": {}}
+    curves: dict[str, Any] = {
+        "spectra": {},
+        "qq": {},
+        "rank_histogram": {},
+        "spectral_bands": {},
+        "spread_skill_bands": {},
+    }
     for name in names:
         psd_truth = truth_psd[name].mean(template)
         spectra = {
@@ -214,9 +224,13 @@ def score(inputs: Inputs, *, seed: int = 0, progress: Progress | None = None) ->
         by_band: dict[str, Any] = {"bands_km": [list(b) for b in bands]}
         for role, ds in sources.items():
             if (role, name) in spread_error:
-                variance, error = (template.copy(data=np.broadcast_to(v, template.shape).copy())
-                                   for v in spread_error[role, name])
-                by_band[role] = finite_list(spread_skill_by_band(variance, error, bands, ds.sizes["member"]).values)
+                variance, error = (
+                    template.copy(data=np.broadcast_to(v, template.shape).copy())
+                    for v in spread_error[role, name]
+                )
+                by_band[role] = finite_list(
+                    spread_skill_by_band(variance, error, bands, ds.sizes["member"]).values
+                )
         curves["spread_skill_bands"][name] = by_band
 
     def threshold_meta(area: str | None) -> dict[str, dict[str, float | None]]:

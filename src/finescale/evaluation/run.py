@@ -92,7 +92,9 @@ def evaluate(
 
 def _map_time(truth: xr.Dataset, variables: list[str]) -> np.datetime64:
     """The most telling time for maps: the wettest (domain-mean precipitation), else the middle."""
-    precip = next((n for n in variables if n in truth.data_vars and is_precipitation(n, truth[n])), None)
+    precip = next(
+        (n for n in variables if n in truth.data_vars and is_precipitation(n, truth[n])), None
+    )
     times = truth["time"].values
     if precip is None:
         return times[times.size // 2]

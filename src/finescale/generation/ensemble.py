@@ -55,15 +55,24 @@ def downscale(
     """
     check_writable(Path(out).parent)
     loaded = load_checkpoint(checkpoint)
-    run = plan(loaded, checkpoint, lr_path, static_path, sample=sample, times=times,
-               progress=progress, max_memory_gb=max_memory_gb)
+    run = plan(
+        loaded,
+        checkpoint,
+        lr_path,
+        static_path,
+        sample=sample,
+        times=times,
+        progress=progress,
+        max_memory_gb=max_memory_gb,
+    )
     if note and rank == 0:
         note(run.memory.describe())
     if total:
         done = PartialEnsemble(out).done(run.spec.request(run.blocks))
         total(run.steps(done | {b.index for b in run.blocks if b.index % world_size != rank}))
-    filled = fill_ensemble(out, run.spec, run.blocks, run.draw, rank=rank, world_size=world_size,
-                           note=note)
+    filled = fill_ensemble(
+        out, run.spec, run.blocks, run.draw, rank=rank, world_size=world_size, note=note
+    )
     return filled.path
 
 
@@ -77,8 +86,10 @@ def draw_ensemble(run: Plan) -> xr.Dataset:
     spec = run.spec
     lat, lon = np.asarray(spec.lat), np.asarray(spec.lon)
     times = np.asarray(spec.times).astype("datetime64[ns]")
-    arrays = {name: np.empty((spec.members, times.size, *lat.shape), np.float32)
-              for name in spec.variables}
+    arrays = {
+        name: np.empty((spec.members, times.size, *lat.shape), np.float32)
+        for name in spec.variables
+    }
     for block in run.blocks:
         for name, values in run.draw(block).items():
             arrays[name][block.members, block.times] = values
@@ -88,6 +99,8 @@ def draw_ensemble(run: Plan) -> xr.Dataset:
         "lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
         "lon": (("y", "x"), lon, {"units": "degrees_east", "standard_name": "longitude"}),
     }
-    data = {name: (("member", "time", "y", "x"), arrays[name], attrs)
-            for name, attrs in spec.variables.items()}
+    data = {
+        name: (("member", "time", "y", "x"), arrays[name], attrs)
+        for name, attrs in spec.variables.items()
+    }
     return xr.Dataset(data, coords=coords, attrs=dict(spec.attrs))

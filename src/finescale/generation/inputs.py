@@ -20,22 +20,28 @@ def _check_static(loaded: Loaded, static: xr.Dataset, static_path: str) -> None:
     """Refuse static fields on another grid or domain than the checkpoint's."""
     grid = loaded.grid
     if list(static.lat.shape) != grid["hr_shape"]:
-        raise ValueError(f"{static_path}: HR grid {tuple(static.lat.shape)} differs from the "
-                         f"checkpoint's {tuple(grid['hr_shape'])}")
+        raise ValueError(
+            f"{static_path}: HR grid {tuple(static.lat.shape)} differs from the "
+            f"checkpoint's {tuple(grid['hr_shape'])}"
+        )
     tolerance = loaded.config.data.alignment.tolerance_deg
     # as check_alignment compares static fields with HR: rounding of the coordinates in the files
     hr_tolerance = tolerance + 0.05 * min(grid_spacing(static.lat, static.lon))
-    ranges = {"lat": [float(static.lat.min()), float(static.lat.max())],
-              "lon": [float(static.lon.min()), float(static.lon.max())]}
+    ranges = {
+        "lat": [float(static.lat.min()), float(static.lat.max())],
+        "lon": [float(static.lon.min()), float(static.lon.max())],
+    }
     for name, (low, high) in ranges.items():
         trained = grid[f"hr_{name}_range"]
         off = np.array([low - trained[0], high - trained[1]])
         if name == "lon":  # the static file may use the other convention ([0, 360) or [-180, 180))
             off = wrap180(off)
         if np.abs(off).max() > hr_tolerance:
-            raise ValueError(f"{static_path}: HR grid spans {name} {low:.3f}..{high:.3f}, the "
-                             f"checkpoint's {trained[0]:.3f}..{trained[1]:.3f}: another domain "
-                             "than the model was trained on")
+            raise ValueError(
+                f"{static_path}: HR grid spans {name} {low:.3f}..{high:.3f}, the "
+                f"checkpoint's {trained[0]:.3f}..{trained[1]:.3f}: another domain "
+                "than the model was trained on"
+            )
 
 
 def _check_lr(loaded: Loaded, lr: xr.Dataset, hr: xr.Dataset, lr_path: str) -> None:
@@ -43,8 +49,10 @@ def _check_lr(loaded: Loaded, lr: xr.Dataset, hr: xr.Dataset, lr_path: str) -> N
     (y, x)), or without the variables the model was trained on."""
     grid = loaded.grid
     if list(lr.lat.shape) != grid["lr_shape"]:
-        raise ValueError(f"{lr_path}: LR grid {tuple(lr.lat.shape)} differs from the checkpoint's "
-                         f"{tuple(grid['lr_shape'])}")
+        raise ValueError(
+            f"{lr_path}: LR grid {tuple(lr.lat.shape)} differs from the checkpoint's "
+            f"{tuple(grid['lr_shape'])}"
+        )
     check_covers(lr, hr, loaded.config.data.alignment.tolerance_deg)
     missing = [v for v in loaded.layout.lr_variables if v not in lr.data_vars]
     if missing:
@@ -59,16 +67,22 @@ def hr_grid(loaded: Loaded, checkpoint: str | Path) -> xr.Dataset:
     """
     if loaded.hr_grid is None:
         if loaded.config.data.static is None:
-            raise ValueError(f"{checkpoint}: written before checkpoints stored the HR grid, by a "
-                             "model trained without static fields: nothing gives its HR grid "
-                             "(train it again)")
-        raise ValueError(f"{checkpoint}: written before checkpoints stored the HR grid; give the "
-                         f"static fields (--static, as {loaded.config.data.static.path} in its "
-                         "config), which give it")
+            raise ValueError(
+                f"{checkpoint}: written before checkpoints stored the HR grid, by a "
+                "model trained without static fields: nothing gives its HR grid "
+                "(train it again)"
+            )
+        raise ValueError(
+            f"{checkpoint}: written before checkpoints stored the HR grid; give the "
+            f"static fields (--static, as {loaded.config.data.static.path} in its "
+            "config), which give it"
+        )
     lat, lon = loaded.hr_grid
     return xr.Dataset(
-        coords={"lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
-                "lon": (("y", "x"), lon, {"units": "degrees_east", "standard_name": "longitude"})},
+        coords={
+            "lat": (("y", "x"), lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": (("y", "x"), lon, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
         attrs={"finescale_source": f"{checkpoint} (HR grid)"},
     )
 
@@ -96,15 +110,19 @@ def open_inputs(
         if needed:
             names = ", ".join(f"'{v}'" for v in needed)
             where = cfg.data.static.path  # type: ignore[union-attr]
-            raise ValueError(f"{checkpoint}: the model was trained with the static fields {names}: "
-                             f"give them (--static FILE; the config read them from {where})")
+            raise ValueError(
+                f"{checkpoint}: the model was trained with the static fields {names}: "
+                f"give them (--static FILE; the config read them from {where})"
+            )
         grid = hr_grid(loaded, checkpoint)
     else:
         if cfg.data.static is None:
             given = static if not isinstance(static, xr.Dataset) else IN_MEMORY
-            raise ValueError(f"{checkpoint}: the model was trained without static fields; leave "
-                             f"out the static fields ({given}): the HR grid comes from the "
-                             "checkpoint")
+            raise ValueError(
+                f"{checkpoint}: the model was trained without static fields; leave "
+                f"out the static fields ({given}): the HR grid comes from the "
+                "checkpoint"
+            )
         if isinstance(static, xr.Dataset):
             grid, static_where = open_static(cfg.data.static, dataset=static), IN_MEMORY
         else:

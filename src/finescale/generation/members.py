@@ -56,20 +56,33 @@ def draw(
         return t[..., w[0] : w[0] + w[2], w[1] : w[1] + w[3]]
 
     if not isinstance(model, DiffusionModel):
-        return tiled(lambda w: model(crop(cond, w), crop(base, w)), windows, shape,
-                     sample.tile_overlap)
-    mu = tiled(lambda w: model.mu(crop(cond, w), crop(base, w)), windows, shape,
-               sample.tile_overlap)
+        return tiled(
+            lambda w: model(crop(cond, w), crop(base, w)), windows, shape, sample.tile_overlap
+        )
+    mu = tiled(
+        lambda w: model.mu(crop(cond, w), crop(base, w)), windows, shape, sample.tile_overlap
+    )
 
     def denoise(z: Tensor, sigma: Tensor | float) -> Tensor:
-        return tiled(lambda w: model.denoise(crop(z, w), sigma, crop(cond, w), crop(mu, w)),
-                     windows, shape, sample.tile_overlap)
+        return tiled(
+            lambda w: model.denoise(crop(z, w), sigma, crop(cond, w), crop(mu, w)),
+            windows,
+            shape,
+            sample.tile_overlap,
+        )
 
     noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     sigmas = noise_levels(sample)
     z = samplers.sample(
-        denoise, noise, sigmas, solver=sample.solver, S_churn=sample.S_churn, S_min=sample.S_min,
-        S_max=sample.S_max, S_noise=sample.S_noise, generator=generator,
+        denoise,
+        noise,
+        sigmas,
+        solver=sample.solver,
+        S_churn=sample.S_churn,
+        S_min=sample.S_min,
+        S_max=sample.S_max,
+        S_noise=sample.S_noise,
+        generator=generator,
     )
     return model.combine(z, mu)
 
@@ -102,8 +115,14 @@ class BlockDrawer:
         key = (k_lr, times.start)
         if self._fields is None or self._fields[0] != key:
             lr = self.lr.isel(member=k_lr) if "member" in self.lr.dims else self.lr
-            fields = load_fields(self.loaded.layout, self.loaded.stats, lr.isel(time=times),
-                                 self.static, self.static.lat, self.static.lon)
+            fields = load_fields(
+                self.loaded.layout,
+                self.loaded.stats,
+                lr.isel(time=times),
+                self.static,
+                self.static.lat,
+                self.static.lon,
+            )
             self._fields = (key, fields)
         return self._fields[1]
 
@@ -118,8 +137,7 @@ class BlockDrawer:
         ripples) come back 0.
         """
         keep = 1 if name in self.vectors else 0  # a vector's components at the pole: zonal wave 1
-        filtered = polar_filter(values, self.static.lat.values,
-                                self.polar, keep)  # type: ignore[arg-type]
+        filtered = polar_filter(values, self.static.lat.values, self.polar, keep)  # type: ignore[arg-type]
         if keep == 0:
             # a scalar's pole is one point: take it from one column of the member's own pole row,
             # not the row's mean, which averages the network's point-scale variability away
@@ -149,8 +167,9 @@ class BlockDrawer:
             z = draw(self.loaded.model, cond, base, self.settings, generator, self.windows).numpy()
             for c, name in enumerate(layout.target_variables):
                 values = stats.denormalise_array(z[:, c].astype(np.float64), name)
-                out[name][:, t] = (values if self.polar is None
-                                   else self.polar_filtered(values, name))
+                out[name][:, t] = (
+                    values if self.polar is None else self.polar_filtered(values, name)
+                )
             if self.progress:
                 self.progress(1)
         return out

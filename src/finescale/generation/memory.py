@@ -73,11 +73,19 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         """One line: the total and its parts in GB."""
-        parts = {"sampler": self.sampler, "fields": self.fields, "tile": self.tile,
-                 "output block": self.output, "libraries": self.libraries}
-        return (f"estimated peak memory {self.total / 1e9:.2f} GB with batches of {self.batch} "
-                "members ("
-                + ", ".join(f"{name} {size / 1e9:.2f}" for name, size in parts.items()) + ")")
+        parts = {
+            "sampler": self.sampler,
+            "fields": self.fields,
+            "tile": self.tile,
+            "output block": self.output,
+            "libraries": self.libraries,
+        }
+        return (
+            f"estimated peak memory {self.total / 1e9:.2f} GB with batches of {self.batch} "
+            "members ("
+            + ", ".join(f"{name} {size / 1e9:.2f}" for name, size in parts.items())
+            + ")"
+        )
 
 
 def _tile_maps(net: UNetSettings) -> float:
@@ -94,9 +102,14 @@ def _tile_maps(net: UNetSettings) -> float:
     return skips + pooled + net.in_channels + net.cond_channels + CONV_UNFOLD * widest
 
 
-def estimate_memory(model: torch.nn.Module, layout: Layout, settings: SampleConfig,
-                    shape: tuple[int, int], n_times: int,
-                    batch: int | None = None) -> MemoryEstimate:
+def estimate_memory(
+    model: torch.nn.Module,
+    layout: Layout,
+    settings: SampleConfig,
+    shape: tuple[int, int],
+    n_times: int,
+    batch: int | None = None,
+) -> MemoryEstimate:
     """Peak resident memory (bytes) of drawing with ``model`` on an HR domain ``shape`` (H, W) over
     ``n_times`` times.
 
@@ -111,8 +124,9 @@ def estimate_memory(model: torch.nn.Module, layout: Layout, settings: SampleConf
     # float32 noise and mu beside the float64 solver; a regression model blends its output alone
     per_value = 8 * (SOLVER_ARRAYS + (settings.S_churn > 0)) + 2 * 4 if diffusion else 2 * 4
     maps = layout.cond_channels + c_out + len(layout.static_variables) + GRID_MAPS
-    tile = (min(settings.tile_size or shape[0], shape[0])
-            * min(settings.tile_size or shape[1], shape[1]))
+    tile = min(settings.tile_size or shape[0], shape[0]) * min(
+        settings.tile_size or shape[1], shape[1]
+    )
     times = min(chunk_times(b, c_out, shape), n_times)
     return MemoryEstimate(
         batch=b,
@@ -123,15 +137,27 @@ def estimate_memory(model: torch.nn.Module, layout: Layout, settings: SampleConf
     )
 
 
-def check_memory(model: torch.nn.Module, layout: Layout, settings: SampleConfig,
-                 shape: tuple[int, int], n_times: int, max_gb: float | None) -> MemoryEstimate:
+def check_memory(
+    model: torch.nn.Module,
+    layout: Layout,
+    settings: SampleConfig,
+    shape: tuple[int, int],
+    n_times: int,
+    max_gb: float | None,
+) -> MemoryEstimate:
     """The run's :func:`estimate_memory`; refuses (ValueError) one above ``max_gb`` GB, naming a
     batch size that fits."""
     estimate = estimate_memory(model, layout, settings, shape, n_times)
     if max_gb is None or estimate.total <= max_gb * 1e9:
         return estimate
-    fits = [b for b in range(estimate.batch - 1, 0, -1)
-            if estimate_memory(model, layout, settings, shape, n_times, b).total <= max_gb * 1e9]
-    advice = (f"use sample.batch_size={fits[0]}" if fits else
-              "no batch size fits: tile the domain (sample.tile_size) or allow more memory")
+    fits = [
+        b
+        for b in range(estimate.batch - 1, 0, -1)
+        if estimate_memory(model, layout, settings, shape, n_times, b).total <= max_gb * 1e9
+    ]
+    advice = (
+        f"use sample.batch_size={fits[0]}"
+        if fits
+        else "no batch size fits: tile the domain (sample.tile_size) or allow more memory"
+    )
     raise ValueError(f"{estimate.describe()}, above --max-memory-gb {max_gb:g}: {advice}")

@@ -32,8 +32,11 @@ from finescale.version import __version__
 def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> SampleConfig:
     """The checkpoint's sample settings with ``overrides`` (members, steps, solver, ...),
     checked."""
-    return validate(loaded.config.sample.model_dump() | (overrides or {}), SampleConfig,
-                    source="sample settings")
+    return validate(
+        loaded.config.sample.model_dump() | (overrides or {}),
+        SampleConfig,
+        source="sample settings",
+    )
 
 
 def with_dry_threshold(loaded: Loaded, zero_below: float | None) -> Loaded:
@@ -45,7 +48,8 @@ def with_dry_threshold(loaded: Loaded, zero_below: float | None) -> Loaded:
         return loaded
     variables = {
         name: replace(s, transform=s.transform.model_copy(update={"zero_below": zero_below}))
-        if s.transform.kind == "log1p" else s
+        if s.transform.kind == "log1p"
+        else s
         for name, s in loaded.stats.variables.items()
     }
     return replace(loaded, stats=replace(loaded.stats, variables=variables))
@@ -93,13 +97,25 @@ def plan(
         lr_ds = lr_ds.sel(time=np.asarray(times, dtype="datetime64[ns]"))
     if lr_ds.sizes["time"] == 0:
         raise ValueError(f"{lr_where}: no LR times in the requested period")
-    memory = check_memory(loaded.model, loaded.layout, settings, tuple(static_ds.lat.shape),
-                          lr_ds.sizes["time"], max_memory_gb)
+    memory = check_memory(
+        loaded.model,
+        loaded.layout,
+        settings,
+        tuple(static_ds.lat.shape),
+        lr_ds.sizes["time"],
+        max_memory_gb,
+    )
     read_through(lr_ds, loaded.layout.lr_variables)  # a refusal now leaves no partial output behind
     lr_members = lr_ds.sizes.get("member", 1)
     members = settings.members if isinstance(loaded.model, DiffusionModel) else 1
-    to_hr = LRToHR(lr_ds.lat, lr_ds.lon, static_ds.lat, static_ds.lon,
-                   cfg.model.conditioning.interpolation, loaded.periodic_lon)
+    to_hr = LRToHR(
+        lr_ds.lat,
+        lr_ds.lon,
+        static_ds.lat,
+        static_ds.lon,
+        cfg.model.conditioning.interpolation,
+        loaded.periodic_lon,
+    )
     attrs = {
         "title": f"finescale {cfg.model.kind} ensemble",
         "source": f"finescale {__version__}",
@@ -113,16 +129,31 @@ def plan(
     polar = polar_latitude(settings, loaded.periodic_lon, static_ds.lat.values)
     vectors = vector_components(settings, loaded)
     if polar is not None:
-        attrs["polar_filter"] = (f"poleward of {polar:g} degrees each member keeps the zonal "
-                                 "wavenumbers a grid of the spacing there resolves "
-                                 "(finescale.data.grids.polar_filter)"
-                                 + (f"; vector components {', '.join(vectors)} also keep zonal "
-                                    "wave 1 (a vector at the pole)" if vectors else ""))
-    variables = {v: {"units": loaded.stats[v].units or "", "long_name": v}
-                 for v in loaded.layout.target_variables}
+        attrs["polar_filter"] = (
+            f"poleward of {polar:g} degrees each member keeps the zonal "
+            "wavenumbers a grid of the spacing there resolves "
+            "(finescale.data.grids.polar_filter)"
+            + (
+                f"; vector components {', '.join(vectors)} also keep zonal "
+                "wave 1 (a vector at the pole)"
+                if vectors
+                else ""
+            )
+        )
+    variables = {
+        v: {"units": loaded.stats[v].units or "", "long_name": v}
+        for v in loaded.layout.target_variables
+    }
     times_per_block = chunk_times(min(settings.batch_size, members), len(variables), to_hr.shape)
-    spec = EnsembleSpec(variables, lr_members * members, lr_ds.time.values, static_ds.lat.values,
-                        static_ds.lon.values, times_per_block, attrs)
+    spec = EnsembleSpec(
+        variables,
+        lr_members * members,
+        lr_ds.time.values,
+        static_ds.lat.values,
+        static_ds.lon.values,
+        times_per_block,
+        attrs,
+    )
     # a block is one network batch of members (of one LR member) over a chunk of times
     groups = [
         slice(k * members + m0, k * members + min(m0 + settings.batch_size, members))
@@ -130,6 +161,7 @@ def plan(
         for m0 in range(0, members, settings.batch_size)
     ]
     blocks = ensemble_blocks(groups, lr_ds.sizes["time"], times_per_block)
-    drawer = BlockDrawer(loaded, lr_ds, static_ds, to_hr, settings, members, progress, polar,
-                         vectors)
+    drawer = BlockDrawer(
+        loaded, lr_ds, static_ds, to_hr, settings, members, progress, polar, vectors
+    )
     return Plan(spec, blocks, drawer, memory)

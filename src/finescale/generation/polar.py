@@ -26,9 +26,11 @@ def polar_latitude(settings: SampleConfig, periodic_lon: bool, lat: np.ndarray) 
     chosen = settings.polar_filter_latitude
     if not periodic_lon:
         if chosen is not None and chosen < 90:
-            raise ValueError(f"sample.polar_filter_latitude={chosen:g}: the polar filter is for "
-                             "global grids periodic in longitude, and this model's HR grid is "
-                             "regional (leave it unset)")
+            raise ValueError(
+                f"sample.polar_filter_latitude={chosen:g}: the polar filter is for "
+                "global grids periodic in longitude, and this model's HR grid is "
+                "regional (leave it unset)"
+            )
         return None
     if chosen is None:
         reaches = np.nanmax(np.abs(lat)) > POLAR_FILTER_DEFAULT
@@ -49,11 +51,16 @@ def vector_components(settings: SampleConfig, loaded: Loaded) -> list[str]:
     if chosen is not None:
         unknown = [v for v in chosen if v not in targets]
         if unknown:
-            raise ValueError(f"sample.polar_filter_vectors: {unknown} are not variables of this "
-                             f"model (its HR variables: {targets})")
+            raise ValueError(
+                f"sample.polar_filter_vectors: {unknown} are not variables of this "
+                f"model (its HR variables: {targets})"
+            )
         return [v for v in targets if v in chosen]
-    return [v for v in targets
-            if loaded.stats[v].transform.kind == "none" and _is_speed(loaded.stats[v].units)]
+    return [
+        v
+        for v in targets
+        if loaded.stats[v].transform.kind == "none" and _is_speed(loaded.stats[v].units)
+    ]
 
 
 def _is_speed(units: str | None) -> bool:

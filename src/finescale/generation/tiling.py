@@ -54,8 +54,9 @@ def blend_weights(window: Window, shape: tuple[int, int], overlap: int) -> Tenso
     return ramp(p, y0, shape[0])[:, None] * ramp(q, x0, shape[1])[None, :]
 
 
-def tiled(fn: Callable[[Window], Tensor], windows: list[Window], shape: tuple[int, int],
-          overlap: int) -> Tensor:
+def tiled(
+    fn: Callable[[Window], Tensor], windows: list[Window], shape: tuple[int, int], overlap: int
+) -> Tensor:
     """Blend ``fn(window)`` (B, C, p, q) over the windows into (B, C, H, W)."""
     total = weight = None
     for window in windows:

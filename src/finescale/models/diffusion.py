@@ -36,7 +36,9 @@ class DiffusionModel(nn.Module):
         self.settings = settings
         self.register_buffer("channel_weights", channel_weights.float())
         # s per variable (C,): set once before training, saved with the weights
-        self.register_buffer("residual_scale", torch.ones_like(channel_weights, dtype=torch.float32))
+        self.register_buffer(
+            "residual_scale", torch.ones_like(channel_weights, dtype=torch.float32)
+        )
         self.regression = regression
         if regression is not None:
             regression.requires_grad_(False).eval()
@@ -58,7 +60,9 @@ class DiffusionModel(nn.Module):
 
     def denoise(self, z: Tensor, sigma: Tensor | float, cond: Tensor, mu: Tensor) -> Tensor:
         """D(z; sigma): the denoised scaled residual, conditioned on cond and mu."""
-        return edm.denoise(self.net, z, sigma, torch.cat([cond, mu], dim=1), self.settings.sigma_data)
+        return edm.denoise(
+            self.net, z, sigma, torch.cat([cond, mu], dim=1), self.settings.sigma_data
+        )
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
         """EDM loss on the scaled residual, weighted by variable and area."""

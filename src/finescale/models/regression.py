@@ -40,7 +40,9 @@ class RegressionModel(nn.Module):
         self.net = UNet(net)
         self.register_buffer("channel_weights", channel_weights.float())
         # s per variable (C,): set once before training, saved with the weights
-        self.register_buffer("residual_scale", torch.ones_like(channel_weights, dtype=torch.float32))
+        self.register_buffer(
+            "residual_scale", torch.ones_like(channel_weights, dtype=torch.float32)
+        )
 
     def mu(self, cond: Tensor, base: Tensor) -> Tensor:
         """What the residual scale is measured over: the interpolated LR field."""
@@ -52,5 +54,7 @@ class RegressionModel(nn.Module):
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
         """Weighted MSE of the scaled error (``generator`` unused: the loss is deterministic)."""
-        error = (self(batch["cond"], batch["base"]) - batch["target"]) / self.residual_scale[:, None, None]
+        error = (self(batch["cond"], batch["base"]) - batch["target"]) / self.residual_scale[
+            :, None, None
+        ]
         return weighted_mse(error, self.channel_weights, batch.get("area"))

@@ -17,7 +17,9 @@ class UNetArchitecture(BaseModel):
 
     base_width: int = Field(default=32, ge=4, description="Channels at the finest level.")
     channel_mult: tuple[int, ...] = Field(
-        default=(1, 2, 2), min_length=1, description="Width of each level as a multiple of base_width."
+        default=(1, 2, 2),
+        min_length=1,
+        description="Width of each level as a multiple of base_width.",
     )
     blocks_per_level: int = Field(default=1, ge=1, description="Residual blocks per encoder level.")
     attention_levels: tuple[int, ...] = Field(
@@ -56,7 +58,8 @@ class UNetSettings(UNetArchitecture):
 
     in_channels: int = Field(ge=1, description="Channels of the noisy target x.")
     cond_channels: int = Field(
-        ge=0, description="Conditioning channels concatenated to x (LR on the HR grid, statics, ...)."
+        ge=0,
+        description="Conditioning channels concatenated to x (LR on the HR grid, statics, ...).",
     )
     out_channels: int = Field(ge=1, description="Channels of the output.")
     noise_embedding_dim: int = Field(
@@ -66,7 +69,8 @@ class UNetSettings(UNetArchitecture):
         default=False, description="Global grid: wrap around in x (circular padding), zeros in y."
     )
     use_noise: bool = Field(
-        default=True, description="False: no noise-level input (plain conditional UNet for regression)."
+        default=True,
+        description="False: no noise-level input (plain conditional UNet for regression).",
     )
 
     @model_validator(mode="after")

@@ -42,8 +42,9 @@ class Samples(L.LightningDataModule):
     samples. The loaders are made once the processes exist (rank and W are known then).
     """
 
-    def __init__(self, train_set: torch.utils.data.Dataset, val_set: torch.utils.data.Dataset,
-                 t: TrainConfig):
+    def __init__(
+        self, train_set: torch.utils.data.Dataset, val_set: torch.utils.data.Dataset, t: TrainConfig
+    ):
         super().__init__()
         self.train_set, self.val_set, self.settings = train_set, val_set, t
 
@@ -60,8 +61,9 @@ class Samples(L.LightningDataModule):
         # for them would hold another copy of the process (~300 MB on CPU) through the run
         return self._loader(self.val_set, workers=0)
 
-    def _loader(self, dataset: torch.utils.data.Dataset,
-                workers: int | None = None) -> torch.utils.data.DataLoader:
+    def _loader(
+        self, dataset: torch.utils.data.Dataset, workers: int | None = None
+    ) -> torch.utils.data.DataLoader:
         """A loader of ``dataset`` in order; ``workers`` processes (default ``num_workers``)
         read the samples, each opening the data itself."""
         t, trainer = self.settings, self.trainer
@@ -72,7 +74,11 @@ class Samples(L.LightningDataModule):
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
         return torch.utils.data.DataLoader(
-            dataset, batch_size=t.batch_size, sampler=sampler, shuffle=False, num_workers=workers,
+            dataset,
+            batch_size=t.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=workers,
             persistent_workers=workers > 0,
         )
 
@@ -100,18 +106,29 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     pair = open_pair(cfg.data)
     stats = load_or_compute_stats(pair, cfg.data)
     layout = make_layout(cfg.model, pair.lr, pair.hr, pair.static)
-    periodic = (cfg.model.periodic_lon if cfg.model.periodic_lon is not None
-                else is_global(pair.hr.lon.values))
-    to_hr = LRToHR(pair.lr.lat, pair.lr.lon, pair.hr.lat, pair.hr.lon,
-                   cfg.model.conditioning.interpolation, periodic)
+    periodic = (
+        cfg.model.periodic_lon
+        if cfg.model.periodic_lon is not None
+        else is_global(pair.hr.lon.values)
+    )
+    to_hr = LRToHR(
+        pair.lr.lat,
+        pair.lr.lon,
+        pair.hr.lat,
+        pair.hr.lon,
+        cfg.model.conditioning.interpolation,
+        periodic,
+    )
     blocks = split_times(pair.hr.time.values, cfg.data.splits)
 
     sources = Sources(partial(open_sources, cfg.data), opened={"lr": pair.lr, "hr": pair.hr})
 
     def fields(times: np.ndarray) -> LazyFields:
         cache = BlockCache(cfg.train.cache_mb * 2**20)
-        return lazy_fields(layout, stats, sources, pair.static, pair.hr.lat, pair.hr.lon, times,
-                           cache)
+        return lazy_fields(
+            layout, stats, sources, pair.static, pair.hr.lat, pair.hr.lon, times, cache
+        )
 
-    return Prepared(pair, stats, layout, to_hr, periodic, fields(blocks["train"]),
-                    fields(blocks["validation"]))
+    return Prepared(
+        pair, stats, layout, to_hr, periodic, fields(blocks["train"]), fields(blocks["validation"])
+    )

@@ -47,9 +47,11 @@ def residual_scale(
         total = total + (area * r**2).sum(dim=(0, 2, 3))
         weight = weight + area.sum()
     if not weight > 0:
-        raise ValueError("no HR target value in the patches drawn to scale the residuals: every "
-                         "one is missing (NaN with 'missing: mask'); check the HR source of the "
-                         "training block")
+        raise ValueError(
+            "no HR target value in the patches drawn to scale the residuals: every "
+            "one is missing (NaN with 'missing: mask'); check the HR source of the "
+            "training block"
+        )
     return torch.sqrt(total / weight).clamp_min(1e-3)
 
 
@@ -99,21 +101,38 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     # Under DDP each step takes the next global batch of it, split between the processes (see fit)
     batch = t.global_batch_size
     train_set = PatchDataset(
-        prepared.train, prepared.layout, prepared.to_hr, t.patch_size, t.max_steps * batch,
-        t.seed, start=done * batch,
+        prepared.train,
+        prepared.layout,
+        prepared.to_hr,
+        t.patch_size,
+        t.max_steps * batch,
+        t.seed,
+        start=done * batch,
     )
     val_set = PatchDataset(
-        prepared.validation, prepared.layout, prepared.to_hr, t.patch_size, t.val_batches * batch,
+        prepared.validation,
+        prepared.layout,
+        prepared.to_hr,
+        t.patch_size,
+        t.val_batches * batch,
         t.seed + 1,
     )
     regression = regression_for(cfg.model)
     model = build_model(
-        cfg.model, prepared.layout, prepared.periodic_lon,
+        cfg.model,
+        prepared.layout,
+        prepared.periodic_lon,
         regression.model if regression else None,
     )
     if cfg.model.scale_residuals:
-        patches = PatchDataset(prepared.train, prepared.layout, prepared.to_hr, t.patch_size,
-                               32 * t.batch_size, t.seed + 2)
+        patches = PatchDataset(
+            prepared.train,
+            prepared.layout,
+            prepared.to_hr,
+            t.patch_size,
+            32 * t.batch_size,
+            t.seed + 2,
+        )
         scale = residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size))
         model.residual_scale.copy_(scale)
         # DataLoader workers read the training samples from here on

@@ -74,8 +74,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the loaders check.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
-                        storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         with atomic_path(path) as tmp:
@@ -116,8 +117,12 @@ def fit(
         compile_networks(task.model, compiled)
     out = Path(t.out)
     last = out / "checkpoints" / "last.ckpt"
-    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True,
-                                  every_n_train_steps=t.val_every_steps, save_top_k=0)
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        save_last=True,
+        every_n_train_steps=t.val_every_steps,
+        save_top_k=0,
+    )
     trainer = L.Trainer(
         max_steps=t.max_steps,
         accelerator=t.accelerator,

@@ -37,25 +37,32 @@ class StepBar(ProgressBar):
         if not (self._enabled and trainer.is_global_zero):
             return
         self._bar = progress_bar(Console(stderr=True))
-        self._task = self._bar.add_task("train step", total=trainer.max_steps,
-                                        completed=trainer.global_step)
+        self._task = self._bar.add_task(
+            "train step", total=trainer.max_steps, completed=trainer.global_step
+        )
         self._bar.start()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self._bar is None or self._task is None:
             return
         losses = trainer.progress_bar_metrics
-        text = ", ".join(f"{label} {float(losses[name]):.3g}"
-                         for name, label in (("train_loss", "loss"), ("val_loss", "val"))
-                         if name in losses)
-        self._bar.update(self._task, completed=trainer.global_step,
-                         description=f"train step ({text})" if text else "train step")
+        text = ", ".join(
+            f"{label} {float(losses[name]):.3g}"
+            for name, label in (("train_loss", "loss"), ("val_loss", "val"))
+            if name in losses
+        )
+        self._bar.update(
+            self._task,
+            completed=trainer.global_step,
+            description=f"train step ({text})" if text else "train step",
+        )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                     exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self._stop()
 
     def _stop(self) -> None:

@@ -51,16 +51,22 @@ class Task(L.LightningModule):
     logged losses are averaged over the processes.
     """
 
-    def __init__(self, model: nn.Module, settings: TrainConfig, meta: dict[str, Any],
-                 entries: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        settings: TrainConfig,
+        meta: dict[str, Any],
+        entries: dict[str, Any] | None = None,
+    ):
         super().__init__()
         self.model = model
         self.settings = settings
         self.meta = meta
         # further top-level checkpoint entries (tensors: the digest covers them)
         self.entries = entries or {}
-        self.ema = AveragedModel(model, multi_avg_fn=ema_update(settings.ema_decay),
-                                 use_buffers=True)
+        self.ema = AveragedModel(
+            model, multi_avg_fn=ema_update(settings.ema_decay), use_buffers=True
+        )
         # the average is never differentiated; DDP would otherwise wait for its gradients
         self.ema.requires_grad_(False)
 
@@ -100,8 +106,7 @@ class Task(L.LightningModule):
             return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.meta

@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 
-
 def octave_bands(
     min_wavelength: float, max_wavelength: float, bands_per_octave: float = 1.0
 ) -> list[tuple[float, float]]:
@@ -161,7 +160,10 @@ def spread_error_power(
 
 
 def spread_skill_by_band(
-    variance_psd: xr.DataArray, error_psd: xr.DataArray, bands: Sequence[tuple[float, float]], members: int
+    variance_psd: xr.DataArray,
+    error_psd: xr.DataArray,
+    bands: Sequence[tuple[float, float]],
+    members: int,
 ) -> xr.DataArray:
     """Spread-skill ratio per wavelength band: sqrt((M+1)/M * band variance / band error power).
 
@@ -171,6 +173,8 @@ def spread_skill_by_band(
     band, so the ratio is 1 at every scale of a calibrated ensemble; < 1: too little spread at
     those scales. Returns (..., band).
     """
-    ratio = np.sqrt((members + 1.0) / members * band_power(variance_psd, bands) / band_power(error_psd, bands))
+    ratio = np.sqrt(
+        (members + 1.0) / members * band_power(variance_psd, bands) / band_power(error_psd, bands)
+    )
     ratio.attrs = {"long_name": "spread-skill ratio per wavelength band", "units": "1"}
     return ratio

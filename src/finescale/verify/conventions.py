@@ -33,8 +33,6 @@ ArrayLike = xr.DataArray | np.ndarray
 Dims = str | Sequence[Hashable] | None | EllipsisType
 
 
-
-
 def numpy_dims(ndim: int) -> list[str]:
     return [f"dim_{i}" for i in range(ndim)]
 

@@ -69,7 +69,9 @@ def time_sums(
     return sums
 
 
-def daily(per_time: Sequence[Mapping[str, np.ndarray]], times: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def daily(
+    per_time: Sequence[Mapping[str, np.ndarray]], times: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Sum per-time sums over each calendar day (UTC).
 
     ``per_time``: one mapping per time (the same keys); ``times``: datetime64 of each. Returns
@@ -147,7 +149,9 @@ def interval(
     return Interval(float(np.asarray(score(full))[0]), (float(lo), float(hi)))
 
 
-def crps_ratio(numerator: str, denominator: str, score: str = "crps") -> Callable[[Sums], np.ndarray]:
+def crps_ratio(
+    numerator: str, denominator: str, score: str = "crps"
+) -> Callable[[Sums], np.ndarray]:
     """Score: weighted ``score`` sum of ``numerator`` over that of ``denominator`` (keys
     ``<name>.<score>``; the fair CRPS by default, or e.g. ``twcrps_q99``, ``brier_q99``)."""
     return lambda s: s[f"{numerator}.{score}"] / s[f"{denominator}.{score}"]

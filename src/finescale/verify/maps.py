@@ -42,7 +42,10 @@ def ensemble_maps(
     """
     n_cols = 3 + n_members + (lr is not None)
     fig, axes = plt.subplots(
-        len(variables), n_cols, figsize=(2.6 * n_cols, 1.9 * len(variables)), squeeze=False,
+        len(variables),
+        n_cols,
+        figsize=(2.6 * n_cols, 1.9 * len(variables)),
+        squeeze=False,
         layout="constrained",
     )
     for row, name in zip(axes, variables):
@@ -77,7 +80,12 @@ def ensemble_maps(
         spread = ens.std("member", ddof=1)
         top = float(np.nanmax(spread))
         spread_mesh = panel(
-            row[-1], spread, f"{name} spread", 0.0, top if np.isfinite(top) and top > 0 else 1.0, "magma"
+            row[-1],
+            spread,
+            f"{name} spread",
+            0.0,
+            top if np.isfinite(top) and top > 0 else 1.0,
+            "magma",
         )
         fig.colorbar(spread_mesh, ax=row[-1], shrink=0.8)
     fig.suptitle(str(np.datetime_as_string(np.datetime64(time, "m"))), fontsize=10)

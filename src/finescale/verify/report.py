@@ -152,27 +152,40 @@ def _header_cells(metrics: Mapping[str, Any]) -> str:
     return "".join(f"<th>{_e(read.label(metrics, r))}</th>" for r in read.roles(metrics))
 
 
-def _value_cells(metrics: Mapping[str, Any], values: Mapping[str, float | None], better: str) -> str:
+def _value_cells(
+    metrics: Mapping[str, Any], values: Mapping[str, float | None], better: str
+) -> str:
     best = best_roles(values, better)
     cells = []
     for role in read.roles(metrics):
         value = values.get(role)
         css = "best" if role in best else ("na" if value is None else "")
-        cells.append(f'<td class="{css}">{_e(format_value(value))}</td>' if css else f"<td>{_e(format_value(value))}</td>")
+        cells.append(
+            f'<td class="{css}">{_e(format_value(value))}</td>'
+            if css
+            else f"<td>{_e(format_value(value))}</td>"
+        )
     return "".join(cells)
 
 
 def _summary_html(metrics: Mapping[str, Any]) -> str:
     """Two small tables: fair CRPS and SSR, variables x sources."""
     parts = []
-    for key, title, better in (("crps_fair", "Fair CRPS (lower is better)", "lower"), ("ssr", "Spread-skill ratio (1 is calibrated)", "one")):
+    for key, title, better in (
+        ("crps_fair", "Fair CRPS (lower is better)", "lower"),
+        ("ssr", "Spread-skill ratio (1 is calibrated)", "one"),
+    ):
         rows = []
         for name in read.variables(metrics):
-            values = {r: read.scores(metrics, r).get(name, {}).get(key) for r in read.roles(metrics)}
+            values = {
+                r: read.scores(metrics, r).get(name, {}).get(key) for r in read.roles(metrics)
+            }
             units = metrics["meta"].get("units", {}).get(name, "") if key == "crps_fair" else "1"
-            rows.append(f'<tr><td class="name">{_e(name)}</td><td class="name">{_e(units)}</td>{_value_cells(metrics, values, better)}</tr>')
+            rows.append(
+                f'<tr><td class="name">{_e(name)}</td><td class="name">{_e(units)}</td>{_value_cells(metrics, values, better)}</tr>'
+            )
         parts.append(
-            f"<h3>{_e(title)}</h3><table><thead><tr><th class=\"name\">variable</th><th class=\"name\">units</th>"
+            f'<h3>{_e(title)}</h3><table><thead><tr><th class="name">variable</th><th class="name">units</th>'
             f"{_header_cells(metrics)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
     return "".join(parts)
@@ -215,7 +228,10 @@ def _region_table(metrics: Mapping[str, Any], region: str) -> str:
     for name in read.variables(metrics):
         units = metrics["meta"].get("units", {}).get(name, "")
         for i, (key, description, better) in enumerate(REGION_KEYS):
-            values = {r: read.region_scores(metrics, region, r).get(name, {}).get(key) for r in read.roles(metrics)}
+            values = {
+                r: read.region_scores(metrics, region, r).get(name, {}).get(key)
+                for r in read.roles(metrics)
+            }
             head = (
                 f'<td class="name" rowspan="{len(REGION_KEYS)}"><b>{_e(name)}</b><br>'
                 f'<span class="muted">{_e(units or "no units")}</span></td>'
@@ -269,13 +285,18 @@ def _protocol_html(metrics: Mapping[str, Any]) -> str:
     times = meta["times"]
     grid = meta["grid"]
     items = [
-        ("forecast", f"{read.label(metrics, 'forecast')}: {sources.get('forecast') or 'in memory'}"),
+        (
+            "forecast",
+            f"{read.label(metrics, 'forecast')}: {sources.get('forecast') or 'in memory'}",
+        ),
         ("truth", sources.get("truth") or "in memory"),
         ("LR input", sources.get("lr") or "not given"),
     ]
     for name, path in (sources.get("references") or {}).items():
         items.append((f"reference {name}", path))
-    members = ", ".join(f"{read.label(metrics, r)}: {n}" for r, n in meta.get("members", {}).items())
+    members = ", ".join(
+        f"{read.label(metrics, r)}: {n}" for r, n in meta.get("members", {}).items()
+    )
     dropped = ", ".join(f"{r}: {n}" for r, n in times.get("dropped", {}).items())
     bands = ", ".join(f"{lo:.3g}\u2013{hi:.3g}" for lo, hi in meta.get("spectral_bands_km", []))
     grid_text = (
@@ -288,14 +309,20 @@ def _protocol_html(metrics: Mapping[str, Any]) -> str:
         ("times scored", f"{times['scored']} ({times['first']} to {times['last']})"),
         ("times left out", f"{dropped} (only times in every source are scored)"),
         ("variables", ", ".join(meta.get("variables", []))),
-        ("derived", ", ".join(f"{k} = {v}" for k, v in (meta.get("derived") or {}).items()) or "none"),
+        (
+            "derived",
+            ", ".join(f"{k} = {v}" for k, v in (meta.get("derived") or {}).items()) or "none",
+        ),
         ("grid", grid_text),
         ("spectral bands (km)", bands),
         ("averaging", meta.get("averaging") or WEIGHTING_WORDS.get(meta.get("weighting", ""), "")),
         ("quantiles", meta.get("quantile_method", "")),
         ("spectra", (meta.get("spectra") or {}).get("method", "")),
         ("maps at", meta.get("map_time", "")),
-        ("finescale", f"{meta.get('finescale_version', '?')}, written {meta.get('created_utc', '?')}"),
+        (
+            "finescale",
+            f"{meta.get('finescale_version', '?')}, written {meta.get('created_utc', '?')}",
+        ),
     ]
     for name, info in (meta.get("regions") or {}).items():
         items.append((f"region {name}", _region_text(info)))
@@ -335,8 +362,8 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, bytes]) -> s
         else ""
     )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>finescale evaluation: {_e(name)}</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>finescale evaluation: {_e(name)}</title>'
         f"<style>{CSS}</style></head><body><main>"
         f"<h1>Evaluation of {_e(name)}</h1><p>{_e(lead)}</p><nav>{' '.join(nav)}</nav>"
         f'<section id="summary"><h2>Summary</h2><p class="muted">Best value per row highlighted.</p>{_summary_html(metrics)}</section>'

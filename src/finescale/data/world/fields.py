@@ -33,7 +33,11 @@ def lr_fields(
     ``lr_convective_factor`` (so peaks are underestimated) and a drizzle in moist air.
     """
     r, p = terrain.ratio, params
-    out = {f"{name}{level}": block_mean(state[f"{name}{level}"], r) for name in "tuvq" for level in LEVELS}
+    out = {
+        f"{name}{level}": block_mean(state[f"{name}{level}"], r)
+        for name in "tuvq"
+        for level in LEVELS
+    }
     out["kindex"] = block_mean(state["kindex"], r)
     h = terrain.orog_lr
     out["t2m"] = block_mean(state["t_sl"], r) - p.lapse_rate * h / 1000.0
@@ -49,7 +53,11 @@ def lr_fields(
 
 
 def hr_mean_fields(
-    state: dict[str, np.ndarray], terrain: Terrain, orographic_hr: np.ndarray, winter: float, params: WorldParams
+    state: dict[str, np.ndarray],
+    terrain: Terrain,
+    orographic_hr: np.ndarray,
+    winter: float,
+    params: WorldParams,
 ) -> dict[str, np.ndarray]:
     """The deterministic part of the HR fields on the HR grid.
 
@@ -60,7 +68,14 @@ def hr_mean_fields(
     p = params
     speed850 = np.hypot(state["u850"], state["v850"])
     calm = np.exp(-speed850 / p.cold_pool_wind)
-    cold_pool = p.cold_pool_k_per_km * terrain.valley_depth / 1000.0 * calm * state["night"] * (0.6 + 0.4 * winter)
+    cold_pool = (
+        p.cold_pool_k_per_km
+        * terrain.valley_depth
+        / 1000.0
+        * calm
+        * state["night"]
+        * (0.6 + 0.4 * winter)
+    )
     t2m = state["t_sl"] - p.lapse_rate * terrain.orog / 1000.0 - cold_pool
 
     u, v = state["u850"], state["v850"]

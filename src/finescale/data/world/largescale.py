@@ -49,7 +49,9 @@ def dewpoint(q: np.ndarray, p_pa: float) -> np.ndarray:
     return 273.15 + 243.5 * ln / (17.67 - ln)
 
 
-def k_index(t850: np.ndarray, t700: np.ndarray, t500: np.ndarray, td850: np.ndarray, td700: np.ndarray) -> np.ndarray:
+def k_index(
+    t850: np.ndarray, t700: np.ndarray, t500: np.ndarray, td850: np.ndarray, td700: np.ndarray
+) -> np.ndarray:
     """George's K-index (K): (T850 - T500) + Td850[degC] - (T700 - Td700). Above ~30 thunderstorms are likely."""
     return (t850 - t500) + (td850 - 273.15) - (t700 - td700)
 
@@ -70,12 +72,16 @@ class Modes:
     ky: np.ndarray
     c: np.ndarray
     var: np.ndarray
-    _basis_cache: dict[int, tuple[Grid, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _basis_cache: dict[int, tuple[Grid, np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
 
     def scaled(self, factor: float) -> Modes:
         return Modes(self.kx, self.ky, self.c * factor, self.var * factor**2)
 
-    def on_grid(self, i: int, grid: Grid, shift: tuple[float, float], factor: np.ndarray | None = None) -> np.ndarray:
+    def on_grid(
+        self, i: int, grid: Grid, shift: tuple[float, float], factor: np.ndarray | None = None
+    ) -> np.ndarray:
         """Re sum_j factor_j c_j exp(i k_j.(r - shift)) on ``grid`` at time index ``i`` (ny, nx)."""
         c = self.c[i] * np.exp(-1j * (self.kx * shift[0] + self.ky * shift[1]))
         if factor is not None:
@@ -85,7 +91,9 @@ class Modes:
 
     def _basis(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         """exp(i ky y) (ny, n) and exp(i kx x).T (n, nx), cached per grid: they never change."""
-        if id(grid) not in self._basis_cache:  # the grid is kept in the entry, so its id stays unique
+        if (
+            id(grid) not in self._basis_cache
+        ):  # the grid is kept in the entry, so its id stays unique
             rows = np.exp(1j * np.outer(grid.y, self.ky))
             cols = np.exp(1j * np.outer(grid.x, self.kx)).T.copy()
             self._basis_cache[id(grid)] = (grid, rows, cols)
@@ -93,7 +101,12 @@ class Modes:
         return rows, cols
 
     def at_points(
-        self, i: int, x: np.ndarray, y: np.ndarray, shift: tuple[float, float], factor: np.ndarray | None = None
+        self,
+        i: int,
+        x: np.ndarray,
+        y: np.ndarray,
+        shift: tuple[float, float],
+        factor: np.ndarray | None = None,
     ) -> np.ndarray:
         """The same sum at points (x, y) in km."""
         c = self.c[i] * np.exp(-1j * (self.kx * shift[0] + self.ky * shift[1]))
@@ -102,7 +115,9 @@ class Modes:
         return (np.exp(1j * (np.outer(x, self.kx) + np.outer(y, self.ky))) @ c).real
 
 
-def _modes(params: WorldParams, n_times: int, rng: np.random.Generator, weights_power: float = 1.0) -> Modes:
+def _modes(
+    params: WorldParams, n_times: int, rng: np.random.Generator, weights_power: float = 1.0
+) -> Modes:
     """Random wavevectors (log-uniform wavelengths, uniform directions) with unit-variance AR(1) amplitudes."""
     n = params.n_modes
     lo, hi = np.log(params.wavelength_km[0]), np.log(params.wavelength_km[1])
@@ -112,7 +127,9 @@ def _modes(params: WorldParams, n_times: int, rng: np.random.Generator, weights_
     w = wavelength**weights_power  # more variance at larger scales
     s = w / np.sqrt(np.sum(w**2) / 2.0)  # Var(Re sum c e^{i theta}) = sum s^2 / 2 = 1
     phi = np.exp(-1.0 / params.anomaly_timescale_h)
-    noise = (rng.standard_normal((n_times, n)) + 1j * rng.standard_normal((n_times, n))) / np.sqrt(2.0)
+    noise = (rng.standard_normal((n_times, n)) + 1j * rng.standard_normal((n_times, n))) / np.sqrt(
+        2.0
+    )
     return Modes(kx=k * np.cos(angle), ky=k * np.sin(angle), c=ar1(noise, phi) * s, var=s**2)
 
 
@@ -135,10 +152,14 @@ class LargeScale:
         hours = (times - times[0]) / np.timedelta64(1, "h")
         doy = (times - times.astype("datetime64[Y]")) / np.timedelta64(1, "D")
         self.hour_utc = (times - times.astype("datetime64[D]")) / np.timedelta64(1, "h")
-        self.winter = 0.5 * (1.0 + np.cos(2 * np.pi * (doy - 20.0) / 365.25))  # 1 late January, 0 late July
+        self.winter = 0.5 * (
+            1.0 + np.cos(2 * np.pi * (doy - 20.0) / 365.25)
+        )  # 1 late January, 0 late July
         phi = np.exp(-1.0 / params.mean_wind_timescale_h)
         fluct = ar1(rng.standard_normal((n, 2)), phi) * params.mean_wind_std
-        self.u850 = params.mean_wind_850 + params.mean_wind_seasonal * (2 * self.winter - 1) + fluct[:, 0]
+        self.u850 = (
+            params.mean_wind_850 + params.mean_wind_seasonal * (2 * self.winter - 1) + fluct[:, 0]
+        )
         self.v850 = fluct[:, 1] * 0.75
         self.u700 = self.u850 + params.shear_700 * (0.7 + 0.6 * self.winter)
         self.v700 = self.v850 * 1.1

@@ -73,7 +73,14 @@ class OrographicRain:
         c_w = rho_s * moist_adiabatic_lapse_rate(t_surface) / GAMMA_ENV
         h_w = R_V * t_surface**2 / (LV * GAMMA_ENV)
         transfer = (
-            c_w * 1j * sigma / ((1 - 1j * m * h_w) * (1 + 1j * sigma * p.conversion_time_s) * (1 + 1j * sigma * p.fallout_time_s))
+            c_w
+            * 1j
+            * sigma
+            / (
+                (1 - 1j * m * h_w)
+                * (1 + 1j * sigma * p.conversion_time_s)
+                * (1 + 1j * sigma * p.fallout_time_s)
+            )
         )
         rain = np.fft.irfft2(transfer * self.h_hat, s=self.padded)  # kg m-2 s-1
         py, px = self.pad
@@ -90,7 +97,9 @@ def moisture_factor(rh: np.ndarray) -> np.ndarray:
     return np.clip((rh - 0.6) / 0.3, 0.0, 1.0)
 
 
-def cell_birth_rate(kindex: np.ndarray, ridge: np.ndarray, afternoon: np.ndarray, params: WorldParams) -> np.ndarray:
+def cell_birth_rate(
+    kindex: np.ndarray, ridge: np.ndarray, afternoon: np.ndarray, params: WorldParams
+) -> np.ndarray:
     """Convective cell births per km^2 per hour."""
     instability = 1.0 / (1.0 + np.exp(-(kindex - params.cell_kindex_threshold) / 3.0))
     triggering = 1.0 + 1.5 * np.tanh(np.maximum(ridge, 0.0) / 300.0)
@@ -102,7 +111,9 @@ def intensity_boost(kindex: np.ndarray, params: WorldParams) -> np.ndarray:
     return 1.0 + 0.1 * np.maximum(kindex - params.cell_kindex_threshold, 0.0)
 
 
-def expected_cell_rain(birth_rate: np.ndarray, kindex: np.ndarray, params: WorldParams) -> np.ndarray:
+def expected_cell_rain(
+    birth_rate: np.ndarray, kindex: np.ndarray, params: WorldParams
+) -> np.ndarray:
     """Mean convective rain rate (mm/h) implied by a birth rate: what a convection scheme would give.
 
     E[rate] = birth rate x E[peak] x E[integral of sin(pi a / L) over the life] x E[2 pi r^2].
@@ -111,7 +122,14 @@ def expected_cell_rain(birth_rate: np.ndarray, kindex: np.ndarray, params: World
     lifetime = _mean_truncated_lifetime(params)
     r0, r1 = params.cell_radius_km
     mean_area = 2 * np.pi * (r0**2 + r0 * r1 + r1**2) / 3.0
-    return birth_rate * mean_peak * intensity_boost(kindex, params) * (2.0 / np.pi) * lifetime * mean_area
+    return (
+        birth_rate
+        * mean_peak
+        * intensity_boost(kindex, params)
+        * (2.0 / np.pi)
+        * lifetime
+        * mean_area
+    )
 
 
 def _mean_truncated_lifetime(params: WorldParams) -> float:
@@ -138,7 +156,14 @@ class Cells:
         return cls(*(np.empty(0) for _ in range(6)))
 
     def keep(self, mask: np.ndarray) -> Cells:
-        return Cells(self.x[mask], self.y[mask], self.born[mask], self.life[mask], self.peak[mask], self.radius[mask])
+        return Cells(
+            self.x[mask],
+            self.y[mask],
+            self.born[mask],
+            self.life[mask],
+            self.peak[mask],
+            self.radius[mask],
+        )
 
     def extend(self, other: Cells) -> Cells:
         return Cells(*(np.concatenate([a, b]) for a, b in zip(self.astuple(), other.astuple())))
@@ -156,7 +181,9 @@ class ConvectiveCells:
         self.cells = Cells.empty()
         self.cell_area = grid.dx_km * grid.dy_km
 
-    def _births(self, hour: float, rate: np.ndarray, kindex: np.ndarray, rng: np.random.Generator) -> Cells:
+    def _births(
+        self, hour: float, rate: np.ndarray, kindex: np.ndarray, rng: np.random.Generator
+    ) -> Cells:
         """New cells born during the hour before ``hour``, by thinning a homogeneous Poisson process."""
         p, grid = self.params, self.grid
         rate_max = float(rate.max())

@@ -165,7 +165,9 @@ def build_terrain(
     block = factor * ratio
     ny_lr, nx_lr = lat.size // block, lon.size // block
     if ny_lr < 2 or nx_lr < 2:
-        raise OrographyError(f"{where}: domain too small for {ratio}x{hr_resolution_deg} deg LR cells")
+        raise OrographyError(
+            f"{where}: domain too small for {ratio}x{hr_resolution_deg} deg LR cells"
+        )
     elevation = elevation[: ny_lr * block, : nx_lr * block]
     lat, lon = lat[: ny_lr * block], lon[: nx_lr * block]
 
@@ -177,9 +179,13 @@ def build_terrain(
     hr = make_grid(lat_hr, lon_hr, lat0, lon0)
     lr = make_grid(lat_lr, lon_lr, lat0, lon0)
 
-    valleys = ndimage.gaussian_filter(orog, (valley_scale_km / hr.dy_km, valley_scale_km / hr.dx_km), mode="nearest")
+    valleys = ndimage.gaussian_filter(
+        orog, (valley_scale_km / hr.dy_km, valley_scale_km / hr.dx_km), mode="nearest"
+    )
     ridge = orog - valleys
-    orog_wind = ndimage.gaussian_filter(orog, (wind_scale_km / hr.dy_km, wind_scale_km / hr.dx_km), mode="nearest")
+    orog_wind = ndimage.gaussian_filter(
+        orog, (wind_scale_km / hr.dy_km, wind_scale_km / hr.dx_km), mode="nearest"
+    )
     slope_y, slope_x = np.gradient(orog_wind, hr.dy_km * 1000.0, hr.dx_km * 1000.0)
     return Terrain(
         hr=hr,
