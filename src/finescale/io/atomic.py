@@ -23,7 +23,8 @@ ZARR_FORMAT: dict[str, Any] = {"zarr_format": 2, "consolidated": True}
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is
+    removed.
 
     Works for files and for directories (Zarr stores).
     """

@@ -49,7 +49,8 @@ def block_seed(seed: int, *keys: int) -> int:
 
 @dataclass(frozen=True)
 class Block:
-    """One unit of work of an ensemble: a group of members over a run of times (whole Zarr chunks)."""
+    """One unit of work of an ensemble: a group of members over a run of times (whole Zarr
+    chunks)."""
 
     index: int
     members: slice
@@ -73,7 +74,8 @@ def ensemble_blocks(member_groups: Sequence[slice], n_times: int, chunk_times: i
 
 @dataclass
 class EnsembleSpec:
-    """Everything an ensemble store is created from (the arguments of :meth:`EnsembleStore.create`)."""
+    """Everything an ensemble store is created from (the arguments of
+    :meth:`EnsembleStore.create`)."""
 
     variables: dict[str, dict[str, Any]]
     members: int
@@ -101,7 +103,8 @@ class EnsembleSpec:
         return 4 * m * t * len(self.variables) * int(np.asarray(self.lat).size)
 
     def request(self, blocks: Sequence[Block]) -> dict[str, Any]:
-        """What is generated, as plain types: attributes, variables, members, times, grid and blocks."""
+        """What is generated, as plain types: attributes, variables, members, times, grid and
+        blocks."""
 
         def digest(values: Any) -> str:
             return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 
 class OutputError(ValueError):
-    """An output that cannot be written (a folder without write permission, a full disk); the message names the path."""
+    """An output that cannot be written (a folder without write permission, a full disk); the
+    message names the path."""
 
 
 class LowSpaceWarning(UserWarning):
@@ -54,8 +55,9 @@ def check_writable(folder: str | Path) -> Path:
 
 def check_free_space(folder: str | Path, needed: int) -> None:
     """Refuse (:class:`OutputError`) an output of ``needed`` uncompressed bytes where the free space
-    of ``folder``'s file system is below ``REFUSE_BELOW`` x ``needed``; warn (:class:`LowSpaceWarning`)
-    where it is below ``needed``. The compressed size is not known before the data exist.
+    of ``folder``'s file system is below ``REFUSE_BELOW`` x ``needed``; warn
+    (:class:`LowSpaceWarning`) where it is below ``needed``. The compressed size is not known
+    before the data exist.
     """
     free = shutil.disk_usage(_existing_ancestor(Path(folder))).free
     if free >= needed:

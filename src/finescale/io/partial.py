@@ -35,7 +35,8 @@ def _differences(found: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 
 class PartialEnsemble:
-    """An ensemble being written block by block in ``.{name}.partial`` beside its destination ``out``.
+    """An ensemble being written block by block in ``.{name}.partial`` beside its destination
+    ``out``.
 
     The folder holds ``request.json`` (what is generated), ``store.zarr`` (the ensemble, created
     once with every coordinate and attribute) and ``done/<block index>``, an empty file created
@@ -60,8 +61,8 @@ class PartialEnsemble:
         if found != request:
             raise ValueError(
                 f"{self.folder}: a partial output of another request (differs in "
-                f"{', '.join(_differences(found, request))}); rerun with the same arguments to complete it, "
-                "or remove it to start over"
+                f"{', '.join(_differences(found, request))}); rerun with the same arguments to "
+                "complete it, or remove it to start over"
             )
         return {int(p.name) for p in (self.folder / "done").iterdir() if p.name.isdigit()}
 
@@ -72,7 +73,8 @@ class PartialEnsemble:
             os.rename(self._claimed, self.store.path)
 
     def create(self, spec: EnsembleSpec, request: dict[str, Any]) -> None:
-        """Make the partial output unless it exists (another process may make it at the same time)."""
+        """Make the partial output unless it exists (another process may make it at the same
+        time)."""
         if self.folder.is_dir():
             return
         tmp = self.folder.with_name(f"{self.folder.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -136,7 +138,8 @@ def fill_ensemble(
     world_size: int = 1,
     note: Callable[[str], None] | None = None,
 ) -> Filled:
-    """Write the ensemble ``spec`` to ``out``, block by block, with ``draw(block)`` -> name -> (m, t, y, x).
+    """Write the ensemble ``spec`` to ``out``, block by block, with ``draw(block)`` -> name ->
+    (m, t, y, x).
 
     Resumable: the blocks go to a :class:`PartialEnsemble` beside ``out``; a rerun with the same
     request (attributes, members, times, grid, blocks) draws only the blocks not yet marked done,
@@ -144,8 +147,9 @@ def fill_ensemble(
     with the same arguments). Shared: process ``rank`` of ``world_size`` draws the blocks whose
     index modulo ``world_size`` is ``rank``; the process that finds every block done after its own
     moves the store to ``out``. A rank that dies leaves its blocks missing: rerunning it, or one
-    process with the same arguments and no rank (once the others have stopped), completes the output. ``draw`` should seed its
-    random numbers by block (:func:`block_seed`) so the result does not depend on who draws what.
+    process with the same arguments and no rank (once the others have stopped), completes the
+    output. ``draw`` should seed its random numbers by block (:func:`block_seed`) so the result
+    does not depend on who draws what.
     Free space is checked for this process's missing blocks first (:func:`check_free_space`).
     """
     partial = PartialEnsemble(out)
@@ -169,7 +173,7 @@ def fill_ensemble(
         return Filled(partial.out, True, len(blocks), len(done), len(todo))
     if note:
         note(
-            f"rank {rank} of {world_size}: its blocks are written to {partial.folder}; {partial.out} appears "
-            "once every process has written its blocks"
+            f"rank {rank} of {world_size}: its blocks are written to {partial.folder}; "
+            f"{partial.out} appears once every process has written its blocks"
         )
     return Filled(partial.folder, False, len(blocks), len(done), len(todo))

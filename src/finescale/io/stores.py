@@ -15,7 +15,8 @@ from finescale.io.atomic import ZARR_FORMAT
 
 
 class EnsembleStore:
-    """An ensemble (member, time, y, x) Zarr store filled block by block, for outputs too big to hold.
+    """An ensemble (member, time, y, x) Zarr store filled block by block, for outputs too big to
+    hold.
 
     ``create`` writes the metadata and coordinates (data lazily as dask zeros, never computed);
     ``write`` fills a block of members and times in place. Use it on a temporary path inside
