@@ -1,7 +1,8 @@
 """Verification of ensembles against truth: scores, spectra, extremes.
 
 Scores arrays only (xarray, and numpy where noted); knows nothing about models or files.
-Conventions (member dim, ``dims``, ``weights``, ``mask``) are in :mod:`finescale.verify.conventions`.
+Conventions (member dim, ``dims``, ``weights``, ``mask``) are in
+:mod:`finescale.verify.conventions`.
 """
 
 from finescale.verify.bands import (

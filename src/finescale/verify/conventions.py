@@ -47,7 +47,8 @@ def as_pair(
         forecast = xr.DataArray(fc, dims=[member_dim, *numpy_dims(fc.ndim - 1)])
         if truth is not None:
             tr = np.asarray(truth, dtype=float)
-            # the truth's axes line up with the trailing axes of forecast[0], as in numpy broadcasting
+            # the truth's axes line up with the trailing axes of forecast[0], as in numpy
+            # broadcasting
             names = numpy_dims(fc.ndim - 1)[fc.ndim - 1 - tr.ndim :]
             truth = xr.DataArray(tr, dims=names)
     elif truth is not None and not isinstance(truth, xr.DataArray):

@@ -1,4 +1,5 @@
-"""The energy score: the multivariate CRPS of several variables scored together (conventions: :mod:`finescale.verify.conventions`)."""
+"""The energy score: the multivariate CRPS of several variables scored together (conventions:
+:mod:`finescale.verify.conventions`)."""
 
 from __future__ import annotations
 

@@ -262,8 +262,8 @@ class QuantileHistogram:
     and leading ``mantissa_bits`` mantissa bits (the float32 bit pattern, shifted): a
     logarithmic histogram with 2**mantissa_bits bins per power of two, covering every float
     with no range to choose beforehand. Values below the smallest normal float32 (1.2e-38 in
-    absolute value) count as exactly 0, so zeros stay 0 (dry precipitation). Counts of blocks simply add up, so the result does not depend on how the
-    sample was cut into blocks.
+    absolute value) count as exactly 0, so zeros stay 0 (dry precipitation). Counts of blocks
+    simply add up, so the result does not depend on how the sample was cut into blocks.
 
     A quantile uses numpy's default "linear" definition, x_(r) + f (x_(r+1) - x_(r)) with
     h = (n - 1) q, r = floor(h), f = h - r, each order statistic placed within its bin by its
@@ -344,7 +344,8 @@ class QuantileHistogram:
         return self
 
     def _value(self, key: np.ndarray) -> np.ndarray:
-        """float32 value at the lower edge of each bin key (the inverse of the key made in :meth:`add`)."""
+        """float32 value at the lower edge of each bin key (the inverse of the key made in
+        :meth:`add`)."""
         ordered = (key.astype(np.uint64) << np.uint64(self._shift)).astype(np.uint32)
         bits = np.where(ordered >= np.uint32(0x80000000), ordered ^ np.uint32(0x80000000), ~ordered)
         return bits.astype(np.uint32).view(np.float32).astype(float)

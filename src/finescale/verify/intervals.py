@@ -38,12 +38,12 @@ def time_sums(
     ``band_power``: fields (..., y, x) -> power per wavelength band (..., B) (see
     :func:`finescale.verify.bands.band_power`). Returns float64 arrays: ``weight`` (sum of
     weights), ``crps`` (weighted sum of the fair CRPS), ``variance`` (weighted sum of the
-    members' variance, ddof 1; NaN for one member), ``squared_error`` (weighted sum of (ensemble mean - truth)^2),
-    ``ranks`` (M + 1 weighted counts of the truth's rank, ties broken with ``rng``) and, with
-    ``band_power``, ``power`` (B,) averaged over members and ``power_truth`` (B,). With
-    ``thresholds`` (name -> value, units of the data), for each name the weighted sums
-    ``brier_<name>`` of the Brier score of the event value > threshold and ``twcrps_<name>`` of
-    the fair threshold-weighted CRPS (the CRPS of max(value, threshold)), as
+    members' variance, ddof 1; NaN for one member), ``squared_error`` (weighted sum of
+    (ensemble mean - truth)^2), ``ranks`` (M + 1 weighted counts of the truth's rank, ties broken
+    with ``rng``) and, with ``band_power``, ``power`` (B,) averaged over members and ``power_truth``
+    (B,). With ``thresholds`` (name -> value, units of the data), for each name the weighted sums
+    ``brier_<name>`` of the Brier score of the event value > threshold and ``twcrps_<name>`` of the
+    fair threshold-weighted CRPS (the CRPS of max(value, threshold)), as
     :func:`finescale.verify.scores.brier_score` and :func:`~finescale.verify.scores.twcrps`.
     """
     m = members.shape[0]
@@ -158,7 +158,8 @@ def crps_ratio(
 
 
 def mean(name: str, score: str) -> Callable[[Sums], np.ndarray]:
-    """Score: the weighted mean of ``score`` of ``name`` (its weighted sum over the sum of weights)."""
+    """Score: the weighted mean of ``score`` of ``name`` (its weighted sum over the sum of
+    weights)."""
     return lambda s: s[f"{name}.{score}"] / s[f"{name}.weight"]
 
 

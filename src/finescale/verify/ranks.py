@@ -1,4 +1,5 @@
-"""Rank histograms: where the truth falls among the sorted members (conventions: :mod:`finescale.verify.conventions`)."""
+"""Rank histograms: where the truth falls among the sorted members (conventions:
+:mod:`finescale.verify.conventions`)."""
 
 from __future__ import annotations
 

@@ -224,7 +224,8 @@ def mae(
     mask: ArrayLike | None = None,
     dims: Dims = ...,
 ) -> xr.DataArray | np.ndarray | float:
-    """Mean absolute error of the ensemble mean: mean over ``dims`` of |xbar - y|. Units of the data."""
+    """Mean absolute error of the ensemble mean: mean over ``dims`` of |xbar - y|. Units of the
+    data."""
     forecast, truth, numpy_mode = as_pair(forecast, truth, member_dim)
     absolute = abs(_ensemble_mean_error(forecast, truth, member_dim))
     result = _reduce(absolute, dims, weights, mask, member_dim)

@@ -223,7 +223,8 @@ def score_bars(metrics: Mapping[str, Any], keys: Sequence[str] = BAR_SCORES) -> 
             if c == 0:
                 ax.set_ylabel(SCORE_LABELS.get(key, key), fontsize=8)
     fig.suptitle(
-        "Scores of the forecast and the references (lower is better; dashed: ideal SSR 1, relative error 0)",
+        "Scores of the forecast and the references (lower is better; dashed: ideal SSR 1, "
+        "relative error 0)",
         fontsize=10,
     )
     return fig

@@ -18,7 +18,8 @@ TRUTH_COLOR = "black"
 
 
 def role_color(metrics: Mapping[str, Any], role: str) -> str:
-    """Matplotlib colour of a source (``forecast`` or a reference's role): its place in the roles."""
+    """Matplotlib colour of a source (``forecast`` or a reference's role): its place in the
+    roles."""
     return f"C{read.roles(metrics).index(role) % 10}"
 
 
