@@ -1,7 +1,9 @@
-"""Benchmark: the AtmoRep model on the Alps world — pre-training, temporal interpolation, nowcasting.
+"""Benchmark: the AtmoRep model on the Alps world — pre-training, temporal interpolation,
+nowcasting.
 
 Targets (issue 5), ensembles on the test period:
-- temporal interpolation: fair CRPS <= 0.7 x the MAE of linear interpolation in time, every HR field;
+- temporal interpolation: fair CRPS <= 0.7 x the MAE of linear interpolation in time, every HR
+  field;
 - nowcasting 1 hour ahead: fair CRPS <= 0.8 x the MAE of persistence (advection by the 700 hPa
   wind reported beside it), and the 2- and 3-hour leads reported;
 - spread-skill ratio in [0.8, 1.2] for each task;
@@ -14,7 +16,8 @@ Targets (issue 5), ensembles on the test period:
   99th percentile within 10 % of the HR truth coarsened to the LR grid, beside quantile mapping
   (fitted on the training block) and the uncorrected LR precipitation.
 
-    python benchmarks/atmorep.py --config benchmarks/configs/atmorep-cpu.yaml --out runs/atmorep-cpu \
+    python benchmarks/atmorep.py --config benchmarks/configs/atmorep-cpu.yaml \
+        --out runs/atmorep-cpu \
         [--skill runs/skill-cpu] [--json docs/results/atmorep-alps-cpu.json]
 
 The config names the world (unless `--skill` gives one) and, under `pretrain`, `downscale` and
@@ -99,7 +102,8 @@ def task_rows(
 
 def bias_correction(checkpoint: Path, out: Path, members: int, timed: Stages) -> dict[str, Any]:
     """Predict the bias-corrected LR precipitation of the test block, write its truth (HR coarsened
-    to the LR grid), quantile mapping and the uncorrected LR beside it, score all, check the targets."""
+    to the LR grid), quantile mapping and the uncorrected LR beside it, score all, check the
+    targets."""
     from finescale.atmorep.checkpoint import load_atmorep
     from finescale.baselines import fit_quantile_mapping
     from finescale.data.grids import coarsen
@@ -314,8 +318,8 @@ def main() -> None:
         f"validation {' '.join(f'{v:.3f}' for v in loss['val'])}; steady: {loss['steady']}"
     )
     print(
-        "\n| task | variable | fair CRPS | references (CRPS; MAE for one member) | CRPS / target reference | "
-        "SSR | met |"
+        "\n| task | variable | fair CRPS | references (CRPS; MAE for one member) | "
+        "CRPS / target reference | SSR | met |"
     )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -330,7 +334,8 @@ def main() -> None:
         )
         ssr = "" if r["ssr"] is None else f"{r['ssr']:.2f}"  # none for one member
         print(
-            f"| {r['task']} | {r['variable']} | {r['crps']:.4g} | {refs} | {ratio} | {ssr} | {met} |"
+            f"| {r['task']} | {r['variable']} | {r['crps']:.4g} | {refs} | {ratio} | {ssr} | "
+            f"{met} |"
         )
 
 

@@ -4,8 +4,8 @@ Target (issue: verification at scale): scoring a 16-member ensemble of a year of
 160 x 400 fields for 4 variables (t2m, u10, v10, tp; wind_speed derived) streams through
 chunks with bounded memory.
 
-    python benchmarks/evaluate_memory.py --days 30          # try it quickly first
-    python benchmarks/evaluate_memory.py --days 365         # the issue's case (needs ~150 GB of disk)
+    python benchmarks/evaluate_memory.py --days 30     # try it quickly first
+    python benchmarks/evaluate_memory.py --days 365    # the issue's case (needs ~150 GB of disk)
     python benchmarks/evaluate_memory.py --days 30 90 180 --clean \\
         --json docs/results/evaluate-memory-cpu.json
 
@@ -19,7 +19,7 @@ ever in memory whole. Then `finescale evaluate` runs in a child process and this
 wall time and its own peak resident memory (results.measure), a line per period, and writes
 every period's row with the machine, versions, date, command and load average to ``--json``
 (default runs/benchmarks/evaluate-memory.json). ``--clean`` deletes each period's data after it.
-"""
+"""  # noqa: E501 (line 1 is the --help description, kept whole)
 
 from __future__ import annotations
 

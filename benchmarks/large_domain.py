@@ -15,10 +15,10 @@ multipliers 1, 2, 2), trained for 2 steps (memory and time do not depend on the 
 ``finescale downscale`` runs in a fresh process for each pair of ``--members`` and ``--times`` (a
 row each: members in network batches of ``--batch``, LR times from the first), with tiles of
 ``--tile`` points overlapping by ``--overlap``, and this prints its wall time and its own peak
-resident memory (results.measure) beside ``finescale.generation.estimate_memory``'s estimate, with the
-times per block (the output's time chunk), and writes every row with the machine, versions, date,
-command and load average to ``--json`` (default runs/benchmarks/large-domain.json). Run it with
-OMP_NUM_THREADS=1 on shared cores: threads competing with other jobs slow torch down.
+resident memory (results.measure) beside ``finescale.generation.estimate_memory``'s estimate, with
+the times per block (the output's time chunk), and writes every row with the machine, versions,
+date, command and load average to ``--json`` (default runs/benchmarks/large-domain.json). Run it
+with OMP_NUM_THREADS=1 on shared cores: threads competing with other jobs slow torch down.
 """
 
 from __future__ import annotations

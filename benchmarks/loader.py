@@ -148,7 +148,8 @@ def report(result: dict) -> None:
     print("| | samples/s | x the faster step |\n|---|---:|---:|")
     for name, rate in consumed.items():
         print(
-            f"| training step, {name} (batch {result['batch_size']}) | {rate:.1f} | {rate / fastest:.2f} |"
+            f"| training step, {name} (batch {result['batch_size']}) | {rate:.1f} | "
+            f"{rate / fastest:.2f} |"
         )
     for row in result["loader"]:
         cache = f"cache {row['cache_mb']} MiB" if row["cache_mb"] else "no cache"

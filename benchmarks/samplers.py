@@ -152,7 +152,8 @@ def main() -> None:
 
     ref = rows[0]["scores"]
     variables = list(ref)
-    # 95 % intervals of each CRPS ratio: the same days resampled for both ensembles (blocks of 3 days)
+    # 95 % intervals of each CRPS ratio: the same days resampled for both ensembles
+    # (blocks of 3 days)
     counts = intervals.bootstrap_counts(
         np.zeros(daily[0][f"{variables[0]}.crps"].shape[0]), BLOCK_DAYS
     )
@@ -219,14 +220,16 @@ def report(result: dict, plot_path: Path | None) -> None:
         lo, hi = row.get("crps_rel_mean_ci95", (np.nan, np.nan))  # earlier runs have no intervals
         print(
             f"| {row['solver']} | {row['schedule']} | {row['steps']} | {row['calls']} | {crps} | "
-            f"{row['crps_rel_mean']:.3f} [{lo:.3f}, {hi:.3f}] | {spread:.3f} | {row['wall_s']:.0f} |"
+            f"{row['crps_rel_mean']:.3f} [{lo:.3f}, {hi:.3f}] | {spread:.3f} | "
+            f"{row['wall_s']:.0f} |"
         )
     if plot_path:
         plot(rows, plot_path)
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """CRPS and spread relative to the reference against network calls, a line per solver and schedule."""
+    """CRPS and spread relative to the reference against network calls, a line per solver and
+    schedule."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -10,7 +10,8 @@ from typing import Any
 
 
 class Stages:
-    """Call ``stages(name, done, fn)`` to run ``fn`` unless ``done`` exists; ``timings`` holds seconds per stage.
+    """Call ``stages(name, done, fn)`` to run ``fn`` unless ``done`` exists; ``timings`` holds
+    seconds per stage.
 
     With ``record``, the seconds of every finished stage are kept in that JSON file (written
     atomically): a run that reuses a stage still reports how long it took, and a stage counts as

@@ -84,7 +84,8 @@ from finescale.nn.unet import UNet, count_parameters
 from finescale.pipeline import world_config
 from finescale.training import fit, prepare, residual_scale
 
-#: DPM-Solver++(2M) as ours where the concept is the same (order 2, data prediction, midpoint, final sigma 0)
+#: DPM-Solver++(2M) as ours where the concept is the same (order 2, data prediction, midpoint,
+#: final sigma 0)
 DPM_SOLVER = {
     "solver_order": 2,
     "algorithm_type": "dpmsolver++",
@@ -248,7 +249,8 @@ class Dims:
 
 
 def raw_network(kind: str, dims: Dims, width: int) -> nn.Module:
-    """Our UNet or diffusers' (``width``) as F(x_in, c_noise, cond) for cond = [conditioning, mu]."""
+    """Our UNet or diffusers' (``width``) as F(x_in, c_noise, cond) for cond = [conditioning,
+    mu]."""
     if kind == "ours":
         net = OUR_NETWORK.model_dump()
         return UNet(
@@ -264,7 +266,8 @@ def raw_network(kind: str, dims: Dims, width: int) -> nn.Module:
 
 
 def experiment(world: Path, out: Path, sizes: Sizes, device: str, bf16: bool) -> ExperimentConfig:
-    """The world's data with a residual diffusion model over the interpolation (no regression stage)."""
+    """The world's data with a residual diffusion model over the interpolation (no regression
+    stage)."""
     train = TrainConfig(
         out=out,
         patch_size=sizes.patch,
@@ -551,7 +554,8 @@ def training_speed(
     device: str,
     bf16: bool,
 ) -> dict[str, dict[str, float]]:
-    """Median step time of each network, the two alternating step by step on the same batch; FLOPs of one step."""
+    """Median step time of each network, the two alternating step by step on the same batch; FLOPs
+    of one step."""
     copies = {name: copy.deepcopy(model).train() for name, model in models.items()}
     optimisers = {name: torch.optim.Adam(m.parameters(), lr=1e-4) for name, m in copies.items()}
     times: dict[str, list[float]] = {name: [] for name in copies}
@@ -732,11 +736,12 @@ def generation_speed(
 def probe(
     kind: str, task: str, dims: Dims, width: int, sizes: Sizes, device: str, bf16: bool
 ) -> dict[str, float]:
-    """Peak memory of one task of one network in this (fresh) process: 'train' (two steps, Adam state
-    included) or 'generate' (one call on the generation batch, no autograd).
+    """Peak memory of one task of one network in this (fresh) process: 'train' (two steps, Adam
+    state included) or 'generate' (one call on the generation batch, no autograd).
 
-    CPU: the peak resident set (VmHWM) during the task, reset before it through /proc/self/clear_refs
-    (the peak of the imports would hide a smaller task's), minus the resident set before it."""
+    CPU: the peak resident set (VmHWM) during the task, reset before it through
+    /proc/self/clear_refs (the peak of the imports would hide a smaller task's), minus the
+    resident set before it."""
     net = raw_network(kind, dims, width).to(device)
     generator = torch.Generator(device).manual_seed(0)
     if task == "train":

@@ -25,7 +25,8 @@ PAGES = {
 def reference_markdown(
     model: type[BaseModel] = ExperimentConfig, title: str = "Configuration reference"
 ) -> str:
-    """A Markdown reference of every settings section reachable from ``model`` (docs are generated from it)."""
+    """A Markdown reference of every settings section reachable from ``model`` (docs are generated
+    from it)."""
     sections: list[tuple[str, type[BaseModel]]] = []
     seen: dict[type[BaseModel], str] = {}
 
