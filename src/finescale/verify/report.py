@@ -27,7 +27,8 @@ CAPTIONS = {
     "maps_references": "The truth beside one member of the forecast and of each reference, same "
     "time and colour scale. A reference without small scales looks blurred here.",
     "spectra": "Power spectral density against wavelength in km (large scales left; at the "
-    "equator for zonal spectra). Bottom: ratio to the truth (1 = right energy). The shaded band, 2 HR grid lengths to the LR grid length, is the range of "
+    "equator for zonal spectra). Bottom: ratio to the truth (1 = right energy). The shaded band, "
+    "2 HR grid lengths to the LR grid length, is the range of "
     "<code>spectral_log_ratio_max</code>: the scales downscaling must add.",
     "rank_histograms": "Rank of the truth among the members, ties broken at random; frequency "
     "times number of bins, so calibrated = flat at 1. U shape: too little spread; dome: too "
@@ -42,8 +43,11 @@ CAPTIONS = {
     "members are realistic.",
 }
 
-CSS = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0; color: #1d2430;
+# Two adjacent literals only to keep the first rule's line under 100 characters.
+CSS = (
+    """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0;"""
+    """ color: #1d2430;
        background: #fff; line-height: 1.45; }
 main { max-width: 1300px; margin: 0 auto; padding: 1.5em 2em 4em; }
 h1 { font-size: 1.7em; margin-bottom: 0.2em; }
@@ -66,6 +70,7 @@ dt { font-weight: bold; }
 dd { margin: 0; }
 code { background: #f1f3f7; padding: 0 0.25em; border-radius: 3px; }
 """
+)
 
 WEIGHTING_WORDS = {
     "area": "means weighted by grid-cell area (cos latitude)",
@@ -182,10 +187,12 @@ def _summary_html(metrics: Mapping[str, Any]) -> str:
             }
             units = metrics["meta"].get("units", {}).get(name, "") if key == "crps_fair" else "1"
             rows.append(
-                f'<tr><td class="name">{_e(name)}</td><td class="name">{_e(units)}</td>{_value_cells(metrics, values, better)}</tr>'
+                f'<tr><td class="name">{_e(name)}</td><td class="name">{_e(units)}</td>'
+                f"{_value_cells(metrics, values, better)}</tr>"
             )
         parts.append(
-            f'<h3>{_e(title)}</h3><table><thead><tr><th class="name">variable</th><th class="name">units</th>'
+            f'<h3>{_e(title)}</h3><table><thead><tr><th class="name">variable</th>'
+            '<th class="name">units</th>'
             f"{_header_cells(metrics)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
     return "".join(parts)
@@ -199,14 +206,18 @@ def _variable_table(metrics: Mapping[str, Any], name: str) -> str:
     for key, description, better in METRIC_KEYS:
         values = {r: read.scores(metrics, r).get(name, {}).get(key) for r in read.roles(metrics)}
         rows.append(
-            f'<tr><td class="name"><code>{_e(key)}</code></td><td class="name">{_e(description)}</td>'
-            f'<td class="name">{_e(BETTER_TEXT[better])}</td>{_value_cells(metrics, values, better)}</tr>'
+            f'<tr><td class="name"><code>{_e(key)}</code></td>'
+            f'<td class="name">{_e(description)}</td>'
+            f'<td class="name">{_e(BETTER_TEXT[better])}</td>'
+            f"{_value_cells(metrics, values, better)}</tr>"
         )
     thr = ", ".join(f"{k} = {format_value(v)} {units}" for k, v in thresholds.items())
     return (
-        f'<h3 id="var-{_e(name)}">{_e(name)} <span class="muted">({_e(units or "no units")})</span></h3>'
+        f'<h3 id="var-{_e(name)}">{_e(name)} '
+        f'<span class="muted">({_e(units or "no units")})</span></h3>'
         f'<p class="muted">Thresholds from the truth climatology: {_e(thr or "none")}.</p>'
-        f'<table><thead><tr><th class="name">metric</th><th class="name">what</th><th class="name">better</th>'
+        '<table><thead><tr><th class="name">metric</th><th class="name">what</th>'
+        '<th class="name">better</th>'
         f"{_header_cells(metrics)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -218,7 +229,10 @@ def _region_text(info: Mapping[str, Any]) -> str:
         where = f"box lat {lat0:g} to {lat1:g}, lon {lon0:g} to {lon1:g}"
     else:
         where = f"mask {info.get('source') or '(given in Python)'}"
-    return f"{where}; {info.get('points', '?')} grid points ({100 * info.get('fraction', 0):.3g}% of the grid)"
+    return (
+        f"{where}; {info.get('points', '?')} grid points "
+        f"({100 * info.get('fraction', 0):.3g}% of the grid)"
+    )
 
 
 def _region_table(metrics: Mapping[str, Any], region: str) -> str:
@@ -239,15 +253,18 @@ def _region_table(metrics: Mapping[str, Any], region: str) -> str:
                 else ""
             )
             rows.append(
-                f'<tr>{head}<td class="name"><code>{_e(key)}</code></td><td class="name">{_e(description)}</td>'
-                f'<td class="name">{_e(BETTER_TEXT[better])}</td>{_value_cells(metrics, values, better)}</tr>'
+                f'<tr>{head}<td class="name"><code>{_e(key)}</code></td>'
+                f'<td class="name">{_e(description)}</td>'
+                f'<td class="name">{_e(BETTER_TEXT[better])}</td>'
+                f"{_value_cells(metrics, values, better)}</tr>"
             )
     return (
         f'<h3 id="region-{_e(region)}">{_e(region)}</h3><p class="muted">{_e(_region_text(info))}. '
-        "Every score on these points alone, thresholds and quantiles from the truth within the region; "
-        "spectra only for the whole domain.</p>"
-        f'<table><thead><tr><th class="name">variable</th><th class="name">metric</th><th class="name">what</th>'
-        f'<th class="name">better</th>{_header_cells(metrics)}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        "Every score on these points alone, thresholds and quantiles from the truth within the "
+        "region; spectra only for the whole domain.</p>"
+        '<table><thead><tr><th class="name">variable</th><th class="name">metric</th>'
+        f'<th class="name">what</th><th class="name">better</th>{_header_cells(metrics)}</tr>'
+        f"</thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -301,8 +318,8 @@ def _protocol_html(metrics: Mapping[str, Any]) -> str:
     bands = ", ".join(f"{lo:.3g}\u2013{hi:.3g}" for lo, hi in meta.get("spectral_bands_km", []))
     grid_text = (
         f"{grid['ny']} x {grid['nx']} points; HR grid length {grid['hr_grid_length_km']:.3g} km "
-        f"(dy {grid['hr_spacing_km'][0]:.3g}, dx {grid['hr_spacing_km'][1]:.3g} km); LR grid length "
-        f"{grid['lr_grid_length_km']:.3g} km ({grid['lr_grid_length_from']})"
+        f"(dy {grid['hr_spacing_km'][0]:.3g}, dx {grid['hr_spacing_km'][1]:.3g} km); "
+        f"LR grid length {grid['lr_grid_length_km']:.3g} km ({grid['lr_grid_length_from']})"
     )
     items += [
         ("members", members),
@@ -343,7 +360,8 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, bytes]) -> s
     meta = metrics["meta"]
     refs = list(metrics.get("references", {}))
     lead = (
-        f"{meta['times']['scored']} times from {meta['times']['first']} to {meta['times']['last']}, "
+        f"{meta['times']['scored']} times from {meta['times']['first']} "
+        f"to {meta['times']['last']}, "
         f"{meta.get('members', {}).get('forecast', '?')} members, against "
         + (", ".join(refs) if refs else "no reference")
         + "."
@@ -356,22 +374,29 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, bytes]) -> s
     nav.append('<a href="#protocol">Protocol</a>')
     tables = "".join(_variable_table(metrics, v) for v in read.variables(metrics))
     region_section = (
-        '<section id="regions"><h2>Regions</h2><p class="muted">Each region scored alone; best per row '
-        f"highlighted.</p>{''.join(_region_table(metrics, r) for r in regions)}</section>"
+        '<section id="regions"><h2>Regions</h2><p class="muted">Each region scored alone; '
+        "best per row highlighted.</p>"
+        f"{''.join(_region_table(metrics, r) for r in regions)}</section>"
         if regions
         else ""
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>finescale evaluation: {_e(name)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>finescale evaluation: {_e(name)}</title>"
         f"<style>{CSS}</style></head><body><main>"
         f"<h1>Evaluation of {_e(name)}</h1><p>{_e(lead)}</p><nav>{' '.join(nav)}</nav>"
-        f'<section id="summary"><h2>Summary</h2><p class="muted">Best value per row highlighted.</p>{_summary_html(metrics)}</section>'
-        f'<section id="metrics"><h2>Metrics per variable</h2><p class="muted">Averages over every grid point and '
-        f"scored time ({_e(WEIGHTING_WORDS.get(meta.get('weighting', ''), 'see the protocol'))}); extremes use thresholds fixed from the truth climatology; best per row highlighted "
+        '<section id="summary"><h2>Summary</h2>'
+        '<p class="muted">Best value per row highlighted.</p>'
+        f"{_summary_html(metrics)}</section>"
+        '<section id="metrics"><h2>Metrics per variable</h2>'
+        '<p class="muted">Averages over every grid point and scored time '
+        f"({_e(WEIGHTING_WORDS.get(meta.get('weighting', ''), 'see the protocol'))}); "
+        "extremes use thresholds fixed from the truth climatology; best per row highlighted "
         f"(no highlight for the spread, which has no better direction alone).</p>{tables}</section>"
         f"{region_section}"
         f"{_figures_html(metrics, figures)}"
-        f'<section id="protocol"><h2>Protocol and provenance</h2>{_protocol_html(metrics)}</section>'
+        '<section id="protocol"><h2>Protocol and provenance</h2>'
+        f"{_protocol_html(metrics)}</section>"
         "</main></body></html>\n"
     )
