@@ -37,7 +37,8 @@ def world_config(world_dir: str | Path) -> ExperimentConfig:
 
 
 def world_split_times(world_dir: str | Path, split: str) -> np.ndarray:
-    """Times (datetime64[h]) of ``split`` (train, validation, test or all) of the times a world's LR and HR share."""
+    """Times (datetime64[h]) of ``split`` (train, validation, test or all) of the times a world's LR
+    and HR share."""
     from finescale.data.pairs import shared_times, split_block
 
     cfg = world_config(world_dir)
@@ -45,7 +46,8 @@ def world_split_times(world_dir: str | Path, split: str) -> np.ndarray:
 
 
 def parse_times(text: str | None, checkpoint: str | Path) -> np.ndarray | slice | None:
-    """``None`` (all), ``START..END`` (inclusive ISO times) or a split name of the checkpoint's config."""
+    """``None`` (all), ``START..END`` (inclusive ISO times) or a split name of the checkpoint's
+    config."""
     if text is None:
         return None
     if ".." in text:

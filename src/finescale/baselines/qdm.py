@@ -21,8 +21,8 @@ Zeros and trace amounts of precipitation. Cannon et al. treat values below a tra
 zeros: before the mapping they replace them by small uniform random values (below half the
 trace in their R package MBC), so ties are broken and the ratio is defined; after it, values
 below the trace are set to 0. MBC also limits the ratio x_p / F_h^-1(tau) to 2 where
-F_h^-1(tau) is below 10 x the trace, where a small denominator would blow a drizzle up. We follow them
-with the wet threshold as the trace (:data:`.quantiles.WET_THRESHOLD`, 0.01 mm/h) and the
+F_h^-1(tau) is below 10 x the trace, where a small denominator would blow a drizzle up. We follow
+them with the wet threshold as the trace (:data:`.quantiles.WET_THRESHOLD`, 0.01 mm/h) and the
 same limit (:data:`RATIO_MAX` where F_h^-1(tau) < :data:`RATIO_MAX_TRACE` x the trace, also
 where F_h^-1(tau) is 0), but without the random values, so the baseline is deterministic:
 tied zeros take the middle rank (as in QM), an input below the trace gives exactly 0 (where

@@ -16,8 +16,9 @@ heat is still a record, and a constant bias is removed exactly even outside the 
 range); *constant* for precipitation (the training maximum at the point: a multiplicative
 extrapolation can explode where the training LR maximum is a drizzle).
 
-Precipitation (recognised by its name or CF standard name, see :func:`finescale.data.units.is_precipitation`):
-frequency adaptation comes from the mapping itself. Target quantiles below the wet threshold
+Precipitation (recognised by its name or CF standard name, see
+:func:`finescale.data.units.is_precipitation`): frequency adaptation comes from the mapping
+itself. Target quantiles below the wet threshold
 (:data:`WET_THRESHOLD`, 0.01 mm/h, converted to the variable's units) are set to exactly 0,
 so the LR drizzle that ranks within the truth's dry fraction at a point maps to an exact 0;
 mapped values below the threshold (between a dry and a wet quantile) are set to 0 too, an

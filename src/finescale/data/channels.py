@@ -82,7 +82,8 @@ def make_layout(
         unknown = [v for v in wanted if v not in available]
         if unknown:
             raise ValueError(
-                f"model: {what} {unknown} not in the data; available: {', '.join(available) or 'none'}"
+                f"model: {what} {unknown} not in the data; "
+                f"available: {', '.join(available) or 'none'}"
             )
         return tuple(wanted)
 

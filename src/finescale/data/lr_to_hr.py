@@ -90,7 +90,8 @@ class LRToHR:
 
 
 def _stencil(index: np.ndarray, n: int) -> slice:
-    """Cells floor(i) - 1 .. floor(i) + 2 of fractional indices ``index`` in 0..n-1, at least two."""
+    """Cells floor(i) - 1 .. floor(i) + 2 of fractional indices ``index`` in 0..n-1, at least
+    two."""
     lo = min(max(int(np.floor(index.min())) - 1, 0), max(n - 2, 0))
     hi = max(min(int(np.floor(index.max())) + 3, n), lo + 2)
     return slice(lo, min(hi, n))

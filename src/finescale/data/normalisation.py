@@ -221,7 +221,8 @@ def compute_stats(
         mean, std, count = float(mean), float(std), int(count)
         if count == 0 or not np.isfinite(mean):
             raise ValueError(
-                f"{files[name]}variable '{name}' ({source}) has no finite value in the training times"
+                f"{files[name]}variable '{name}' ({source}) has no finite value "
+                "in the training times"
             )
         if not np.isfinite(std) or std <= 0.0:
             raise ValueError(

@@ -50,7 +50,8 @@ def position_features(lat: xr.DataArray, lon: xr.DataArray) -> np.ndarray:
 
 
 def _standardised(ds: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.ndarray:
-    """Stack standardised variables along a new channel axis 1 (or 0 without time), float32; NaN stays."""
+    """Stack standardised variables along a new channel axis 1 (or 0 without time), float32; NaN
+    stays."""
     arrays = [
         np.asarray(stats.normalise_array(ds[v].values.astype(np.float64), v), dtype=np.float32)
         for v in names
@@ -132,7 +133,8 @@ def _grid_fields(
     hr_lat: xr.DataArray,
     hr_lon: xr.DataArray,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The HR fields without time: standardised static (C_s, H, W), position (4, H, W) and area (1, H, W)."""
+    """The HR fields without time: standardised static (C_s, H, W), position (4, H, W) and
+    area (1, H, W)."""
     if layout.static_variables:
         static_arr = _normalised(static, layout.static_variables, stats)  # type: ignore[arg-type]
     else:
@@ -152,7 +154,8 @@ def conditioning(
     index: torch.Tensor | Sequence[int],
     window: tuple[int, int, int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cond`` (B, C_cond, P, Q) and ``base`` (B, C_out, P, Q) for times ``index`` on one window."""
+    """``cond`` (B, C_cond, P, Q) and ``base`` (B, C_out, P, Q) for times ``index`` on one
+    window."""
     y0, x0, p, q = window
     lr_hr = to_hr(fields.lr[list(index)], window)
     return _assemble(
@@ -171,8 +174,8 @@ def _assemble(
     position: torch.Tensor,
     times: np.ndarray,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cond`` and ``base`` from the LR on the window (B, C_lr, P, Q), the window's static (C_s, P, Q)
-    and position (4, P, Q) fields, and the B times."""
+    """``cond`` and ``base`` from the LR on the window (B, C_lr, P, Q), the window's static
+    (C_s, P, Q) and position (4, P, Q) fields, and the B times."""
     b, (p, q) = lr_hr.shape[0], lr_hr.shape[-2:]
     parts = [lr_hr, static.expand(b, -1, -1, -1)]
     if layout.position:
@@ -203,7 +206,8 @@ class LazyFields:
     area: torch.Tensor  # (1, H, W): cos(latitude) / its mean, the loss's area weights
 
     def lr_window(self, t: int, box: tuple[slice, slice]) -> torch.Tensor:
-        """The LR at time ``t`` on the rows and columns ``box``: (1, C_lr, rows, cols), missing values at 0."""
+        """The LR at time ``t`` on the rows and columns ``box``: (1, C_lr, rows, cols), missing
+        values at 0."""
         return torch.from_numpy(np.nan_to_num(self.lr.read(slice(t, t + 1), *box), nan=0.0))
 
     def target_window(self, t: int, rows: slice, cols: slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,7 +264,8 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: int = 0,
         start: int = 0,
     ):
-        """``length`` samples; item ``i`` is sample ``start + i`` of the run (a resumed run skips what it saw)."""
+        """``length`` samples; item ``i`` is sample ``start + i`` of the run (a resumed run skips
+        what it saw)."""
         if isinstance(fields, Fields) and fields.target is None:
             raise ValueError("training patches need HR targets")
         self.fields, self.layout, self.to_hr, self.length, self.seed = (

@@ -98,7 +98,8 @@ def stats_fingerprint(
     fp: dict[str, Any] = {
         "format": STATS_FORMAT,
         "variables": names,
-        # only what the forward transform uses: zero_below acts on the way back, not on the statistics
+        # only what the forward transform uses: zero_below acts on the way back, not on the
+        # statistics
         "transforms": {
             n: cfg.transforms.get(n, IDENTITY).model_dump(mode="json", include={"kind", "scale"})
             for n in names

@@ -173,9 +173,10 @@ def edm_loss(
         channel_weights: (C,) multipliers per variable, used as given (all ones: no change;
             doubling them doubles the loss).
         area_weights: (*spatial,) or (B, 1, *spatial) non-negative weights per grid point
-            (e.g. cos(latitude) on a global grid); normalised to mean 1, so they make the average over the grid a
-            weighted average and leave its scale alone (uniform weights: no change). All zero
-            (every target of the batch missing): the loss is 0, with zero gradients.
+            (e.g. cos(latitude) on a global grid); normalised to mean 1, so they make the
+            average over the grid a weighted average and leave its scale alone (uniform weights:
+            no change). All zero (every target of the batch missing): the loss is 0, with zero
+            gradients.
 
     Returns:
         :class:`EDMLoss` ``(loss, per_channel)``: scalar and (C,), in ``y``'s dtype.

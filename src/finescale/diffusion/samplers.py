@@ -68,7 +68,8 @@ def karras_sigmas(
 
 
 def log_uniform_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Tensor:
-    """Noise levels equally spaced in ln(sigma) for ``n`` steps: float64, shape (n + 1,), last one 0.
+    """Noise levels equally spaced in ln(sigma) for ``n`` steps: float64, shape (n + 1,),
+    last one 0.
 
     Equal steps ``h`` in DPM-Solver's ``lambda = -ln(sigma)`` (Lu et al. 2022 recommend them for
     their solvers; the limit rho -> infinity of :func:`karras_sigmas`). With the multistep

@@ -77,6 +77,7 @@ class UNetSettings(UNetArchitecture):
     def _even_noise_embedding(self) -> UNetSettings:
         if self.noise_embedding_dim % 2:
             raise ValueError(
-                f"noise_embedding_dim must be even (sin and cos features), got {self.noise_embedding_dim}"
+                "noise_embedding_dim must be even (sin and cos features), "
+                f"got {self.noise_embedding_dim}"
             )
         return self

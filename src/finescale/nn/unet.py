@@ -32,7 +32,8 @@ SKIP_SCALE = 1 / math.sqrt(2)  # residual sums scaled so activations keep unit v
 
 
 def _groups(channels: int) -> int:
-    """GroupNorm groups: up to 32, at least 4 channels per group where possible, dividing channels."""
+    """GroupNorm groups: up to 32, at least 4 channels per group where possible, dividing
+    channels."""
     target = max(1, min(32, channels // 4))
     return next(g for g in range(target, 0, -1) if channels % g == 0)
 
@@ -201,7 +202,8 @@ class UNet(nn.Module):
         nn.init.zeros_(self.output.bias)
 
     def forward(self, x: Tensor, c_noise: Tensor | None, cond: Tensor | None) -> Tensor:
-        """x (B, in, H, W), c_noise (B,) or None without noise, cond (B, cond, H, W) -> (B, out, H, W).
+        """x (B, in, H, W), c_noise (B,) or None without noise, cond (B, cond, H, W) ->
+        (B, out, H, W).
 
         Any H, W: the input is padded to multiples of 2^(levels-1) and the output cropped back.
         c_noise is ignored when ``use_noise`` is False. The output has x's dtype (under autocast

@@ -99,7 +99,8 @@ def hr_mean_fields(
 def hr_fields(
     mean: dict[str, np.ndarray], noise: np.ndarray, convective: np.ndarray, params: WorldParams
 ) -> dict[str, np.ndarray]:
-    """HR targets from the deterministic part, unit-variance ``noise`` (4, ny, nx) and cell rain (mm/h)."""
+    """HR targets from the deterministic part, unit-variance ``noise`` (4, ny, nx) and cell rain
+    (mm/h)."""
     p = params
     gust = p.wind_noise_std[0] + p.wind_noise_std[1] * np.hypot(mean["u10"], mean["v10"])
     s = p.stratiform_noise_std

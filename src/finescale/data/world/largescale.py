@@ -43,7 +43,8 @@ def specific_humidity(rh: np.ndarray, t: np.ndarray, p_pa: float) -> np.ndarray:
 
 
 def dewpoint(q: np.ndarray, p_pa: float) -> np.ndarray:
-    """Dew point (K) from specific humidity (kg/kg) and pressure (Pa), inverting Bolton's formula."""
+    """Dew point (K) from specific humidity (kg/kg) and pressure (Pa), inverting Bolton's
+    formula."""
     e = np.maximum(q * p_pa / (0.622 + 0.378 * q), 1e-3)
     ln = np.log(e / 611.2)
     return 273.15 + 243.5 * ln / (17.67 - ln)
@@ -52,12 +53,14 @@ def dewpoint(q: np.ndarray, p_pa: float) -> np.ndarray:
 def k_index(
     t850: np.ndarray, t700: np.ndarray, t500: np.ndarray, td850: np.ndarray, td700: np.ndarray
 ) -> np.ndarray:
-    """George's K-index (K): (T850 - T500) + Td850[degC] - (T700 - Td700). Above ~30 thunderstorms are likely."""
+    """George's K-index (K): (T850 - T500) + Td850[degC] - (T700 - Td700). Above ~30 thunderstorms
+    are likely."""
     return (t850 - t500) + (td850 - 273.15) - (t700 - td700)
 
 
 def ar1(noise: np.ndarray, phi: float) -> np.ndarray:
-    """Stationary AR(1) along axis 0: x_t = phi x_{t-1} + sqrt(1 - phi^2) e_t, so Var(x) = Var(e)."""
+    """Stationary AR(1) along axis 0: x_t = phi x_{t-1} + sqrt(1 - phi^2) e_t,
+    so Var(x) = Var(e)."""
     b = np.sqrt(1.0 - phi**2)
     # x_0 = e_0 starts the series in its stationary distribution; zi carries phi * x_0 into x_1
     out, _ = lfilter([b], [1.0, -phi], noise[1:], axis=0, zi=phi * noise[:1])
@@ -66,7 +69,8 @@ def ar1(noise: np.ndarray, phi: float) -> np.ndarray:
 
 @dataclass
 class Modes:
-    """A set of Fourier modes: wavevectors (rad/km), amplitude series c (n_times, n_modes) and E|c_j|^2."""
+    """A set of Fourier modes: wavevectors (rad/km), amplitude series c (n_times, n_modes) and
+    E|c_j|^2."""
 
     kx: np.ndarray
     ky: np.ndarray
@@ -118,7 +122,8 @@ class Modes:
 def _modes(
     params: WorldParams, n_times: int, rng: np.random.Generator, weights_power: float = 1.0
 ) -> Modes:
-    """Random wavevectors (log-uniform wavelengths, uniform directions) with unit-variance AR(1) amplitudes."""
+    """Random wavevectors (log-uniform wavelengths, uniform directions) with unit-variance AR(1)
+    amplitudes."""
     n = params.n_modes
     lo, hi = np.log(params.wavelength_km[0]), np.log(params.wavelength_km[1])
     wavelength = np.exp(rng.uniform(lo, hi, n))
@@ -134,7 +139,8 @@ def _modes(
 
 
 class LargeScale:
-    """The large-scale trajectory of a world: cheap to rebuild, exact at any time index and point."""
+    """The large-scale trajectory of a world: cheap to rebuild, exact at any time index and
+    point."""
 
     def __init__(self, params: WorldParams, times: np.ndarray, rng: np.random.Generator):
         self.params = params

@@ -64,7 +64,8 @@ class World:
 
     @property
     def spinup_hours(self) -> int:
-        """Hours of cell history that can influence a time: the longest lifetime plus the birth hour."""
+        """Hours of cell history that can influence a time: the longest lifetime plus the birth
+        hour."""
         return math.ceil(self.params.cell_lifetime_max_h) + 1
 
     def realisation(self, rng: np.random.Generator) -> Realisation:

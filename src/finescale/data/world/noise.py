@@ -13,7 +13,8 @@ import numpy as np
 
 
 class SmallScaleNoise:
-    """``n_fields`` independent unit-variance fields on an (ny, nx) grid with spacing (dy_km, dx_km)."""
+    """``n_fields`` independent unit-variance fields on an (ny, nx) grid with spacing
+    (dy_km, dx_km)."""
 
     def __init__(
         self,
@@ -56,7 +57,8 @@ class SmallScaleNoise:
         return fields[:, : self.shape[0], : self.shape[1]]
 
     def step(self, rng: np.random.Generator) -> np.ndarray:
-        """Advance one hour: x_t = phi x_{t-1} + sqrt(1 - phi^2) e_t (stationary from the first call)."""
+        """Advance one hour: x_t = phi x_{t-1} + sqrt(1 - phi^2) e_t (stationary from the first
+        call)."""
         fresh = self.draw(rng)
         if self.state is None:
             self.state = fresh

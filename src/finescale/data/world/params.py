@@ -94,7 +94,9 @@ class WorldParams(Settings):
     )
     wind_noise_std: tuple[float, float] = Field(
         (0.4, 0.15),
-        description="Small-scale wind fluctuation std: constant (m/s) + fraction of the wind speed.",
+        description=(
+            "Small-scale wind fluctuation std: constant (m/s) + fraction of the wind speed."
+        ),
     )
     noise_timescale_h: float = Field(
         1.5, gt=0, description="e-folding time of small-scale fluctuations."

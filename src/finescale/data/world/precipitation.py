@@ -61,7 +61,8 @@ class OrographicRain:
         self.params = params
 
     def rate(self, u: float, v: float, t_surface: float) -> np.ndarray:
-        """Orographic rain rate (mm/h, may be negative in the lee) for wind (u, v) m/s and surface T (K)."""
+        """Orographic rain rate (mm/h, may be negative in the lee) for wind (u, v) m/s and
+        surface T (K)."""
         p = self.params
         sigma = u * self.k + v * self.l
         n2 = p.moist_stability**2
@@ -114,7 +115,8 @@ def intensity_boost(kindex: np.ndarray, params: WorldParams) -> np.ndarray:
 def expected_cell_rain(
     birth_rate: np.ndarray, kindex: np.ndarray, params: WorldParams
 ) -> np.ndarray:
-    """Mean convective rain rate (mm/h) implied by a birth rate: what a convection scheme would give.
+    """Mean convective rain rate (mm/h) implied by a birth rate: what a convection scheme would
+    give.
 
     E[rate] = birth rate x E[peak] x E[integral of sin(pi a / L) over the life] x E[2 pi r^2].
     """
@@ -142,7 +144,8 @@ def _mean_truncated_lifetime(params: WorldParams) -> float:
 
 @dataclass
 class Cells:
-    """The active convective cells: positions (km), birth times (h), lifetimes (h), peaks (mm/h), radii (km)."""
+    """The active convective cells: positions (km), birth times (h), lifetimes (h), peaks (mm/h),
+    radii (km)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -184,7 +187,8 @@ class ConvectiveCells:
     def _births(
         self, hour: float, rate: np.ndarray, kindex: np.ndarray, rng: np.random.Generator
     ) -> Cells:
-        """New cells born during the hour before ``hour``, by thinning a homogeneous Poisson process."""
+        """New cells born during the hour before ``hour``, by thinning a homogeneous Poisson
+        process."""
         p, grid = self.params, self.grid
         rate_max = float(rate.max())
         if rate_max <= 0:
@@ -215,7 +219,8 @@ class ConvectiveCells:
         kindex: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        """Advance to ``hour`` (time index ``i``): drift, age, birth; return the cell rain rate (mm/h, (ny, nx))."""
+        """Advance to ``hour`` (time index ``i``): drift, age, birth; return the cell rain rate
+        (mm/h, (ny, nx))."""
         cells = self.cells
         if cells.x.size:
             u, v = large.wind_700_at(i, cells.x, cells.y)

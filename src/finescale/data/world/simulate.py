@@ -94,7 +94,8 @@ def simulate(
     orography: str | Path | None = None,
     progress: ProgressFn | None = None,
 ) -> Path:
-    """Simulate a world into ``out``: ``lr.zarr``, ``hr.zarr``, ``static.zarr``, ``world.json``, ``finescale.yaml``.
+    """Simulate a world into ``out``: ``lr.zarr``, ``hr.zarr``, ``static.zarr``, ``world.json``,
+    ``finescale.yaml``.
 
     Each store is written under a temporary name and renamed when complete; ``world.json`` is
     written last, so a folder without it is an unfinished run.
@@ -167,8 +168,10 @@ def _data_config() -> str:
         for level in LEVELS
     )
     hr_vars = "\n".join(f"      {v}: {v}" for v in HR_VARIABLES)
-    return f"""# Written by `finescale world`: the data section for this world (paths relative to this file).
-name: alps-world
+    return (
+        "# Written by `finescale world`: the data section for this world"
+        " (paths relative to this file).\n"
+        f"""name: alps-world
 data:
   lr:
     path: lr.zarr
@@ -187,6 +190,7 @@ data:
   transforms:
     tp: {{kind: log1p, scale: 0.1, zero_below: 0.01}}
 """
+    )
 
 
 def open_world(path: str | Path) -> tuple[World, dict]:
@@ -208,7 +212,8 @@ def oracle(
     times: np.ndarray | None = None,
     progress: ProgressFn | None = None,
 ) -> Path:
-    """Draw ``members`` exact samples of p(HR | LR) for ``times`` (default: all) into ``out`` (Zarr).
+    """Draw ``members`` exact samples of p(HR | LR) for ``times`` (default: all) into ``out``
+    (Zarr).
 
     The output has dims (member, time, y, x), the HR variables and coordinates. It is streamed
     member by member and chunk by chunk into a temporary store that is renamed when complete.
@@ -219,7 +224,8 @@ def oracle(
     inside = index < world.times.size
     if not np.all(inside) or np.any(world.times[index[inside]] != wanted[inside]):
         raise ValueError(
-            f"{world_dir}: some requested times are not in the world ({world.times[0]} .. {world.times[-1]})"
+            f"{world_dir}: some requested times are not in the world "
+            f"({world.times[0]} .. {world.times[-1]})"
         )
     # contiguous runs of indices are simulated together; each run spins up its own small scales
     runs = np.split(index, np.flatnonzero(np.diff(index) != 1) + 1)

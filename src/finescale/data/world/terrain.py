@@ -68,7 +68,8 @@ def load_dem(path: str | Path | None = None) -> Dem:
         raise OrographyError(f"{path}: not a readable .npz DEM ({exc})") from None
     if elevation.ndim != 2 or elevation.shape != (lat.size, lon.size):
         raise OrographyError(
-            f"{path}: 'elevation' has shape {elevation.shape}, expected (len(lat), len(lon)) = {(lat.size, lon.size)}"
+            f"{path}: 'elevation' has shape {elevation.shape}, "
+            f"expected (len(lat), len(lon)) = {(lat.size, lon.size)}"
         )
     for name, axis in (("lat", lat), ("lon", lon)):
         steps = np.diff(axis)
@@ -87,7 +88,8 @@ def load_dem(path: str | Path | None = None) -> Dem:
 
 @dataclass(frozen=True)
 class Grid:
-    """A regular lat-lon grid: 1-D cell-centre ``lat`` (south to north) and ``lon``; planar ``y``, ``x`` in km."""
+    """A regular lat-lon grid: 1-D cell-centre ``lat`` (south to north) and ``lon``; planar ``y``,
+    ``x`` in km."""
 
     lat: np.ndarray
     lon: np.ndarray
