@@ -58,7 +58,8 @@ class Recorded(RegressionModel):
     ) -> torch.Tensor:
         loss = super().loss(batch, generator)
         if torch.is_grad_enabled():  # training, not validation
-            # a draw from the process's random stream, which a diffusion loss would use for its noise
+            # a draw from the process's random stream, which a diffusion loss would use for its
+            # noise
             noise = torch.rand(()).item()
             self.steps.append(
                 {"loss": loss.item(), "index": batch["index"].tolist(), "noise": noise}

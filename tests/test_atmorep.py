@@ -28,7 +28,8 @@ def test_fair_crps_matches_scoringrules():
 
 
 def test_fair_crps_is_unbiased_for_exchangeable_members():
-    """Members drawn from N(0, 1): the mean fair CRPS equals the closed-form CRPS of N(0, 1) for any K."""
+    """Members drawn from N(0, 1): the mean fair CRPS equals the closed-form CRPS of N(0, 1)
+    for any K."""
     g = torch.Generator().manual_seed(0)
     y = torch.randn(200_000, generator=g)
     exact = sr.crps_normal(y.numpy(), 0.0, 1.0).mean()
@@ -140,8 +141,8 @@ def test_ensemble_tail_learns_the_conditional_distribution(one_thread):
 
 
 def detail_toy(detail: list[str]) -> tuple[Series, AtmoRepConfig]:
-    """Field b = 0.8 x s for a white-noise static field s: 64 independent values per token, more than
-    the model's 16 features can carry, so only a point-by-point path from s can predict b."""
+    """Field b = 0.8 x s for a white-noise static field s: 64 independent values per token, more
+    than the model's 16 features can carry, so only a point-by-point path from s can predict b."""
     rng = np.random.default_rng(1)
     t, h, w = 8, 32, 32
     s = np.broadcast_to(rng.standard_normal((1, 1, h, w)), (t, 1, h, w)).astype(np.float32)

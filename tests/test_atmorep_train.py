@@ -94,7 +94,8 @@ def pretrained(world, tmp_path_factory):
 
 
 def _validation_loss(model: AtmoRep, cfg: AtmoRepConfig) -> float:
-    """The validation loss as training logs it: the same samples, a generator seeded by batch index."""
+    """The validation loss as training logs it: the same samples, a generator seeded by batch
+    index."""
     t = cfg.train
     series = open_blocks(cfg, ("validation",)).series["validation"]
     samples = CubeDataset(series, cfg, t.val_batches * t.batch_size, t.seed + 1)
@@ -115,8 +116,8 @@ def test_pretraining_loss_falls_below_the_fill_and_checkpoint_is_safe(pretrained
     assert torch.load(last, weights_only=True)["global_step"] == 150
     loaded = load_atmorep(last)
     # the logged loss is the checkpoint's on these samples, and over 10 % below the untrained
-    # model's: zero heads predict the fill of the hidden tokens (linear in time, persistence, token mean
-    # or 0), every member alike (measured 0.410 against 0.570)
+    # model's: zero heads predict the fill of the hidden tokens (linear in time, persistence, token
+    # mean or 0), every member alike (measured 0.410 against 0.570)
     assert _validation_loss(loaded.model, loaded.config) == pytest.approx(val[-1], rel=1e-4)
     fill = _validation_loss(AtmoRep(loaded.config, loaded.levels), loaded.config)
     assert val[-1] < 0.9 * fill

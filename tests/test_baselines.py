@@ -1,4 +1,5 @@
-"""Baselines: interpolation, quantile mapping and BCSD, on a summer Alps world and synthetic pairs."""
+"""Baselines: interpolation, quantile mapping and BCSD, on a summer Alps world and synthetic
+pairs."""
 
 from __future__ import annotations
 

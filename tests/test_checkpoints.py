@@ -145,7 +145,7 @@ assert ensemble.t2m.shape == xr.open_zarr(out).t2m.shape
 loaded = sorted(name for name in sys.modules
                 if "lightning" in name or name.endswith(".train") or name.startswith("finescale.training"))
 print("loaded:", loaded)
-"""
+"""  # noqa: E501 (Python code the test runs: its lines are kept as they are)
 
 
 def test_generation_and_the_python_api_import_no_lightning(tiny_models, tmp_path):

@@ -1,4 +1,5 @@
-"""The command line: help with examples on every verb, the world/oracle/pairs verbs, clear errors."""
+"""The command line: help with examples on every verb, the world/oracle/pairs verbs, clear
+errors."""
 
 from __future__ import annotations
 

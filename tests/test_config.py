@@ -82,7 +82,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_importing_the_config_imports_no_torch():
     """The network's and EDM's sections live beside their code (nn, diffusion), torch-free:
     reading a config must not pay for importing torch."""
-    code = "import sys, finescale.config; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    code = (
+        "import sys, finescale.config; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         check=True,

@@ -476,7 +476,8 @@ def test_region_errors(world, tmp_path):
 
 
 def test_quantile_histogram_matches_numpy():
-    """Within 2^-13 of each order statistic used, on shapes of real variables; blocks add exactly."""
+    """Within 2^-13 of each order statistic used, on shapes of real variables; blocks add
+    exactly."""
     rng = np.random.default_rng(3)
     n = 200_000
     samples = {
@@ -558,7 +559,8 @@ def test_blocks_of_one_time_score_like_one_block(world, monkeypatch, weighting):
         whole["curves"]["rank_histogram"]["t2m"]["forecast"],
         rtol=1e-9,
     )
-    # spectra: 4 evenly spaced times (0, 4, 7, 11 of 12), the truth's PSD averaged over exactly those
+    # spectra: 4 evenly spaced times (0, 4, 7, 11 of 12), the truth's PSD averaged over exactly
+    # those
     assert (
         cut["meta"]["spectra"]["times"] == 4
         and "4 evenly spaced" in cut["meta"]["spectra"]["averaged"]

@@ -48,7 +48,8 @@ def _era5(path: Path, times: pd.DatetimeIndex) -> None:
 
 
 def _cerra(path: Path, times: pd.DatetimeIndex) -> None:
-    """CERRA-like: a projected grid (rotated by 15 degrees) with 2-D lat/lon, t2m in degC, tp in kg m-2."""
+    """CERRA-like: a projected grid (rotated by 15 degrees) with 2-D lat/lon, t2m in degC, tp in
+    kg m-2."""
     ny, nx = 40, 60
     j, i = np.meshgrid(np.arange(ny) - ny / 2, np.arange(nx) - nx / 2, indexing="ij")
     angle = np.deg2rad(15)
@@ -97,7 +98,8 @@ def test_era5_cerra_example(tmp_path):
 
 
 def test_era5_cerra_trains_downscales_and_evaluates(tmp_path):
-    """Bring your own data end to end: train, downscale and evaluate on the ERA5 -> CERRA example."""
+    """Bring your own data end to end: train, downscale and evaluate on the ERA5 -> CERRA
+    example."""
     from typer.testing import CliRunner
 
     from finescale.cli import app

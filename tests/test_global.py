@@ -67,7 +67,8 @@ def waves(
 
 
 def wave_vectors(rng: np.random.Generator, shape: tuple[int, int], k_min: float, k_max: float):
-    """(*shape, 3) wave vectors of uniformly random directions, lengths uniform in [k_min, k_max]."""
+    """(*shape, 3) wave vectors of uniformly random directions, lengths uniform in
+    [k_min, k_max]."""
     v = rng.normal(size=(*shape, 3))
     return v / np.linalg.norm(v, axis=-1, keepdims=True) * rng.uniform(k_min, k_max, (*shape, 1))
 

@@ -1,4 +1,5 @@
-"""Outputs written block by block: resuming after a crash, sharing between processes, up-front checks."""
+"""Outputs written block by block: resuming after a crash, sharing between processes, up-front
+checks."""
 
 from __future__ import annotations
 

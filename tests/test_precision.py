@@ -50,7 +50,8 @@ def _model() -> RegressionModel:
 
 
 def _train(out: Path, **switches: Any) -> RegressionModel:
-    """A model trained for STEPS steps with the given trainer switches, its weights loaded back into float32."""
+    """A model trained for STEPS steps with the given trainer switches, its weights loaded back into
+    float32."""
     t = TrainConfig(
         out=out,
         batch_size=8,

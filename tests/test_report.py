@@ -162,7 +162,8 @@ def test_headless_chromium_renders_report(report_dir, tmp_path):
     binary = _chromium()
     if binary is None:
         pytest.skip(
-            "no Chromium (/usr/bin/chromium, chromium or chromium-browser on PATH): report not rendered"
+            "no Chromium (/usr/bin/chromium, chromium or chromium-browser on PATH): "
+            "report not rendered"
         )
     url = (report_dir / "report.html").resolve().as_uri()
     shot = tmp_path / "report.png"

@@ -53,7 +53,8 @@ def _train_args(pair: Path, out: Path) -> list[str]:
 
 
 def _kill_when(process: subprocess.Popen, ready, timeout: float = 120.0) -> None:
-    """SIGKILL ``process`` as soon as ``ready()`` is true; fail if it ends first or takes too long."""
+    """SIGKILL ``process`` as soon as ``ready()`` is true; fail if it ends first or takes too
+    long."""
     end = time.monotonic() + timeout
     while not ready():
         assert process.poll() is None, (
@@ -67,7 +68,8 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 120.0) -> None
 
 
 def _losses(run: Path) -> dict[int, list[float]]:
-    """step -> train losses logged at that step, over every CSV log of the run (a resumed run adds one)."""
+    """step -> train losses logged at that step, over every CSV log of the run (a resumed run adds
+    one)."""
     out: dict[int, list[float]] = {}
     for log in sorted((run / "logs").glob("version_*/metrics.csv")):
         with log.open() as f:
@@ -221,7 +223,8 @@ def test_two_processes_write_one_ensemble(small_pair, checkpoint, reference, tmp
     result = runner.invoke(app, [*args, "--rank", "0", "--world-size", "2"])
     output = other.communicate(timeout=300)[0]
     assert result.exit_code == 0 and other.returncode == 0, result.output + output
-    # the last one to finish renames the store (here the child: it starts in seconds, rank 0 at once)
+    # the last one to finish renames the store (here the child: it starts in seconds, rank 0 at
+    # once)
     assert [_unwrapped(f"wrote {out}") in _unwrapped(o) for o in (result.output, output)] == [
         False,
         True,

@@ -124,7 +124,8 @@ def test_gaussian_ensemble_crps_is_one_over_sqrt_pi():
 
 
 def test_fair_crps_is_unbiased_for_small_ensembles():
-    """Small-M fair CRPS averages to the large-M value on the same truths; the biased one does not."""
+    """Small-M fair CRPS averages to the large-M value on the same truths; the biased one does
+    not."""
     rng = np.random.default_rng(7)
     n, reps = 4000, 25
     truth = field(rng.normal(size=n), ("x",))

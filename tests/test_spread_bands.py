@@ -1,4 +1,5 @@
-"""Spread and skill by wavelength (finescale.verify.bands.spread_error_power / spread_skill_by_band)."""
+"""Spread and skill by wavelength (finescale.verify.bands.spread_error_power /
+spread_skill_by_band)."""
 
 import numpy as np
 import pytest
@@ -45,7 +46,8 @@ def test_exchangeable_members_have_ratio_one_at_every_scale():
     members = signal + _fields(rng, (M, T))
     ratios = _ratios(members, truth)
     # the short bands hold thousands of modes: 1 within 0.03 (without the (M+1)/M factor: 0.94);
-    # the longest holds a few dozen per time, hence the wider bound (measured 1.003 1.002 0.989 0.937)
+    # the longest holds a few dozen per time, hence the wider bound
+    # (measured 1.003 1.002 0.989 0.937)
     np.testing.assert_allclose(ratios[:2], 1.0, atol=0.03)
     np.testing.assert_allclose(ratios[2:], 1.0, atol=0.12)
 

@@ -242,7 +242,7 @@ overrides = ["model.kind=regression", "model.network.base_width=8", "model.netwo
              "train.val_batches=2", "train.warmup_steps=1", "train.num_workers=1", "train.cache_mb=32",
              "train.accelerator=cpu", f"train.out={sys.argv[2]}"]
 train(load_config(sys.argv[1], overrides))
-"""
+"""  # noqa: E501 (Python code the test runs: its lines are kept as they are)
 
 
 def _memory(process: psutil.Process) -> int:

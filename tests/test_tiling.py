@@ -72,7 +72,8 @@ def _network(seed: int = 0) -> DiffusionModel:
 
 
 def _inputs(members: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smooth random conditioning (members, 2, SIZE, SIZE), the same for every member, and its base."""
+    """Smooth random conditioning (members, 2, SIZE, SIZE), the same for every member, and its
+    base."""
     rng = np.random.default_rng(seed)
     k2 = np.fft.fftfreq(SIZE)[:, None] ** 2 + np.fft.fftfreq(SIZE)[None] ** 2
     fields = np.fft.ifft2(

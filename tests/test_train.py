@@ -131,7 +131,10 @@ def test_diffusion_trains_resumes_and_samples_members(world, regression, tmp_pat
         torch.load(checkpoint, weights_only=True)["global_step"] == 12
     )  # continued, not restarted
     lr = xr.open_zarr(world / "lr.zarr")
-    span = f"{np.datetime_as_string(lr.time.values[100], 'h')}..{np.datetime_as_string(lr.time.values[101], 'h')}"
+    span = (
+        f"{np.datetime_as_string(lr.time.values[100], 'h')}.."
+        f"{np.datetime_as_string(lr.time.values[101], 'h')}"
+    )
 
     def downscale(model: Path, name: str, *options: str) -> xr.Dataset:
         result = runner.invoke(

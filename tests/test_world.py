@@ -60,7 +60,8 @@ def test_layout_and_cf_attributes(summer_world, hr, lr):
 
 
 def test_lapse_rate_recovered(hr, summer_world):
-    """Regress t2m on altitude (with lat/lon trends) in the windy afternoon, when cold pools are absent."""
+    """Regress t2m on altitude (with lat/lon trends) in the windy afternoon, when cold pools are
+    absent."""
     static = xr.open_zarr(summer_world / "static.zarr")
     z = static.orog.values.ravel() / 1000.0
     lat, lon = hr.lat.values.ravel(), hr.lon.values.ravel()
@@ -112,7 +113,8 @@ def _slope(fields: np.ndarray, longest_km: float, shortest_km: float) -> float:
 
 
 def test_small_scales_have_a_turbulent_spectrum(hr):
-    """Small-scale noise follows k^-5/3 in its inertial range; the winds' tail is turbulence-like."""
+    """Small-scale noise follows k^-5/3 in its inertial range; the winds' tail is
+    turbulence-like."""
     world = World(SUMMER, seed=3)
     noise = world.realisation(np.random.default_rng(0)).noise
     draws = np.concatenate([noise.draw(np.random.default_rng(i)) for i in range(4)])
