@@ -76,7 +76,8 @@ class VariableSpec(Settings):
     name: str = Field(description="Name of the variable in the file.")
     units: str | None = Field(
         default=None,
-        description="Units to convert to (e.g. 'K', 'm s-1', 'mm h-1'); None keeps the file's units.",
+        description="Units to convert to (e.g. 'K', 'm s-1', 'mm h-1'); "
+        "None keeps the file's units.",
     )
     source_units: str | None = Field(
         default=None,
@@ -84,12 +85,13 @@ class VariableSpec(Settings):
     )
     accumulation: bool | Duration = Field(
         default=False,
-        description="The file holds amounts accumulated over a period (ERA5 'tp' in m), divided by the "
-        "period's length to give the rate asked for in 'units'. Give the period as a duration: '1h' (ERA5 "
-        "hourly 'tp'), '6h', '30min', '3600s', '1d', '1 h' or ISO 8601 'PT1H' (a bare number is refused: "
-        "it has no unit). 'true' infers the period from the time step, and is "
-        "refused unless every time step is the same: amounts sampled less often than they are accumulated "
-        "(hourly amounts every 6 h) need the period stated. 'pairs check' shows the period used.",
+        description="The file holds amounts accumulated over a period (ERA5 'tp' in m), divided "
+        "by the period's length to give the rate asked for in 'units'. Give the period as a "
+        "duration: '1h' (ERA5 hourly 'tp'), '6h', '30min', '3600s', '1d', '1 h' or ISO 8601 "
+        "'PT1H' (a bare number is refused: it has no unit). 'true' infers the period from the "
+        "time step, and is refused unless every time step is the same: amounts sampled less "
+        "often than they are accumulated (hourly amounts every 6 h) need the period stated. "
+        "'pairs check' shows the period used.",
     )
     level: float | None = Field(
         default=None, description="Select this value of the vertical coordinate."
@@ -132,7 +134,8 @@ class FileConfig(Settings):
     )
     engine: Literal["auto", "netcdf", "zarr", "grib"] = Field(
         default="auto",
-        description="Reader; 'auto' decides by suffix. 'grib' needs the optional extra finescale[grib].",
+        description="Reader; 'auto' decides by suffix. 'grib' needs the "
+        "optional extra finescale[grib].",
     )
     y: str | None = Field(
         default=None, description="Name of the south-north dimension (None: infer)."
@@ -144,9 +147,10 @@ class FileConfig(Settings):
     lon: str = Field(default="lon", description="Name of the longitude coordinate (1-D or 2-D).")
     missing: Literal["error", "mask"] = Field(
         default="error",
-        description="NaN and Inf in the mapped variables (decoded fill values included): 'error' refuses them, "
-        "naming the file, variable and time; 'mask' treats them as missing values (left out of the statistics, "
-        "the alignment check and the training loss; given to the models as the variable's mean).",
+        description="NaN and Inf in the mapped variables (decoded fill values included): 'error' "
+        "refuses them, naming the file, variable and time; 'mask' treats them as missing values "
+        "(left out of the statistics, the alignment check and the training loss; given to the "
+        "models as the variable's mean).",
     )
 
     @field_validator("variables", mode="before")
@@ -171,7 +175,8 @@ class StaticConfig(FileConfig):
 
 
 class SplitConfig(Settings):
-    """Contiguous train / validation / test blocks in time order, with an optional gap between them."""
+    """Contiguous train / validation / test blocks in time order, with an optional gap \
+between them."""
 
     train: float = Field(
         default=0.7, gt=0, lt=1, description="Fraction of the aligned times for training."
@@ -197,7 +202,8 @@ class TransformConfig(Settings):
 
     kind: Literal["none", "log1p"] = Field(
         default="none",
-        description="'log1p': y = log(1 + x/scale), for non-negative skewed fields such as precipitation.",
+        description="'log1p': y = log(1 + x/scale), for non-negative "
+        "skewed fields such as precipitation.",
     )
     scale: float = Field(
         default=1.0, gt=0, description="Scale of the log1p transform, in the variable's units."
@@ -205,8 +211,8 @@ class TransformConfig(Settings):
     zero_below: float = Field(
         default=0.0,
         ge=0,
-        description="log1p only: values below this (variable's units) come back as exactly 0 from the inverse, "
-        "so generated precipitation is dry where it would otherwise drizzle.",
+        description="log1p only: values below this (variable's units) come back as exactly 0 from "
+        "the inverse, so generated precipitation is dry where it would otherwise drizzle.",
     )
 
 
@@ -226,7 +232,8 @@ class AlignmentConfig(Settings):
         default=0.5,
         ge=-1,
         le=1,
-        description="Smallest correlation between LR and HR coarsened to the LR grid before a pair is refused.",
+        description="Smallest correlation between LR and HR coarsened to the LR "
+        "grid before a pair is refused.",
     )
     tolerance_deg: float = Field(
         default=0.01,

@@ -18,11 +18,13 @@ from finescale.nn.settings import UNetArchitecture
 
 
 class ConditioningConfig(Settings):
-    """What a model sees besides the noisy target: LR fields on the HR grid, static fields, features."""
+    """What a model sees besides the noisy target: LR fields on the HR grid, static fields, \
+features."""
 
     lr_variables: list[str] | None = Field(
         default=None,
-        description="LR variables given to the model (None: every LR variable of the data section).",
+        description="LR variables given to the model (None: every LR "
+        "variable of the data section).",
     )
     static_variables: list[str] | None = Field(
         default=None,
@@ -51,16 +53,19 @@ class ModelConfig(Settings):
     )
     residual: Literal["interpolation", "regression"] = Field(
         default="interpolation",
-        description="Diffusion learns y minus the interpolated LR (Anemoi) or minus the regression mean (CorrDiff).",
+        description="Diffusion learns y minus the interpolated LR (Anemoi) or minus "
+        "the regression mean (CorrDiff).",
     )
     regression_checkpoint: Path | None = Field(
         default=None,
-        description="Trained regression checkpoint, required when residual is 'regression' (relative to the config).",
+        description="Trained regression checkpoint, required when residual is "
+        "'regression' (relative to the config).",
     )
     scale_residuals: bool = Field(
         default=True,
-        description="Divide each variable's residual (over the interpolation, or over mu for diffusion) by its RMS "
-        "on training patches, so small residuals (t2m) weigh as much as large ones (winds).",
+        description="Divide each variable's residual (over the interpolation, or over mu "
+        "for diffusion) by its RMS on training patches, so small residuals (t2m) weigh "
+        "as much as large ones (winds).",
     )
     loss_weights: dict[str, float] = Field(
         default_factory=dict, description="Per-variable loss weights (unlisted: 1)."
@@ -93,7 +98,8 @@ class TrainConfig(Settings):
 
     out: Path = Field(
         default=Path("runs/experiment"),
-        description="Folder for checkpoints and CSV logs (relative to where you run, unlike input paths).",
+        description="Folder for checkpoints and CSV logs (relative to "
+        "where you run, unlike input paths).",
     )
     patch_size: int = Field(
         default=64, ge=8, description="Side of the square HR training patches (grid points)."
@@ -101,7 +107,8 @@ class TrainConfig(Settings):
     batch_size: int = Field(
         default=16,
         ge=1,
-        description="Patches per optimisation step and process (global batch: batch_size x devices x num_nodes).",
+        description="Patches per optimisation step and process (global batch: "
+        "batch_size x devices x num_nodes).",
     )
     max_steps: int = Field(default=2000, ge=1, description="Optimisation steps.")
     learning_rate: float = Field(
@@ -119,14 +126,16 @@ class TrainConfig(Settings):
     num_workers: int = Field(
         default=1,
         ge=0,
-        description="Data-loader worker processes reading the training samples while the model trains, each "
-        "opening the data itself (0: read in the training process; validation samples always are).",
+        description="Data-loader worker processes reading the training samples while the "
+        "model trains, each opening the data itself (0: read in the training process; "
+        "validation samples always are).",
     )
     cache_mb: int = Field(
         default=256,
         ge=0,
-        description="Decoded data chunks each data-loader process keeps (MiB): bounds the memory training takes, "
-        "whatever the size of the dataset; a dataset that fits is read from disk once.",
+        description="Decoded data chunks each data-loader process keeps (MiB): "
+        "bounds the memory training takes, whatever the size of the dataset; a "
+        "dataset that fits is read from disk once.",
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         default="auto", description="'auto': GPU when present."
@@ -134,8 +143,9 @@ class TrainConfig(Settings):
     devices: int = Field(
         default=1,
         ge=1,
-        description="Processes (GPUs, or CPU processes) per node; more than 1 trains data-parallel (DDP). "
-        "Each process draws its own batch_size patches: the global batch is batch_size x devices x num_nodes.",
+        description="Processes (GPUs, or CPU processes) per node; more than 1 trains "
+        "data-parallel (DDP). Each process draws its own batch_size patches: the global batch is "
+        "batch_size x devices x num_nodes.",
     )
     num_nodes: int = Field(
         default=1,
@@ -144,22 +154,24 @@ class TrainConfig(Settings):
     )
     strategy: Literal["auto", "ddp"] = Field(
         default="auto",
-        description="Lightning strategy; 'auto' is one process, or DDP when devices x num_nodes > 1.",
+        description="Lightning strategy; 'auto' is one process, or "
+        "DDP when devices x num_nodes > 1.",
     )
     precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = Field(
         default="32",
-        description="Lightning precision: '32' (= '32-true') float32; 'bf16-mixed' runs the networks in bfloat16 "
-        "under autocast (weights, optimiser and EMA stay float32), on CPU and GPU; '16-mixed': float16, GPU only.",
+        description="Lightning precision: '32' (= '32-true') float32; 'bf16-mixed' runs the "
+        "networks in bfloat16 under autocast (weights, optimiser and EMA stay float32), on CPU and "
+        "GPU; '16-mixed': float16, GPU only.",
     )
     channels_last: bool = Field(
         default=False,
-        description="Weights and batches in channels-last memory order (often faster convolutions on GPUs and "
-        "recent CPUs; same results to float rounding).",
+        description="Weights and batches in channels-last memory order (often faster convolutions "
+        "on GPUs and recent CPUs; same results to float rounding).",
     )
     compile: bool = Field(
         default=False,
-        description="torch.compile the networks (UNets, AtmoRep's encoder) before training: slower start, "
-        "faster steps; on CPU it needs a C++ compiler.",
+        description="torch.compile the networks (UNets, AtmoRep's encoder) before training: slower "
+        "start, faster steps; on CPU it needs a C++ compiler.",
     )
 
     @field_validator("precision", mode="before")
@@ -191,12 +203,14 @@ class SampleConfig(Settings):
     sigma_max: float = Field(
         default=20.0,
         gt=0,
-        description="Largest noise level, for residuals of unit RMS (model.scale_residuals). Not EDM's 80: on the "
-        "skill benchmark 80 left the winds' members too wide and 8 precipitation's too narrow (docs/models.md).",
+        description="Largest noise level, for residuals of unit RMS (model.scale_residuals). Not "
+        "EDM's 80: on the skill benchmark 80 left the winds' members too wide and 8 "
+        "precipitation's too narrow (docs/models.md).",
     )
     schedule: Literal["karras", "log_uniform"] = Field(
         default="karras",
-        description="Noise levels: Karras (rho spacing) or equal steps in ln(sigma) (best with dpmpp_2m).",
+        description="Noise levels: Karras (rho spacing) or equal steps in "
+        "ln(sigma) (best with dpmpp_2m).",
     )
     rho: float = Field(default=7.0, gt=0, description="Karras schedule exponent.")
     S_churn: float = Field(
@@ -208,8 +222,9 @@ class SampleConfig(Settings):
     zero_below: float | None = Field(
         default=None,
         ge=0,
-        description="log1p-transformed variables (precipitation): members come back as exactly 0 below this "
-        "(the variable's units). None: the checkpoint's data.transforms zero_below. Acts only on sampling.",
+        description="log1p-transformed variables (precipitation): members come back as exactly "
+        "0 below this (the variable's units). None: the checkpoint's data.transforms "
+        "zero_below. Acts only on sampling.",
     )
     members: int = Field(default=16, ge=1, description="Ensemble members per LR input.")
     batch_size: int = Field(default=8, ge=1, description="Members (or tiles) per network call.")
@@ -224,15 +239,17 @@ class SampleConfig(Settings):
         default=None,
         ge=0,
         le=90,
-        description="Rows poleward of this latitude keep only the zonal wavenumbers a grid of the spacing at "
-        "this latitude resolves, so that members are as smooth near the poles as the truth (global periodic "
-        "grids only; None: 60 on global grids that reach beyond it, off elsewhere; 90: off).",
+        description="Rows poleward of this latitude keep only the zonal wavenumbers a grid "
+        "of the spacing at this latitude resolves, so that members are as smooth near the "
+        "poles as the truth (global periodic grids only; None: 60 on global grids that reach "
+        "beyond it, off elsewhere; 90: off).",
     )
     polar_filter_vectors: list[str] | None = Field(
         default=None,
-        description="HR variables that are components of a vector (winds): at the poles they vary along a "
-        "latitude circle as a zonal wave 1, which the polar filter keeps. None: the variables whose units are "
-        "a speed (e.g. m s-1, knots), except log1p-transformed ones (rates such as mm/h, never negative).",
+        description="HR variables that are components of a vector (winds): at the poles they vary "
+        "along a latitude circle as a zonal wave 1, which the polar filter keeps. None: the "
+        "variables whose units are a speed (e.g. m s-1, knots), except log1p-transformed ones "
+        "(rates such as mm/h, never negative).",
     )
 
 

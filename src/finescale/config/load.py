@@ -102,7 +102,8 @@ def _resolve_paths(value: Any, base: Path) -> Any:
 def validate(
     tree: dict[str, Any], model: type[Settings] = ExperimentConfig, *, source: str = "config"
 ) -> Any:
-    """Validate a raw tree into ``model``, turning pydantic's errors into one readable ConfigError."""
+    """Validate a raw tree into ``model``, turning pydantic's errors into one readable
+    ConfigError."""
     try:
         return model.model_validate(tree)
     except ValidationError as exc:

@@ -1,4 +1,5 @@
-"""The base of every settings model: frozen, extra keys forbidden, and the error a bad config raises."""
+"""The base of every settings model: frozen, extra keys forbidden, and the error a bad config
+raises."""
 
 from __future__ import annotations
 
