@@ -10,9 +10,10 @@
    block of the development world is never scored here.
 3. **Score once** on held-out worlds (seeds and a terrain never used while developing): the
    trained models, with the selected setting, on each world's *test* block, against each
-   world's oracle, the regression and quantile delta mapping (the statistical baseline strongest on
-   extremes, fitted on that world's own training block). Every ratio comes with a 95 % moving-block bootstrap
-   interval over days (blocks of ``score.block_days`` days within each world; the worlds pooled).
+   world's oracle, the regression and quantile delta mapping (the statistical baseline strongest
+   on extremes, fitted on that world's own training block). Every ratio comes with a 95 %
+   moving-block bootstrap interval over days (blocks of ``score.block_days`` days within each
+   world; the worlds pooled).
 
 Targets (issue 4): fair CRPS <= 1.2 x the oracle's for t2m, u10, v10 and <= 1.3 x for tp, and
 <= 0.85 x the regression's; spread-skill ratio in [0.8, 1.2]; rank histogram outer bins within
@@ -487,7 +488,8 @@ def main() -> None:
             "parameter": "sample.zero_below",
             "units": "mm h-1",
             "validation_times": int(times.size),
-            "rule": "with the chosen sigma_max: most tp targets met, then lowest tp fair CRPS / oracle",
+            "rule": "with the chosen sigma_max: most tp targets met, "
+            "then lowest tp fair CRPS / oracle",
             "chosen": dry_chosen,
             "candidates": dry,
         },
@@ -522,7 +524,8 @@ def main() -> None:
     print(f"then sample.zero_below = {dry_chosen:g} mm/h")
     for s in dry:
         print(
-            f"  zero_below {s['zero_below']:g}: {s['tp_targets_met']} tp targets met, tp CRPS / oracle "
+            f"  zero_below {s['zero_below']:g}: {s['tp_targets_met']} tp targets met, "
+            f"tp CRPS / oracle "
             f"{s['tp']['crps_oracle_ratio']:.4f}, rank edges {s['tp']['edge_ratio']:.3f}"
         )
     names = ", ".join(f"seed {w['seed']} ({w['terrain']})" for w in worlds)
@@ -531,7 +534,8 @@ def main() -> None:
         f"{len(strata)} days, blocks of {score['block_days']} days, 95 % intervals"
     )
     print(
-        "| variable | CRPS / oracle | / regression | / QDM | SSR | rank edges | spectral max (band km) | "
+        "| variable | CRPS / oracle | / regression | / QDM | SSR | rank edges "
+        "| spectral max (band km) | "
         "q99.9 error per world | all met |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
@@ -543,20 +547,24 @@ def main() -> None:
         p = pooled[v]
         failed = [k for k, ok in p["pass"].items() if not ok]
         qdm = fmt(p["crps_qdm_ratio"]) if "crps_qdm_ratio" in p else "-"
+        band = "-".join(f"{km:.0f}" for km in p["spectral"]["band_km"])
+        q999 = ", ".join(f"{q:+.2f}" for q in p["q999_rel_error_per_world"])
         print(
-            f"| {v} | {fmt(p['crps_oracle_ratio'], 3)} | {fmt(p['crps_regression_ratio'])} | {qdm} | {fmt(p['ssr'])} | "
-            f"{fmt(p['edge_ratio'])} | {fmt(p['spectral'], 3)} ({p['spectral']['band_km'][0]:.0f}-"
-            f"{p['spectral']['band_km'][1]:.0f}) | {', '.join(f'{q:+.2f}' for q in p['q999_rel_error_per_world'])} | "
-            f"{'yes' if not failed else 'no: ' + ', '.join(failed)} |"
+            f"| {v} | {fmt(p['crps_oracle_ratio'], 3)} | {fmt(p['crps_regression_ratio'])} | "
+            f"{qdm} | {fmt(p['ssr'])} | {fmt(p['edge_ratio'])} | "
+            f"{fmt(p['spectral'], 3)} ({band}) | "
+            f"{q999} | {'yes' if not failed else 'no: ' + ', '.join(failed)} |"
         )
 
     print(
-        "\nextremes above the truth's q99 / q99.9, diffusion against the oracle (mean, 95 % interval):"
+        "\nextremes above the truth's q99 / q99.9, diffusion against the oracle "
+        "(mean, 95 % interval):"
     )
     for v in VARIABLES:
         for key, e in pooled[v]["extremes"].items():
             print(
-                f"  {v} {key}: twCRPS {fmt(e['diffusion_twcrps'], 4)} vs {fmt(e['oracle_twcrps'], 4)} "
+                f"  {v} {key}: twCRPS {fmt(e['diffusion_twcrps'], 4)} "
+                f"vs {fmt(e['oracle_twcrps'], 4)} "
                 f"(ratio {fmt(e['twcrps_oracle_ratio'])}); Brier {fmt(e['diffusion_brier'], 5)} vs "
                 f"{fmt(e['oracle_brier'], 5)} (ratio {fmt(e['brier_oracle_ratio'])})"
             )
