@@ -26,8 +26,8 @@ def attention_maps(
     token: tuple[int, int, int, int],
     layer: int = -1,
 ) -> dict[str, np.ndarray]:
-    """source field -> weights (levels, nt, ny, nx) of the query ``token`` = (level, t, y, x) of ``field``
-    (first sample of ``batch``); the key ``field`` holds its self-attention."""
+    """source field -> weights (levels, nt, ny, nx) of the query ``token`` = (level, t, y, x) of
+    ``field`` (first sample of ``batch``); the key ``field`` holds its self-attention."""
     model, g = loaded.model, Geometry.from_config(loaded.config)
     if field not in model.names:
         raise ValueError(f"unknown field '{field}'; the model has {', '.join(model.names)}")
@@ -70,7 +70,8 @@ def attention_maps(
 def plot_attention(
     maps: dict[str, np.ndarray], token: tuple[int, int, int, int], field: str, out: str | Path
 ) -> Path:
-    """One row per source field (levels summed), one column per time token; the query token is marked."""
+    """One row per source field (levels summed), one column per time token; the query token is
+    marked."""
     import matplotlib
 
     matplotlib.use("Agg")

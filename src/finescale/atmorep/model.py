@@ -61,7 +61,8 @@ def valid_mean(values: Tensor, valid: Tensor | None) -> Tensor:
 
 
 class AtmoRep(nn.Module):
-    """Masked-token model of several fields; ``forward`` samples the hidden tokens of predicted fields."""
+    """Masked-token model of several fields; ``forward`` samples the hidden tokens of predicted
+    fields."""
 
     def __init__(self, cfg: AtmoRepConfig, levels: Mapping[str, int]):
         super().__init__()

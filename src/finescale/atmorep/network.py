@@ -62,7 +62,8 @@ class MLP(nn.Sequential):
 
 
 class EncoderLayer(nn.Module):
-    """Pre-norm self-attention, then cross-attention to a context (when the layer has one), then MLP."""
+    """Pre-norm self-attention, then cross-attention to a context (when the layer has one), then
+    MLP."""
 
     def __init__(self, width: int, heads: int, mlp_ratio: int, dropout: float, cross: bool):
         super().__init__()
@@ -123,7 +124,8 @@ class MultiFieldEncoder(nn.Module):
 
 
 class ModulatedBlock(nn.Module):
-    """x + MLP(LayerNorm(x) * (1 + scale(z)) + shift(z)): an MLP block modulated by a noise vector z.
+    """x + MLP(LayerNorm(x) * (1 + scale(z)) + shift(z)): an MLP block modulated by a noise
+    vector z.
 
     Starts as the identity modulation (the projection of z is zero-initialised), so noise enters
     as the training finds it useful.

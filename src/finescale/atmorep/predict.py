@@ -49,7 +49,8 @@ def hidden_hours(loaded: LoadedAtmoRep, task: str) -> np.ndarray:
 def output_variables(
     loaded: LoadedAtmoRep, fields: list[str] | None = None
 ) -> dict[str, tuple[str, int]]:
-    """Variable -> (field, level index) for the predicted fields written (default: every predicted field)."""
+    """Variable -> (field, level index) for the predicted fields written (default: every predicted
+    field)."""
     predicted = [n for n, f in loaded.config.fields.items() if f.predict]
     chosen = predicted if fields is None else fields
     unknown = [f for f in chosen if f not in predicted]
@@ -90,7 +91,8 @@ def predict_origin(
     members: int,
     generator: torch.Generator,
 ) -> dict[str, torch.Tensor]:
-    """Members over the whole grid for the neighbourhood hours starting at ``t0``: field -> (K, L, hours, H, W)."""
+    """Members over the whole grid for the neighbourhood hours starting at ``t0``: field ->
+    (K, L, hours, H, W)."""
     g = Geometry.from_config(loaded.config)
     (et, ey, ex), (h, w) = g.extent, series.shape
     origins = [(t0, y0, x0) for y0 in tile_starts(h, ey) for x0 in tile_starts(w, ex)]
@@ -151,12 +153,14 @@ def predict(
     starts = list(range(0, series.times.size - extent + 1, step))
     if not starts:
         raise ValueError(
-            f"the {split} block ({series.times.size} hours) is shorter than a neighbourhood ({extent})"
+            f"the {split} block ({series.times.size} hours) is shorter than a neighbourhood "
+            f"({extent})"
         )
     valid = np.concatenate([series.times[s + hours] for s in starts])
     if np.unique(valid).size != valid.size:
         raise ValueError(
-            f"stride {step} makes neighbourhoods hide the same hours twice: use at least {hours.size}"
+            f"stride {step} makes neighbourhoods hide the same hours twice: use at least "
+            f"{hours.size}"
         )
     variables = output_variables(loaded, fields)
     attrs = {

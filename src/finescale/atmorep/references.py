@@ -25,7 +25,8 @@ HOUR = np.timedelta64(1, "h")
 
 
 def known_hours(forecast: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """For each valid time of an AtmoRep store: the last hour known before it and the first known after it."""
+    """For each valid time of an AtmoRep store: the last hour known before it and the first known
+    after it."""
     times = forecast.time.values.astype("datetime64[h]")
     lead = forecast.attrs.get("lead_hours", "")
     if lead:  # one hour per neighbourhood, ``lead`` hours after the last known one
@@ -82,7 +83,8 @@ def advection(
     v: xr.DataArray,
     variables: list[str] | None = None,
 ) -> xr.Dataset:
-    """The last known field carried along the wind (u, v) of the last known hour (semi-Lagrangian, bilinear).
+    """The last known field carried along the wind (u, v) of the last known hour (semi-Lagrangian,
+    bilinear).
 
     u, v: (time, y, x) in m/s on the truth's grid (for example the LR 700 hPa wind interpolated
     to it). A point takes the value found ``wind x lead`` upstream; upstream of the domain edge

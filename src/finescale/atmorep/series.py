@@ -120,7 +120,8 @@ def load_series(
         missing = [v for v in variables if v not in ds.data_vars]
         if missing:
             raise ValueError(
-                f"{where}: variables {missing} not found; available: {', '.join(map(str, ds.data_vars))}"
+                f"{where}: variables {missing} not found; "
+                f"available: {', '.join(map(str, ds.data_vars))}"
             )
         needs_coarsening = cfg.grid == "lr" and f.source in ("hr", "static")
         if f.source == "static":

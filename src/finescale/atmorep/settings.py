@@ -18,10 +18,12 @@ from finescale.config.settings import Settings
 
 
 class FieldConfig(Settings):
-    """One field of the AtmoRep model: one variable, or several stacked as its vertical levels, from one source."""
+    """One field of the AtmoRep model: one variable, or several stacked as its vertical levels, \
+from one source."""
 
     source: Literal["hr", "lr", "static"] = Field(
-        description="Dataset it comes from; brought to the model's grid (LR interpolated, HR coarsened) when needed."
+        description="Dataset it comes from; brought to the model's grid (LR "
+        "interpolated, HR coarsened) when needed."
     )
     variables: list[str] | None = Field(
         default=None,
@@ -44,14 +46,16 @@ class FieldConfig(Settings):
     loss_weight: float = Field(default=1.0, ge=0, description="Weight of this field in the loss.")
     base: str | None = Field(
         default=None,
-        description="targets masking: the hidden tokens start from this input field (same number of levels), "
-        "e.g. the LR field of the same variable on the model's grid, and the model predicts the change; None: 0.",
+        description="targets masking: the hidden tokens start from this input field (same "
+        "number of levels), e.g. the LR field of the same variable on the model's grid, and the "
+        "model predicts the change; None: 0.",
     )
     detail: list[str] = Field(
         default_factory=list,
-        description="Input fields whose values enter this field's members point by point: per member and token the "
-        "tail gives one gain per level of each, times that token's values (e.g. [orog] for t2m: a lapse rate "
-        "times the terrain), detail a token's few features cannot carry.",
+        description="Input fields whose values enter this field's members point by point: "
+        "per member and token the tail gives one gain per level of each, times that "
+        "token's values (e.g. [orog] for t2m: a lapse rate times the terrain), detail a "
+        "token's few features cannot carry.",
     )
 
     @model_validator(mode="after")
@@ -72,7 +76,8 @@ class TokenConfig(Settings):
 
 
 class NeighbourhoodConfig(Settings):
-    """Tokens per space-time neighbourhood (hypercube); AtmoRep's 12 x 6 x 12 scaled to our grids."""
+    """Tokens per space-time neighbourhood (hypercube); AtmoRep's 12 x 6 x 12 scaled to our \
+grids."""
 
     time: int = Field(default=4, ge=1, description="Tokens in time.")
     y: int = Field(default=4, ge=1, description="Tokens south-north.")
@@ -122,9 +127,9 @@ class MaskingConfig(Settings):
 
     strategies: dict[Literal["bert", "forecast", "interpolation", "targets"], float] = Field(
         default_factory=lambda: {"bert": 1.0},
-        description="Strategy -> probability per sample. bert: random tokens of predicted fields; forecast: the "
-        "last time tokens of every dynamic field; interpolation: the middle time tokens; targets: every token of "
-        "the predicted fields (downscaling, bias correction).",
+        description="Strategy -> probability per sample. bert: random tokens of predicted fields; "
+        "forecast: the last time tokens of every dynamic field; interpolation: the middle time "
+        "tokens; targets: every token of the predicted fields (downscaling, bias correction).",
     )
     forecast_tokens: int = Field(
         default=1, ge=1, description="Time tokens masked at the end (forecast)."
@@ -134,14 +139,14 @@ class MaskingConfig(Settings):
     )
     fill: Literal["zero", "noise", "coarsen"] = Field(
         default="zero",
-        description="BERT only: masked values become 0, N(0, 1) noise, or the token's mean (a coarsened token); "
-        "targets always gives 0.",
+        description="BERT only: masked values become 0, N(0, 1) noise, or the token's mean (a "
+        "coarsened token); targets always gives 0.",
     )
     time_fill: Literal["zero", "informed"] = Field(
         default="informed",
-        description="forecast and interpolation: hidden hours start as 0, or informed by what is known at inference "
-        "(the last known hour for a forecast, linear interpolation in time for a gap); the model predicts the "
-        "change from that start.",
+        description="forecast and interpolation: hidden hours start as 0, or informed by what is "
+        "known at inference (the last known hour for a forecast, linear interpolation in time for "
+        "a gap); the model predicts the change from that start.",
     )
 
     @field_validator("strategies")
@@ -153,7 +158,8 @@ class MaskingConfig(Settings):
 
 
 class AtmoRepConfig(Settings):
-    """An AtmoRep experiment: fields on one grid cut into space-time tokens, masked and predicted as ensembles."""
+    """An AtmoRep experiment: fields on one grid cut into space-time tokens, masked and predicted \
+as ensembles."""
 
     name: str = Field(default="atmorep", description="Name of the experiment, used in outputs.")
     data: DataConfig = Field(description="What data: sources, pairing, splits, transforms.")
@@ -175,8 +181,8 @@ class AtmoRepConfig(Settings):
     )
     init_checkpoint: Path | None = Field(
         default=None,
-        description="Start from this AtmoRep checkpoint (fine-tuning): weights of fields with the same name and "
-        "shape are taken over, the rest start fresh (relative to the config).",
+        description="Start from this AtmoRep checkpoint (fine-tuning): weights of fields with the "
+        "same name and shape are taken over, the rest start fresh (relative to the config).",
     )
 
     @model_validator(mode="after")

@@ -125,7 +125,8 @@ def where_features(
 
 
 def hidden_tokens(strategy: str, masking: MaskingConfig, nt: int) -> tuple[int, int]:
-    """First and one-past-last time token a ``forecast`` or ``interpolation`` mask hides (of ``nt``)."""
+    """First and one-past-last time token a ``forecast`` or ``interpolation`` mask hides (of
+    ``nt``)."""
     if strategy == "forecast":
         return nt - masking.forecast_tokens, nt
     if strategy == "interpolation":
@@ -183,8 +184,9 @@ def check_geometry(cfg: AtmoRepConfig, series: Series, strategies: Sequence[str]
     (et, ey, ex), (h, w), t = g.extent, series.shape, series.times.size
     if ey > h or ex > w:
         raise ValueError(
-            f"a neighbourhood of {ey} x {ex} grid points (token {cfg.token.y} x {cfg.token.x} x neighbourhood "
-            f"{cfg.neighbourhood.y} x {cfg.neighbourhood.x}) does not fit the {h} x {w} grid: make them smaller"
+            f"a neighbourhood of {ey} x {ex} grid points (token {cfg.token.y} x {cfg.token.x} x "
+            f"neighbourhood {cfg.neighbourhood.y} x {cfg.neighbourhood.x}) does not fit the "
+            f"{h} x {w} grid: make them smaller"
         )
     if et > t:
         raise ValueError(f"a neighbourhood spans {et} hours but the block of times has only {t}")
@@ -195,7 +197,8 @@ def check_geometry(cfg: AtmoRepConfig, series: Series, strategies: Sequence[str]
         )
     if "interpolation" in strategies and m.interpolation_tokens > nt - 2:
         raise ValueError(
-            f"masking.interpolation_tokens {m.interpolation_tokens} needs known time tokens on both sides of {nt}"
+            f"masking.interpolation_tokens {m.interpolation_tokens} needs known time tokens on "
+            f"both sides of {nt}"
         )
     return g
 
@@ -212,7 +215,8 @@ class _Cubes(torch.utils.data.Dataset):
     def cut(
         self, origin: tuple[int, int, int], strategy: str, rng: np.random.Generator
     ) -> dict[str, object]:
-        """One sample: tokens of every field with hidden ones filled, masks, targets and residual bases."""
+        """One sample: tokens of every field with hidden ones filled, masks, targets and residual
+        bases."""
         g = self.geometry
         (et, ey, ex), (t0, y0, x0) = g.extent, origin
         m = self.cfg.masking
@@ -268,7 +272,8 @@ class _Cubes(torch.utils.data.Dataset):
 
 
 class CubeDataset(_Cubes):
-    """Random neighbourhoods with masks drawn from ``cfg.masking``; item ``i`` depends only on (seed, start + i)."""
+    """Random neighbourhoods with masks drawn from ``cfg.masking``; item ``i`` depends only on
+    (seed, start + i)."""
 
     def __init__(
         self, series: Series, cfg: AtmoRepConfig, length: int, seed: int = 0, start: int = 0
@@ -323,7 +328,8 @@ class FixedCubes(_Cubes):
 
 
 def tile_starts(size: int, extent: int) -> list[int]:
-    """Starts of windows of ``extent`` covering 0..size-1, the last flush with the end (overlapping)."""
+    """Starts of windows of ``extent`` covering 0..size-1, the last flush with the end
+    (overlapping)."""
     if extent > size:
         raise ValueError(f"window {extent} larger than {size}")
     starts = list(range(0, size - extent + 1, extent))

@@ -1,4 +1,5 @@
-"""Pre-training and fine-tuning the AtmoRep model (loading it back: :mod:`finescale.atmorep.checkpoint`).
+"""Pre-training and fine-tuning the AtmoRep model (loading it back:
+:mod:`finescale.atmorep.checkpoint`).
 
 ``pretrain(cfg)`` opens the pair, reuses (or computes) the data layer's statistics, builds the
 fields of ``cfg`` on its grid for the training and validation blocks, and fits the model on
@@ -40,8 +41,9 @@ class Blocks:
 
 
 def open_blocks(cfg: AtmoRepConfig, names: tuple[str, ...] = ("train", "validation")) -> Blocks:
-    """Series of the blocks ``names`` (train, validation, test); a block shorter than a neighbourhood is an error,
-    and so is a zero validation fraction when the validation block is asked for (ConfigError)."""
+    """Series of the blocks ``names`` (train, validation, test); a block shorter than a
+    neighbourhood is an error, and so is a zero validation fraction when the validation block is
+    asked for (ConfigError)."""
     if "validation" in names:
         require_validation(cfg.data.splits)
     pair = open_pair(cfg.data)
@@ -53,16 +55,17 @@ def open_blocks(cfg: AtmoRepConfig, names: tuple[str, ...] = ("train", "validati
         times = blocks[name]
         if times.size < hours:
             raise ValueError(
-                f"the {name} block has {times.size} hours, fewer than the {hours} of one neighbourhood "
-                "(token.time x neighbourhood.time): use a longer period or smaller neighbourhoods"
+                f"the {name} block has {times.size} hours, fewer than the {hours} of one "
+                "neighbourhood (token.time x neighbourhood.time): use a longer period or smaller "
+                "neighbourhoods"
             )
         series[name] = load_series(cfg, pair, stats, times)
     return Blocks(pair, stats, series)
 
 
 def take_over(model: AtmoRep, path: str | Path) -> list[str]:
-    """Copy into ``model`` every weight of the AtmoRep checkpoint ``path`` with the same name and shape;
-    returns the names of the model's weights that start fresh."""
+    """Copy into ``model`` every weight of the AtmoRep checkpoint ``path`` with the same name and
+    shape; returns the names of the model's weights that start fresh."""
     weights = read_checkpoint(path, KIND).weights
     own = model.state_dict()
     taken = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
