@@ -35,15 +35,18 @@ def pretrain(
         bool, typer.Option(help="Continue from <train.out>/checkpoints/last.ckpt if it exists.")
     ] = False,
 ) -> None:
-    """Pre-train (or fine-tune, with `init_checkpoint`) the AtmoRep masked-token model with its ensemble tail.
+    """Pre-train (or fine-tune, with `init_checkpoint`) the AtmoRep masked-token model with its
+    ensemble tail.
 
     Writes checkpoints to `<train.out>/checkpoints/` and CSV logs to `<train.out>/logs/`.
 
     **Examples**
 
-    `finescale pretrain --config configs/atmorep-pretrain.yaml --world runs/world --set train.out=runs/atmorep`
+    `finescale pretrain --config configs/atmorep-pretrain.yaml --world runs/world
+    --set train.out=runs/atmorep`
 
-    `finescale pretrain --config configs/atmorep-downscale.yaml --world runs/world --set init_checkpoint=runs/atmorep/checkpoints/last.ckpt`
+    `finescale pretrain --config configs/atmorep-downscale.yaml --world runs/world
+    --set init_checkpoint=runs/atmorep/checkpoints/last.ckpt`
     """
     from finescale.atmorep.settings import AtmoRepConfig
     from finescale.atmorep.train import pretrain
@@ -93,7 +96,8 @@ def predict(
     rank: RankOption = None,
     world_size: WorldSizeOption = None,
 ) -> None:
-    """Predict a task with a trained AtmoRep model: an ensemble of the hidden hours over the whole grid.
+    """Predict a task with a trained AtmoRep model: an ensemble of the hidden hours over the whole
+    grid.
 
     Written neighbourhood by neighbourhood into `.<name>.partial` beside `--out` and renamed when
     complete: rerun the same command after a crash to write only what is missing. With
@@ -102,9 +106,11 @@ def predict(
 
     **Examples**
 
-    `finescale predict --checkpoint runs/atmorep/checkpoints/last.ckpt --task interpolation --out runs/interp.zarr --references runs/interp-refs`
+    `finescale predict --checkpoint runs/atmorep/checkpoints/last.ckpt --task interpolation
+    --out runs/interp.zarr --references runs/interp-refs`
 
-    `finescale predict --checkpoint runs/atmorep/checkpoints/last.ckpt --task forecast --lead 1 --out runs/nowcast1.zarr`
+    `finescale predict --checkpoint runs/atmorep/checkpoints/last.ckpt --task forecast --lead 1
+    --out runs/nowcast1.zarr`
     """
     from finescale.atmorep.predict import predict, write_references
     from finescale.io.blocks import process_share
@@ -169,13 +175,16 @@ def attention(
     ] = None,
     layer: Annotated[int, typer.Option(help="Encoder layer (negative counts from the last).")] = -1,
 ) -> None:
-    """Draw where one token of the AtmoRep encoder looks: its self-attention and its cross-attention to each partner field.
+    """Draw where one token of the AtmoRep encoder looks: its self-attention and its
+    cross-attention to each partner field.
 
     **Examples**
 
-    `finescale attention --checkpoint runs/atmorep/checkpoints/last.ckpt --field tp --out runs/attention-tp.png`
+    `finescale attention --checkpoint runs/atmorep/checkpoints/last.ckpt --field tp
+    --out runs/attention-tp.png`
 
-    `finescale attention --checkpoint runs/atmorep/checkpoints/last.ckpt --field t2m --token 0,3,1,2 --origin 24,20,40 --layer 0 --out a.png`
+    `finescale attention --checkpoint runs/atmorep/checkpoints/last.ckpt --field t2m
+    --token 0,3,1,2 --origin 24,20,40 --layer 0 --out a.png`
     """
     import torch
 

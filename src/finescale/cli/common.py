@@ -31,20 +31,23 @@ RankOption = Annotated[
     int | None,
     typer.Option(
         min=0,
-        help="This process among those sharing the output (default: `$RANK` as torchrun sets it, else 0).",
+        help="This process among those sharing the output (default: "
+        "`$RANK` as torchrun sets it, else 0).",
     ),
 ]
 WorldSizeOption = Annotated[
     int | None,
     typer.Option(
         min=1,
-        help="Processes sharing the output, each writing every N-th block (default: `$WORLD_SIZE`, else 1).",
+        help="Processes sharing the output, each writing every N-th block "
+        "(default: `$WORLD_SIZE`, else 1).",
     ),
 ]
 
 
 def user_errors(func: F) -> F:
-    """Report errors caused by input (files, config, data) in one red line and exit 2; nothing else is caught."""
+    """Report errors caused by input (files, config, data) in one red line and exit 2; nothing
+    else is caught."""
     from finescale.data.world.terrain import OrographyError
 
     @functools.wraps(func)

@@ -18,7 +18,8 @@ def evaluate(
     forecast: Annotated[
         Path,
         typer.Option(
-            help="Forecast to score (Zarr/NetCDF), dims (member, time, y, x); no member dim: deterministic."
+            help="Forecast to score (Zarr/NetCDF), dims (member, time, y, x); "
+            "no member dim: deterministic."
         ),
     ],
     out: Annotated[
@@ -27,19 +28,22 @@ def evaluate(
     truth: Annotated[
         Path | None,
         typer.Option(
-            help="HR truth in finescale's layout (Zarr/NetCDF), dims (time, y, x), 2-D lat/lon. Give this or --config."
+            help="HR truth in finescale's layout (Zarr/NetCDF), dims (time, y, x), 2-D "
+            "lat/lon. Give this or --config."
         ),
     ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
-            help="YAML config: the truth is its data.hr and the LR input its data.lr, read as training reads them (names, units, orientation)."
+            help="YAML config: the truth is its data.hr and the LR input its data.lr, read as "
+            "training reads them (names, units, orientation)."
         ),
     ] = None,
     split: Annotated[
         str | None,
         typer.Option(
-            help="With --config: score the `train`, `validation`, `test` or `all` times of the config's splits."
+            help="With --config: score the `train`, `validation`, `test` or "
+            "`all` times of the config's splits."
         ),
     ] = None,
     times: Annotated[
@@ -48,7 +52,8 @@ def evaluate(
     lr: Annotated[
         Path | None,
         typer.Option(
-            help="LR input: shown on the maps; its grid length is the largest scale scored in the spectra (default: the config's data.lr, else 8 HR grid lengths)."
+            help="LR input: shown on the maps; its grid length is the largest scale scored in the "
+            "spectra (default: the config's data.lr, else 8 HR grid lengths)."
         ),
     ] = None,
     reference: Annotated[
@@ -65,7 +70,8 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--variable",
-            help="Score only this variable (repeatable; default: every forecast variable, which the truth must have, plus wind_speed from u10/v10).",
+            help="Score only this variable (repeatable; default: every forecast variable, which "
+            "the truth must have, plus wind_speed from u10/v10).",
         ),
     ] = None,
     region: Annotated[
@@ -79,14 +85,16 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--mask",
-            help="A region from a 0/1 mask on the HR grid: `NAME=PATH:VAR` (NetCDF/Zarr; repeatable).",
+            help="A region from a 0/1 mask on the HR grid: "
+            "`NAME=PATH:VAR` (NetCDF/Zarr; repeatable).",
         ),
     ] = None,
     unweighted: Annotated[
         bool,
         typer.Option(
             "--unweighted",
-            help="Plain means over the grid points instead of cos(latitude) area weights (e.g. for a projected grid of near-equal cells, where cos(lat) is not the cell area).",
+            help="Plain means over the grid points instead of cos(latitude) area weights (e.g. for "
+            "a projected grid of near-equal cells, where cos(lat) is not the cell area).",
         ),
     ] = False,
     seed: Annotated[
@@ -106,13 +114,17 @@ def evaluate(
 
     **Examples**
 
-    `finescale evaluate --config era5_cerra.yaml --split test --forecast runs/diffusion.zarr --out runs/eval-diffusion`
+    `finescale evaluate --config era5_cerra.yaml --split test --forecast runs/diffusion.zarr
+    --out runs/eval-diffusion`
 
     `finescale evaluate --forecast runs/oracle.zarr --truth runs/world/hr.zarr --out runs/eval`
 
-    `finescale evaluate --forecast runs/diffusion.zarr --truth runs/world/hr.zarr --lr runs/world/lr.zarr --reference bicubic=runs/bicubic.zarr --reference oracle=runs/oracle.zarr --name diffusion --out runs/eval-diffusion`
+    `finescale evaluate --forecast runs/diffusion.zarr --truth runs/world/hr.zarr
+    --lr runs/world/lr.zarr --reference bicubic=runs/bicubic.zarr
+    --reference oracle=runs/oracle.zarr --name diffusion --out runs/eval-diffusion`
 
-    `finescale evaluate --forecast runs/oracle.zarr --truth runs/world/hr.zarr --out runs/eval --region alps=45.5,47,7,10 --mask valais=masks/valais.nc:mask`
+    `finescale evaluate --forecast runs/oracle.zarr --truth runs/world/hr.zarr --out runs/eval
+    --region alps=45.5,47,7,10 --mask valais=masks/valais.nc:mask`
     """
     import json
 
@@ -164,7 +176,8 @@ def baseline(
     method: Annotated[
         str,
         typer.Option(
-            help="`bilinear`, `bicubic`, `qm` (quantile mapping), `bcsd` or `qdm` (quantile delta mapping)."
+            help="`bilinear`, `bicubic`, `qm` (quantile mapping), `bcsd` or "
+            "`qdm` (quantile delta mapping)."
         ),
     ],
     config: Annotated[Path, typer.Option(help="YAML config with a `data` section.")],
@@ -176,7 +189,8 @@ def baseline(
     ] = "test",
     set_: SetOption = None,
 ) -> None:
-    """Downscale with a baseline users would pick today; qm, bcsd and qdm are fitted on the train split.
+    """Downscale with a baseline users would pick today; qm, bcsd and qdm are fitted on the train
+    split.
 
     Writes the HR variables that LR also has, with the HR truth's units and names, as a
     one-member ensemble that `finescale evaluate` scores like any other.
@@ -185,9 +199,11 @@ def baseline(
 
     `finescale baseline --method bicubic --config runs/world/finescale.yaml --out runs/bicubic.zarr`
 
-    `finescale baseline --method qm --config runs/world/finescale.yaml --out runs/qm.zarr --split validation`
+    `finescale baseline --method qm --config runs/world/finescale.yaml --out runs/qm.zarr
+    --split validation`
 
-    `finescale baseline --method bcsd --config era5_cerra.yaml --out runs/bcsd.zarr --set data.splits.gap_hours=48`
+    `finescale baseline --method bcsd --config era5_cerra.yaml --out runs/bcsd.zarr
+    --set data.splits.gap_hours=48`
     """
     from finescale.baselines import check_method, run_baseline
     from finescale.config import load_config

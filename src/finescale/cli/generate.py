@@ -32,7 +32,8 @@ def downscale(
     static: Annotated[
         Path | None,
         typer.Option(
-            help="Static HR fields, for a model trained with them (without: the HR grid comes from the checkpoint)."
+            help="Static HR fields, for a model trained with them (without: the HR "
+            "grid comes from the checkpoint)."
         ),
     ] = None,
     members: Annotated[
@@ -57,7 +58,8 @@ def downscale(
         float | None,
         typer.Option(
             min=0,
-            help="Refuse a run whose estimated peak memory (GB) is above this, naming a batch size that fits.",
+            help="Refuse a run whose estimated peak memory (GB) is above this, "
+            "naming a batch size that fits.",
         ),
     ] = None,
 ) -> None:
@@ -73,11 +75,15 @@ def downscale(
 
     **Examples**
 
-    `finescale downscale --checkpoint runs/diffusion/checkpoints/last.ckpt --lr runs/world/lr.zarr --static runs/world/static.zarr --members 16 --times test --out runs/diffusion.zarr`
+    `finescale downscale --checkpoint runs/diffusion/checkpoints/last.ckpt --lr runs/world/lr.zarr
+    --static runs/world/static.zarr --members 16 --times test --out runs/diffusion.zarr`
 
-    `finescale downscale --checkpoint ckpt --lr era5_ens.nc --static cerra_static.nc --members 4 --solver dpmpp_2m --steps 12 --times 2020-07-01T00..2020-07-02T23 --out ens.zarr --set sample.tile_size=128`
+    `finescale downscale --checkpoint ckpt --lr era5_ens.nc --static cerra_static.nc --members 4
+    --solver dpmpp_2m --steps 12 --times 2020-07-01T00..2020-07-02T23 --out ens.zarr
+    --set sample.tile_size=128`
 
-    `torchrun --nproc-per-node 4 -m finescale.cli downscale --checkpoint ckpt --lr lr.zarr --static static.zarr --times test --out ens.zarr`
+    `torchrun --nproc-per-node 4 -m finescale.cli downscale --checkpoint ckpt --lr lr.zarr
+    --static static.zarr --times test --out ens.zarr`
     """
     from finescale import generation
     from finescale.io.blocks import process_share
