@@ -18,8 +18,8 @@ from finescale.config.settings import Settings
 
 
 class FieldConfig(Settings):
-    """One field of the AtmoRep model: one variable, or several stacked as its vertical levels, \
-from one source."""
+    """One field of the AtmoRep model: one variable, or several stacked as its vertical levels,
+    from one source."""
 
     source: Literal["hr", "lr", "static"] = Field(
         description="Dataset it comes from; brought to the model's grid (LR "
@@ -76,8 +76,8 @@ class TokenConfig(Settings):
 
 
 class NeighbourhoodConfig(Settings):
-    """Tokens per space-time neighbourhood (hypercube); AtmoRep's 12 x 6 x 12 scaled to our \
-grids."""
+    """Tokens per space-time neighbourhood (hypercube); AtmoRep's 12 x 6 x 12 scaled to our
+    grids."""
 
     time: int = Field(default=4, ge=1, description="Tokens in time.")
     y: int = Field(default=4, ge=1, description="Tokens south-north.")
@@ -158,8 +158,8 @@ class MaskingConfig(Settings):
 
 
 class AtmoRepConfig(Settings):
-    """An AtmoRep experiment: fields on one grid cut into space-time tokens, masked and predicted \
-as ensembles."""
+    """An AtmoRep experiment: fields on one grid cut into space-time tokens, masked and predicted
+    as ensembles."""
 
     name: str = Field(default="atmorep", description="Name of the experiment, used in outputs.")
     data: DataConfig = Field(description="What data: sources, pairing, splits, transforms.")

@@ -175,8 +175,8 @@ class StaticConfig(FileConfig):
 
 
 class SplitConfig(Settings):
-    """Contiguous train / validation / test blocks in time order, with an optional gap \
-between them."""
+    """Contiguous train / validation / test blocks in time order, with an optional gap
+    between them."""
 
     train: float = Field(
         default=0.7, gt=0, lt=1, description="Fraction of the aligned times for training."

@@ -18,8 +18,8 @@ from finescale.nn.settings import UNetArchitecture
 
 
 class ConditioningConfig(Settings):
-    """What a model sees besides the noisy target: LR fields on the HR grid, static fields, \
-features."""
+    """What a model sees besides the noisy target: LR fields on the HR grid, static fields,
+    features."""
 
     lr_variables: list[str] | None = Field(
         default=None,
