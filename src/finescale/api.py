@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from finescale.checkpoints import Loaded, load_checkpoint
+from finescale.checkpoints import TrainedDownscaler, load_checkpoint
 from finescale.config import ExperimentConfig
 from finescale.generation import draw_ensemble, plan
 from finescale.models.diffusion import DiffusionModel
@@ -30,7 +30,7 @@ Times = str | slice | np.ndarray | None
 class Model:
     """A trained downscaling model, loaded from its checkpoint (:func:`load`)."""
 
-    def __init__(self, loaded: Loaded, checkpoint: str | Path):
+    def __init__(self, loaded: TrainedDownscaler, checkpoint: str | Path):
         self._loaded = loaded
         self.checkpoint = Path(checkpoint)
 

@@ -183,7 +183,7 @@ def _dict_entry(obj: Any, key: str) -> dict[str, Any] | None:
 
 
 @dataclass
-class Loaded:
+class TrainedDownscaler:
     """A trained model ready for inference (EMA weights, eval mode) and what it was trained with."""
 
     model: nn.Module
@@ -198,7 +198,7 @@ class Loaded:
     hr_grid: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def load_checkpoint(path: str | Path) -> Loaded:
+def load_checkpoint(path: str | Path) -> TrainedDownscaler:
     """Load a checkpoint safely (weights_only), its model rebuilt with the EMA weights."""
     read = read_checkpoint(path)
     meta = read.meta
@@ -214,7 +214,9 @@ def load_checkpoint(path: str | Path) -> Loaded:
         )
     model = build_model(config.model, layout, periodic, _regression_of(meta, config, path))
     load_weights(model, read.weights, path)
-    return Loaded(model, config, stats, layout, periodic, grid, read.sha256, read.hr_grid)
+    return TrainedDownscaler(
+        model, config, stats, layout, periodic, grid, read.sha256, read.hr_grid
+    )
 
 
 @contextmanager
@@ -242,7 +244,7 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: str |
     model.eval()
 
 
-def regression_description(loaded: Loaded) -> dict[str, Any]:
+def regression_description(loaded: TrainedDownscaler) -> dict[str, Any]:
     """What a diffusion checkpoint keeps of the regression model it is taken over, to rebuild
     that network when it loads (its weights are among the diffusion model's own)."""
     return {
@@ -276,7 +278,7 @@ def _regression_of(meta: dict[str, Any], config: ExperimentConfig, path: Path | 
         ) from None
 
 
-def describe(loaded: Loaded) -> str:
+def describe(loaded: TrainedDownscaler) -> str:
     """One line for logs and output attributes."""
     return json.dumps(
         {

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from finescale.atmorep.checkpoint import LoadedAtmoRep
+from finescale.atmorep.checkpoint import TrainedAtmoRep
 from finescale.atmorep.tokens import Geometry
 from finescale.io.atomic import atomic_path
 
 
 @torch.no_grad()
 def attention_maps(
-    loaded: LoadedAtmoRep,
+    loaded: TrainedAtmoRep,
     batch: dict,
     field: str,
     token: tuple[int, int, int, int],

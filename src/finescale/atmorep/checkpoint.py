@@ -23,7 +23,7 @@ KIND = "atmorep"
 
 
 @dataclass
-class LoadedAtmoRep:
+class TrainedAtmoRep:
     """A trained AtmoRep model (EMA weights, eval mode) and what it was trained with."""
 
     model: AtmoRep
@@ -44,7 +44,7 @@ class LoadedAtmoRep:
             )
 
 
-def load_atmorep(path: str | Path) -> LoadedAtmoRep:
+def load_atmorep(path: str | Path) -> TrainedAtmoRep:
     """Load an AtmoRep checkpoint safely (weights_only) with its EMA weights."""
     read = read_checkpoint(path, KIND)
     meta = read.meta
@@ -54,4 +54,4 @@ def load_atmorep(path: str | Path) -> LoadedAtmoRep:
         stats, grid = NormStats.from_dict(meta["stats"]), dict(meta["grid"])
     model = AtmoRep(cfg, levels)
     load_weights(model, read.weights, path)
-    return LoadedAtmoRep(model, cfg, stats, levels, grid, read.sha256)
+    return TrainedAtmoRep(model, cfg, stats, levels, grid, read.sha256)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from finescale.atmorep.checkpoint import LoadedAtmoRep, load_atmorep
+from finescale.atmorep.checkpoint import TrainedAtmoRep, load_atmorep
 from finescale.atmorep.series import Series, load_series
 from finescale.atmorep.tokens import FixedCubes, Geometry, hidden_tokens, tile_starts, untokenize
 from finescale.data.pairs import open_pair, split_times
@@ -34,7 +34,7 @@ TASKS = ("interpolation", "forecast", "targets")
 ProgressFn = Callable[[int], None]
 
 
-def hidden_hours(loaded: LoadedAtmoRep, task: str) -> np.ndarray:
+def hidden_hours(loaded: TrainedAtmoRep, task: str) -> np.ndarray:
     """Offsets (hours from the neighbourhood's start) that ``task`` hides."""
     g = Geometry.from_config(loaded.config)
     tt, nt = g.token[0], g.cube[0]
@@ -47,7 +47,7 @@ def hidden_hours(loaded: LoadedAtmoRep, task: str) -> np.ndarray:
 
 
 def output_variables(
-    loaded: LoadedAtmoRep, fields: list[str] | None = None
+    loaded: TrainedAtmoRep, fields: list[str] | None = None
 ) -> dict[str, tuple[str, int]]:
     """Variable -> (field, level index) for the predicted fields written (default: every predicted
     field)."""
@@ -61,7 +61,7 @@ def output_variables(
     return {v: (name, k) for name in chosen for k, v in enumerate(loaded.config.variables_of(name))}
 
 
-def open_series(loaded: LoadedAtmoRep, split: str, where: str) -> Series:
+def open_series(loaded: TrainedAtmoRep, split: str, where: str) -> Series:
     """The model's fields on the block ``split`` of its data, checked against its grid."""
     cfg = loaded.config
     pair = open_pair(cfg.data)
@@ -84,7 +84,7 @@ def open_series(loaded: LoadedAtmoRep, split: str, where: str) -> Series:
 
 @torch.no_grad()
 def predict_origin(
-    loaded: LoadedAtmoRep,
+    loaded: TrainedAtmoRep,
     series: Series,
     t0: int,
     task: str,

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from finescale.checkpoints import Loaded
+from finescale.checkpoints import TrainedDownscaler
 from finescale.data.alignment import check_covers
 from finescale.data.errors import IN_MEMORY
 from finescale.data.grids import grid_spacing, wrap180
 from finescale.data.sources import open_source, open_static
 
 
-def _check_static(loaded: Loaded, static: xr.Dataset, static_path: str) -> None:
+def _check_static(loaded: TrainedDownscaler, static: xr.Dataset, static_path: str) -> None:
     """Refuse static fields on another grid or domain than the checkpoint's."""
     grid = loaded.grid
     if list(static.lat.shape) != grid["hr_shape"]:
@@ -44,7 +44,7 @@ def _check_static(loaded: Loaded, static: xr.Dataset, static_path: str) -> None:
             )
 
 
-def _check_lr(loaded: Loaded, lr: xr.Dataset, hr: xr.Dataset, lr_path: str) -> None:
+def _check_lr(loaded: TrainedDownscaler, lr: xr.Dataset, hr: xr.Dataset, lr_path: str) -> None:
     """Refuse LR on another grid than the checkpoint's, not covering the HR grid ``hr`` (lat/lon
     (y, x)), or without the variables the model was trained on."""
     grid = loaded.grid
@@ -59,7 +59,7 @@ def _check_lr(loaded: Loaded, lr: xr.Dataset, hr: xr.Dataset, lr_path: str) -> N
         raise ValueError(f"{lr_path}: LR lacks {missing}, which the model was trained on")
 
 
-def hr_grid(loaded: Loaded, checkpoint: str | Path) -> xr.Dataset:
+def hr_grid(loaded: TrainedDownscaler, checkpoint: str | Path) -> xr.Dataset:
     """The HR grid stored in the checkpoint: a dataset of lat(y, x), lon(y, x) (degrees, float64)
     alone.
 
@@ -88,7 +88,7 @@ def hr_grid(loaded: Loaded, checkpoint: str | Path) -> xr.Dataset:
 
 
 def open_inputs(
-    loaded: Loaded,
+    loaded: TrainedDownscaler,
     checkpoint: str | Path,
     lr: str | Path | xr.Dataset,
     static: str | Path | xr.Dataset | None = None,

@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from finescale.checkpoints import Loaded
+from finescale.checkpoints import TrainedDownscaler
 from finescale.config import SampleConfig
 from finescale.data.grids import polar_filter
 from finescale.data.lr_to_hr import LRToHR
@@ -92,7 +92,7 @@ class BlockDrawer:
 
     def __init__(
         self,
-        loaded: Loaded,
+        loaded: TrainedDownscaler,
         lr: xr.Dataset,
         static: xr.Dataset,
         to_hr: LRToHR,

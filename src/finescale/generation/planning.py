@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from finescale.checkpoints import Loaded
+from finescale.checkpoints import TrainedDownscaler
 from finescale.config import SampleConfig, validate
 from finescale.data.errors import IN_MEMORY
 from finescale.data.lr_to_hr import LRToHR
@@ -29,7 +29,9 @@ from finescale.models.diffusion import DiffusionModel
 from finescale.version import __version__
 
 
-def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> SampleConfig:
+def sample_settings(
+    loaded: TrainedDownscaler, overrides: dict[str, Any] | None = None
+) -> SampleConfig:
     """The checkpoint's sample settings with ``overrides`` (members, steps, solver, ...),
     checked."""
     return validate(
@@ -39,7 +41,7 @@ def sample_settings(loaded: Loaded, overrides: dict[str, Any] | None = None) -> 
     )
 
 
-def with_dry_threshold(loaded: Loaded, zero_below: float | None) -> Loaded:
+def with_dry_threshold(loaded: TrainedDownscaler, zero_below: float | None) -> TrainedDownscaler:
     """``loaded`` whose log1p-transformed variables (precipitation) come back as exactly 0 below
     ``zero_below`` (their units) instead of the checkpoint's ``data.transforms`` threshold; the
     same ``loaded`` for None. The threshold acts only on the way back from the network, so it
@@ -71,7 +73,7 @@ class Plan:
 
 
 def plan(
-    loaded: Loaded,
+    loaded: TrainedDownscaler,
     checkpoint: str | Path,
     lr: str | Path | xr.Dataset,
     static: str | Path | xr.Dataset | None = None,

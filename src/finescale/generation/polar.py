@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from finescale.checkpoints import Loaded
+from finescale.checkpoints import TrainedDownscaler
 from finescale.config import SampleConfig
 from finescale.data.units import UnitsError, parse_units
 
@@ -38,7 +38,7 @@ def polar_latitude(settings: SampleConfig, periodic_lon: bool, lat: np.ndarray) 
     return None if chosen is None or chosen >= 90 else float(chosen)
 
 
-def vector_components(settings: SampleConfig, loaded: Loaded) -> list[str]:
+def vector_components(settings: SampleConfig, loaded: TrainedDownscaler) -> list[str]:
     """The HR variables polar-filtered as components of a vector (their zonal wave 1 kept).
 
     ``settings.polar_filter_vectors`` where set; when None, the target variables whose units are

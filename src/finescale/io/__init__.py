@@ -20,7 +20,7 @@ from finescale.io.checks import (
     check_free_space,
     check_writable,
 )
-from finescale.io.partial import Filled, PartialEnsemble, fill_ensemble
+from finescale.io.partial import FillReport, PartialEnsemble, fill_ensemble
 from finescale.io.stores import EnsembleStore, forecast_dataset
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "Block",
     "EnsembleSpec",
     "EnsembleStore",
-    "Filled",
+    "FillReport",
     "LowSpaceWarning",
     "OutputError",
     "PartialEnsemble",

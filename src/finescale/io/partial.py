@@ -118,7 +118,7 @@ class PartialEnsemble:
 
 
 @dataclass
-class Filled:
+class FillReport:
     """What one :func:`fill_ensemble` call did."""
 
     path: Path  #: the output when complete, else the partial folder
@@ -137,7 +137,7 @@ def fill_ensemble(
     rank: int = 0,
     world_size: int = 1,
     note: Callable[[str], None] | None = None,
-) -> Filled:
+) -> FillReport:
     """Write the ensemble ``spec`` to ``out``, block by block, with ``draw(block)`` -> name ->
     (m, t, y, x).
 
@@ -158,7 +158,7 @@ def fill_ensemble(
     if not mine:
         if note:
             note(f"rank {rank} of {world_size}: no blocks to write (the output has {len(blocks)})")
-        return Filled(partial.folder, False, len(blocks), 0, 0)
+        return FillReport(partial.folder, False, len(blocks), 0, 0)
     done = partial.done(request)
     if world_size == 1:
         partial.recover()
@@ -170,10 +170,10 @@ def fill_ensemble(
     for block in todo:
         partial.write(block, draw(block))
     if partial.finish(request, len(blocks)):
-        return Filled(partial.out, True, len(blocks), len(done), len(todo))
+        return FillReport(partial.out, True, len(blocks), len(done), len(todo))
     if note:
         note(
             f"rank {rank} of {world_size}: its blocks are written to {partial.folder}; "
             f"{partial.out} appears once every process has written its blocks"
         )
-    return Filled(partial.folder, False, len(blocks), len(done), len(todo))
+    return FillReport(partial.folder, False, len(blocks), len(done), len(todo))

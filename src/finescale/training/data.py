@@ -84,7 +84,7 @@ class Samples(L.LightningDataModule):
 
 
 @dataclass
-class Prepared:
+class TrainingData:
     """Everything training needs, derived from the config and the data."""
 
     pair: Pair
@@ -96,7 +96,7 @@ class Prepared:
     validation: LazyFields
 
 
-def prepare(cfg: ExperimentConfig) -> Prepared:
+def prepare(cfg: ExperimentConfig) -> TrainingData:
     """Open the pair, statistics on the training block, layout, and the fields of both blocks.
 
     The fields stay on disk: samples read their windows, through a cache of ``train.cache_mb``
@@ -129,6 +129,6 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
             layout, stats, sources, pair.static, pair.hr.lat, pair.hr.lon, times, cache
         )
 
-    return Prepared(
+    return TrainingData(
         pair, stats, layout, to_hr, periodic, fields(blocks["train"]), fields(blocks["validation"])
     )

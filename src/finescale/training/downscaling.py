@@ -17,7 +17,7 @@ import torch
 
 from finescale.checkpoints import (
     GRID_KEY,
-    Loaded,
+    TrainedDownscaler,
     grid_entry,
     load_checkpoint,
     regression_description,
@@ -27,7 +27,7 @@ from finescale.data.samples import PatchDataset
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
-from finescale.training.data import Prepared, prepare
+from finescale.training.data import TrainingData, prepare
 from finescale.training.loop import fit, resume_point
 
 
@@ -55,7 +55,7 @@ def residual_scale(
     return torch.sqrt(total / weight).clamp_min(1e-3)
 
 
-def regression_for(cfg: ModelConfig) -> Loaded | None:
+def regression_for(cfg: ModelConfig) -> TrainedDownscaler | None:
     """The trained regression model a diffusion model with ``residual: regression`` is taken
     over (read from ``cfg.regression_checkpoint``); None for any other model."""
     if cfg.kind == "diffusion" and cfg.residual == "regression":
@@ -64,7 +64,7 @@ def regression_for(cfg: ModelConfig) -> Loaded | None:
 
 
 def checkpoint_meta(
-    cfg: ExperimentConfig, prepared: Prepared, regression: Loaded | None = None
+    cfg: ExperimentConfig, prepared: TrainingData, regression: TrainedDownscaler | None = None
 ) -> dict[str, Any]:
     """What a checkpoint must carry to be used and checked later (plain types only); a diffusion
     model over a regression mean also carries that regression network's description."""
