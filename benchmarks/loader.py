@@ -47,7 +47,7 @@ from machine import disk_gb  # benchmarks/machine.py (scripts run from their fol
 from results import RUNS, begin, write_results
 
 from finescale.config import ExperimentConfig
-from finescale.data.samples import PatchDataset, lazy_fields
+from finescale.data.patches import PatchDataset, lazy_fields
 from finescale.data.windows import BlockCache, Sources, open_sources
 from finescale.data.world import preset, simulate
 from finescale.models.build import build_model
@@ -64,7 +64,7 @@ def world(root: Path, days: float) -> Path:
 
 
 def step_rate(cfg: ExperimentConfig, steps: int, warmup: int = 3) -> dict[str, float]:
-    """Samples per second one training step of ``cfg``'s model consumes (batches held in memory),
+    """Patches per second one training step of ``cfg``'s model consumes (batches held in memory),
     with 1 thread and with every CPU thread: the faster (on a shared machine 1 thread can win)."""
     prepared = prepare(cfg)
     t = cfg.train
@@ -105,7 +105,7 @@ def step_rate(cfg: ExperimentConfig, steps: int, warmup: int = 3) -> dict[str, f
 def loader_rate(
     cfg: ExperimentConfig, workers: int, cache_mb: int, batches: int
 ) -> dict[str, float]:
-    """Samples per second a fresh training loader delivers over its first ``batches`` batches."""
+    """Patches per second a fresh training loader delivers over its first ``batches`` batches."""
     prepared = prepare(cfg)
     t, pair = cfg.train, prepared.pair
     sources = Sources(partial(open_sources, cfg.data), opened={"lr": pair.lr, "hr": pair.hr})

@@ -71,7 +71,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from finescale.atmorep.model import fair_crps
 from finescale.config import ExperimentConfig, ModelConfig, TrainConfig
 from finescale.data.pairs import split_times
-from finescale.data.samples import LazyFields, PatchDataset
+from finescale.data.patches import LazyFields, PatchDataset
 from finescale.data.world import preset, simulate
 from finescale.data.world.simulate import WORLD_FILE
 from finescale.diffusion import samplers

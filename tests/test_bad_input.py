@@ -38,7 +38,7 @@ from finescale.data.channels import make_layout
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import compute_stats
 from finescale.data.pairs import open_pair
-from finescale.data.samples import PatchDataset, load_fields
+from finescale.data.patches import PatchDataset, load_fields
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_thread")

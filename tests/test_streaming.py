@@ -27,7 +27,7 @@ from finescale.data.channels import make_layout
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import compute_stats
 from finescale.data.pairs import open_pair, split_times
-from finescale.data.samples import PatchDataset, lazy_fields, load_fields
+from finescale.data.patches import PatchDataset, lazy_fields, load_fields
 from finescale.data.windows import BlockCache, Sources, open_sources
 from finescale.io.atomic import ZARR_FORMAT
 

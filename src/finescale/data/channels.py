@@ -2,7 +2,7 @@
 
 The layout lists the LR, static and target variables and the position and time features in
 channel order; it is read off a model config, checked against the data, and saved with every
-checkpoint. Apart from :mod:`finescale.data.samples` because checkpoints, model building and
+checkpoint. Apart from :mod:`finescale.data.patches` because checkpoints, model building and
 generation need the channels without the samples themselves.
 """
 

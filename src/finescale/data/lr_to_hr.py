@@ -3,7 +3,7 @@
 LR fields go to the HR grid with ``torch.nn.functional.grid_sample`` at the fractional source
 indices from :func:`finescale.data.regrid.source_indices`, so any window is interpolated alone,
 from the LR cells around it, on any device, and on regular or projected grids alike. Apart from
-:mod:`finescale.data.samples` because generation and AtmoRep's series use it on its own.
+:mod:`finescale.data.patches` because generation and AtmoRep's series use it on its own.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from finescale.checkpoints import TrainedDownscaler
 from finescale.config import SampleConfig
 from finescale.data.grids import polar_filter
 from finescale.data.lr_to_hr import LRToHR
-from finescale.data.samples import Fields, conditioning, load_fields
+from finescale.data.patches import Fields, conditioning, load_fields
 from finescale.diffusion import samplers
 from finescale.generation.tiling import Window, tiled, tiles
 from finescale.io.blocks import Block, block_seed

@@ -20,7 +20,7 @@ Where things are:
 - :mod:`~finescale.training.progress`: the progress bar of optimisation steps.
 """
 
-from finescale.training.data import Samples, TrainingData, prepare
+from finescale.training.data import PatchLoaders, TrainingData, prepare
 from finescale.training.downscaling import checkpoint_meta, regression_for, residual_scale, train
 from finescale.training.loop import AtomicCheckpointIO, fit, resume_point
 from finescale.training.task import COMPILED, Task, compile_networks, ema_update
@@ -28,7 +28,7 @@ from finescale.training.task import COMPILED, Task, compile_networks, ema_update
 __all__ = [
     "COMPILED",
     "AtomicCheckpointIO",
-    "Samples",
+    "PatchLoaders",
     "Task",
     "TrainingData",
     "checkpoint_meta",

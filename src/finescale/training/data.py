@@ -1,8 +1,8 @@
-"""What training reads: the downscaling pair prepared for training, and the loaders of samples.
+"""What training reads: the downscaling pair prepared for training, and the loaders of patches.
 
 :func:`prepare` opens the pair, its normalisation statistics and the lazy fields of the training
-and validation blocks; :class:`Samples` serves any two fixed sample sequences to Lightning, split
-between DDP processes.
+and validation blocks; :class:`PatchLoaders` serves any two fixed patch sequences to Lightning,
+split between DDP processes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from finescale.data.grids import is_global
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import NormStats
 from finescale.data.pairs import Pair, open_pair, require_validation, split_times
-from finescale.data.samples import LazyFields, lazy_fields
+from finescale.data.patches import LazyFields, lazy_fields
 from finescale.data.saved_stats import load_or_compute_stats
 from finescale.data.windows import BlockCache, Sources, open_sources
 
@@ -33,7 +33,7 @@ def _channels_last(value: Any) -> Any:
     return value
 
 
-class Samples(L.LightningDataModule):
+class PatchLoaders(L.LightningDataModule):
     """Loaders of two fixed sample sequences, in order; under DDP each process takes every W-th
     sample.
 

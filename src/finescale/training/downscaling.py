@@ -23,7 +23,7 @@ from finescale.checkpoints import (
     regression_description,
 )
 from finescale.config import ExperimentConfig, ModelConfig
-from finescale.data.samples import PatchDataset
+from finescale.data.patches import PatchDataset
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel

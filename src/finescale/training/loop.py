@@ -23,7 +23,7 @@ from finescale.checkpoints import DIGEST_KEY, check_digest, weights_digest
 from finescale.config import TrainConfig
 from finescale.io.atomic import atomic_path
 from finescale.io.checks import check_writable
-from finescale.training.data import Samples
+from finescale.training.data import PatchLoaders
 from finescale.training.progress import StepBar
 from finescale.training.task import COMPILED, Task, compile_networks
 
@@ -105,7 +105,7 @@ def fit(
     (:func:`compile_networks`).
 
     With ``t.world_size`` > 1 processes (DDP) process r of W takes the samples r, r + W, r + 2W,
-    ... (see :class:`Samples`): step k then covers samples k G ... (k + 1) G - 1 with
+    ... (see :class:`PatchLoaders`): step k then covers samples k G ... (k + 1) G - 1 with
     G = ``t.global_batch_size``, the same patches as one process with batch G, so the datasets
     hold G samples per step.
     """
@@ -140,7 +140,7 @@ def fit(
         enable_model_summary=False,
         log_every_n_steps=max(1, min(50, t.val_every_steps)),
         num_sanity_val_steps=0,
-        # Lightning's would shuffle the training samples: Samples splits them
+        # Lightning's would shuffle the training samples: PatchLoaders splits them
         use_distributed_sampler=False,
     )
     with warnings.catch_warnings():
@@ -152,7 +152,7 @@ def fit(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         trainer.fit(
             task,
-            datamodule=Samples(train_set, val_set, t),
+            datamodule=PatchLoaders(train_set, val_set, t),
             ckpt_path=str(resume_from) if resume_from else None,
         )
     trainer.save_checkpoint(last, weights_only=False)  # full state: --resume needs the optimiser

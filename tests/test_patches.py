@@ -1,4 +1,4 @@
-"""Samples: LR on the HR grid as the data layer interpolates it, channel layout, patches."""
+"""Patches: LR on the HR grid as the data layer interpolates it, channel layout, patches."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from finescale.data.channels import Layout, make_layout
 from finescale.data.grids import is_global, refine_lat_lon
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import NormStats, VariableStats
+from finescale.data.patches import PatchDataset, conditioning, load_fields, time_features
 from finescale.data.regrid import interpolate, source_indices
-from finescale.data.samples import PatchDataset, conditioning, load_fields, time_features
 
 
 def _grid(

@@ -1,6 +1,7 @@
-"""Samples for the models: normalised LR fields on the HR grid, static fields, features, targets.
+"""Patches for the models: normalised LR fields on the HR grid, static fields, features, targets.
 
-A sample is a window of the HR grid at one time:
+A patch (a training example; generation uses the whole domain or its tiles) is a window of the
+HR grid at one time:
 
 - ``cond`` (C_cond, P, Q): LR variables brought to the HR grid, static HR fields, sin/cos of
   lat and lon, sin/cos of the hour of day and day of year, all standardised;
