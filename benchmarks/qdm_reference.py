@@ -25,8 +25,8 @@ stages, because xsdba lives in its own virtual environment:
    difference from finescale's QDM, and for tp the diagnosis of where they differ; written
    with :mod:`results` to ``--json``.
 
-    .venv/bin/python benchmarks/qdm_reference.py --run /work/fresh/outputs/demo \\
-        --xsdba-python /tmp/xsdba-venv/bin/python --json docs/results/qdm-reference-cpu.json
+    .venv/bin/python benchmarks/qdm_reference.py --run outputs/demo \\
+        --xsdba-python ENV/bin/python --json docs/results/qdm-reference-cpu.json
 
 runs the three stages (the second in a child process of ``--xsdba-python``).
 """
@@ -327,8 +327,8 @@ def main() -> None:
     parser.add_argument(
         "--run",
         type=Path,
-        default=Path("/work/fresh/outputs/demo"),
-        help="a finished `finescale demo` output folder (read only)",
+        default=Path("outputs/demo"),
+        help="a finished `finescale demo` output folder (read only; default: make demo's)",
     )
     parser.add_argument("--stride", type=int, default=1, help="every n-th HR point in y and x")
     parser.add_argument(
@@ -339,8 +339,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--xsdba-python",
-        default="/tmp/xsdba-venv/bin/python",
-        help="python of a virtual environment with xsdba installed",
+        required=True,
+        help="python of a separate virtual environment with xsdba installed "
+        "(python3 -m venv ENV && ENV/bin/pip install xsdba)",
     )
     parser.add_argument("--json", type=Path, default=Path("runs/benchmarks/qdm-reference.json"))
     args = parser.parse_args()
