@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from finescale.diffusion.edm import Network, Preconditioning
+from finescale.diffusion.edm import Network, Preconditioning, batch_sigma
 from finescale.diffusion.samplers import karras_sigmas
 
 __all__ = [
@@ -73,10 +73,7 @@ def consistency(
     ``x`` (B, C, *spatial); ``sigma`` (B, 1, ..., 1) or (B,) or 0-d, any float dtype (the
     coefficients are computed in it, then cast to ``x``'s dtype). Returns ``x``'s shape and dtype.
     """
-    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-    sigma = torch.as_tensor(sigma, device=x.device)
-    sigma = torch.broadcast_to(sigma.reshape(-1, *shape[1:]), shape)
-    c = consistency_coefficients(sigma, sigma_data, sigma_min)
+    c = consistency_coefficients(batch_sigma(sigma, x), sigma_data, sigma_min)
     c_skip, c_out, c_in = (v.to(x.dtype) for v in c[:3])
     return c_skip * x + c_out * F(c_in * x, c.c_noise.reshape(x.shape[0]).to(x.dtype), cond)
 

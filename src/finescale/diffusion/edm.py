@@ -76,7 +76,7 @@ def preconditioning(sigma: Tensor | float, sigma_data: float) -> Preconditioning
     return Preconditioning(c_skip, c_out, c_in, c_noise)
 
 
-def _batch_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
+def batch_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
     """``sigma`` broadcast to (B, 1, ..., 1) for ``x`` of shape (B, ...).
 
     Accepts a number, a 0-d tensor, a (B,) tensor or anything broadcastable to (B, 1, ..., 1).
@@ -104,7 +104,7 @@ def denoise(F: Network, x: Tensor, sigma: Tensor | float, cond: Any, sigma_data:
     Returns:
         The denoised estimate (B, C, *spatial) in ``x``'s dtype.
     """
-    c = preconditioning(_batch_sigma(sigma, x), sigma_data)
+    c = preconditioning(batch_sigma(sigma, x), sigma_data)
     c_skip, c_out, c_in = (v.to(x.dtype) for v in c[:3])
     c_noise = c.c_noise.reshape(x.shape[0]).to(x.dtype)  # networks embed one level per sample
     return (c_skip * x + c_out * F(c_in * x, c_noise, cond)).to(x.dtype)
