@@ -541,6 +541,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
 
     def fmt(x: dict[str, Any], digits: int = 2) -> str:
+        if x["ci95"] is None:  # too many resamples undefined (intervals.UNDEFINED_SHARE)
+            return f"{x['value']:.{digits}f} [no interval: {x['undefined_resamples']} undefined]"
         return f"{x['value']:.{digits}f} [{x['ci95'][0]:.{digits}f}, {x['ci95'][1]:.{digits}f}]"
 
     for v in VARIABLES:

@@ -136,3 +136,27 @@ def test_single_day_blocks_are_too_narrow_for_persistent_weather():
         widths[block] = iv.ci95[1] - iv.ci95[0]
     # the variance of an AR(1) mean is (1 + phi) / (1 - phi) = 9 times the independent one's
     assert widths[10] > 2.0 * widths[1]
+
+
+def test_undefined_resamples_are_counted_and_many_withhold_the_interval():
+    """A ratio whose denominator is zero on the days a resample draws (no exceedance of a
+    threshold on them) is undefined there: counted, and the interval withheld when more than
+    2.5 % of resamples are, since their rank would decide the percentiles."""
+    numerator = np.array([1.0, 2.0, 3.0, 0.0, 0.0])
+    score = intervals.crps_ratio("a", "b")
+    for nonzero_days, expect_interval in ((3, True), (1, False)):
+        denominator = np.where(np.arange(5) < nonzero_days, 2.0, 0.0)
+        sums = {"a.crps": numerator, "b.crps": denominator}
+        counts = intervals.bootstrap_counts(np.zeros(5), 1, resamples=4000, seed=1)
+        iv = intervals.interval(score, sums, counts)
+        drawn_none = (counts[:, :nonzero_days] == 0).all(axis=1).sum()
+        assert iv.undefined == drawn_none > 0
+        assert iv.value == pytest.approx(6.0 / (2.0 * nonzero_days))
+        if expect_interval:  # (2/5)^5: 1 % of resamples draw none of the three days
+            assert iv.undefined < 0.025 * 4000
+            drawn = counts @ denominator > 0
+            ratios = (counts @ numerator)[drawn] / (counts @ denominator)[drawn]
+            assert iv.ci95 == pytest.approx(tuple(np.percentile(ratios, [2.5, 97.5])))
+            assert iv.as_dict()["undefined_resamples"] == iv.undefined
+        else:  # (4/5)^5: a third of resamples miss the one day
+            assert iv.ci95 is None and iv.as_dict()["ci95"] is None

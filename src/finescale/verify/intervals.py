@@ -120,16 +120,34 @@ def bootstrap_counts(
     return counts
 
 
+#: the largest share of resamples whose score may be undefined before the interval is withheld:
+#: beyond it, where the undefined ones would rank decides the percentiles
+UNDEFINED_SHARE = 0.025
+
+
 @dataclass(frozen=True)
 class Interval:
-    """A score on the full sample and its 95 % bootstrap interval."""
+    """A score on the full sample and its 95 % bootstrap interval.
+
+    ``undefined``: resamples whose score is not finite (e.g. a ratio whose denominator sums to
+    zero over the days drawn: no exceedance of a threshold). The interval is over the others, and
+    ``None`` when they are more than :data:`UNDEFINED_SHARE` of the resamples.
+    """
 
     value: float
-    ci95: tuple[float, float]
+    ci95: tuple[float, float] | None
+    undefined: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        """``{"value": x, "ci95": [lo, hi]}``, as the results JSON holds it."""
-        return {"value": self.value, "ci95": list(self.ci95)}
+        """``{"value": x, "ci95": [lo, hi] or None}``, as the results JSON holds it, with
+        ``"undefined_resamples"`` when some were."""
+        out: dict[str, object] = {
+            "value": self.value,
+            "ci95": None if self.ci95 is None else list(self.ci95),
+        }
+        if self.undefined:
+            out["undefined_resamples"] = self.undefined
+        return out
 
 
 def interval(
@@ -140,13 +158,21 @@ def interval(
     """``score`` of the summed daily ``sums`` and its 2.5-97.5 percentile range over resamples.
 
     ``score`` maps sums with a leading resample axis (R, ...) to (R,) values; ``sums`` have a
-    leading day axis (D, ...); ``counts`` (R, D) from :func:`bootstrap_counts`.
+    leading day axis (D, ...); ``counts`` (R, D) from :func:`bootstrap_counts`. Resamples where
+    the score is undefined (NaN or infinite) are counted, not silently dropped (see
+    :class:`Interval`).
     """
     full = {k: v.sum(axis=0)[None] for k, v in sums.items()}
     resampled = {k: np.tensordot(counts, v, axes=1) for k, v in sums.items()}
-    values = np.asarray(score(resampled), dtype=float)
-    lo, hi = np.nanpercentile(values, [2.5, 97.5])
-    return Interval(float(np.asarray(score(full))[0]), (float(lo), float(hi)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.asarray(score(resampled), dtype=float)
+        value = float(np.asarray(score(full))[0])
+    finite = np.isfinite(values)
+    undefined = int(values.size - finite.sum())
+    if undefined > UNDEFINED_SHARE * values.size:
+        return Interval(value, None, undefined)
+    lo, hi = np.percentile(values[finite], [2.5, 97.5])
+    return Interval(value, (float(lo), float(hi)), undefined)
 
 
 def crps_ratio(
