@@ -22,6 +22,7 @@ import xarray as xr
 from finescale.checkpoints import TrainedDownscaler, load_checkpoint
 from finescale.config import ExperimentConfig
 from finescale.generation import draw_ensemble, plan
+from finescale.models.consistency import ConsistencyModel
 from finescale.models.diffusion import DiffusionModel
 
 Times = str | slice | np.ndarray | None
@@ -66,7 +67,8 @@ class Model:
         members: per LR input (a regression model gives 1). times: all (None), ``"START..END"``
         (inclusive ISO times), a split name of the config (``"test"``), a slice of times or an
         array of them. sample_overrides: other sample settings (``steps``, ``solver``,
-        ``seed``, ``batch_size``, ``tile_size``, ...).
+        ``seed``, ``batch_size``, ``tile_size``, ...; a consistency student from
+        ``finescale distill`` takes ``calls`` and ``renoise`` instead of the solver's).
 
         The same members, coordinates and attributes as ``finescale downscale`` writes with
         the same settings (except ``lr_source``, "in-memory dataset" for a dataset).
@@ -93,6 +95,8 @@ class Model:
             and loaded.config.model.residual == "regression"
         ):
             kind += " over a regression mean"
+        if isinstance(loaded.model, ConsistencyModel):
+            kind = f"consistency student ({loaded.config.sample.calls} calls) of a {kind} model"
         static = ", ".join(self.static_variables) or "none (HR grid from the checkpoint)"
         return (
             f"finescale.Model({kind}: {', '.join(self.variables)} on an HR grid of "
@@ -104,7 +108,8 @@ class Model:
 
 
 def load(checkpoint: str | Path) -> Model:
-    """The model of a checkpoint written by ``finescale train`` (read safely, digest checked)."""
+    """The model of a checkpoint written by ``finescale train`` or ``finescale distill`` (read
+    safely, digest checked)."""
     return Model(load_checkpoint(checkpoint), checkpoint)
 
 

@@ -29,6 +29,7 @@ from finescale.config import ExperimentConfig, ModelConfig
 from finescale.data.channels import Layout
 from finescale.data.normalisation import NormStats
 from finescale.models.build import build_model
+from finescale.models.consistency import ConsistencyModel
 
 CHECKPOINT_KEY = "finescale"
 #: the checkpoint entry holding the sha256 of its tensors and description (:func:`weights_digest`)
@@ -36,6 +37,11 @@ DIGEST_KEY = "finescale_sha256"
 #: the checkpoint entry holding the HR grid: {"lat": (H, W), "lon": (H, W)} float64 tensors, in
 #: degrees, as the training HR source gives them. A tensor entry, so the digest covers its values
 GRID_KEY = "finescale_grid"
+#: the description entry of a consistency student (``finescale distill``): its kind, the levels
+#: it was distilled on, its teacher (path and sha256), its sampler and distillation settings
+STUDENT_KEY = "student"
+#: a student's weights sit under this name in its checkpoint, beside its target network
+STUDENT_WEIGHTS = "student."
 
 
 def grid_entry(lat: Any, lon: Any) -> dict[str, torch.Tensor]:
@@ -199,7 +205,9 @@ class TrainedDownscaler:
 
 
 def load_checkpoint(path: str | Path) -> TrainedDownscaler:
-    """Load a checkpoint safely (weights_only), its model rebuilt with the EMA weights."""
+    """Load a checkpoint safely (weights_only), its model rebuilt with the EMA weights: a
+    regression model, a diffusion model, or a consistency student (:data:`STUDENT_KEY` in its
+    description), built like its teacher and given the student's weights."""
     read = read_checkpoint(path)
     meta = read.meta
     with reading_description(path, "downscaling"):
@@ -213,7 +221,14 @@ def load_checkpoint(path: str | Path) -> TrainedDownscaler:
             f"description gives {tuple(grid['hr_shape'])}"
         )
     model = build_model(config.model, layout, periodic, _regression_of(meta, config, path))
-    load_weights(model, read.weights, path)
+    weights = read.weights
+    if meta.get(STUDENT_KEY) is not None:
+        with reading_description(path, "consistency student"):
+            student = meta[STUDENT_KEY]
+            model = ConsistencyModel.of(model, student["sigma_min"], student["sigma_max"])
+        size = len(STUDENT_WEIGHTS)
+        weights = {k[size:]: v for k, v in weights.items() if k.startswith(STUDENT_WEIGHTS)}
+    load_weights(model, weights, path)
     return TrainedDownscaler(
         model, config, stats, layout, periodic, grid, read.sha256, read.hr_grid
     )

@@ -1,7 +1,8 @@
 """The ``finescale`` command line: parse, load settings, call one function per verb.
 
-The commands live in modules by what they do (data, train, generate, evaluate, atmorep, demo);
-this module builds the Typer app from them, in the order ``finescale --help`` lists them.
+The commands live in modules by what they do (data, train, distill, generate, evaluate,
+atmorep, demo); this module builds the Typer app from them, in the order ``finescale --help``
+lists them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import typer
 from finescale.cli.atmorep import attention, predict, pretrain
 from finescale.cli.data import oracle, pairs_check, world
 from finescale.cli.demo import demo
+from finescale.cli.distill import distill
 from finescale.cli.evaluate import baseline, evaluate
 from finescale.cli.generate import downscale
 from finescale.cli.train import train
@@ -35,6 +37,7 @@ for _command in (
     evaluate,
     baseline,
     train,
+    distill,
     pretrain,
     predict,
     attention,

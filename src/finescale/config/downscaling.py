@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -219,6 +220,20 @@ class SampleConfig(Settings):
     S_min: float = Field(default=0.0, ge=0, description="Churn only for sigma >= S_min.")
     S_max: float = Field(default=float("inf"), description="Churn only for sigma <= S_max.")
     S_noise: float = Field(default=1.0, gt=0, description="Scale of the churn noise.")
+    calls: int = Field(
+        default=2,
+        ge=1,
+        description="Consistency students only (`finescale distill`): network calls per member. "
+        "A student has no solver, steps, schedule or churn (setting them is refused); a diffusion "
+        "model refuses this.",
+    )
+    renoise: list[float] | None = Field(
+        default=None,
+        description="Consistency students only: the noise levels a member is noised to again "
+        "before its 2nd, 3rd, ... call (calls - 1 of them, descending, between sigma_min and "
+        "sigma_max). None: the first `calls` of `calls + 1` Karras levels from sigma_max down to "
+        "sigma_min (2 calls from 20: 20, then 0.82).",
+    )
     zero_below: float | None = Field(
         default=None,
         ge=0,
@@ -252,6 +267,26 @@ class SampleConfig(Settings):
         "(rates such as mm/h, never negative).",
     )
 
+    @field_validator("renoise")
+    @classmethod
+    def _renoise_between_the_levels(cls, value: list[float] | None, info: Any) -> Any:
+        if value is None or "calls" not in info.data:
+            return value
+        calls = info.data["calls"]
+        top, bottom = info.data.get("sigma_max"), info.data.get("sigma_min")
+        if len(value) != calls - 1:
+            raise ValueError(
+                f"{len(value)} levels where calls={calls} needs {calls - 1} (set both, or "
+                "renoise: null for the default levels)"
+            )
+        levels = [top, *value, bottom]
+        if None not in levels and any(a <= b for a, b in pairwise(levels)):
+            raise ValueError(
+                f"the levels must descend strictly from below sigma_max={top:g} to above "
+                f"sigma_min={bottom:g}"
+            )
+        return value
+
 
 class ExperimentConfig(Settings):
     """A whole experiment: what data, what model, how to train it, how to sample it."""
@@ -261,3 +296,74 @@ class ExperimentConfig(Settings):
     model: ModelConfig = Field(default=ModelConfig(), description="What is trained.")
     train: TrainConfig = Field(default=TrainConfig(), description="How it is trained.")
     sample: SampleConfig = Field(default=SampleConfig(), description="How ensembles are generated.")
+
+
+class DistillConfig(Settings):
+    """Consistency distillation of a trained diffusion model (`finescale distill`): a student with
+    the teacher's network, inputs and weights learns to jump from any noise level of the
+    teacher's sampler to the end of the teacher's probability-flow ODE, so that it draws a member
+    in a few network calls. Everything else (data, statistics, patches, hardware) is the
+    teacher's, with `train` replacing parts of its training section."""
+
+    out: Path = Field(
+        default=Path("runs/student"),
+        description="Folder for the student's checkpoints and CSV logs (relative to where you "
+        "run; `finescale distill --out`).",
+    )
+    levels: int = Field(
+        default=18,
+        ge=2,
+        description="Karras levels N of the distillation grid, from the teacher's "
+        "sample.sigma_min to its sample.sigma_max (rho: its sample.rho); each step pulls the "
+        "student at one level towards its target one teacher Heun step lower.",
+    )
+    target_decay: float = Field(
+        default=0.95,
+        ge=0,
+        lt=1,
+        description="Exponential moving average of the student that is its target (0: the "
+        "student itself, without gradient).",
+    )
+    steps: int = Field(default=2000, ge=1, description="Optimisation steps.")
+    learning_rate: float = Field(
+        default=1e-4, gt=0, description="Adam learning rate (cosine decay to 10%)."
+    )
+    warmup_steps: int = Field(default=50, ge=0, description="Linear learning-rate warm-up.")
+    calls: int = Field(
+        default=2,
+        ge=1,
+        description="Network calls per member the student samples with unless told otherwise "
+        "(its checkpoint's sample.calls).",
+    )
+    renoise: list[float] | None = Field(
+        default=None,
+        description="The student's sample.renoise: levels it noises a member to again before "
+        "each further call (calls - 1, descending). None: the default levels of sample.renoise.",
+    )
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings of the teacher's train section to replace (batch_size, patch_size, "
+        "accelerator, precision, val_every_steps, seed, ...); max_steps, learning_rate, "
+        "warmup_steps and out are the ones above.",
+    )
+
+    @field_validator("train")
+    @classmethod
+    def _train_without_the_distillations_own(cls, value: dict[str, Any]) -> dict[str, Any]:
+        own = {"max_steps": "steps", "learning_rate": "learning_rate"}
+        own |= {"warmup_steps": "warmup_steps", "out": "out"}
+        clash = sorted(set(value) & set(own))
+        if clash:
+            raise ValueError(
+                f"{', '.join(clash)}: set {', '.join(own[k] for k in clash)} of the "
+                "distillation instead"
+            )
+        return value
+
+    @field_validator("renoise")
+    @classmethod
+    def _renoise_for_the_calls(cls, value: list[float] | None, info: Any) -> Any:
+        if value is not None and "calls" in info.data and len(value) != info.data["calls"] - 1:
+            calls = info.data["calls"]
+            raise ValueError(f"{len(value)} levels where calls={calls} needs {calls - 1}")
+        return value

@@ -45,6 +45,7 @@ __all__ = [
     "distillation_levels",
     "distillation_loss",
     "sample_consistency",
+    "sampling_levels",
     "teacher_step",
 ]
 
@@ -80,10 +81,13 @@ def consistency(
 
 def distillation_levels(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
     """The ``n`` noise levels distillation steps between, ascending from ``sigma_min`` to
-    ``sigma_max`` (Karras spacing, float64, shape (n,))."""
+    ``sigma_max`` (Karras spacing, float64, shape (n,); the ends exactly those two, which the
+    spacing's power leaves a rounding error away)."""
     if n < 2:
         raise ValueError(f"distillation needs at least 2 levels, got {n}")
-    return karras_sigmas(n, sigma_min, sigma_max, rho)[:-1].flip(0)
+    levels = karras_sigmas(n, sigma_min, sigma_max, rho)[:-1].flip(0)
+    levels[0], levels[-1] = sigma_min, sigma_max
+    return levels
 
 
 @torch.no_grad()
@@ -110,6 +114,7 @@ def distillation_loss(
     sigma_data: float,
     *,
     generator: torch.Generator | None = None,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """Consistency-distillation loss of ``student`` on clean data ``y`` (B, C, *spatial).
 
@@ -117,6 +122,8 @@ def distillation_loss(
     the noise (from ``generator``), moves ``y + s_{n+1} eps`` one teacher Heun step to ``s_n`` and
     returns the weighted squared difference of the student there and of ``target`` (the
     student's moving average; no gradient) at the stepped point: a scalar in ``y``'s dtype.
+    ``weights``: multipliers of each point's squared difference, broadcastable to ``y`` (a
+    variable's weight, a grid point's area), used as given; None: all 1.
     """
     b = y.shape[0]
     shape = (b,) + (1,) * (y.ndim - 1)
@@ -132,7 +139,21 @@ def distillation_loss(
         aim = consistency(target, x_hat, sigma_lo, cond, sigma_data, sigma_min)
     guess = consistency(student, x, sigma_hi, cond, sigma_data, sigma_min)
     weight = (1.0 / (sigma_hi - sigma_lo)).to(y.dtype)
+    if weights is not None:
+        weight = weight * weights.to(y.dtype)
     return (weight * (guess - aim) ** 2).mean()
+
+
+def sampling_levels(
+    calls: int, sigma_min: float, sigma_max: float, rho: float = 7.0
+) -> list[float]:
+    """The levels a ``calls``-call sampler evaluates the student at when none are given: the first
+    ``calls`` of ``calls + 1`` Karras levels from ``sigma_max`` down to ``sigma_min``, descending
+    (2 calls from 20 to 0.002: 20, 0.82; from 80: 80, 2.5)."""
+    if calls < 1:
+        raise ValueError(f"a sampler makes at least 1 call, got {calls}")
+    levels = karras_sigmas(calls + 1, sigma_min, sigma_max, rho)[1:calls].tolist()
+    return [float(sigma_max), *levels]
 
 
 @torch.no_grad()

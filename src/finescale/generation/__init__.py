@@ -20,8 +20,9 @@ Where things are:
 - :mod:`~finescale.generation.planning`: ``plan`` (a run set up), ``sample_settings``;
 - :mod:`~finescale.generation.inputs`: ``open_inputs``, ``hr_grid``, the checks of the inputs
   against the checkpoint;
-- :mod:`~finescale.generation.members`: ``draw`` (the sampler), ``BlockDrawer`` (one block's
-  physical members);
+- :mod:`~finescale.generation.members`: ``draw`` (the sampler: an ODE/SDE solver, or a
+  consistency student's few calls), ``BlockDrawer`` (one block's physical members),
+  ``unused_settings`` (the sample settings a kind of model does not read);
 - :mod:`~finescale.generation.tiling`: ``tiles``, ``blend_weights``, ``tiled``;
 - :mod:`~finescale.generation.memory`: ``chunk_times``, ``estimate_memory``, ``check_memory``;
 - :mod:`~finescale.generation.polar`: which latitudes and variables are polar-filtered.
@@ -31,7 +32,7 @@ Nothing here imports Lightning.
 
 from finescale.generation.ensemble import downscale, draw_ensemble
 from finescale.generation.inputs import hr_grid, open_inputs
-from finescale.generation.members import BlockDrawer, draw, noise_levels
+from finescale.generation.members import BlockDrawer, draw, noise_levels, unused_settings
 from finescale.generation.memory import MemoryEstimate, check_memory, chunk_times, estimate_memory
 from finescale.generation.planning import Plan, plan, sample_settings
 from finescale.generation.polar import polar_latitude, vector_components
@@ -57,5 +58,6 @@ __all__ = [
     "sample_settings",
     "tiled",
     "tiles",
+    "unused_settings",
     "vector_components",
 ]

@@ -1,8 +1,10 @@
 """Drawing members: the sampler on standardised fields, and the physical members of a block.
 
-:func:`draw` gives members for a batch of conditioning (the diffusion sampler, tiled, or the
-regression mean); :class:`BlockDrawer` turns one block of the output (a batch of members over a
-chunk of times) into members in physical units, polar-filtered on global grids.
+:func:`draw` gives members for a batch of conditioning (the diffusion sampler, tiled, a
+consistency student's few calls, or the regression mean); :class:`BlockDrawer` turns one block of
+the output (a batch of members over a chunk of times) into members in physical units,
+polar-filtered on global grids. What differs between the kinds of model is here and only here:
+:func:`draw` and :func:`unused_settings`.
 """
 
 from __future__ import annotations
@@ -15,17 +17,64 @@ import xarray as xr
 from torch import Tensor
 
 from finescale.checkpoints import TrainedDownscaler
-from finescale.config import SampleConfig
+from finescale.config import ConfigError, SampleConfig
 from finescale.data.grids import polar_filter
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.patches import Fields, conditioning, load_fields
 from finescale.diffusion import samplers
+from finescale.diffusion.consistency import sample_consistency, sampling_levels
 from finescale.generation.tiling import Window, tiled, tiles
 from finescale.io.blocks import Block, block_seed
+from finescale.models.consistency import ConsistencyModel
 from finescale.models.diffusion import DiffusionModel
 
 #: called with the number of batches of members at one time just drawn
 ProgressFn = Callable[[int], None]
+
+#: sample settings of the ODE/SDE solvers: a consistency student's levels and sampler were fixed
+#: when it was distilled, so it takes none of them
+SOLVER_SETTINGS = frozenset(
+    {"solver", "steps", "sigma_min", "sigma_max", "schedule", "rho"}
+    | {"S_churn", "S_min", "S_max", "S_noise"}
+)
+#: sample settings only a consistency student reads
+STUDENT_SETTINGS = frozenset({"calls", "renoise"})
+
+
+def unused_settings(model: torch.nn.Module) -> frozenset[str]:
+    """The sample settings ``model`` does not read: set explicitly, they are refused
+    (:func:`finescale.generation.sample_settings`), and they are left out of the output's
+    ``sampler`` attribute. (A regression model reads none of the sampler's; it has always
+    ignored them.)"""
+    return SOLVER_SETTINGS if isinstance(model, ConsistencyModel) else STUDENT_SETTINGS
+
+
+def refuse_unused(loaded: TrainedDownscaler, overrides: Collection[str]) -> None:
+    """A ConfigError naming the ``overrides`` (sample settings set explicitly) that the
+    checkpoint's model does not read (:func:`unused_settings`), and what to set instead."""
+    unused = sorted(set(overrides) & unused_settings(loaded.model))
+    if not unused:
+        return
+    if isinstance(loaded.model, ConsistencyModel):
+        why = (
+            "a consistency student draws each member in sample.calls network calls (its own: "
+            f"{loaded.config.sample.calls}) from sigma_max {loaded.model.sigma_max:g} on the "
+            "levels it was distilled on: set sample.calls (and sample.renoise) instead"
+        )
+    else:
+        why = (
+            "only a consistency student (finescale distill) reads them; this is a "
+            f"{loaded.config.model.kind} model (set sample.steps and sample.solver)"
+        )
+    raise ConfigError(f"{', '.join(f'sample.{k}' for k in unused)}: {why}")
+
+
+def student_levels(model: ConsistencyModel, sample: SampleConfig) -> list[float]:
+    """The levels a student evaluates each member at: its ``sigma_max``, then ``sample.renoise``
+    (by default :func:`~finescale.diffusion.consistency.sampling_levels`)."""
+    if sample.renoise is None:
+        return sampling_levels(sample.calls, model.sigma_min, model.sigma_max, sample.rho)
+    return [model.sigma_max, *sample.renoise]
 
 
 def noise_levels(sample: SampleConfig) -> Tensor:
@@ -47,7 +96,8 @@ def draw(
     """Members (B, C_out, H, W) in standardised space for conditioning (B, C_cond, H, W).
 
     A regression model gives its mean (the same for every entry); a diffusion model one sample
-    per entry.
+    per entry, by an ODE/SDE solver; a consistency student one sample per entry in
+    ``sample.calls`` calls.
     """
     shape = tuple(cond.shape[-2:])
     windows = windows or [(0, 0, *shape)]
@@ -63,27 +113,36 @@ def draw(
         lambda w: model.mu(crop(cond, w), crop(base, w)), windows, shape, sample.tile_overlap
     )
 
-    def denoise(z: Tensor, sigma: Tensor | float) -> Tensor:
-        return tiled(
-            lambda w: model.denoise(crop(z, w), sigma, crop(cond, w), crop(mu, w)),
+    def on_tiles(network: Callable[..., Tensor]) -> Callable[[Tensor, Tensor | float], Tensor]:
+        """``network(z, sigma, cond, mu)`` evaluated tile by tile and blended."""
+        return lambda z, sigma: tiled(
+            lambda w: network(crop(z, w), sigma, crop(cond, w), crop(mu, w)),
             windows,
             shape,
             sample.tile_overlap,
         )
 
     noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-    sigmas = noise_levels(sample)
-    z = samplers.sample(
-        denoise,
-        noise,
-        sigmas,
-        solver=sample.solver,
-        S_churn=sample.S_churn,
-        S_min=sample.S_min,
-        S_max=sample.S_max,
-        S_noise=sample.S_noise,
-        generator=generator,
-    )
+    if isinstance(model, ConsistencyModel):
+        z = sample_consistency(
+            on_tiles(model.consistency),
+            noise,
+            student_levels(model, sample),
+            model.sigma_min,
+            generator=generator,
+        )
+    else:
+        z = samplers.sample(
+            on_tiles(model.denoise),
+            noise,
+            noise_levels(sample),
+            solver=sample.solver,
+            S_churn=sample.S_churn,
+            S_min=sample.S_min,
+            S_max=sample.S_max,
+            S_noise=sample.S_noise,
+            generator=generator,
+        )
     return model.combine(z, mu)
 
 

@@ -21,7 +21,12 @@ from finescale.data.errors import IN_MEMORY
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.sources import read_through
 from finescale.generation.inputs import open_inputs
-from finescale.generation.members import BlockDrawer, ProgressFn
+from finescale.generation.members import (
+    BlockDrawer,
+    ProgressFn,
+    refuse_unused,
+    unused_settings,
+)
 from finescale.generation.memory import MemoryEstimate, check_memory, chunk_times
 from finescale.generation.polar import polar_latitude, vector_components
 from finescale.io.blocks import Block, EnsembleSpec, ensemble_blocks
@@ -33,7 +38,9 @@ def sample_settings(
     loaded: TrainedDownscaler, overrides: dict[str, Any] | None = None
 ) -> SampleConfig:
     """The checkpoint's sample settings with ``overrides`` (members, steps, solver, ...),
-    checked."""
+    checked. An override the model does not read (:func:`unused_settings`: a solver's steps for
+    a consistency student, its calls for a diffusion model) is refused, not ignored."""
+    refuse_unused(loaded, overrides or {})
     return validate(
         loaded.config.sample.model_dump() | (overrides or {}),
         SampleConfig,
@@ -124,7 +131,7 @@ def plan(
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": loaded.sha256,
         "lr_source": lr_where,
-        "sampler": settings.model_dump_json(),
+        "sampler": settings.model_dump_json(exclude=set(unused_settings(loaded.model))),
         "config": json.dumps(cfg.model_dump(mode="json")),
         "Conventions": "CF-1.8",
     }
