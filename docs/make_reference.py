@@ -10,13 +10,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from finescale.atmorep.settings import AtmoRepConfig
-from finescale.config import ExperimentConfig
+from finescale.config import DistillConfig, ExperimentConfig
 from finescale.config.load import first_model
 from finescale.data.world import WorldParams
 
 DOCS = Path(__file__).parent
 PAGES = {
     "configuration.md": (ExperimentConfig, "Configuration reference"),
+    "distill-configuration.md": (DistillConfig, "Distillation configuration reference"),
     "atmorep-configuration.md": (AtmoRepConfig, "AtmoRep configuration reference"),
     "world-parameters.md": (WorldParams, "Alps world parameters"),
 }
