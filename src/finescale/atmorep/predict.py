@@ -23,6 +23,7 @@ import torch
 from finescale.atmorep.checkpoint import TrainedAtmoRep, load_atmorep
 from finescale.atmorep.series import Series, load_series
 from finescale.atmorep.tokens import FixedCubes, Geometry, hidden_tokens, tile_starts, untokenize
+from finescale.config.data import DataConfig
 from finescale.data.pairs import open_pair, split_times
 from finescale.data.sources import read_through
 from finescale.io.blocks import Block, EnsembleSpec, block_seed, ensemble_blocks
@@ -124,6 +125,7 @@ def predict(
     rank: int = 0,
     world_size: int = 1,
     note: Callable[[str], None] | None = None,
+    data: DataConfig | None = None,
 ) -> Path:
     """Write the ensemble of ``task`` over the block ``split`` of the checkpoint's data to ``out``.
 
@@ -131,11 +133,15 @@ def predict(
     (default: every hidden hour). stride: hours between neighbourhood starts (default: the
     number of hidden hours). The members of the neighbourhood starting at hour h draw their
     noise from a seed of (``seed``, h). Resuming and sharing between processes (``rank`` of
-    ``world_size``) are those of :func:`finescale.io.fill_ensemble`. Returns ``out`` once
-    complete, else the partial store's folder.
+    ``world_size``) are those of :func:`finescale.io.fill_ensemble`. data: predict on this data
+    instead of the checkpoint's, on the same grid (e.g. a world never trained on), standardised
+    with the checkpoint's statistics as in training. Returns ``out`` once complete, else the
+    partial store's folder.
     """
     check_writable(Path(out).parent)
     loaded = load_atmorep(checkpoint)
+    if data is not None:
+        loaded.config = loaded.config.model_copy(update={"data": data})
     cfg = loaded.config
     k = members or cfg.ensemble.members
     hours = hidden_hours(loaded, task)
