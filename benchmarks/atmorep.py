@@ -178,8 +178,8 @@ def main() -> None:
     args = parser.parse_args()
     started = begin()
     spec = yaml.safe_load(args.config.read_text())
-    out = args.out.absolute()
-    skill = None if args.skill is None else args.skill.absolute()
+    out = args.out.resolve()
+    skill = None if args.skill is None else args.skill.resolve()
     score, members = spec["score"], spec["members"]
 
     # 1. develop on the development world's training block
