@@ -25,7 +25,7 @@ from finescale.checkpoints import (
     weights_digest,
 )
 from finescale.cli import app
-from finescale.config import ConfigError, SampleConfig, TrainConfig
+from finescale.config import ConfigError, DistillConfig, SampleConfig, TrainConfig
 from finescale.diffusion.consistency import distillation_levels
 from finescale.diffusion.settings import EDMSettings
 from finescale.generation import draw
@@ -166,6 +166,41 @@ def test_distill_refuses_what_it_cannot_distil(student, tiny_models, tmp_path):
     )
     assert result.exit_code == 2 and "1 levels where calls=3 needs 2" in _text(result)
     assert not any(tmp_path.glob("s*/checkpoints/*.ckpt"))  # refused before training
+
+
+def test_a_student_of_a_diffusion_model_over_a_regression_needs_no_regression_file(
+    tiny_models, tmp_path
+):
+    """The student keeps its teacher's mu: the regression network travels in its checkpoint
+    (described as in the teacher's, its weights among the student's own)."""
+    from finescale.config import load_config
+    from finescale.training import train
+    from finescale.training.distill import distill
+
+    folder = tiny_models["folder"]
+    regression = tmp_path / "regression.ckpt"
+    regression.write_bytes(tiny_models["regression"].read_bytes())
+    cfg = load_config(
+        folder / "nostatic.yaml",
+        [
+            "model.kind=diffusion",
+            "model.residual=regression",
+            f"model.regression_checkpoint={regression}",
+            f"train.out={tmp_path / 'diffusion'}",
+        ],
+    )
+    teacher = train(cfg)
+    student = distill(DistillConfig(out=tmp_path / "student", steps=2, levels=4), teacher)
+    regression.unlink()
+    loaded, taught = load_checkpoint(student), load_checkpoint(teacher)
+    assert (
+        read_checkpoint(student).meta["regression"] == read_checkpoint(teacher).meta["regression"]
+    )
+    cond = torch.randn(2, taught.layout.cond_channels, 32, 40)
+    base = torch.randn(2, 1, 32, 40)
+    assert torch.equal(loaded.model.mu(cond, base), taught.model.mu(cond, base))
+    ensemble = finescale.load(student).downscale(folder / "lr.nc", members=2, times=SPAN)
+    assert ensemble.t2m.shape == (2, 4, 32, 40) and np.isfinite(ensemble.t2m.values).all()
 
 
 LOADS = """
@@ -327,3 +362,91 @@ def test_distillation_learns_both_modes_through_the_training_code(tmp_path):
         for condition, p in P_UP.items():  # each condition's weights: draws, not one answer
             assert (y[c == condition] > 0).float().mean() == pytest.approx(p, abs=0.05)
         assert ((y.abs() - 1).abs() < 3 * WIDTH).float().mean() > at_modes
+
+
+# --- benchmarks/distill.py at toy size ---------------------------------------------------------
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_at_toy_size_and_reuses_its_stages(tmp_path):
+    """A skill run in miniature (an alps-small development world with a teacher of 6 steps, one
+    held-out world), distilled 2 steps and scored: every ensemble of the issue's table, the goals
+    with their numbers, and a rerun that reuses every stage."""
+    import json
+
+    import yaml
+
+    from finescale.data.world import preset, simulate
+
+    run, out = tmp_path / "run", tmp_path / "out"
+    params = preset("alps-small").model_copy(update={"days": 6.0})
+    simulate(run / "dev" / "world", params, seed=2)
+    simulate(run / "heldout" / "seed5-shipped" / "world", params, seed=5)
+    tiny = {
+        "max_steps": 6,
+        "batch_size": 4,
+        "patch_size": 32,
+        "val_every_steps": 3,
+        "val_batches": 1,
+        "warmup_steps": 2,
+        "accelerator": "cpu",
+        "num_workers": 0,
+        "out": str(run / "dev" / "diffusion"),
+    }
+    args = ["train", "--config", str(run / "dev" / "world" / "finescale.yaml")]
+    for key, value in tiny.items():
+        args += ["--set", f"train.{key}={value}"]
+    args += ["--set", "model.network.base_width=8", "--set", "model.network.channel_mult=[1, 2]"]
+    result = runner.invoke(app, [*args, "--set", "sample.sigma_max=20.0"])
+    assert result.exit_code == 0, result.output
+    (run / "dev" / "timings.json").write_text(json.dumps({"train diffusion": 1.0}))
+    skill = {
+        "heldout": [{"seed": 5, "terrain": "shipped"}],
+        "score": {"members": 2, "every": 9, "block_days": 1, "resamples": 20},
+    }
+    (tmp_path / "skill.yaml").write_text(yaml.safe_dump(skill))
+    spec = {
+        "skill": "skill.yaml",
+        "sample": {"sigma_max": 20.0, "zero_below": 0.003},
+        "distill": {"levels": 4, "steps": 2, "warmup_steps": 1},
+    }
+    (tmp_path / "distill.yaml").write_text(yaml.safe_dump(spec))
+    command = [sys.executable, "distill.py", "--run", str(run), "--out", str(out)]
+    command += ["--config", str(tmp_path / "distill.yaml"), "--json", str(tmp_path / "r.json")]
+
+    def bench() -> tuple[str, dict]:
+        done = subprocess.run(
+            command,
+            cwd=BENCHMARKS,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            timeout=900,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout, json.loads((tmp_path / "r.json").read_text())
+
+    _, first = bench()
+    names = ["teacher_heun40", "teacher_dpmpp8", "teacher_dpmpp12"]
+    assert list(first["ensembles"]) == [*names, "student1", "student2", "student4"]
+    heun = first["ensembles"]["teacher_heun40"]
+    assert heun["network_calls"] == 79 and heun["wall_s_per_member"] > 0
+    for key in ("crps_oracle_ratio", "ssr", "edge_ratio", "spectral"):
+        assert np.isfinite(heun["variables"]["tp"][key]["value"]), key
+    goal = first["goals"]["student_2_calls"]["variables"]["t2m"]["crps_ratio"]
+    assert goal["bound"] == 1.02 and goal["met"] == (goal["value"] <= 1.02)
+    assert first["goals"]["distillation_cost"]["student"]["steps"] == 2
+    assert first["goals"]["distillation_cost"]["teacher"] == {
+        "steps": 6,
+        "wall_s": 1.0,
+        "s_per_step": 1.0 / 6,
+    }
+    assert first["student"]["description"]["sampler"]["calls"] == 2
+    ensembles = xr.open_zarr(out / "heldout" / "seed5-shipped" / "student1.zarr")
+    assert ensembles.sizes["member"] == 2 and json.loads(ensembles.attrs["sampler"])["calls"] == 1
+    stdout, second = bench()
+    assert "distil: reusing" in stdout and "downscale student4: reusing" in stdout
+    assert second["ensembles"] == first["ensembles"]

@@ -22,7 +22,7 @@ def distill(
     ] = None,
     set_: SetOption = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue from <out>/checkpoints/last.ckpt if it exists.")
+        bool, typer.Option(help="Continue from checkpoints/last.ckpt in `--out` if it exists.")
     ] = False,
 ) -> None:
     """Distil a trained diffusion model into a consistency student that draws a member in a few
