@@ -6,7 +6,8 @@ keeps the key names of ``vs_diffusers.py``: ``command``, ``machine``, ``versions
 ISO 8601 at the start), ``cwd`` (relative paths in the command are relative to it) and
 ``empty_fields`` (the dotted paths of results left empty, ``{}``, ``[]`` or ``None``: a reader
 sees at once what the run may not have measured; a setting can be empty by design, such as a
-network without attention levels).
+network without attention levels) and ``non_finite_fields`` (the paths of scores that were NaN or
+infinite, e.g. a ratio over a zero sum: written as ``null``, so the file is standard JSON).
 
     run = begin()                       # before measuring: the date and the load average
     ...                                 # measure
@@ -16,6 +17,7 @@ network without attention levels).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -80,6 +82,23 @@ def empty_fields(value: Any, prefix: str = "") -> list[str]:
     return []
 
 
+def finite(value: Any, prefix: str = "", found: list[str] | None = None) -> tuple[Any, list[str]]:
+    """``value`` with every NaN or infinite float nested in it replaced by None, and the dotted
+    paths of those (JSON has no NaN: ``json.dumps`` would write ``NaN``, which strict readers
+    refuse)."""
+    found = [] if found is None else found
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(prefix or "(all)")
+        return None, found
+    if isinstance(value, dict):
+        paths = (f"{prefix}.{k}" if prefix else str(k) for k in value)
+        out = {k: finite(v, path, found)[0] for (k, v), path in zip(value.items(), paths)}
+        return out, found
+    if isinstance(value, (list, tuple)):
+        return [finite(v, f"{prefix}[{i}]", found)[0] for i, v in enumerate(value)], found
+    return value, found
+
+
 def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> Path:
     """Write ``run`` (from :func:`begin`) completed with the machine, the versions and the load
     average at the end, followed by ``results``, to ``path`` as JSON, atomically; ``path``.
@@ -96,6 +115,7 @@ def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> P
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
     load = {**run["load_average"], "end": [round(x, 2) for x in os.getloadavg()]}
+    results, non_finite = finite(results)
     empty = empty_fields(results)
     record = {
         **run,
@@ -103,12 +123,13 @@ def write_results(path: Path, run: dict[str, Any], results: dict[str, Any]) -> P
         "versions": versions(),
         "load_average": load,
         "empty_fields": empty,
+        "non_finite_fields": non_finite,
         **results,
     }
     if empty:
         print(f"{path}: left empty: {', '.join(empty)}", file=sys.stderr)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
     print(f"wrote {path}", file=sys.stderr)
     return path
 

@@ -55,3 +55,14 @@ def test_results_may_not_overwrite_the_header(tmp_path):
     with pytest.raises(ValueError, match="command"):
         results.write_results(tmp_path / "x.json", results.begin(), {"command": "mine"})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_undefined_scores_are_written_as_null_and_named(tmp_path):
+    """A ratio over a zero sum is NaN or infinite; the file stays standard JSON (strict readers
+    refuse ``NaN``) and the header names where."""
+    path = tmp_path / "x.json"
+    measured = {"tp": {"ratio": float("nan"), "ci95": [0.9, float("inf")]}, "t2m": 1.0}
+    results.write_results(path, results.begin(), measured)
+    record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert record["tp"] == {"ratio": None, "ci95": [0.9, None]} and record["t2m"] == 1.0
+    assert record["non_finite_fields"] == ["tp.ratio", "tp.ci95[1]"]
