@@ -104,9 +104,7 @@ class ConsistencyModel(DiffusionModel):
         mu = self.mu(batch["cond"], batch["base"])
         weights = self.channel_weights[:, None, None]
         area = batch.get("area")
-        if (
-            area is not None
-        ):  # as the EDM loss: mean 1 over the batch, 0 where the target is missing
+        if area is not None:  # as the EDM loss: mean 1 over the batch, 0 where no target
             weights = weights * area / area.mean().clamp_min(torch.finfo(area.dtype).tiny)
 
         def denoiser(x: Tensor, sigma: Tensor) -> Tensor:

@@ -12,15 +12,18 @@ Where things are:
 
 - :mod:`~finescale.training.downscaling`: ``train`` for the downscaling models, the residual
   scale, what their checkpoints carry;
+- :mod:`~finescale.training.distill`: ``distill``, a consistency student from a trained diffusion
+  model (``finescale distill``);
 - :mod:`~finescale.training.loop`: ``fit`` (Lightning's trainer for any model with a ``loss``),
   ``resume_point``, atomic checkpoint writing;
 - :mod:`~finescale.training.task`: the Lightning module (EMA, Adam, schedule),
   ``compile_networks``;
-- :mod:`~finescale.training.data`: ``prepare`` (the pair for training), the loaders;
+- :mod:`~finescale.training.data`: ``prepare`` (the pair for training), the patch sets
+  of a run, the loaders;
 - :mod:`~finescale.training.progress`: the progress bar of optimisation steps.
 """
 
-from finescale.training.data import PatchLoaders, TrainingData, prepare
+from finescale.training.data import PatchLoaders, TrainingData, patch_sets, prepare
 from finescale.training.downscaling import checkpoint_meta, regression_for, residual_scale, train
 from finescale.training.loop import AtomicCheckpointIO, fit, resume_point
 from finescale.training.task import COMPILED, Task, compile_networks, ema_update
@@ -35,6 +38,7 @@ __all__ = [
     "compile_networks",
     "ema_update",
     "fit",
+    "patch_sets",
     "prepare",
     "regression_for",
     "residual_scale",

@@ -21,7 +21,7 @@ from finescale.data.grids import is_global
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import NormStats
 from finescale.data.pairs import Pair, open_pair, require_validation, split_times
-from finescale.data.patches import LazyFields, lazy_fields
+from finescale.data.patches import LazyFields, PatchDataset, lazy_fields
 from finescale.data.saved_stats import load_or_compute_stats
 from finescale.data.windows import BlockCache, Sources, open_sources
 
@@ -132,3 +132,30 @@ def prepare(cfg: ExperimentConfig) -> TrainingData:
     return TrainingData(
         pair, stats, layout, to_hr, periodic, fields(blocks["train"]), fields(blocks["validation"])
     )
+
+
+def patch_sets(
+    prepared: TrainingData, t: TrainConfig, done: int = 0
+) -> tuple[PatchDataset, PatchDataset]:
+    """The training and validation patches of a run: fixed sequences, so that a run resumed after
+    ``done`` steps continues the training sequence where its checkpoint stopped. Under DDP each
+    step takes the next global batch of it, split between the processes (see ``fit``)."""
+    batch = t.global_batch_size
+    train = PatchDataset(
+        prepared.train,
+        prepared.layout,
+        prepared.to_hr,
+        t.patch_size,
+        t.max_steps * batch,
+        t.seed,
+        start=done * batch,
+    )
+    validation = PatchDataset(
+        prepared.validation,
+        prepared.layout,
+        prepared.to_hr,
+        t.patch_size,
+        t.val_batches * batch,
+        t.seed + 1,
+    )
+    return train, validation

@@ -43,11 +43,10 @@ from finescale.config import (
     TrainConfig,
     validate,
 )
-from finescale.data.patches import PatchDataset
 from finescale.diffusion.consistency import distillation_levels, sampling_levels
 from finescale.models.consistency import ConsistencyModel
 from finescale.models.diffusion import DiffusionModel
-from finescale.training.data import TrainingData, prepare
+from finescale.training.data import TrainingData, patch_sets, prepare
 from finescale.training.downscaling import checkpoint_meta
 from finescale.training.loop import fit, resume_point
 
@@ -223,24 +222,7 @@ def distill(cfg: DistillConfig, teacher: Path, resume: bool = False) -> Path:
     prepared = prepare(experiment)
     check_data(prepared, loaded, teacher)
     # the teacher's patches, as `train` cuts them: a resumed run continues the sequence
-    batch = t.global_batch_size
-    train_set = PatchDataset(
-        prepared.train,
-        prepared.layout,
-        prepared.to_hr,
-        t.patch_size,
-        t.max_steps * batch,
-        t.seed,
-        start=done * batch,
-    )
-    val_set = PatchDataset(
-        prepared.validation,
-        prepared.layout,
-        prepared.to_hr,
-        t.patch_size,
-        t.val_batches * batch,
-        t.seed + 1,
-    )
+    train_set, val_set = patch_sets(prepared, t, done)
     sample = experiment.sample
     student = ConsistencyModel.of(loaded.model, sample.sigma_min, sample.sigma_max)
     levels = distillation_levels(cfg.levels, sample.sigma_min, sample.sigma_max, sample.rho)

@@ -27,7 +27,7 @@ from finescale.data.patches import PatchDataset
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.regression import RegressionModel
-from finescale.training.data import TrainingData, prepare
+from finescale.training.data import TrainingData, patch_sets, prepare
 from finescale.training.loop import fit, resume_point
 
 
@@ -97,26 +97,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
     # first: an output folder that cannot be written fails now
     resume_from, done = resume_point(t, resume)
     prepared = prepare(cfg)
-    # the patches are a fixed sequence: a resumed run continues it where the checkpoint stopped.
-    # Under DDP each step takes the next global batch of it, split between the processes (see fit)
-    batch = t.global_batch_size
-    train_set = PatchDataset(
-        prepared.train,
-        prepared.layout,
-        prepared.to_hr,
-        t.patch_size,
-        t.max_steps * batch,
-        t.seed,
-        start=done * batch,
-    )
-    val_set = PatchDataset(
-        prepared.validation,
-        prepared.layout,
-        prepared.to_hr,
-        t.patch_size,
-        t.val_batches * batch,
-        t.seed + 1,
-    )
+    train_set, val_set = patch_sets(prepared, t, done)
     regression = regression_for(cfg.model)
     model = build_model(
         cfg.model,
