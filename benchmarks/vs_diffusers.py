@@ -33,7 +33,7 @@ preconditioning, optimiser and steps) on the alps-small world, then:
 6. throughput (training samples/s, members/s) and model FLOPs per step (FlopCounterMode); on a
    GPU with a known bf16 peak, the model FLOP utilisation.
 
-    python benchmarks/vs_diffusers.py --out runs/vs-diffusers                # CPU: ~2.5 h, 2 cores
+    python benchmarks/vs_diffusers.py --out runs/vs-diffusers                # CPU: ~35 min, 2 cores
     python benchmarks/vs_diffusers.py --out runs/vs-diffusers-quick --quick  # smoke test, minutes
     python benchmarks/vs_diffusers.py --out runs/vs-diffusers-gpu --device cuda --bf16
 
