@@ -40,6 +40,13 @@ from finescale.verify import intervals
 from finescale.verify.scores import crps_fair
 
 REFERENCE = ("heun", "karras", 40)
+#: how the default sampler is chosen from the table (written before the validation run)
+RULE = (
+    "fewest network calls among the candidates whose fair CRPS is within 1 % of the "
+    "reference's for every variable and whose mean spread is within 5 % of the reference's; "
+    "ties: the lower mean CRPS ratio"
+)
+CRPS_TOLERANCE, SPREAD_TOLERANCE = 0.01, 0.05
 BLOCK_DAYS = 3  # the worlds' large-scale anomalies e-fold in 72 h
 CANDIDATES = [
     *(("heun", "karras", n) for n in (4, 6, 9, 18)),
@@ -69,6 +76,17 @@ def score(
             per_time[i][f"{name}.crps"] = sums["crps"]
     daily, _ = intervals.daily(per_time, ens.time.values)
     return out, daily
+
+
+def choose(rows: list[dict]) -> dict | None:
+    """The candidate :data:`RULE` picks from scored rows (the reference first), or None."""
+    eligible = [
+        row
+        for row in rows[1:]
+        if all(abs(r - 1) <= CRPS_TOLERANCE for r in row["crps_rel"].values())
+        and abs(np.mean(list(row["spread_rel"].values())) - 1) <= SPREAD_TOLERANCE
+    ]
+    return min(eligible, key=lambda r: (r["calls"], r["crps_rel_mean"]), default=None)
 
 
 def main() -> None:
@@ -196,6 +214,10 @@ def main() -> None:
             "days": int(daily[0][f"{variables[0]}.crps"].shape[0]),
         },
         "rows": rows,
+        "rule": RULE,
+        "chosen": {k: chosen[k] for k in ("solver", "schedule", "steps", "calls")}
+        if (chosen := choose(rows))
+        else None,
     }
     report(json.loads(write_results(args.out, run, result).read_text()), args.plot)
 
@@ -217,12 +239,17 @@ def report(result: dict, plot_path: Path | None) -> None:
     for row in rows:
         crps = " | ".join(f"{row['crps_rel'][v]:.3f}" for v in variables)
         spread = np.mean(list(row["spread_rel"].values()))
-        lo, hi = row.get("crps_rel_mean_ci95", (np.nan, np.nan))  # earlier runs have no intervals
+        # earlier runs have no intervals; None where too many resamples were undefined
+        lo, hi = row.get("crps_rel_mean_ci95") or (np.nan, np.nan)
         print(
             f"| {row['solver']} | {row['schedule']} | {row['steps']} | {row['calls']} | {crps} | "
             f"{row['crps_rel_mean']:.3f} [{lo:.3f}, {hi:.3f}] | {spread:.3f} | "
             f"{row['wall_s']:.0f} |"
         )
+    if "chosen" in result:
+        chosen = result["chosen"]
+        pick = "none" if chosen is None else " ".join(str(chosen[k]) for k in chosen)
+        print(f"\nrule: {result['rule']}\nchosen on {split}: {pick}")
     if plot_path:
         plot(rows, plot_path)
 
