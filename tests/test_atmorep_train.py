@@ -266,7 +266,7 @@ def test_shipped_configs_validate_on_a_world(world, tmp_path):
     for name in ("atmorep-downscale", "atmorep-bias"):
         tuned = load_config(root / "configs" / f"{name}.yaml", [], AtmoRepConfig, sections)
         assert tuned.fields["tp"].base == "tp_lr"
-    for machine in ("cpu", "gpu"):
+    for machine in ("heldout-cpu", "gpu", "quick"):
         bench = yaml.safe_load(
             (root / "benchmarks" / "configs" / f"atmorep-{machine}.yaml").read_text()
         )
