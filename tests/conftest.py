@@ -95,3 +95,23 @@ def tiny_models(small_pair, tmp_path_factory) -> dict[str, Path]:
         cfg = load_config(folder / path, [f"model.kind={kind}", f"train.out={out}"])
         models[name] = train(cfg)
     return models
+
+
+def diffusion_over_regression(tiny_models: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny diffusion model trained over a copy of the session's regression model, in
+    ``tmp_path``: (its checkpoint, the regression copy, which a test may delete)."""
+    from finescale.config import load_config
+    from finescale.training import train
+
+    regression = tmp_path / "regression.ckpt"
+    regression.write_bytes(tiny_models["regression"].read_bytes())
+    cfg = load_config(
+        tiny_models["folder"] / "nostatic.yaml",
+        [
+            "model.kind=diffusion",
+            "model.residual=regression",
+            f"model.regression_checkpoint={regression}",
+            f"train.out={tmp_path / 'diffusion'}",
+        ],
+    )
+    return train(cfg), regression

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import diffusion_over_regression
 from typer.testing import CliRunner
 
 from finescale.checkpoints import DIGEST_KEY, GRID_KEY, load_checkpoint, weights_digest
@@ -176,21 +177,7 @@ def test_a_diffusion_model_over_a_regression_loads_without_the_regression_file(
 ):
     """The regression network's description travels in the diffusion checkpoint (its weights are
     the diffusion model's own), so the checkpoint works where the regression file is not."""
-    from finescale.training import train
-
-    folder = tiny_models["folder"]
-    regression = tmp_path / "regression.ckpt"
-    regression.write_bytes(tiny_models["regression"].read_bytes())
-    cfg = load_config(
-        folder / "nostatic.yaml",
-        [
-            "model.kind=diffusion",
-            "model.residual=regression",
-            f"model.regression_checkpoint={regression}",
-            f"train.out={tmp_path / 'diffusion'}",
-        ],
-    )
-    checkpoint = train(cfg)
+    checkpoint, regression = diffusion_over_regression(tiny_models, tmp_path)
     before = load_checkpoint(checkpoint)
     assert torch.load(checkpoint, weights_only=True)["finescale"]["regression"]["model"][
         "kind"

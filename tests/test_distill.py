@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import diffusion_over_regression
 from test_consistency import P_UP, WIDTH, draw_data, exact_denoiser
 from torch import nn
 from typer.testing import CliRunner
@@ -180,23 +181,10 @@ def test_a_student_of_a_diffusion_model_over_a_regression_needs_no_regression_fi
 ):
     """The student keeps its teacher's mu: the regression network travels in its checkpoint
     (described as in the teacher's, its weights among the student's own)."""
-    from finescale.config import load_config
-    from finescale.training import train
     from finescale.training.distill import distill
 
     folder = tiny_models["folder"]
-    regression = tmp_path / "regression.ckpt"
-    regression.write_bytes(tiny_models["regression"].read_bytes())
-    cfg = load_config(
-        folder / "nostatic.yaml",
-        [
-            "model.kind=diffusion",
-            "model.residual=regression",
-            f"model.regression_checkpoint={regression}",
-            f"train.out={tmp_path / 'diffusion'}",
-        ],
-    )
-    teacher = train(cfg)
+    teacher, regression = diffusion_over_regression(tiny_models, tmp_path)
     student = distill(DistillConfig(out=tmp_path / "student", steps=2, levels=4), teacher)
     regression.unlink()
     loaded, taught = load_checkpoint(student), load_checkpoint(teacher)
