@@ -99,10 +99,8 @@ def demo_configs(
             "train": train.model_copy(
                 update={"out": out / "diffusion", "max_steps": DEMO_STEPS[1]}
             ),
+            # the library's sampler defaults: chosen on validation hours of this world
             "sample": SampleConfig(
-                solver="dpmpp_2m",
-                schedule="log_uniform",
-                steps=12,
                 members=members,
                 batch_size=min(members, 16),
             ),
