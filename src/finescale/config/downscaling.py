@@ -68,6 +68,14 @@ class ModelConfig(Settings):
         "for diffusion) by its RMS on training patches, so small residuals (t2m) weigh "
         "as much as large ones (winds).",
     )
+    local_scale: list[str] = Field(
+        default_factory=list,
+        description="Diffusion only: target variables whose residual is divided by a scale that "
+        "follows their own mu at each point (the RMS of the residual in 16 quantile bins of mu on "
+        "training patches, linear in between, at least 0.1 of the variable's RMS) instead of "
+        "one number: for intermittent variables (precipitation), whose residual is near 0 where "
+        "dry and several times its domain RMS where it rains. Unlisted: one scale per variable.",
+    )
     loss_weights: dict[str, float] = Field(
         default_factory=dict, description="Per-variable loss weights (unlisted: 1)."
     )
@@ -91,6 +99,22 @@ class ModelConfig(Settings):
             and self.regression_checkpoint is None
         ):
             raise ValueError("residual 'regression' needs model.regression_checkpoint")
+        return self
+
+    @model_validator(mode="after")
+    def _local_scale_of_targets(self) -> ModelConfig:
+        twice = sorted({v for v in self.local_scale if self.local_scale.count(v) > 1})
+        if twice:
+            raise ValueError(f"local_scale lists {', '.join(twice)} more than once")
+        # with target_variables None (every HR variable) the names are checked against the data
+        # when the model is built
+        targets = self.target_variables
+        unknown = [v for v in self.local_scale if targets is not None and v not in targets]
+        if unknown:
+            raise ValueError(
+                f"local_scale: {', '.join(unknown)} not among the target variables "
+                f"({', '.join(targets or [])})"
+            )
         return self
 
 

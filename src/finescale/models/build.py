@@ -38,6 +38,13 @@ def build_model(
             f"a diffusion model with residual '{cfg.residual}' "
             + ("needs its regression model" if regression is None else "takes no regression model")
         )
+    targets = list(layout.target_variables)
+    unknown = [v for v in cfg.local_scale if v not in targets]
+    if unknown:
+        raise ValueError(
+            f"model.local_scale: {', '.join(unknown)} not among the model's target variables "
+            f"({', '.join(targets)})"
+        )
     settings = UNetSettings(
         in_channels=n_out,
         cond_channels=layout.cond_channels + n_out,
@@ -46,4 +53,5 @@ def build_model(
         use_noise=True,
         **net,
     )
-    return DiffusionModel(settings, cfg.edm, weights, regression)
+    local = [targets.index(v) for v in cfg.local_scale]
+    return DiffusionModel(settings, cfg.edm, weights, regression, local)

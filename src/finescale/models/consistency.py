@@ -11,6 +11,7 @@ teacher's probability-flow ODE through a noisy residual), not as a denoiser: mem
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import NoReturn
 
 import torch
@@ -35,8 +36,9 @@ class ConsistencyModel(DiffusionModel):
         regression: RegressionModel | None,
         sigma_min: float,
         sigma_max: float,
+        local_scale: Sequence[int] = (),
     ):
-        super().__init__(net, settings, channel_weights, regression)
+        super().__init__(net, settings, channel_weights, regression, local_scale)
         if not 0 < sigma_min < sigma_max:
             raise ValueError(
                 f"a consistency model needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}"
@@ -45,8 +47,8 @@ class ConsistencyModel(DiffusionModel):
 
     @classmethod
     def of(cls, model: DiffusionModel, sigma_min: float, sigma_max: float) -> ConsistencyModel:
-        """A student with ``model``'s architecture, inputs and residual scale, holding a copy of
-        its weights and buffers (``model`` is left as it is)."""
+        """A student with ``model``'s architecture, inputs and residual scale (its local scale
+        too), holding a copy of its weights and buffers (``model`` is left as it is)."""
         regression = copy.deepcopy(model.regression)
         student = cls(
             model.net.settings,
@@ -55,6 +57,7 @@ class ConsistencyModel(DiffusionModel):
             regression,
             sigma_min,
             sigma_max,
+            model.local_channels,
         )
         student.load_state_dict(model.state_dict())
         return student

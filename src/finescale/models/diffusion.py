@@ -4,25 +4,34 @@ The residual r = y - mu is taken over the interpolated LR field (Anemoi) or over
 trained regression model (CorrDiff). Each variable's residual is divided by its scale s (its RMS
 on training patches, see ``finescale.training``): residuals of very different size (a t2m residual
 is a tenth of a standardised unit, a wind residual nearly one) then share one sigma_data and one
-noise schedule. The network sees the noisy scaled residual, the conditioning and mu itself.
-Sampling (``finescale.generation``) solves the EDM probability-flow ODE (or SDE, with churn) from
-pure noise with this denoiser and returns mu + s z.
+noise schedule. For intermittent variables (``model.local_scale``: precipitation) s is instead a
+function of the variable's own mu at each point (:mod:`finescale.models.local_scale`), so the
+scaled residual has unit RMS where it rains as where it is dry. The network sees the noisy scaled
+residual, the conditioning and mu itself. Sampling (``finescale.generation``) solves the EDM
+probability-flow ODE (or SDE, with churn) from pure noise with this denoiser and returns mu + s z.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from finescale.diffusion import edm
 from finescale.diffusion.settings import EDMSettings
+from finescale.models.local_scale import LocalScale
 from finescale.models.regression import RegressionModel
 from finescale.nn.settings import UNetSettings
 from finescale.nn.unet import UNet
 
 
 class DiffusionModel(nn.Module):
-    """Denoiser D(r; sigma, cond) of the residual over ``mu`` (interpolation or regression mean)."""
+    """Denoiser D(r; sigma, cond) of the residual over ``mu`` (interpolation or regression mean).
+
+    ``local_scale``: the target channels whose residual scale follows their mu (none: each
+    variable's residual is divided by one number, ``residual_scale``).
+    """
 
     def __init__(
         self,
@@ -30,6 +39,7 @@ class DiffusionModel(nn.Module):
         settings: EDMSettings,
         channel_weights: Tensor,
         regression: RegressionModel | None = None,
+        local_scale: Sequence[int] = (),
     ):
         super().__init__()
         self.net = UNet(net)
@@ -39,6 +49,9 @@ class DiffusionModel(nn.Module):
         self.register_buffer(
             "residual_scale", torch.ones_like(channel_weights, dtype=torch.float32)
         )
+        # s_v(mu_v) of the channels of model.local_scale, fitted with residual_scale; absent when
+        # none is listed, so that checkpoints written before it load (and sample) as they did
+        self.local_scale = LocalScale(local_scale) if local_scale else None
         self.regression = regression
         if regression is not None:
             regression.requires_grad_(False).eval()
@@ -50,13 +63,29 @@ class DiffusionModel(nn.Module):
         with torch.no_grad():
             return self.regression(cond, base)
 
+    @property
+    def local_channels(self) -> tuple[int, ...]:
+        """The target channels whose residual scale follows their mu (``model.local_scale``)."""
+        return () if self.local_scale is None else self.local_scale.channels
+
+    def scale(self, mu: Tensor) -> Tensor:
+        """s: (C_out, 1, 1) per variable, or (B, C_out, H, W) (float32 at least) where some
+        variables' s follows their mu (B, C_out, H, W)."""
+        s = self.residual_scale[:, None, None]
+        if self.local_scale is None:
+            return s
+        local = self.local_scale(mu)
+        s = s.to(local).expand(*mu.shape).clone()
+        s[:, list(self.local_scale.channels)] = local
+        return s
+
     def scaled_residual(self, y: Tensor, mu: Tensor) -> Tensor:
         """z = (y - mu) / s, the quantity the diffusion models (B, C_out, H, W)."""
-        return (y - mu) / self.residual_scale[:, None, None]
+        return (y - mu) / self.scale(mu)
 
     def combine(self, z: Tensor, mu: Tensor) -> Tensor:
         """y = mu + s z: a sample in standardised space from a sampled scaled residual."""
-        return mu + z * self.residual_scale[:, None, None].to(z)
+        return mu + z * self.scale(mu).to(z)
 
     def denoise(self, z: Tensor, sigma: Tensor | float, cond: Tensor, mu: Tensor) -> Tensor:
         """D(z; sigma): the denoised scaled residual, conditioned on cond and mu."""

@@ -1,7 +1,8 @@
 """Training the downscaling models: the regression model and the residual EDM diffusion model.
 
 :func:`train` prepares the pair (:func:`finescale.training.data.prepare`), cuts the fixed
-sequences of random patches, builds the model (scaling its residuals where asked) and fits it
+sequences of random patches, builds the model (scaling its residuals where asked, by one number
+per variable or, for ``model.local_scale``, by a curve in mu) and fits it
 (:func:`finescale.training.loop.fit`) into checkpoints that carry the config, the statistics, the
 channel layout and the HR grid as plain types and tensors.
 """
@@ -26,6 +27,7 @@ from finescale.config import ExperimentConfig, ModelConfig
 from finescale.data.patches import PatchDataset
 from finescale.models.build import build_model
 from finescale.models.diffusion import DiffusionModel
+from finescale.models.local_scale import CurveFit
 from finescale.models.regression import RegressionModel
 from finescale.training.data import TrainingData, patch_sets, prepare
 from finescale.training.loop import fit, resume_point
@@ -33,19 +35,25 @@ from finescale.training.loop import fit, resume_point
 
 @torch.no_grad()
 def residual_scale(
-    model: RegressionModel | DiffusionModel, batches: Iterable[dict[str, torch.Tensor]]
+    model: RegressionModel | DiffusionModel,
+    batches: Iterable[dict[str, torch.Tensor]],
+    local: CurveFit | None = None,
 ) -> torch.Tensor:
     """Area-weighted RMS per variable (C,) of y - model.mu over training batches, floored above 0.
 
     The RMS, not the std: the sampler starts from noise around zero, so the second moment of the
-    residual is what sigma_data must match (and what the regression's MSE measures).
+    residual is what sigma_data must match (and what the regression's MSE measures). ``local``
+    gathers, in the same pass, the points a local scale is fitted on (``model.local_scale``).
     """
     total = weight = torch.zeros(())
     for batch in batches:
-        r = batch["target"] - model.mu(batch["cond"], batch["base"])
+        mu = model.mu(batch["cond"], batch["base"])
+        r = batch["target"] - mu
         area = batch.get("area", torch.ones_like(r[:, :1]))
         total = total + (area * r**2).sum(dim=(0, 2, 3))
         weight = weight + area.sum()
+        if local is not None:
+            local.add(mu, r, area)
     if not weight > 0:
         raise ValueError(
             "no HR target value in the patches drawn to scale the residuals: every "
@@ -105,7 +113,8 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
         prepared.periodic_lon,
         regression.model if regression else None,
     )
-    if cfg.model.scale_residuals:
+    local = getattr(model, "local_scale", None)
+    if cfg.model.scale_residuals or local is not None:
         patches = PatchDataset(
             prepared.train,
             prepared.layout,
@@ -114,8 +123,12 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
             32 * t.batch_size,
             t.seed + 2,
         )
-        scale = residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size))
-        model.residual_scale.copy_(scale)
+        points = CurveFit(local.channels) if local is not None else None
+        scale = residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size), points)
+        if cfg.model.scale_residuals:
+            model.residual_scale.copy_(scale)
+        if points is not None:  # floored at a fraction of each variable's RMS, scaled or not
+            local.set_curves(points, scale)
         # DataLoader workers read the training samples from here on
         prepared.train.clear_cache()
     # the HR grid itself, so that a model trained without static fields downscales without a
