@@ -22,6 +22,7 @@ Stages whose output exists are reused (delete one to redo it); their times are i
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,7 @@ def main() -> None:
     spec = yaml.safe_load(args.config.read_text())
     demo, out = args.demo.absolute(), args.out.absolute()
     world_dir = demo / "world"
+    world = json.loads((world_dir / "world.json").read_text())  # its seed and terrain, as written
     timed = Stages(out / "timings.json")
     times = world_split_times(world_dir, "validation")[:: spec["every"]]
     members = spec["members"]
@@ -185,7 +187,11 @@ def main() -> None:
         {
             "config": spec,
             "selected_on": "validation",
-            "world": {"path": str(world_dir), "seed": 0, "terrain": "shipped"},
+            "world": {
+                "path": str(world_dir),
+                "seed": world["seed"],
+                "orography": world["orography"],
+            },
             "validation_times": int(times.size),
             "members": members,
             "goal": {
