@@ -1,9 +1,10 @@
 """Benchmark: remedies for the calibration of every variable (issue 17), screened on validation.
 
-Takes a finished ``finescale demo`` run: its world (the development world, seed 0), its regression
-model and its diffusion model (the variant ``demo``). Every other variant of the config is the
-demo's diffusion config (``<demo>/diffusion.yaml``) with the variant's overrides merged in, trained
-with the same steps and seed into ``OUT/<variant>``. Each variant is sampled with every
+Takes a finished run with a world, a regression and a diffusion model (``finescale demo``'s
+output, or a skill run's development world ``<skill out>/dev``): ``RUN/world``,
+``RUN/regression`` and ``RUN/diffusion``. A variant without overrides is that diffusion model;
+every other is its config (as its checkpoint stores it) with the variant's overrides merged in,
+trained with the same steps and seed into ``OUT/<variant>``. Each variant is sampled with every
 ``sigma_max`` of the config on every ``every``-th hour of the world's **validation** block and
 scored against the exact oracle (``members`` each): per variable fair CRPS / oracle, spread-skill
 ratio, rank-histogram outer bins over flat, spectral max over every octave band and the q99.9
@@ -11,7 +12,7 @@ error, each ratio with a 95 % moving-block bootstrap interval over days, and iss
 table met or not. The test block is never read: a remedy kept here is then scored once under the
 full protocol (``benchmarks/skill.py`` on held-out worlds).
 
-    cd benchmarks && python remedies.py --demo ../outputs/demo \\
+    cd benchmarks && python remedies.py --run ../outputs/demo \\
         --config configs/remedies-demo-cpu.yaml --out ../runs/remedies \\
         --json ../docs/results/remedies-demo-cpu.json
 
@@ -32,7 +33,8 @@ from results import begin, write_results  # benchmarks/results.py (scripts run f
 from skill import VARIABLES, checks, daily_sums, evaluate, with_intervals
 from stages import Stages
 
-from finescale.config import ExperimentConfig, load_config, validate
+from finescale.checkpoints import read_checkpoint
+from finescale.config import ExperimentConfig, validate
 from finescale.data.world.simulate import oracle
 from finescale.generation import downscale
 from finescale.pipeline import world_split_times
@@ -73,14 +75,15 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def variant_checkpoint(
-    demo: Path, out: Path, name: str, overrides: dict[str, Any], timed: Stages
+    run: Path, out: Path, name: str, overrides: dict[str, Any], timed: Stages
 ) -> Path:
-    """The diffusion checkpoint of a variant: the demo's own for ``demo``, else trained."""
-    if name == "demo":
-        if overrides:
-            raise ValueError("the variant 'demo' is the demo's own model: it takes no overrides")
-        return demo / "diffusion" / "checkpoints" / "last.ckpt"
-    tree = load_config(demo / "diffusion.yaml").model_dump(mode="json")
+    """The diffusion checkpoint of a variant: the run's own without overrides, else trained."""
+    own = run / "diffusion" / "checkpoints" / "last.ckpt"
+    if not overrides:
+        return own
+    tree = ExperimentConfig.model_validate(read_checkpoint(own).meta["config"]).model_dump(
+        mode="json"
+    )
     tree = merged(tree, overrides)
     tree["name"] = f"remedy-{name}"
     tree["train"]["out"] = str(out / name)
@@ -115,15 +118,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--demo", type=Path, required=True, help="a finished finescale demo run")
+    parser.add_argument(
+        "--run", type=Path, required=True, help="a finished demo run, or a skill run's dev folder"
+    )
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--json", type=Path, help="results JSON (default: <out>/remedies.json)")
     args = parser.parse_args()
-    run = begin()
+    started = begin()
     spec = yaml.safe_load(args.config.read_text())
-    demo, out = args.demo.absolute(), args.out.absolute()
-    world_dir = demo / "world"
+    run_dir, out = args.run.absolute(), args.out.absolute()
+    world_dir = run_dir / "world"
     world = json.loads((world_dir / "world.json").read_text())  # its seed and terrain, as written
     timed = Stages(out / "timings.json")
     times = world_split_times(world_dir, "validation")[:: spec["every"]]
@@ -137,7 +142,7 @@ def main() -> None:
         "downscale regression",
         references["regression"],
         lambda: downscale(
-            demo / "regression" / "checkpoints" / "last.ckpt",
+            run_dir / "regression" / "checkpoints" / "last.ckpt",
             world_dir / "lr.zarr",
             world_dir / "static.zarr",
             references["regression"],
@@ -153,7 +158,7 @@ def main() -> None:
 
     results = []
     for name, overrides in spec["variants"].items():
-        checkpoint = variant_checkpoint(demo, out, name, overrides or {}, timed)
+        checkpoint = variant_checkpoint(run_dir, out, name, overrides or {}, timed)
         for sigma_max in spec["sigma_max"]:
             folder = out / name / f"sigma_max_{sigma_max:g}"
             path = folder / "diffusion.zarr"
@@ -183,7 +188,7 @@ def main() -> None:
 
     write_results(
         args.json or out / "remedies.json",
-        run,
+        started,
         {
             "config": spec,
             "selected_on": "validation",

@@ -52,15 +52,16 @@ def model_of(local: tuple[int, ...]) -> DiffusionModel:
     return DiffusionModel(settings, EDMSettings(), torch.ones(2), None, local)
 
 
-def fitted(local: tuple[int, ...], batches: int = 32) -> DiffusionModel:
-    """A model whose scales (global, and local for ``local``) are fitted on 512 patches."""
+def fitted(local: tuple[int, ...], batches: int = 32, floor: float = FLOOR) -> DiffusionModel:
+    """A model whose scales (global, and local for ``local``, floored at ``floor`` times the
+    global) are fitted on 512 patches."""
     model = model_of(local)
     generator = torch.Generator().manual_seed(0)
     points = CurveFit(local) if local else None
     scale = residual_scale(model, (batch(generator) for _ in range(batches)), points)
     model.residual_scale.copy_(scale)
     if points is not None:
-        model.local_scale.set_curves(points, scale)
+        model.local_scale.set_curves(points, scale, floor)
     return model
 
 
@@ -130,6 +131,19 @@ def test_combine_inverts_the_scaled_residual_and_the_floor_holds_where_dry(local
     assert local_model.combine(torch.zeros_like(y, dtype=torch.float64), mu).dtype == torch.float64
 
 
+def test_a_floor_at_the_global_scale_scales_up_where_it_rains_and_never_down():
+    model = fitted((1,), floor=1.0)
+    test = batch(torch.Generator().manual_seed(3), n=8)
+    mu = test["base"]
+    s, global_rms = model.scale(mu)[:, 1], model.residual_scale[1]
+    assert torch.all(s >= global_rms) and torch.all(s[mu[:, 1] == DRY] == global_rms)
+    wet = mu[:, 1] > torch.quantile(mu[:, 1], 0.9)
+    # the wettest tenth: f(mu) > 2.6 there, against a global RMS of about 1.1
+    assert s[wet].min() > 1.5 * global_rms
+    with pytest.raises(ValidationError, match="local_scale_floor"):
+        ModelConfig(local_scale=["tp"], local_scale_floor=0)
+
+
 def test_interp_is_np_interp_and_constant_beyond_the_knots():
     knots = torch.tensor([-1.0, 0.0, 2.0, 2.0, 2.0])  # padded with the last knot, as stored
     values = torch.tensor([1.0, 3.0, 7.0, 7.0, 7.0])
@@ -172,7 +186,12 @@ def test_a_student_keeps_its_teachers_local_scale(local_model):
 @pytest.fixture(scope="module")
 def precipitation_model(small_pair, tmp_path_factory) -> Path:
     """A tiny diffusion model of t2m and tp (log1p) with local_scale [tp], trained 2 steps."""
-    folder = tmp_path_factory.mktemp("local_scale") / "pair"
+    return precipitation_run(small_pair, tmp_path_factory.mktemp("local_scale"))
+
+
+def precipitation_run(small_pair: Path, parent: Path, **model: object) -> Path:
+    """Trains the model of :func:`precipitation_model` in ``parent``, with settings ``model``."""
+    folder = parent / "pair"
     shutil.copytree(small_pair, folder)
     config = yaml.safe_load((folder / "finescale.yaml").read_text())
     variables = {
@@ -181,7 +200,7 @@ def precipitation_model(small_pair, tmp_path_factory) -> Path:
     }
     config["data"]["lr"]["variables"] = config["data"]["hr"]["variables"] = variables
     config["data"]["transforms"] = {"tp": {"kind": "log1p", "scale": 0.1, "zero_below": 0.01}}
-    config["model"] |= {"kind": "diffusion", "local_scale": ["tp"]}
+    config["model"] |= {"kind": "diffusion", "local_scale": ["tp"], **model}
     config["train"]["out"] = str(folder.parent / "run")
     (folder / "finescale.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return train(load_config(folder / "finescale.yaml"))
@@ -225,6 +244,13 @@ def test_the_curve_travels_in_the_checkpoint(precipitation_model, tmp_path):
     before = load_checkpoint(tmp_path / "old.ckpt").model
     assert before.local_scale is None and before.local_channels == ()
     torch.testing.assert_close(before.residual_scale, model.residual_scale)
+
+
+def test_training_fits_the_curve_at_the_configured_floor(small_pair, tmp_path):
+    model = load_checkpoint(precipitation_run(small_pair, tmp_path, local_scale_floor=1.0)).model
+    rms, global_rms = model.local_scale.rms, model.residual_scale[1]
+    torch.testing.assert_close(rms.min(), global_rms)  # the dry bins, at the floor
+    assert rms.max() > 1.5 * global_rms
 
 
 def loaded_downscale(checkpoint: Path, folder: Path):

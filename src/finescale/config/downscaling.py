@@ -72,9 +72,17 @@ class ModelConfig(Settings):
         default_factory=list,
         description="Diffusion only: target variables whose residual is divided by a scale that "
         "follows their own mu at each point (the RMS of the residual in 16 quantile bins of mu on "
-        "training patches, linear in between, at least 0.1 of the variable's RMS) instead of "
-        "one number: for intermittent variables (precipitation), whose residual is near 0 where "
-        "dry and several times its domain RMS where it rains. Unlisted: one scale per variable.",
+        "training patches, linear in between, at least local_scale_floor times the variable's "
+        "RMS) instead of one number: for intermittent variables (precipitation), whose "
+        "residual is near 0 where dry and several times its domain RMS where it rains. "
+        "Unlisted: one scale per variable.",
+    )
+    local_scale_floor: float = Field(
+        default=0.1,
+        gt=0,
+        description="The local scale's floor, as a fraction of the variable's RMS over the "
+        "domain: 0.1 lets dry points' residual be scaled up tenfold; 1 scales the residual up "
+        "where the variable's RMS given mu is larger (it rains) and never down.",
     )
     loss_weights: dict[str, float] = Field(
         default_factory=dict, description="Per-variable loss weights (unlisted: 1)."

@@ -27,12 +27,13 @@ BINS = 16
 #: an interpolated base) is a bin of its own, beside the BINS bins of the other points; each of
 #: these (at most BINS) atoms adds at most 2 bins. Unused knots repeat the last one.
 KNOTS = 3 * BINS
-#: s_v never falls below this fraction of the variable's RMS over the domain. Where the residual
-#: is smaller (dry points under a dry mean) it is below 1 % of the variable's mean square error
-#: and needs no resolving; without a floor, a rare shower under a dry mu would be divided by ~0
-#: and give a scaled residual of hundreds, far beyond the noise levels the model is trained on.
-#: At the floor the scaled residual's RMS is below 1: the sampler's start at sigma_max is then
-#: wider than needed there, which is safe (it is the side EDM's 80 errs on).
+#: By default (``model.local_scale_floor``) s_v never falls below this fraction of the variable's
+#: RMS over the domain. Where the residual is smaller (dry points under a dry mean) it is below
+#: 1 % of the variable's mean square error and needs no resolving; without a floor, a rare
+#: shower under a dry mu would be divided by ~0 and give a scaled residual of hundreds, far
+#: beyond the noise levels the model is trained on. At the floor the scaled residual's RMS is
+#: below 1: the sampler's start at sigma_max is then wider than needed there, which is safe (it
+#: is the side EDM's 80 errs on).
 FLOOR = 0.1
 #: Points of one batch kept per variable to fit the curve (a random subset beyond): bounds the
 #: memory of the fit (12 bytes a point) on large patches; the demo's batches (8 x 64 x 64) are
@@ -128,16 +129,17 @@ class LocalScale(nn.Module):
         )
 
     @torch.no_grad()
-    def set_curves(self, fit: CurveFit, global_rms: Tensor) -> None:
+    def set_curves(self, fit: CurveFit, global_rms: Tensor, floor: float = FLOOR) -> None:
         """Fit the curves from the points ``fit`` gathered; ``global_rms`` (C,): each target
-        variable's RMS over the domain (:data:`FLOOR` of it is the floor)."""
+        variable's RMS over the domain; ``floor`` times it is the floor
+        (``model.local_scale_floor``)."""
         if fit.channels != self.channels:
             raise ValueError(f"points gathered for channels {fit.channels}, not {self.channels}")
         for i, c in enumerate(self.channels):
             if not fit.points[i]:
                 raise ValueError("no batch was gathered to fit the local residual scale on")
             mu, r2, w = (torch.cat(part) for part in zip(*fit.points[i], strict=True))
-            centres, rms = fit_curve(mu, r2, w, FLOOR * float(global_rms[c]))
+            centres, rms = fit_curve(mu, r2, w, floor * float(global_rms[c]))
             self.centres[i].copy_(centres)
             self.rms[i].copy_(rms)
 

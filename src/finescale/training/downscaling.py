@@ -128,7 +128,7 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
         if cfg.model.scale_residuals:
             model.residual_scale.copy_(scale)
         if points is not None:  # floored at a fraction of each variable's RMS, scaled or not
-            local.set_curves(points, scale)
+            local.set_curves(points, scale, cfg.model.local_scale_floor)
         # DataLoader workers read the training samples from here on
         prepared.train.clear_cache()
     # the HR grid itself, so that a model trained without static fields downscales without a
