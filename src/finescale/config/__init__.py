@@ -6,8 +6,9 @@ an error naming the key and the allowed ones. Relative paths are resolved agains
 the config file, so a config and its data can travel together.
 
 One module per concern: ``settings`` (the base model and ConfigError), ``data`` (what data),
-``downscaling`` (model, training, sampling, distillation) and ``load`` (YAML, overrides,
-paths); AtmoRep's settings live with AtmoRep (``finescale.atmorep.settings``), on top of these.
+``downscaling`` (model, training, sampling), ``distill`` (consistency students) and ``load``
+(YAML, overrides, paths); AtmoRep's settings live with AtmoRep
+(``finescale.atmorep.settings``), on top of these.
 The network's and EDM's sections are the settings classes of the code that uses them
 (``finescale.nn.settings.UNetArchitecture``, ``finescale.diffusion.settings.EDMSettings``:
 torch-free), embedded. Every public name is importable from ``finescale.config``.
@@ -26,9 +27,9 @@ from finescale.config.data import (
     duration_seconds,
     duration_text,
 )
+from finescale.config.distill import DistillConfig
 from finescale.config.downscaling import (
     ConditioningConfig,
-    DistillConfig,
     ExperimentConfig,
     ModelConfig,
     SampleConfig,
