@@ -81,12 +81,9 @@ def variant_checkpoint(
     own = run / "diffusion" / "checkpoints" / "last.ckpt"
     if not overrides:
         return own
-    tree = ExperimentConfig.model_validate(read_checkpoint(own).meta["config"]).model_dump(
-        mode="json"
-    )
-    tree = merged(tree, overrides)
-    tree["name"] = f"remedy-{name}"
-    tree["train"]["out"] = str(out / name)
+    trained_with = read_checkpoint(own).meta["config"]  # its config, model_dump(mode="json")
+    tree = merged(trained_with, overrides)
+    tree = merged(tree, {"name": f"remedy-{name}", "train": {"out": str(out / name)}})
     cfg = validate(tree, ExperimentConfig, source=f"variant {name}")
     checkpoint = out / name / "checkpoints" / "last.ckpt"
     timed(f"train {name}", checkpoint, lambda: train(cfg, resume=True))
