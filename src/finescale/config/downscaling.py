@@ -84,6 +84,14 @@ class ModelConfig(Settings):
         "domain: 0.1 lets dry points' residual be scaled up tenfold; 1 scales the residual up "
         "where the variable's RMS given mu is larger (it rains) and never down.",
     )
+    noise_scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="Diffusion only: per-variable noise levels, as multiples of the shared "
+        "schedule's (unlisted: 1). The variable's scaled residual is brought to RMS 1/k and its "
+        "preconditioning's sigma_data to edm.sigma_data / k, so one network and one sampler "
+        "schedule take it from k times sample.sigma_max (tp: 2.5 with sigma_max 8 starts "
+        "precipitation from 20 and the other variables from 8).",
+    )
     loss_weights: dict[str, float] = Field(
         default_factory=dict, description="Per-variable loss weights (unlisted: 1)."
     )
@@ -110,19 +118,23 @@ class ModelConfig(Settings):
         return self
 
     @model_validator(mode="after")
-    def _local_scale_of_targets(self) -> ModelConfig:
+    def _per_variable_names_of_targets(self) -> ModelConfig:
         twice = sorted({v for v in self.local_scale if self.local_scale.count(v) > 1})
         if twice:
             raise ValueError(f"local_scale lists {', '.join(twice)} more than once")
+        bad = {v: k for v, k in self.noise_scale.items() if not k > 0}
+        if bad:
+            raise ValueError(f"noise_scale must be positive, got {bad}")
         # with target_variables None (every HR variable) the names are checked against the data
         # when the model is built
         targets = self.target_variables
-        unknown = [v for v in self.local_scale if targets is not None and v not in targets]
-        if unknown:
-            raise ValueError(
-                f"local_scale: {', '.join(unknown)} not among the target variables "
-                f"({', '.join(targets or [])})"
-            )
+        for field in ("local_scale", "noise_scale"):
+            unknown = [v for v in getattr(self, field) if targets is not None and v not in targets]
+            if unknown:
+                raise ValueError(
+                    f"{field}: {', '.join(unknown)} not among the target variables "
+                    f"({', '.join(targets or [])})"
+                )
         return self
 
 

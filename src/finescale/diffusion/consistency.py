@@ -53,7 +53,9 @@ __all__ = [
 Teacher = Callable[[Tensor, Tensor], Tensor]
 
 
-def consistency_coefficients(sigma: Tensor, sigma_data: float, sigma_min: float) -> Preconditioning:
+def consistency_coefficients(
+    sigma: Tensor, sigma_data: float | Tensor, sigma_min: float
+) -> Preconditioning:
     """``(c_skip, c_out, c_in, c_noise)`` of the consistency function at ``sigma`` (>= sigma_min).
 
     ``c_skip = 1`` and ``c_out = 0`` at ``sigma_min``: f is the identity there. Shapes and dtype
@@ -67,7 +69,7 @@ def consistency_coefficients(sigma: Tensor, sigma_data: float, sigma_min: float)
 
 
 def consistency(
-    F: Network, x: Tensor, sigma: Tensor, cond: Any, sigma_data: float, sigma_min: float
+    F: Network, x: Tensor, sigma: Tensor, cond: Any, sigma_data: float | Tensor, sigma_min: float
 ) -> Tensor:
     """The consistency function ``f(x; sigma)`` of network ``F`` (see the module docstring).
 
@@ -111,7 +113,7 @@ def distillation_loss(
     y: Tensor,
     cond: Any,
     levels: Tensor,
-    sigma_data: float,
+    sigma_data: float | Tensor,
     *,
     generator: torch.Generator | None = None,
     weights: Tensor | None = None,

@@ -61,11 +61,13 @@ def _as_sigma(sigma: Tensor | float, device: torch.device | None = None) -> Tens
     return torch.as_tensor(sigma, dtype=torch.float64, device=device)
 
 
-def preconditioning(sigma: Tensor | float, sigma_data: float) -> Preconditioning:
+def preconditioning(sigma: Tensor | float, sigma_data: float | Tensor) -> Preconditioning:
     """EDM coefficients ``(c_skip, c_out, c_in, c_noise)`` at noise level ``sigma``.
 
     ``sigma``: a tensor of any shape (typically (B, 1, 1, 1), broadcastable against the data)
-    or a number (then float64, 0-d). Every coefficient has the shape and dtype of ``sigma``.
+    or a number (then float64, 0-d). Every coefficient has the shape and dtype of ``sigma``;
+    ``sigma_data`` may be a tensor of one value per channel, (C, 1, ..., 1), and then c_skip,
+    c_out and c_in are per channel too (broadcast against ``sigma``).
     """
     sigma = _as_sigma(sigma)
     total = sigma**2 + sigma_data**2  # variance of the noised data
@@ -88,7 +90,9 @@ def batch_sigma(sigma: Tensor | float, x: Tensor) -> Tensor:
     return torch.broadcast_to(sigma, shape)
 
 
-def denoise(F: Network, x: Tensor, sigma: Tensor | float, cond: Any, sigma_data: float) -> Tensor:
+def denoise(
+    F: Network, x: Tensor, sigma: Tensor | float, cond: Any, sigma_data: float | Tensor
+) -> Tensor:
     """The preconditioned denoiser ``D(x; sigma) = c_skip x + c_out F(c_in x, c_noise, cond)``.
 
     Args:
@@ -99,7 +103,8 @@ def denoise(F: Network, x: Tensor, sigma: Tensor | float, cond: Any, sigma_data:
             broadcastable to (B, 1, ..., 1). Any float dtype: the coefficients are computed in
             it (float64 for python numbers) and then cast to ``x``'s dtype.
         cond: conditioning passed to ``F`` as it is (may be None).
-        sigma_data: standard deviation of the data the model was trained for.
+        sigma_data: standard deviation of the data the model was trained for: a number, or
+            one per channel (C, 1, ..., 1).
 
     Returns:
         The denoised estimate (B, C, *spatial) in ``x``'s dtype.
@@ -128,8 +133,9 @@ def sample_sigma(
     return (settings.P_mean + settings.P_std * z).exp()
 
 
-def loss_weight(sigma: Tensor | float, sigma_data: float) -> Tensor:
-    """EDM loss weight ``lambda(sigma) = (s^2 + s_d^2) / (s s_d)^2`` (= 1 / c_out^2)."""
+def loss_weight(sigma: Tensor | float, sigma_data: float | Tensor) -> Tensor:
+    """EDM loss weight ``lambda(sigma) = (s^2 + s_d^2) / (s s_d)^2`` (= 1 / c_out^2); per channel
+    where ``sigma_data`` is."""
     sigma = _as_sigma(sigma)
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
@@ -152,6 +158,7 @@ def edm_loss(
     settings: EDMSettings,
     *,
     generator: torch.Generator | None = None,
+    sigma_data: float | Tensor | None = None,
     channel_weights: Tensor | None = None,
     area_weights: Tensor | None = None,
 ) -> EDMLoss:
@@ -170,6 +177,8 @@ def edm_loss(
         cond: conditioning passed to ``F`` untouched.
         settings: noise distribution and ``sigma_data``.
         generator: random source for ``sigma`` and ``eps`` (on ``y``'s device).
+        sigma_data: the data's standard deviation, one number or one per channel (C, 1, ..., 1)
+            (None: ``settings.sigma_data``).
         channel_weights: (C,) multipliers per variable, used as given (all ones: no change;
             doubling them doubles the loss).
         area_weights: (*spatial,) or (B, 1, *spatial) non-negative weights per grid point
@@ -185,8 +194,9 @@ def edm_loss(
     sigma = sample_sigma(b, settings, generator, device=y.device, dtype=y.dtype)
     sigma = sigma.reshape(b, *(1,) * (y.ndim - 1))
     eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
-    d = denoise(F, y + sigma * eps, sigma, cond, settings.sigma_data)
-    err = loss_weight(sigma, settings.sigma_data) * (d - y) ** 2  # (B, C, *spatial)
+    sd = settings.sigma_data if sigma_data is None else sigma_data
+    d = denoise(F, y + sigma * eps, sigma, cond, sd)
+    err = loss_weight(sigma, sd) * (d - y) ** 2  # (B, C, *spatial)
     if area_weights is not None:
         err = err * _normalised_area_weights(area_weights, y)
     per_channel = err.transpose(0, 1).reshape(c, -1).mean(dim=1)

@@ -39,12 +39,13 @@ def build_model(
             + ("needs its regression model" if regression is None else "takes no regression model")
         )
     targets = list(layout.target_variables)
-    unknown = [v for v in cfg.local_scale if v not in targets]
-    if unknown:
-        raise ValueError(
-            f"model.local_scale: {', '.join(unknown)} not among the model's target variables "
-            f"({', '.join(targets)})"
-        )
+    for field in ("local_scale", "noise_scale"):
+        unknown = [v for v in getattr(cfg, field) if v not in targets]
+        if unknown:
+            raise ValueError(
+                f"model.{field}: {', '.join(unknown)} not among the model's target variables "
+                f"({', '.join(targets)})"
+            )
     settings = UNetSettings(
         in_channels=n_out,
         cond_channels=layout.cond_channels + n_out,
@@ -54,4 +55,5 @@ def build_model(
         **net,
     )
     local = [targets.index(v) for v in cfg.local_scale]
-    return DiffusionModel(settings, cfg.edm, weights, regression, local)
+    noise = [cfg.noise_scale.get(v, 1.0) for v in targets]
+    return DiffusionModel(settings, cfg.edm, weights, regression, local, noise)

@@ -37,8 +37,9 @@ class ConsistencyModel(DiffusionModel):
         sigma_min: float,
         sigma_max: float,
         local_scale: Sequence[int] = (),
+        noise_scale: Sequence[float] | None = None,
     ):
-        super().__init__(net, settings, channel_weights, regression, local_scale)
+        super().__init__(net, settings, channel_weights, regression, local_scale, noise_scale)
         if not 0 < sigma_min < sigma_max:
             raise ValueError(
                 f"a consistency model needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}"
@@ -47,8 +48,8 @@ class ConsistencyModel(DiffusionModel):
 
     @classmethod
     def of(cls, model: DiffusionModel, sigma_min: float, sigma_max: float) -> ConsistencyModel:
-        """A student with ``model``'s architecture, inputs and residual scale (its local scale
-        too), holding a copy of its weights and buffers (``model`` is left as it is)."""
+        """A student with ``model``'s architecture, inputs and residual scale (its local and
+        noise scales too), holding a copy of its weights and buffers (``model`` is left as it is)."""
         regression = copy.deepcopy(model.regression)
         student = cls(
             model.net.settings,
@@ -58,6 +59,7 @@ class ConsistencyModel(DiffusionModel):
             sigma_min,
             sigma_max,
             model.local_channels,
+            model.noise_scale.tolist(),
         )
         student.load_state_dict(model.state_dict())
         return student
@@ -69,7 +71,7 @@ class ConsistencyModel(DiffusionModel):
             z,
             sigma if isinstance(sigma, Tensor) else torch.tensor(sigma, dtype=torch.float64),
             torch.cat([cond, mu], dim=1),
-            self.settings.sigma_data,
+            self.sigma_data,
             self.sigma_min,
         )
 
@@ -120,7 +122,7 @@ class ConsistencyModel(DiffusionModel):
             self.scaled_residual(batch["target"], mu),
             torch.cat([batch["cond"], mu], dim=1),
             levels,
-            self.settings.sigma_data,
+            self.sigma_data,
             generator=generator,
             weights=weights,
         )
