@@ -49,7 +49,7 @@ class ConsistencyModel(DiffusionModel):
     @classmethod
     def of(cls, model: DiffusionModel, sigma_min: float, sigma_max: float) -> ConsistencyModel:
         """A student with ``model``'s architecture, inputs and residual scale (its local and
-        noise scales too), holding a copy of its weights and buffers (``model`` is left as it is)."""
+        noise scales too), holding a copy of its weights and buffers (``model`` left as it is)."""
         regression = copy.deepcopy(model.regression)
         student = cls(
             model.net.settings,

@@ -59,9 +59,12 @@ class DiffusionModel(nn.Module):
         self.local_scale = LocalScale(local_scale) if local_scale else None
         # k per channel comes from the config, so it is rebuilt with the model, not saved: a
         # checkpoint written before it loads as it did
-        k = torch.ones_like(self.residual_scale) if noise_scale is None else torch.tensor(noise_scale)
+        ones = [1.0] * len(channel_weights)
+        k = torch.tensor(ones if noise_scale is None else list(noise_scale))
         if k.shape != self.residual_scale.shape or not bool((k > 0).all()):
-            raise ValueError(f"noise_scale: one positive number per target channel, got {k.tolist()}")
+            raise ValueError(
+                f"noise_scale: one positive number per target channel, got {k.tolist()}"
+            )
         self.register_buffer("noise_scale", k.float(), persistent=False)
         self.regression = regression
         if regression is not None:
