@@ -90,14 +90,12 @@ class DiffusionModel(nn.Module):
     def scale(self, mu: Tensor) -> Tensor:
         """s k: (C_out, 1, 1) per variable, or (B, C_out, H, W) (float32 at least) where some
         variables' s follows their mu (B, C_out, H, W)."""
-        k = self.noise_scale[:, None, None]
         s = self.residual_scale[:, None, None]
-        if self.local_scale is None:
-            return s * k
-        local = self.local_scale(mu)
-        s = s.to(local).expand(*mu.shape).clone()
-        s[:, list(self.local_scale.channels)] = local
-        return s * k
+        if self.local_scale is not None:
+            local = self.local_scale(mu)
+            s = s.to(local).expand(*mu.shape).clone()
+            s[:, list(self.local_scale.channels)] = local
+        return s * self.noise_scale[:, None, None]
 
     def scaled_residual(self, y: Tensor, mu: Tensor) -> Tensor:
         """z = (y - mu) / (s k), the quantity the diffusion models (B, C_out, H, W)."""
