@@ -75,10 +75,16 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def variant_checkpoint(
-    run: Path, out: Path, name: str, overrides: dict[str, Any], timed: Stages
+    run: Path,
+    out: Path,
+    name: str,
+    overrides: dict[str, Any],
+    timed: Stages,
+    stage: str = "diffusion",
 ) -> Path:
-    """The diffusion checkpoint of a variant: the run's own without overrides, else trained."""
-    own = run / "diffusion" / "checkpoints" / "last.ckpt"
+    """The checkpoint of a variant of the run's ``stage`` model (``diffusion`` or
+    ``regression``): the run's own without overrides, else trained."""
+    own = run / stage / "checkpoints" / "last.ckpt"
     if not overrides:
         return own
     trained_with = read_checkpoint(own).meta["config"]  # its config, model_dump(mode="json")

@@ -1,0 +1,147 @@
+"""Benchmark: how close the learned conditional mean is to the exact one (issue 17), on validation.
+
+A diffusion ensemble's members are the regression's mu plus a learned residual, so where the
+members put the rain starts from mu. The oracle's members are exact samples of p(HR | LR): their
+variance over members is Var(y | LR), and its mean over points and times is the least squared
+error any prediction of the HR field can reach (that of E[y | LR]). For the run's regression and
+each variant (overrides of its config as its checkpoint stores it, trained with the same steps
+and seed into ``OUT/<variant>``) this scores, per variable and in the space the networks learn
+(after the variable's transform, e.g. log1p for precipitation, before standardisation):
+
+    excess = MSE(mu, truth) / mean oracle variance     (1: the exact conditional mean)
+
+with a 95 % moving-block bootstrap interval over days, on every ``every``-th hour of the world's
+**validation** block (the test block is not read).
+
+    cd benchmarks && python conditional_mean.py --run ../runs/teacher-cpu/dev \\
+        --config configs/conditional-mean-teacher-cpu.yaml --out ../runs/conditional-mean \\
+        --json ../docs/results/conditional-mean-teacher-cpu.json
+
+Stages whose output exists are reused; their times are in ``OUT/timings.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+from remedies import variant_checkpoint
+from results import begin, write_results  # benchmarks/results.py (scripts run from their folder)
+from skill import VARIABLES
+from stages import Stages
+
+from finescale.data.transforms import forward_transform
+from finescale.data.world.simulate import oracle
+from finescale.generation import downscale
+from finescale.pipeline import world_config, world_split_times
+from finescale.verify import intervals
+from finescale.verify.fields import area_weights
+
+
+def daily_sums(
+    predicted: xr.Dataset, members: xr.Dataset, truth: xr.Dataset, transforms: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per day and variable: the area-weighted squared error of ``predicted`` (member 0) and
+    the oracle ``members``' unbiased variance, both summed over points and the day's times, in
+    each variable's transformed space."""
+    weights = np.asarray(area_weights(truth["lat"].values))
+    per_time = []
+    for t in truth.time.values:
+        sums = {}
+        for v in VARIABLES:
+            tf = transforms.get(v)
+            y = forward_transform(truth[v].sel(time=t).values, tf, name=v)
+            mu = forward_transform(predicted[v].sel(time=t).isel(member=0).values, tf, name=v)
+            ens = forward_transform(members[v].sel(time=t).values, tf, name=v)
+            sums[f"{v}.squared_error"] = np.sum(weights * (mu - y) ** 2, dtype=np.float64)
+            sums[f"{v}.variance"] = np.sum(weights * ens.var(axis=0, ddof=1), dtype=np.float64)
+        per_time.append(sums)
+    return intervals.daily(per_time, truth.time.values)
+
+
+def excess(v: str) -> Any:
+    """Score: squared error of the prediction over the oracle's variance, variable ``v``."""
+    return lambda s: s[f"{v}.squared_error"] / s[f"{v}.variance"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--run", type=Path, required=True, help="a finished demo run, or a skill run's dev folder"
+    )
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--json", type=Path, help="results JSON (default: <out>/results.json)")
+    args = parser.parse_args()
+    started = begin()
+    spec = yaml.safe_load(args.config.read_text())
+    run_dir, out = args.run.absolute(), args.out.absolute()
+    world_dir = run_dir / "world"
+    transforms = dict(world_config(world_dir).data.transforms)
+    timed = Stages(out / "timings.json")
+    times = world_split_times(world_dir, "validation")[:: spec["every"]]
+
+    oracle_path = out / "references" / "oracle.zarr"
+    timed(
+        "oracle",
+        oracle_path,
+        lambda: oracle(world_dir, spec["members"], oracle_path, times=times),
+    )
+    members = xr.open_zarr(oracle_path)
+    truth = xr.open_zarr(world_dir / "hr.zarr")[list(VARIABLES)].sel(time=members.time).load()
+
+    results = []
+    for name, overrides in spec["variants"].items():
+        checkpoint = variant_checkpoint(
+            run_dir, out, name, overrides or {}, timed, stage="regression"
+        )
+        path = out / name / "regression.zarr"
+        timed(
+            f"downscale {name}",
+            path,
+            lambda c=checkpoint, p=path: downscale(
+                c,
+                world_dir / "lr.zarr",
+                world_dir / "static.zarr",
+                p,
+                sample={"members": 1},
+                times=times,
+            ),
+        )
+        sums, days = daily_sums(xr.open_zarr(path).load(), members, truth, transforms)
+        counts = intervals.bootstrap_counts(
+            np.zeros(days.size), spec["block_days"], spec["resamples"]
+        )
+        rows = []
+        for v in VARIABLES:
+            ratio = intervals.interval(excess(v), sums, counts)
+            rows.append({"variable": v, "excess": ratio.as_dict()})
+            ci = ratio.ci95 or (float("nan"), float("nan"))
+            print(f"{name} {v}: MSE / oracle variance {ratio.value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
+        results.append({"variant": name, "overrides": overrides, "rows": rows})
+
+    write_results(
+        args.json or out / "results.json",
+        started,
+        {
+            "config": spec,
+            "selected_on": "validation",
+            "world": str(world_dir),
+            "validation_times": int(times.size),
+            "days": int(days.size),
+            "oracle_members": spec["members"],
+            "space": "each variable's transform (log1p for precipitation), before standardisation",
+            "results": results,
+            "timings_s": timed.timings,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

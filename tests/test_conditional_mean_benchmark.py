@@ -1,0 +1,64 @@
+"""benchmarks/conditional_mean.py: its score is 1 for the exact conditional mean and grows by
+the squared error of the mean over the conditional variance, in each variable's transformed
+space."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # the scripts import their neighbours by name
+
+from conditional_mean import daily_sums, excess
+from skill import VARIABLES
+
+from finescale.config import TransformConfig
+from finescale.verify import intervals
+
+TIMES = np.arange("2021-01-01T00", "2021-01-07T00", 6, dtype="datetime64[h]").astype(
+    "datetime64[ns]"
+)
+
+
+def fields(values: np.ndarray) -> xr.Dataset:
+    """A dataset of every scored variable on a small lat-lon grid, (member, time, y, x)."""
+    lat = np.broadcast_to(np.linspace(44.0, 48.0, values.shape[-2])[:, None], values.shape[-2:])
+    return xr.Dataset(
+        {v: (("member", "time", "y", "x"), values) for v in VARIABLES},
+        coords={"time": TIMES, "lat": (("y", "x"), lat)},
+    )
+
+
+def scores(offset: float, transform: TransformConfig | None = None) -> dict[str, float]:
+    """The benchmark's ratio per variable for a prediction ``offset`` from the exact mean of
+    a world whose HR values are mu + N(0, 1) in the transformed space."""
+    rng = np.random.default_rng(0)
+    shape = (TIMES.size, 24, 32)
+    mu = 0.5 * rng.normal(size=shape) + 6.0  # positive draws: log1p can take them back
+    draws = mu[None] + rng.normal(size=(17, *shape))  # the truth, then 16 oracle members
+    predicted = mu[None] + offset
+    if transform is not None:  # back to physical units: the benchmark transforms forward
+        draws, predicted = (transform.scale * np.expm1(x) for x in (draws, predicted))
+    transforms = {v: transform for v in VARIABLES}
+    truth = fields(draws[:1]).isel(member=0)
+    sums, days = daily_sums(fields(predicted), fields(draws[1:]), truth, transforms)
+    assert days.size == 6
+    counts = intervals.bootstrap_counts(np.zeros(days.size), 2, 200)
+    return {v: intervals.interval(excess(v), sums, counts).value for v in VARIABLES}
+
+
+def test_the_exact_mean_scores_one_and_an_offset_adds_its_square():
+    for v, value in scores(0.0).items():
+        assert abs(value - 1.0) < 0.03, (v, value)
+    for v, value in scores(0.5).items():
+        assert abs(value - 1.25) < 0.04, (v, value)
+
+
+def test_the_ratio_is_taken_in_the_transformed_space():
+    transform = TransformConfig(kind="log1p", scale=0.1)
+    for v, value in scores(0.5, transform).items():
+        assert abs(value - 1.25) < 0.04, (v, value)
