@@ -115,3 +115,27 @@ def diffusion_over_regression(tiny_models: dict[str, Path], tmp_path: Path) -> t
         ],
     )
     return train(cfg), regression
+
+
+def precipitation_run(small_pair: Path, parent: Path, **model: object) -> Path:
+    """A tiny diffusion model of t2m and tp (log1p, zero below 0.01) with ``local_scale: [tp]``
+    and the ``model`` settings, trained on a copy of ``small_pair`` in ``parent``: its
+    checkpoint."""
+    import shutil
+
+    from finescale.config import load_config
+    from finescale.training import train
+
+    folder = parent / "pair"
+    shutil.copytree(small_pair, folder)
+    config = yaml.safe_load((folder / "finescale.yaml").read_text())
+    variables = {
+        "t2m": {"name": "t2m", "units": "K"},
+        "tp": {"name": "tp", "units": "mm h-1", "accumulation": "1h"},
+    }
+    config["data"]["lr"]["variables"] = config["data"]["hr"]["variables"] = variables
+    config["data"]["transforms"] = {"tp": {"kind": "log1p", "scale": 0.1, "zero_below": 0.01}}
+    config["model"] |= {"kind": "diffusion", "local_scale": ["tp"], **model}
+    config["train"]["out"] = str(folder.parent / "run")
+    (folder / "finescale.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return train(load_config(folder / "finescale.yaml"))

@@ -4,17 +4,16 @@ model sample a spread that changes fortyfold between dry and wet points."""
 
 from __future__ import annotations
 
-import shutil
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from conftest import precipitation_run
 from pydantic import ValidationError
 
 from finescale.checkpoints import DIGEST_KEY, load_checkpoint, weights_digest
-from finescale.config import ModelConfig, SampleConfig, load_config
+from finescale.config import ModelConfig, SampleConfig
 from finescale.data.channels import Layout
 from finescale.diffusion.settings import EDMSettings
 from finescale.generation import draw
@@ -23,7 +22,7 @@ from finescale.models.consistency import ConsistencyModel
 from finescale.models.diffusion import DiffusionModel
 from finescale.models.local_scale import FLOOR, CurveFit, fit_curve, interp
 from finescale.nn.settings import UNetArchitecture, UNetSettings
-from finescale.training import residual_scale, train
+from finescale.training import residual_scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -187,23 +186,6 @@ def test_a_student_keeps_its_teachers_local_scale(local_model):
 def precipitation_model(small_pair, tmp_path_factory) -> Path:
     """A tiny diffusion model of t2m and tp (log1p) with local_scale [tp], trained 2 steps."""
     return precipitation_run(small_pair, tmp_path_factory.mktemp("local_scale"))
-
-
-def precipitation_run(small_pair: Path, parent: Path, **model: object) -> Path:
-    """Trains the model of :func:`precipitation_model` in ``parent``, with settings ``model``."""
-    folder = parent / "pair"
-    shutil.copytree(small_pair, folder)
-    config = yaml.safe_load((folder / "finescale.yaml").read_text())
-    variables = {
-        "t2m": {"name": "t2m", "units": "K"},
-        "tp": {"name": "tp", "units": "mm h-1", "accumulation": "1h"},
-    }
-    config["data"]["lr"]["variables"] = config["data"]["hr"]["variables"] = variables
-    config["data"]["transforms"] = {"tp": {"kind": "log1p", "scale": 0.1, "zero_below": 0.01}}
-    config["model"] |= {"kind": "diffusion", "local_scale": ["tp"], **model}
-    config["train"]["out"] = str(folder.parent / "run")
-    (folder / "finescale.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return train(load_config(folder / "finescale.yaml"))
 
 
 def test_the_curve_travels_in_the_checkpoint(precipitation_model, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import precipitation_run
 from pydantic import ValidationError
 from torch import Tensor, nn
 
@@ -118,8 +119,6 @@ def test_a_student_keeps_its_teachers_noise_scale():
 
 
 def test_noise_scale_travels_with_the_checkpoint_config(small_pair, tmp_path):
-    from test_local_scale import precipitation_run
-
     checkpoint = precipitation_run(small_pair, tmp_path, noise_scale={"tp": 2.5})
     loaded = load_checkpoint(checkpoint)
     assert loaded.config.model.noise_scale == {"tp": 2.5}
