@@ -11,7 +11,10 @@ and seed into ``OUT/<variant>``) this scores, per variable and in the space the 
     excess = MSE(mu, truth) / mean oracle variance     (1: the exact conditional mean)
 
 with a 95 % moving-block bootstrap interval over days, on every ``every``-th hour of the world's
-**validation** block (the test block is not read).
+**validation** block (the test block is not read). The config's ``ensembles`` (name: path of an
+ensemble on the same hours, relative to where the script runs, e.g. a remedy screen's
+``diffusion.zarr``) are scored the same way by their members' mean: where it stays at mu's score,
+the residual model does not move the centre (an exact M-member ensemble's mean scores 1 + 1/M).
 
     cd benchmarks && python conditional_mean.py --run ../runs/teacher-cpu/dev \\
         --config configs/conditional-mean-teacher-cpu.yaml --out ../runs/conditional-mean \\
@@ -45,9 +48,9 @@ from finescale.verify.fields import area_weights
 def daily_sums(
     predicted: xr.Dataset, members: xr.Dataset, truth: xr.Dataset, transforms: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per day and variable: the area-weighted squared error of ``predicted`` (member 0) and
-    the oracle ``members``' unbiased variance, both summed over points and the day's times, in
-    each variable's transformed space."""
+    """Per day and variable: the area-weighted squared error of ``predicted`` (its members'
+    mean, taken in the transformed space) and the oracle ``members``' unbiased variance, both
+    summed over points and the day's times, in each variable's transformed space."""
     weights = np.asarray(area_weights(truth["lat"].values))
     per_time = []
     for t in truth.time.values:
@@ -55,7 +58,7 @@ def daily_sums(
         for v in VARIABLES:
             tf = transforms.get(v)
             y = forward_transform(truth[v].sel(time=t).values, tf, name=v)
-            mu = forward_transform(predicted[v].sel(time=t).isel(member=0).values, tf, name=v)
+            mu = forward_transform(predicted[v].sel(time=t).values, tf, name=v).mean(axis=0)
             ens = forward_transform(members[v].sel(time=t).values, tf, name=v)
             sums[f"{v}.squared_error"] = np.sum(weights * (mu - y) ** 2, dtype=np.float64)
             sums[f"{v}.variance"] = np.sum(weights * ens.var(axis=0, ddof=1), dtype=np.float64)
@@ -96,6 +99,27 @@ def main() -> None:
     members = xr.open_zarr(oracle_path)
     truth = xr.open_zarr(world_dir / "hr.zarr")[list(VARIABLES)].sel(time=members.time).load()
 
+    days = np.unique(members.time.values.astype("datetime64[D]"))
+    counts = intervals.bootstrap_counts(np.zeros(days.size), spec["block_days"], spec["resamples"])
+
+    def scored(name: str, path: Path) -> list[dict[str, Any]]:
+        """Every variable's ratio with its interval, for the prediction at ``path``."""
+        predicted = xr.open_zarr(path)
+        missing = np.setdiff1d(members.time.values, predicted.time.values)
+        if missing.size:
+            raise ValueError(
+                f"{path}: {missing.size} of the {members.time.size} scored validation times are "
+                f"missing (first {missing[0]}); it must be on every {spec['every']}th one"
+            )
+        sums, _ = daily_sums(predicted.load(), members, truth, transforms)
+        rows = []
+        for v in VARIABLES:
+            ratio = intervals.interval(excess(v), sums, counts)
+            rows.append({"variable": v, "excess": ratio.as_dict()})
+            ci = ratio.ci95 or (float("nan"), float("nan"))
+            print(f"{name} {v}: MSE / oracle variance {ratio.value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
+        return rows
+
     results = []
     for name, overrides in spec["variants"].items():
         checkpoint = variant_checkpoint(
@@ -114,17 +138,10 @@ def main() -> None:
                 times=times,
             ),
         )
-        sums, days = daily_sums(xr.open_zarr(path).load(), members, truth, transforms)
-        counts = intervals.bootstrap_counts(
-            np.zeros(days.size), spec["block_days"], spec["resamples"]
-        )
-        rows = []
-        for v in VARIABLES:
-            ratio = intervals.interval(excess(v), sums, counts)
-            rows.append({"variable": v, "excess": ratio.as_dict()})
-            ci = ratio.ci95 or (float("nan"), float("nan"))
-            print(f"{name} {v}: MSE / oracle variance {ratio.value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
+        rows = scored(name, path)
         results.append({"variant": name, "overrides": overrides, "rows": rows})
+    for name, path in spec.get("ensembles", {}).items():
+        results.append({"ensemble": name, "path": path, "rows": scored(name, Path(path))})
 
     write_results(
         args.json or out / "results.json",

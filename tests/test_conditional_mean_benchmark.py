@@ -33,14 +33,19 @@ def fields(values: np.ndarray) -> xr.Dataset:
     )
 
 
-def scores(offset: float, transform: TransformConfig | None = None) -> dict[str, float]:
+def scores(
+    offset: float, transform: TransformConfig | None = None, members: int = 1
+) -> dict[str, float]:
     """The benchmark's ratio per variable for a prediction ``offset`` from the exact mean of
-    a world whose HR values are mu + N(0, 1) in the transformed space."""
+    a world whose HR values are mu + N(0, 1) in the transformed space; with ``members`` > 1 the
+    prediction is an exact ensemble of that size, offset."""
     rng = np.random.default_rng(0)
     shape = (TIMES.size, 24, 32)
     mu = 0.5 * rng.normal(size=shape) + 6.0  # positive draws: log1p can take them back
     draws = mu[None] + rng.normal(size=(17, *shape))  # the truth, then 16 oracle members
     predicted = mu[None] + offset
+    if members > 1:
+        predicted = predicted + rng.normal(size=(members, *shape))
     if transform is not None:  # back to physical units: the benchmark transforms forward
         draws, predicted = (transform.scale * np.expm1(x) for x in (draws, predicted))
     transforms = {v: transform for v in VARIABLES}
@@ -61,4 +66,9 @@ def test_the_exact_mean_scores_one_and_an_offset_adds_its_square():
 def test_the_ratio_is_taken_in_the_transformed_space():
     transform = TransformConfig(kind="log1p", scale=0.1)
     for v, value in scores(0.5, transform).items():
+        assert abs(value - 1.25) < 0.04, (v, value)
+
+
+def test_an_ensemble_is_scored_by_its_members_mean():
+    for v, value in scores(0.0, members=4).items():  # an exact ensemble's mean: 1 + 1/M
         assert abs(value - 1.25) < 0.04, (v, value)
