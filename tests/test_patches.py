@@ -163,3 +163,44 @@ def test_patches_are_deterministic_and_consistent():
     expected = interpolate((lr.t2m[0] - 280.0), hr.lat, hr.lon).values
     np.testing.assert_allclose(cond[0, 0].numpy(), expected, atol=1e-4)
     assert cond.shape[1] == layout.cond_channels
+
+
+def test_domain_means_are_the_whole_lr_grids_weighted_means_in_every_patch():
+    lr, hr, static, stats = _dataset()
+    lr["q850"][5, 1, 2] = np.nan  # a missing value is left out of the mean, not taken as 0
+    layout = make_layout(
+        ModelConfig(conditioning={"domain_means": ["q850", "t2m"]}), lr, hr, static
+    )
+    assert layout.features[-2:] == ("q850_domain_mean", "t2m_domain_mean")
+    assert layout.cond_channels == 2 + 1 + 8 + 2
+    assert Layout.from_dict(layout.to_dict()) == layout
+    # a checkpoint's layout from before domain means: none
+    old = {k: v for k, v in layout.to_dict().items() if k != "domain_means"}
+    assert Layout.from_dict(old).domain_means == ()
+
+    weights = np.cos(np.deg2rad(lr.lat.values))
+    q = (lr.q850.values - 0.5) / 0.3
+    present = np.isfinite(q)
+    expected_q = np.nansum(q * weights, axis=(1, 2)) / np.sum(weights * present, axis=(1, 2))
+    expected_t = ((lr.t2m.values - 280.0) * weights).sum(axis=(1, 2)) / weights.sum()
+
+    fields = load_fields(layout, stats, lr, static, hr.lat, hr.lon, hr=hr)
+    np.testing.assert_allclose(fields.means[:, 0].numpy(), expected_q, rtol=1e-5)
+    np.testing.assert_allclose(fields.means[:, 1].numpy(), expected_t, rtol=1e-5, atol=1e-6)
+    to_hr = LRToHR(lr.lat, lr.lon, hr.lat, hr.lon)
+    cond, _ = conditioning(fields, layout, to_hr, [5, 7], (4, 8, 8, 8))
+    for b, t in enumerate((5, 7)):
+        for k, expected in enumerate((expected_q, expected_t)):
+            channel = cond[b, -2 + k]
+            assert torch.all(channel == channel[0, 0])  # constant over the window
+            assert abs(float(channel[0, 0]) - expected[t]) < 1e-5
+    # a training patch carries the same means as its time's whole-domain conditioning
+    patch = PatchDataset(fields, layout, to_hr, patch_size=8, length=4, seed=0)[0]
+    assert np.min(np.abs(float(patch["cond"][-1, 0, 0]) - expected_t)) < 1e-5
+
+
+def test_domain_means_must_be_lr_variables_the_model_sees():
+    lr, hr, static, _ = _dataset()
+    config = ModelConfig(conditioning={"lr_variables": ["t2m"], "domain_means": ["q850"]})
+    with pytest.raises(ValueError, match="domain_means.*q850"):
+        make_layout(config, lr, hr, static)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -143,6 +144,8 @@ def test_the_lr_cells_of_a_window_interpolate_as_the_whole_field(method, periodi
 @pytest.mark.parametrize("budget", [2**24, 0], ids=["cached chunks", "no cache"])
 def test_streamed_patches_equal_patches_from_memory(small, budget):
     data, pair, train, stats, layout, to_hr = _setup(small, "bicubic")
+    # with the whole LR domain's means as channels too, computed once from the lazy sources
+    layout = replace(layout, domain_means=layout.lr_variables[:2])
     lazy = _lazy(data, pair, train, stats, layout, budget)
     held = load_fields(
         layout, stats, pair.lr, pair.static, pair.hr.lat, pair.hr.lon, hr=pair.hr, times=train

@@ -41,6 +41,13 @@ class ConditioningConfig(Settings):
     time: bool = Field(
         default=True, description="Add sin/cos of the hour of day (UTC) and day of year."
     )
+    domain_means: list[str] = Field(
+        default_factory=list,
+        description="LR variables (among lr_variables) whose area-weighted mean over the whole "
+        "LR domain at each time is added as a constant channel: the large-scale state that a "
+        "training patch or the network's receptive field cannot see (e.g. the flow that sets "
+        "orographic rain over the whole domain). Standardised like the variable itself.",
+    )
 
 
 class ModelConfig(Settings):

@@ -27,10 +27,15 @@ class Layout:
     target_variables: tuple[str, ...]
     position: bool
     time: bool
+    domain_means: tuple[str, ...] = ()  # LR variables, each a channel of its domain mean
 
     @property
     def features(self) -> tuple[str, ...]:
-        return (POSITION_FEATURES if self.position else ()) + (TIME_FEATURES if self.time else ())
+        return (
+            (POSITION_FEATURES if self.position else ())
+            + (TIME_FEATURES if self.time else ())
+            + tuple(f"{v}_domain_mean" for v in self.domain_means)
+        )
 
     @property
     def cond_channels(self) -> int:
@@ -51,6 +56,7 @@ class Layout:
             "target_variables": list(self.target_variables),
             "position": self.position,
             "time": self.time,
+            "domain_means": list(self.domain_means),
         }
 
     @classmethod
@@ -61,6 +67,7 @@ class Layout:
             tuple(d["target_variables"]),
             bool(d["position"]),
             bool(d["time"]),
+            tuple(d.get("domain_means", ())),  # checkpoints written before they existed: none
         )
 
 
@@ -90,12 +97,18 @@ def make_layout(
     lr_time = [v for v in _gridded(lr) if "time" in lr[v].dims]
     hr_time = [v for v in _gridded(hr) if "time" in hr[v].dims]
     c = cfg.conditioning
+    lr_variables = pick(c.lr_variables, lr_time, "conditioning.lr_variables")
     return Layout(
-        lr_variables=pick(c.lr_variables, lr_time, "conditioning.lr_variables"),
+        lr_variables=lr_variables,
         static_variables=pick(
             c.static_variables, _gridded(static), "conditioning.static_variables"
         ),
         target_variables=pick(cfg.target_variables, hr_time, "target_variables"),
         position=c.position,
         time=c.time,
+        domain_means=pick(
+            c.domain_means,
+            list(lr_variables),
+            "conditioning.domain_means (LR variables the model sees)",
+        ),
     )

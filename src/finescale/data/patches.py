@@ -4,7 +4,8 @@ A patch (a training example; generation uses the whole domain or its tiles) is a
 HR grid at one time:
 
 - ``cond`` (C_cond, P, Q): LR variables brought to the HR grid, static HR fields, sin/cos of
-  lat and lon, sin/cos of the hour of day and day of year, all standardised;
+  lat and lon, sin/cos of the hour of day and day of year, the whole LR domain's means of the
+  layout's ``domain_means`` (constant over the patch), all standardised;
 - ``base`` (C_out, P, Q): for each target variable, the interpolated LR field of the same name
   (zeros where the LR lacks it): the residual's base;
 - ``target`` (C_out, P, Q): the standardised HR truth (training only);
@@ -50,6 +51,22 @@ def position_features(lat: xr.DataArray, lon: xr.DataArray) -> np.ndarray:
     return np.stack([np.sin(la), np.cos(la), np.sin(lo), np.cos(lo)]).astype(np.float32)
 
 
+def domain_means(lr: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.ndarray:
+    """(T, K) float32: each standardised variable's mean over the LR domain at each time,
+    weighted by cos(latitude); missing values are left out (a time with none: 0, the mean).
+
+    Computed from the whole LR grid, whatever window a sample then takes: the large-scale state
+    a patch cannot see. Lazy sources are read variable by variable, chunk by chunk.
+    """
+    if not names:
+        return np.zeros((lr.sizes["time"], 0), np.float32)
+    weights = np.cos(np.deg2rad(lr["lat"])).clip(min=0.0).fillna(0.0)
+    columns = [
+        stats.normalise_array(lr[v], v).weighted(weights).mean(("y", "x")).values for v in names
+    ]
+    return np.nan_to_num(np.stack(columns, axis=1).astype(np.float32), nan=0.0)
+
+
 def _standardised(ds: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.ndarray:
     """Stack standardised variables along a new channel axis 1 (or 0 without time), float32; NaN
     stays."""
@@ -71,6 +88,7 @@ class Fields:
 
     times: np.ndarray  # (T,) datetime64
     lr: torch.Tensor  # (T, C_lr, h, w)
+    means: torch.Tensor  # (T, K): the layout's domain means
     static: torch.Tensor  # (C_s, H, W)
     position: torch.Tensor  # (4, H, W)
     area: torch.Tensor  # (1, H, W): cos(latitude) / its mean, the loss's area weights
@@ -119,6 +137,7 @@ def load_fields(
     return Fields(
         times=lr.time.values,
         lr=torch.from_numpy(_normalised(lr, layout.lr_variables, stats)),
+        means=torch.from_numpy(domain_means(lr, layout.domain_means, stats)),
         static=static_fields,
         position=position,
         area=area,
@@ -165,6 +184,7 @@ def conditioning(
         fields.static[:, y0 : y0 + p, x0 : x0 + q],
         fields.position[:, y0 : y0 + p, x0 : x0 + q],
         fields.times[list(index)],
+        fields.means[list(index)],
     )
 
 
@@ -174,9 +194,10 @@ def _assemble(
     static: torch.Tensor,
     position: torch.Tensor,
     times: np.ndarray,
+    means: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``cond`` and ``base`` from the LR on the window (B, C_lr, P, Q), the window's static
-    (C_s, P, Q) and position (4, P, Q) fields, and the B times."""
+    (C_s, P, Q) and position (4, P, Q) fields, the B times and their domain means (B, K)."""
     b, (p, q) = lr_hr.shape[0], lr_hr.shape[-2:]
     parts = [lr_hr, static.expand(b, -1, -1, -1)]
     if layout.position:
@@ -184,6 +205,8 @@ def _assemble(
     if layout.time:
         feats = torch.from_numpy(time_features(times))
         parts.append(feats[:, :, None, None].expand(-1, -1, p, q))
+    if layout.domain_means:
+        parts.append(means[:, :, None, None].expand(-1, -1, p, q))
     base = torch.zeros(b, len(layout.target_variables), p, q)
     for k, i in enumerate(layout.base_index):
         if i is not None:
@@ -201,6 +224,7 @@ class LazyFields:
 
     times: np.ndarray  # (T,) datetime64
     lr: WindowReader  # (T, C_lr, h, w)
+    means: torch.Tensor  # (T, K): the layout's domain means, computed once
     target: WindowReader  # (T, C_out, H, W)
     static: torch.Tensor  # (C_s, H, W)
     position: torch.Tensor  # (4, H, W)
@@ -236,11 +260,15 @@ def lazy_fields(
     cache: BlockCache,
 ) -> LazyFields:
     """The layout's fields at ``times`` for :class:`PatchDataset`: LR and HR opened lazily from
-    ``sources`` ("lr", "hr"), read through ``cache``; static fields read and standardised now."""
+    ``sources`` ("lr", "hr"), read through ``cache``; static fields and the domain means read
+    and standardised now."""
     static_fields, position, area = _grid_fields(layout, stats, static, hr_lat, hr_lon)
     return LazyFields(
         times=np.asarray(times),
         lr=WindowReader(sources, "lr", layout.lr_variables, stats, cache, times),
+        means=torch.from_numpy(
+            domain_means(sources["lr"].sel(time=times), layout.domain_means, stats)
+        ),
         target=WindowReader(sources, "hr", layout.target_variables, stats, cache, times),
         static=static_fields,
         position=position,
@@ -297,6 +325,7 @@ class PatchDataset(torch.utils.data.Dataset):
             self.fields.static[:, rows, cols],
             self.fields.position[:, rows, cols],
             self.fields.times[t : t + 1],
+            self.fields.means[t : t + 1],
         )
         target, present = self.fields.target_window(t, rows, cols)
         # missing targets weigh nothing in the loss
