@@ -10,7 +10,8 @@ and seed into ``OUT/<variant>``) this scores, per variable and in the space the 
 
     excess = MSE(mu, truth) / mean oracle variance     (1: the exact conditional mean)
 
-with a 95 % moving-block bootstrap interval over days, on every ``every``-th hour of the world's
+with a 95 % moving-block bootstrap interval over days, in total and per elevation band of the
+HR terrain (the config's ``elevation_edges_m``), on every ``every``-th hour of the world's
 **validation** block (the test block is not read). The config's ``ensembles`` (name: path of an
 ensemble on the same hours, relative to where the script runs, e.g. a remedy screen's
 ``diffusion.zarr``) are scored the same way by their members' mean: where it stays at mu's score,
@@ -26,6 +27,7 @@ Stages whose output exists are reused; their times are in ``OUT/timings.json``.
 from __future__ import annotations
 
 import argparse
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +48,21 @@ from finescale.verify.fields import area_weights
 
 
 def daily_sums(
-    predicted: xr.Dataset, members: xr.Dataset, truth: xr.Dataset, transforms: dict[str, Any]
+    predicted: xr.Dataset,
+    members: xr.Dataset,
+    truth: xr.Dataset,
+    transforms: dict[str, Any],
+    band: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per day and variable: the area-weighted squared error of ``predicted`` (its members'
     mean, taken in the transformed space) and the oracle ``members``' unbiased variance, both
-    summed over points and the day's times, in each variable's transformed space."""
+    summed over points and the day's times, in each variable's transformed space.
+
+    ``band``: an optional integer label per point (y, x), 0 to B - 1 (e.g. an elevation band);
+    the same sums per label are kept as ``{v}.squared_error.by_band`` and
+    ``{v}.variance.by_band``, arrays of B per day."""
     weights = np.asarray(area_weights(truth["lat"].values))
+    n_bands = 0 if band is None else int(band.max()) + 1
     per_time = []
     for t in truth.time.values:
         sums = {}
@@ -60,15 +71,26 @@ def daily_sums(
             y = forward_transform(truth[v].sel(time=t).values, tf, name=v)
             mu = forward_transform(predicted[v].sel(time=t).values, tf, name=v).mean(axis=0)
             ens = forward_transform(members[v].sel(time=t).values, tf, name=v)
-            sums[f"{v}.squared_error"] = np.sum(weights * (mu - y) ** 2, dtype=np.float64)
-            sums[f"{v}.variance"] = np.sum(weights * ens.var(axis=0, ddof=1), dtype=np.float64)
+            for key, field in (
+                ("squared_error", weights * (mu - y) ** 2),
+                ("variance", weights * ens.var(axis=0, ddof=1)),
+            ):
+                sums[f"{v}.{key}"] = np.sum(field, dtype=np.float64)
+                if band is not None:
+                    by_band = np.bincount(band.ravel(), field.ravel(), minlength=n_bands)
+                    sums[f"{v}.{key}.by_band"] = by_band
         per_time.append(sums)
     return intervals.daily(per_time, truth.time.values)
 
 
-def excess(v: str) -> Any:
-    """Score: squared error of the prediction over the oracle's variance, variable ``v``."""
-    return lambda s: s[f"{v}.squared_error"] / s[f"{v}.variance"]
+def excess(v: str, band: int | None = None) -> Any:
+    """Score: squared error of the prediction over the oracle's variance, variable ``v`` (over
+    the points of one ``band`` where given)."""
+    if band is None:
+        return lambda s: s[f"{v}.squared_error"] / s[f"{v}.variance"]
+    return lambda s: (
+        s[f"{v}.squared_error.by_band"][..., band] / s[f"{v}.variance.by_band"][..., band]
+    )
 
 
 def main() -> None:
@@ -99,6 +121,12 @@ def main() -> None:
     members = xr.open_zarr(oracle_path)
     truth = xr.open_zarr(world_dir / "hr.zarr")[list(VARIABLES)].sel(time=members.time).load()
 
+    # elevation bands of the HR grid (m): where the orographic rain is, the error is
+    edges = np.asarray(spec.get("elevation_edges_m", []), dtype=float)
+    orog = xr.open_zarr(world_dir / "static.zarr")["orog"].values
+    band = np.digitize(orog, edges)
+    limits = [None, *edges.tolist(), None]  # open ends
+
     days = np.unique(members.time.values.astype("datetime64[D]"))
     counts = intervals.bootstrap_counts(np.zeros(days.size), spec["block_days"], spec["resamples"])
 
@@ -111,13 +139,25 @@ def main() -> None:
                 f"{path}: {missing.size} of the {members.time.size} scored validation times are "
                 f"missing (first {missing[0]}); it must be on every {spec['every']}th one"
             )
-        sums, _ = daily_sums(predicted.load(), members, truth, transforms)
+        sums, _ = daily_sums(predicted.load(), members, truth, transforms, band)
         rows = []
         for v in VARIABLES:
             ratio = intervals.interval(excess(v), sums, counts)
-            rows.append({"variable": v, "excess": ratio.as_dict()})
+            by_elevation = [
+                {
+                    "from_m": lo,
+                    "to_m": hi,
+                    "excess": intervals.interval(excess(v, b), sums, counts).as_dict(),
+                }
+                for b, (lo, hi) in enumerate(pairwise(limits))
+            ]
+            rows.append({"variable": v, "excess": ratio.as_dict(), "by_elevation": by_elevation})
             ci = ratio.ci95 or (float("nan"), float("nan"))
-            print(f"{name} {v}: MSE / oracle variance {ratio.value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
+            bands = ", ".join(f"{b['excess']['value']:.2f}" for b in by_elevation)
+            print(
+                f"{name} {v}: MSE / oracle variance {ratio.value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+                f"; by elevation band {bands}"
+            )
         return rows
 
     results = []

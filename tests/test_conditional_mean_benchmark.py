@@ -72,3 +72,22 @@ def test_the_ratio_is_taken_in_the_transformed_space():
 def test_an_ensemble_is_scored_by_its_members_mean():
     for v, value in scores(0.0, members=4).items():  # an exact ensemble's mean: 1 + 1/M
         assert abs(value - 1.25) < 0.04, (v, value)
+
+
+def test_bands_score_their_own_points():
+    """A prediction exact on the western half and 1 off on the eastern half: 1 and 2 by band."""
+    rng = np.random.default_rng(1)
+    shape = (TIMES.size, 24, 32)
+    draws = rng.normal(size=(17, *shape))
+    predicted = np.zeros((1, *shape))
+    predicted[..., 16:] += 1.0
+    band = np.zeros(shape[1:], dtype=int)
+    band[:, 16:] = 1
+    truth = fields(draws[:1]).isel(member=0)
+    sums, _ = daily_sums(fields(predicted), fields(draws[1:]), truth, {}, band)
+    counts = intervals.bootstrap_counts(np.zeros(6), 2, 200)
+    for v in VARIABLES:
+        west, east = (intervals.interval(excess(v, b), sums, counts).value for b in (0, 1))
+        assert abs(west - 1.0) < 0.05 and abs(east - 2.0) < 0.08, (v, west, east)
+        total = sums[f"{v}.squared_error"].sum()
+        assert np.isclose(sums[f"{v}.squared_error.by_band"].sum(), total)
