@@ -26,7 +26,6 @@ Stages whose output exists are reused; their times are in ``OUT/timings.json``.
 
 from __future__ import annotations
 
-import argparse
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 import yaml
-from remedies import variant_checkpoint
+from remedies import screen_arguments, variant_checkpoint
 from results import begin, write_results  # benchmarks/results.py (scripts run from their folder)
 from skill import VARIABLES
 from stages import Stages
@@ -94,16 +93,7 @@ def excess(v: str, band: int | None = None) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--run", type=Path, required=True, help="a finished demo run, or a skill run's dev folder"
-    )
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--json", type=Path, help="results JSON (default: <out>/results.json)")
-    args = parser.parse_args()
+    args = screen_arguments(__doc__, "results.json")
     started = begin()
     spec = yaml.safe_load(args.config.read_text())
     run_dir, out = args.run.absolute(), args.out.absolute()

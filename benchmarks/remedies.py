@@ -117,17 +117,22 @@ def score(
     }
 
 
-def main() -> None:
+def screen_arguments(description: str, default_json: str) -> argparse.Namespace:
+    """The command line of a screen over a finished run: --run, --config, --out, --json."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--run", type=Path, required=True, help="a finished demo run, or a skill run's dev folder"
     )
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--json", type=Path, help="results JSON (default: <out>/remedies.json)")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help=f"results JSON (default: <out>/{default_json})")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = screen_arguments(__doc__, "remedies.json")
     started = begin()
     spec = yaml.safe_load(args.config.read_text())
     run_dir, out = args.run.absolute(), args.out.absolute()
