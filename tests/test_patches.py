@@ -14,6 +14,7 @@ from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import NormStats, VariableStats
 from finescale.data.patches import PatchDataset, conditioning, load_fields, time_features
 from finescale.data.regrid import interpolate, source_indices
+from finescale.data.terrain import terrain_slope
 
 
 def _grid(
@@ -204,3 +205,36 @@ def test_domain_means_must_be_lr_variables_the_model_sees():
     config = ModelConfig(conditioning={"lr_variables": ["t2m"], "domain_means": ["q850"]})
     with pytest.raises(ValueError, match="domain_means.*q850"):
         make_layout(config, lr, hr, static)
+
+
+def test_upslope_is_the_domain_mean_wind_dotted_with_the_terrain_slope():
+    """Here t2m and q850 stand in for the wind's u and v: the channel is U . grad(h) in m/s."""
+    lr, hr, static, stats = _dataset()
+    config = ModelConfig(conditioning={"upslope": {"u": "t2m", "v": "q850"}})
+    layout = make_layout(config, lr, hr, static)
+    assert layout.features[-1] == "upslope" and layout.cond_channels == 2 + 1 + 8 + 1
+    assert Layout.from_dict(layout.to_dict()) == layout
+    old = {k: v for k, v in layout.to_dict().items() if k != "upslope"}
+    assert Layout.from_dict(old).upslope == ()  # checkpoints from before: none
+
+    fields = load_fields(layout, stats, lr, static, hr.lat, hr.lon, hr=hr)
+    weights = np.cos(np.deg2rad(lr.lat.values))
+    u, v = (float((lr[n][6] * weights).sum() / weights.sum()) for n in ("t2m", "q850"))
+    slope = terrain_slope(static.orog.values, hr.lat.values, hr.lon.values)
+    to_hr = LRToHR(lr.lat, lr.lon, hr.lat, hr.lon)
+    cond, _ = conditioning(fields, layout, to_hr, [6], (4, 8, 8, 8))
+    expected = u * slope[0, 4:12, 8:16] + v * slope[1, 4:12, 8:16]
+    np.testing.assert_allclose(cond[0, -1].numpy(), expected, rtol=1e-4, atol=1e-6)
+    # a training patch builds the same channel from its own window
+    patch = PatchDataset(fields, layout, to_hr, patch_size=8, length=1, seed=0)[0]
+    assert patch["cond"].shape[0] == layout.cond_channels
+
+
+def test_upslope_names_what_is_missing():
+    lr, hr, static, _ = _dataset()
+    for upslope, missing in (
+        ({"u": "u850", "v": "q850"}, "'u850' among the LR variables"),
+        ({"u": "t2m", "v": "q850", "orography": "hsurf"}, "'hsurf' among the static variables"),
+    ):
+        with pytest.raises(ValueError, match=missing):
+            make_layout(ModelConfig(conditioning={"upslope": upslope}), lr, hr, static)

@@ -144,8 +144,10 @@ def test_the_lr_cells_of_a_window_interpolate_as_the_whole_field(method, periodi
 @pytest.mark.parametrize("budget", [2**24, 0], ids=["cached chunks", "no cache"])
 def test_streamed_patches_equal_patches_from_memory(small, budget):
     data, pair, train, stats, layout, to_hr = _setup(small, "bicubic")
-    # with the whole LR domain's means as channels too, computed once from the lazy sources
-    layout = replace(layout, domain_means=layout.lr_variables[:2])
+    # with the whole LR domain's means and the upslope wind as channels too, computed once from
+    # the lazy sources (the first LR variable stands in for both wind components)
+    u = layout.lr_variables[0]
+    layout = replace(layout, domain_means=(u,), upslope=(u, u, layout.static_variables[0]))
     lazy = _lazy(data, pair, train, stats, layout, budget)
     held = load_fields(
         layout, stats, pair.lr, pair.static, pair.hr.lat, pair.hr.lon, hr=pair.hr, times=train

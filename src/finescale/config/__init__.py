@@ -34,6 +34,7 @@ from finescale.config.downscaling import (
     ModelConfig,
     SampleConfig,
     TrainConfig,
+    UpslopeConfig,
 )
 from finescale.config.load import (
     INPUT_PATH_KEYS,
@@ -68,6 +69,7 @@ __all__ = [
     "TrainConfig",
     "TransformConfig",
     "UNetArchitecture",
+    "UpslopeConfig",
     "VariableSpec",
     "apply_overrides",
     "duration_seconds",

@@ -18,6 +18,14 @@ from finescale.diffusion.settings import EDMSettings
 from finescale.nn.settings import UNetArchitecture
 
 
+class UpslopeConfig(Settings):
+    """The domain-mean wind's flow up the HR terrain as a channel (see ``upslope``)."""
+
+    u: str = Field(description="LR eastward wind variable (m/s), e.g. u850.")
+    v: str = Field(description="LR northward wind variable (m/s), e.g. v850.")
+    orography: str = Field(default="orog", description="Static HR surface height (m).")
+
+
 class ConditioningConfig(Settings):
     """What a model sees besides the noisy target: LR fields on the HR grid, static fields,
     features."""
@@ -47,6 +55,12 @@ class ConditioningConfig(Settings):
         "LR domain at each time is added as a constant channel: the large-scale state that a "
         "training patch or the network's receptive field cannot see (e.g. the flow that sets "
         "orographic rain over the whole domain). Standardised like the variable itself.",
+    )
+    upslope: UpslopeConfig | None = Field(
+        default=None,
+        description="Adds the upslope wind U . grad(h) (m/s) as a channel: U the LR wind "
+        "(u, v) averaged over the whole LR domain, h the static orography on the HR grid; the "
+        "forcing of orographic rain in linear theory (Smith & Barstad 2004). None: off.",
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import xarray as xr
 
-from finescale.config import ModelConfig
+from finescale.config import ModelConfig, UpslopeConfig
 
 POSITION_FEATURES = ("sin_lat", "cos_lat", "sin_lon", "cos_lon")
 TIME_FEATURES = ("sin_hour", "cos_hour", "sin_doy", "cos_doy")
@@ -28,6 +28,7 @@ class Layout:
     position: bool
     time: bool
     domain_means: tuple[str, ...] = ()  # LR variables, each a channel of its domain mean
+    upslope: tuple[str, ...] = ()  # (u, v, orography): one channel of U . grad(h), or none
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -35,6 +36,7 @@ class Layout:
             (POSITION_FEATURES if self.position else ())
             + (TIME_FEATURES if self.time else ())
             + tuple(f"{v}_domain_mean" for v in self.domain_means)
+            + (("upslope",) if self.upslope else ())
         )
 
     @property
@@ -57,6 +59,7 @@ class Layout:
             "position": self.position,
             "time": self.time,
             "domain_means": list(self.domain_means),
+            "upslope": list(self.upslope),
         }
 
     @classmethod
@@ -68,6 +71,7 @@ class Layout:
             bool(d["position"]),
             bool(d["time"]),
             tuple(d.get("domain_means", ())),  # checkpoints written before they existed: none
+            tuple(d.get("upslope", ())),
         )
 
 
@@ -111,4 +115,22 @@ def make_layout(
             list(lr_variables),
             "conditioning.domain_means (LR variables the model sees)",
         ),
+        upslope=_upslope(c.upslope, lr_time, _gridded(static)),
     )
+
+
+def _upslope(cfg: UpslopeConfig | None, lr_time: list[str], static: list[str]) -> tuple[str, ...]:
+    """(u, v, orography) of ``conditioning.upslope``, checked against the data; () when off."""
+    if cfg is None:
+        return ()
+    for name, available, what in (
+        (cfg.u, lr_time, "LR variables"),
+        (cfg.v, lr_time, "LR variables"),
+        (cfg.orography, static, "static variables"),
+    ):
+        if name not in available:
+            raise ValueError(
+                f"model: conditioning.upslope needs {name!r} among the {what}; "
+                f"available: {', '.join(available) or 'none'}"
+            )
+    return (cfg.u, cfg.v, cfg.orography)

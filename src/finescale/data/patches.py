@@ -5,7 +5,8 @@ HR grid at one time:
 
 - ``cond`` (C_cond, P, Q): LR variables brought to the HR grid, static HR fields, sin/cos of
   lat and lon, sin/cos of the hour of day and day of year, the whole LR domain's means of the
-  layout's ``domain_means`` (constant over the patch), all standardised;
+  layout's ``domain_means`` (constant over the patch), all standardised, and the domain-mean
+  wind's flow up the terrain (m/s; :mod:`finescale.data.terrain`) where the layout asks for it;
 - ``base`` (C_out, P, Q): for each target variable, the interpolated LR field of the same name
   (zeros where the LR lacks it): the residual's base;
 - ``target`` (C_out, P, Q): the standardised HR truth (training only);
@@ -33,6 +34,7 @@ import xarray as xr
 from finescale.data.channels import Layout
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import NormStats
+from finescale.data.terrain import domain_mean_wind, terrain_slope
 from finescale.data.windows import BlockCache, Sources, WindowReader
 
 
@@ -89,7 +91,9 @@ class Fields:
     times: np.ndarray  # (T,) datetime64
     lr: torch.Tensor  # (T, C_lr, h, w)
     means: torch.Tensor  # (T, K): the layout's domain means
+    wind: torch.Tensor  # (T, 2): the domain-mean upslope wind (m/s); (T, 0) without
     static: torch.Tensor  # (C_s, H, W)
+    slope: torch.Tensor  # (2, H, W): the terrain's east/north gradient (m/m); (0, H, W) without
     position: torch.Tensor  # (4, H, W)
     area: torch.Tensor  # (1, H, W): cos(latitude) / its mean, the loss's area weights
     target: torch.Tensor | None  # (T, C_out, H, W), None at inference; missing values at 0
@@ -127,7 +131,7 @@ def load_fields(
     if times is not None:
         lr = lr.sel(time=times)
         hr = hr.sel(time=times) if hr is not None else None
-    static_fields, position, area = _grid_fields(layout, stats, static, hr_lat, hr_lon)
+    static_fields, position, area, slope = _grid_fields(layout, stats, static, hr_lat, hr_lon)
     target = valid = None
     if hr is not None:
         target = _standardised(hr, layout.target_variables, stats)
@@ -138,7 +142,9 @@ def load_fields(
         times=lr.time.values,
         lr=torch.from_numpy(_normalised(lr, layout.lr_variables, stats)),
         means=torch.from_numpy(domain_means(lr, layout.domain_means, stats)),
+        wind=torch.from_numpy(_wind(lr, layout)),
         static=static_fields,
+        slope=slope,
         position=position,
         area=area,
         target=target,
@@ -152,19 +158,33 @@ def _grid_fields(
     static: xr.Dataset | None,
     hr_lat: xr.DataArray,
     hr_lon: xr.DataArray,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The HR fields without time: standardised static (C_s, H, W), position (4, H, W) and
-    area (1, H, W)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The HR fields without time: standardised static (C_s, H, W), position (4, H, W), area
+    (1, H, W) and the terrain's slope (2, H, W; 0 channels without ``upslope``)."""
+    shape = np.asarray(hr_lat).shape
     if layout.static_variables:
         static_arr = _normalised(static, layout.static_variables, stats)  # type: ignore[arg-type]
     else:
-        static_arr = np.zeros((0, *np.asarray(hr_lat).shape), np.float32)
+        static_arr = np.zeros((0, *shape), np.float32)
+    if layout.upslope:
+        orog = static[layout.upslope[2]].values  # type: ignore[index]
+        slope = terrain_slope(orog, np.asarray(hr_lat), np.asarray(hr_lon))
+    else:
+        slope = np.zeros((0, *shape), np.float32)
     area = np.cos(np.deg2rad(np.asarray(hr_lat, dtype=float)))
     return (
         torch.from_numpy(static_arr),
         torch.from_numpy(position_features(hr_lat, hr_lon)),
         torch.from_numpy((area / area.mean())[None].astype(np.float32)),
+        torch.from_numpy(slope),
     )
+
+
+def _wind(lr: xr.Dataset, layout: Layout) -> np.ndarray:
+    """(T, 2) the domain-mean wind of the layout's ``upslope`` (m/s), (T, 0) without."""
+    if not layout.upslope:
+        return np.zeros((lr.sizes["time"], 0), np.float32)
+    return domain_mean_wind(lr, *layout.upslope[:2])
 
 
 def conditioning(
@@ -185,6 +205,8 @@ def conditioning(
         fields.position[:, y0 : y0 + p, x0 : x0 + q],
         fields.times[list(index)],
         fields.means[list(index)],
+        fields.wind[list(index)],
+        fields.slope[:, y0 : y0 + p, x0 : x0 + q],
     )
 
 
@@ -195,6 +217,8 @@ def _assemble(
     position: torch.Tensor,
     times: np.ndarray,
     means: torch.Tensor,
+    wind: torch.Tensor,
+    slope: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``cond`` and ``base`` from the LR on the window (B, C_lr, P, Q), the window's static
     (C_s, P, Q) and position (4, P, Q) fields, the B times and their domain means (B, K)."""
@@ -207,6 +231,8 @@ def _assemble(
         parts.append(feats[:, :, None, None].expand(-1, -1, p, q))
     if layout.domain_means:
         parts.append(means[:, :, None, None].expand(-1, -1, p, q))
+    if layout.upslope:  # U . grad(h): (B, 2) x (2, P, Q) -> (B, 1, P, Q), in m/s
+        parts.append(torch.einsum("bk,kpq->bpq", wind, slope)[:, None])
     base = torch.zeros(b, len(layout.target_variables), p, q)
     for k, i in enumerate(layout.base_index):
         if i is not None:
@@ -225,8 +251,10 @@ class LazyFields:
     times: np.ndarray  # (T,) datetime64
     lr: WindowReader  # (T, C_lr, h, w)
     means: torch.Tensor  # (T, K): the layout's domain means, computed once
+    wind: torch.Tensor  # (T, 2): the domain-mean upslope wind (m/s); (T, 0) without
     target: WindowReader  # (T, C_out, H, W)
     static: torch.Tensor  # (C_s, H, W)
+    slope: torch.Tensor  # (2, H, W): the terrain's east/north gradient (m/m); (0, H, W) without
     position: torch.Tensor  # (4, H, W)
     area: torch.Tensor  # (1, H, W): cos(latitude) / its mean, the loss's area weights
 
@@ -262,15 +290,17 @@ def lazy_fields(
     """The layout's fields at ``times`` for :class:`PatchDataset`: LR and HR opened lazily from
     ``sources`` ("lr", "hr"), read through ``cache``; static fields and the domain means read
     and standardised now."""
-    static_fields, position, area = _grid_fields(layout, stats, static, hr_lat, hr_lon)
+    static_fields, position, area, slope = _grid_fields(layout, stats, static, hr_lat, hr_lon)
     return LazyFields(
         times=np.asarray(times),
         lr=WindowReader(sources, "lr", layout.lr_variables, stats, cache, times),
         means=torch.from_numpy(
             domain_means(sources["lr"].sel(time=times), layout.domain_means, stats)
         ),
+        wind=torch.from_numpy(_wind(sources["lr"].sel(time=times), layout)),
         target=WindowReader(sources, "hr", layout.target_variables, stats, cache, times),
         static=static_fields,
+        slope=slope,
         position=position,
         area=area,
     )
@@ -326,6 +356,8 @@ class PatchDataset(torch.utils.data.Dataset):
             self.fields.position[:, rows, cols],
             self.fields.times[t : t + 1],
             self.fields.means[t : t + 1],
+            self.fields.wind[t : t + 1],
+            self.fields.slope[:, rows, cols],
         )
         target, present = self.fields.target_window(t, rows, cols)
         # missing targets weigh nothing in the loss

@@ -1,0 +1,53 @@
+"""The terrain's slope on any lat/lon grid, and the domain-mean wind that flows up it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from finescale.data.terrain import EARTH_RADIUS_M, domain_mean_wind, terrain_slope
+
+
+def plane(lat: np.ndarray, lon: np.ndarray, east: float, north: float) -> np.ndarray:
+    """Heights (m) rising ``east`` m per m eastward and ``north`` m per m northward of 46 N 10 E
+    (locally a plane: distances along the sphere near the point)."""
+    x = EARTH_RADIUS_M * np.cos(np.deg2rad(46.0)) * np.deg2rad(lon - 10.0)
+    y = EARTH_RADIUS_M * np.deg2rad(lat - 46.0)
+    return 500.0 + east * x + north * y
+
+
+@pytest.mark.parametrize("rotate", [0.0, 30.0, 180.0])
+def test_a_planes_slope_on_any_grid_orientation(rotate):
+    """A regular grid, one rotated by 30 degrees and one running north to south, west to east
+    reversed: the same east/north gradient."""
+    j, i = np.meshgrid(np.arange(-10, 11), np.arange(-12, 13), indexing="ij")
+    a = np.deg2rad(rotate)
+    step = 0.01  # degrees, about 1 km
+    lat = 46.0 + step * (j * np.cos(a) + i * np.sin(a))
+    lon = 10.0 + step * (i * np.cos(a) - j * np.sin(a)) / np.cos(np.deg2rad(46.0))
+    slope = terrain_slope(plane(lat, lon, 0.02, -0.05), lat, lon)
+    centre = slope[:, 10, 12]
+    np.testing.assert_allclose(centre, [0.02, -0.05], rtol=2e-3)
+    np.testing.assert_allclose(slope[0], 0.02, rtol=0.02)  # everywhere, edges included
+    np.testing.assert_allclose(slope[1], -0.05, rtol=0.02)
+
+
+def test_a_grid_without_area_is_refused():
+    lat = np.full((4, 5), 46.0)
+    lon = np.tile(np.linspace(9.0, 11.0, 5), (4, 1))
+    with pytest.raises(ValueError, match="span an area"):
+        terrain_slope(np.zeros((4, 5)), lat, lon)
+
+
+def test_the_domain_mean_wind_is_area_weighted_and_skips_missing_values():
+    lat = np.repeat(np.array([0.0, 60.0])[:, None], 2, axis=1)  # cos: 1 and 0.5
+    u = np.array([[[2.0, 2.0], [8.0, np.nan]]])
+    v = np.array([[[1.0, 1.0], [1.0, 1.0]]])
+    lr = xr.Dataset(
+        {"u": (("time", "y", "x"), u), "v": (("time", "y", "x"), v)},
+        coords={"lat": (("y", "x"), lat)},
+    )
+    wind = domain_mean_wind(lr, "u", "v")
+    assert wind.shape == (1, 2)
+    np.testing.assert_allclose(wind[0], [(2 + 2 + 0.5 * 8) / 2.5, 1.0], rtol=1e-6)
