@@ -25,7 +25,7 @@ def terrain_slope(orog: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndar
     lat_r, lon_r = np.deg2rad(np.asarray(lat, np.float64)), np.deg2rad(np.asarray(lon, np.float64))
     dh = np.stack(np.gradient(h))  # (2, H, W): per row step, per column step
     # metres east (e) and north (n) per row step (axis 0) and per column step (axis 1)
-    dlon = np.stack(np.gradient(np.unwrap(lon_r, axis=1)))
+    dlon = np.stack(np.gradient(np.unwrap(np.unwrap(lon_r, axis=1), axis=0)))  # across 180 E
     dlat = np.stack(np.gradient(lat_r))
     e = EARTH_RADIUS_M * np.cos(lat_r) * dlon
     n = EARTH_RADIUS_M * dlat
