@@ -12,7 +12,13 @@ from finescale.data.channels import Layout, make_layout
 from finescale.data.grids import is_global, refine_lat_lon
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import NormStats, VariableStats
-from finescale.data.patches import PatchDataset, conditioning, load_fields, time_features
+from finescale.data.patches import (
+    PatchDataset,
+    conditioning,
+    domain_means,
+    load_fields,
+    time_features,
+)
 from finescale.data.regrid import interpolate, source_indices
 from finescale.data.terrain import terrain_slope
 
@@ -238,3 +244,16 @@ def test_upslope_names_what_is_missing():
     ):
         with pytest.raises(ValueError, match=missing):
             make_layout(ModelConfig(conditioning={"upslope": upslope}), lr, hr, static)
+
+
+def test_domain_means_in_the_variables_own_units_as_the_upslope_wind_takes_them():
+    lat = np.repeat(np.array([0.0, 60.0])[:, None], 2, axis=1)  # cos: 1 and 0.5
+    u = np.array([[[2.0, 2.0], [8.0, np.nan]]])
+    v = np.array([[[1.0, 1.0], [1.0, 1.0]]])
+    lr = xr.Dataset(
+        {"u": (("time", "y", "x"), u), "v": (("time", "y", "x"), v)},
+        coords={"lat": (("y", "x"), lat)},
+    )
+    wind = domain_means(lr, ["u", "v"])
+    assert wind.shape == (1, 2)
+    np.testing.assert_allclose(wind[0], [(2 + 2 + 0.5 * 8) / 2.5, 1.0], rtol=1e-6)

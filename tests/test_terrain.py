@@ -1,12 +1,11 @@
-"""The terrain's slope on any lat/lon grid, and the domain-mean wind that flows up it."""
+"""The terrain's slope on any lat/lon grid."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
-from finescale.data.terrain import EARTH_RADIUS_M, domain_mean_wind, terrain_slope
+from finescale.data.terrain import EARTH_RADIUS_M, terrain_slope
 
 
 def plane(lat: np.ndarray, lon: np.ndarray, east: float, north: float) -> np.ndarray:
@@ -53,16 +52,3 @@ def test_a_grid_without_area_is_refused():
     lon = np.tile(np.linspace(9.0, 11.0, 5), (4, 1))
     with pytest.raises(ValueError, match="span an area"):
         terrain_slope(np.zeros((4, 5)), lat, lon)
-
-
-def test_the_domain_mean_wind_is_area_weighted_and_skips_missing_values():
-    lat = np.repeat(np.array([0.0, 60.0])[:, None], 2, axis=1)  # cos: 1 and 0.5
-    u = np.array([[[2.0, 2.0], [8.0, np.nan]]])
-    v = np.array([[[1.0, 1.0], [1.0, 1.0]]])
-    lr = xr.Dataset(
-        {"u": (("time", "y", "x"), u), "v": (("time", "y", "x"), v)},
-        coords={"lat": (("y", "x"), lat)},
-    )
-    wind = domain_mean_wind(lr, "u", "v")
-    assert wind.shape == (1, 2)
-    np.testing.assert_allclose(wind[0], [(2 + 2 + 0.5 * 8) / 2.5, 1.0], rtol=1e-6)

@@ -34,7 +34,7 @@ import xarray as xr
 from finescale.data.channels import Layout
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import NormStats
-from finescale.data.terrain import domain_mean_wind, terrain_slope
+from finescale.data.terrain import terrain_slope
 from finescale.data.windows import BlockCache, Sources, WindowReader
 
 
@@ -53,9 +53,12 @@ def position_features(lat: xr.DataArray, lon: xr.DataArray) -> np.ndarray:
     return np.stack([np.sin(la), np.cos(la), np.sin(lo), np.cos(lo)]).astype(np.float32)
 
 
-def domain_means(lr: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.ndarray:
-    """(T, K) float32: each standardised variable's mean over the LR domain at each time,
-    weighted by cos(latitude); missing values are left out (a time with none: 0, the mean).
+def domain_means(
+    lr: xr.Dataset, names: Sequence[str], stats: NormStats | None = None
+) -> np.ndarray:
+    """(T, K) float32: each variable's mean over the LR domain at each time, weighted by
+    cos(latitude), standardised with ``stats`` (None: in the variable's own units); missing
+    values are left out (a time with none: 0).
 
     Computed from the whole LR grid, whatever window a sample then takes: the large-scale state
     a patch cannot see. Lazy sources are read variable by variable, chunk by chunk.
@@ -63,9 +66,8 @@ def domain_means(lr: xr.Dataset, names: Sequence[str], stats: NormStats) -> np.n
     if not names:
         return np.zeros((lr.sizes["time"], 0), np.float32)
     weights = np.cos(np.deg2rad(lr["lat"])).clip(min=0.0).fillna(0.0)
-    columns = [
-        stats.normalise_array(lr[v], v).weighted(weights).mean(("y", "x")).values for v in names
-    ]
+    fields = [lr[v] if stats is None else stats.normalise_array(lr[v], v) for v in names]
+    columns = [f.weighted(weights).mean(("y", "x")).values for f in fields]
     return np.nan_to_num(np.stack(columns, axis=1).astype(np.float32), nan=0.0)
 
 
@@ -184,7 +186,7 @@ def _wind(lr: xr.Dataset, layout: Layout) -> np.ndarray:
     """(T, 2) the domain-mean wind of the layout's ``upslope`` (m/s), (T, 0) without."""
     if not layout.upslope:
         return np.zeros((lr.sizes["time"], 0), np.float32)
-    return domain_mean_wind(lr, *layout.upslope[:2])
+    return domain_means(lr, layout.upslope[:2])  # in m/s
 
 
 def conditioning(
@@ -221,7 +223,8 @@ def _assemble(
     slope: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``cond`` and ``base`` from the LR on the window (B, C_lr, P, Q), the window's static
-    (C_s, P, Q) and position (4, P, Q) fields, the B times and their domain means (B, K)."""
+    (C_s, P, Q) and position (4, P, Q) fields, the B times, their domain means (B, K) and
+    upslope winds (B, 2; m/s), and the window's terrain slope (2, P, Q)."""
     b, (p, q) = lr_hr.shape[0], lr_hr.shape[-2:]
     parts = [lr_hr, static.expand(b, -1, -1, -1)]
     if layout.position:

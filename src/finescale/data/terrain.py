@@ -1,4 +1,4 @@
-"""The terrain's slope and the flow up it: the forcing of orographic rain.
+"""The terrain's slope, which the flow goes up: the forcing of orographic rain.
 
 In the linear theory of orographic precipitation (Smith & Barstad 2004) the condensation source
 is proportional to the upslope wind w = U . grad(h): the large-scale wind U pushed up the terrain
@@ -8,7 +8,6 @@ h. A network given h and U as separate channels must learn their product; given 
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 
 EARTH_RADIUS_M = 6_371_000.0
 
@@ -36,11 +35,3 @@ def terrain_slope(orog: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndar
     dh_de = (n[1] * dh[0] - n[0] * dh[1]) / det
     dh_dn = (e[0] * dh[1] - e[1] * dh[0]) / det
     return np.stack([dh_de, dh_dn]).astype(np.float32)
-
-
-def domain_mean_wind(lr: xr.Dataset, u: str, v: str) -> np.ndarray:
-    """(T, 2) float32: the LR wind ``u``, ``v`` (m/s) averaged over the whole LR domain at each
-    time, weighted by cos(latitude); missing values are left out."""
-    weights = np.cos(np.deg2rad(lr["lat"])).clip(min=0.0).fillna(0.0)
-    columns = [lr[name].weighted(weights).mean(("y", "x")).values for name in (u, v)]
-    return np.nan_to_num(np.stack(columns, axis=1).astype(np.float32), nan=0.0)
