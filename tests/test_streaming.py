@@ -24,7 +24,7 @@ import yaml
 from zarr.storage import LocalStore
 
 from finescale.config import DataConfig, ModelConfig, load_config
-from finescale.data.channels import make_layout
+from finescale.data.channels import Upslope, make_layout
 from finescale.data.lr_to_hr import LRToHR
 from finescale.data.normalisation import compute_stats
 from finescale.data.pairs import open_pair, split_times
@@ -147,7 +147,7 @@ def test_streamed_patches_equal_patches_from_memory(small, budget):
     # with the whole LR domain's means and the upslope wind as channels too, computed once from
     # the lazy sources (the first LR variable stands in for both wind components)
     u = layout.lr_variables[0]
-    layout = replace(layout, domain_means=(u,), upslope=(u, u, layout.static_variables[0]))
+    layout = replace(layout, domain_means=(u,), upslope=Upslope(u, u, layout.static_variables[0]))
     lazy = _lazy(data, pair, train, stats, layout, budget)
     held = load_fields(
         layout, stats, pair.lr, pair.static, pair.hr.lat, pair.hr.lon, hr=pair.hr, times=train

@@ -9,6 +9,7 @@ generation need the channels without the samples themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import xarray as xr
 
@@ -16,6 +17,14 @@ from finescale.config import ModelConfig, UpslopeConfig
 
 POSITION_FEATURES = ("sin_lat", "cos_lat", "sin_lon", "cos_lon")
 TIME_FEATURES = ("sin_hour", "cos_hour", "sin_doy", "cos_doy")
+
+
+class Upslope(NamedTuple):
+    """The variables of the upslope-wind channel U . grad(h): LR wind components and terrain."""
+
+    u: str
+    v: str
+    orography: str
 
 
 @dataclass(frozen=True)
@@ -28,7 +37,7 @@ class Layout:
     position: bool
     time: bool
     domain_means: tuple[str, ...] = ()  # LR variables, each a channel of its domain mean
-    upslope: tuple[str, ...] = ()  # (u, v, orography): one channel of U . grad(h), or none
+    upslope: Upslope | None = None  # one channel of U . grad(h), or none
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -36,7 +45,7 @@ class Layout:
             (POSITION_FEATURES if self.position else ())
             + (TIME_FEATURES if self.time else ())
             + tuple(f"{v}_domain_mean" for v in self.domain_means)
-            + (("upslope",) if self.upslope else ())
+            + (("upslope",) if self.upslope is not None else ())
         )
 
     @property
@@ -59,7 +68,7 @@ class Layout:
             "position": self.position,
             "time": self.time,
             "domain_means": list(self.domain_means),
-            "upslope": list(self.upslope),
+            "upslope": [] if self.upslope is None else list(self.upslope),
         }
 
     @classmethod
@@ -71,7 +80,7 @@ class Layout:
             bool(d["position"]),
             bool(d["time"]),
             tuple(d.get("domain_means", ())),  # checkpoints written before they existed: none
-            tuple(d.get("upslope", ())),
+            Upslope(*d["upslope"]) if d.get("upslope") else None,
         )
 
 
@@ -119,10 +128,10 @@ def make_layout(
     )
 
 
-def _upslope(cfg: UpslopeConfig | None, lr_time: list[str], static: list[str]) -> tuple[str, ...]:
-    """(u, v, orography) of ``conditioning.upslope``, checked against the data; () when off."""
+def _upslope(cfg: UpslopeConfig | None, lr_time: list[str], static: list[str]) -> Upslope | None:
+    """The variables of ``conditioning.upslope``, checked against the data; None when off."""
     if cfg is None:
-        return ()
+        return None
     for name, available, what in (
         (cfg.u, lr_time, "LR variables"),
         (cfg.v, lr_time, "LR variables"),
@@ -133,4 +142,4 @@ def _upslope(cfg: UpslopeConfig | None, lr_time: list[str], static: list[str]) -
                 f"model: conditioning.upslope needs {name!r} among the {what}; "
                 f"available: {', '.join(available) or 'none'}"
             )
-    return (cfg.u, cfg.v, cfg.orography)
+    return Upslope(cfg.u, cfg.v, cfg.orography)

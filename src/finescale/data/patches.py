@@ -168,8 +168,8 @@ def _grid_fields(
         static_arr = _normalised(static, layout.static_variables, stats)  # type: ignore[arg-type]
     else:
         static_arr = np.zeros((0, *shape), np.float32)
-    if layout.upslope:
-        orog = static[layout.upslope[2]].values  # type: ignore[index]
+    if layout.upslope is not None:
+        orog = static[layout.upslope.orography].values  # type: ignore[index]
         slope = terrain_slope(orog, np.asarray(hr_lat), np.asarray(hr_lon))
     else:
         slope = np.zeros((0, *shape), np.float32)
@@ -184,9 +184,9 @@ def _grid_fields(
 
 def _wind(lr: xr.Dataset, layout: Layout) -> np.ndarray:
     """(T, 2) the domain-mean wind of the layout's ``upslope`` (m/s), (T, 0) without."""
-    if not layout.upslope:
+    if layout.upslope is None:
         return np.zeros((lr.sizes["time"], 0), np.float32)
-    return domain_means(lr, layout.upslope[:2])  # in m/s
+    return domain_means(lr, (layout.upslope.u, layout.upslope.v))  # in m/s
 
 
 def conditioning(
@@ -234,7 +234,7 @@ def _assemble(
         parts.append(feats[:, :, None, None].expand(-1, -1, p, q))
     if layout.domain_means:
         parts.append(means[:, :, None, None].expand(-1, -1, p, q))
-    if layout.upslope:  # U . grad(h): (B, 2) x (2, P, Q) -> (B, 1, P, Q), in m/s
+    if layout.upslope is not None:  # U . grad(h): (B, 2) x (2, P, Q) -> (B, 1, P, Q), in m/s
         parts.append(torch.einsum("bk,kpq->bpq", wind, slope)[:, None])
     base = torch.zeros(b, len(layout.target_variables), p, q)
     for k, i in enumerate(layout.base_index):
