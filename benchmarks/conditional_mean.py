@@ -12,7 +12,9 @@ and seed into ``OUT/<variant>``) this scores, per variable and in the space the 
 
 with a 95 % moving-block bootstrap interval over days, in total and per elevation band of the
 HR terrain (the config's ``elevation_edges_m``), on every ``every``-th hour of the world's
-**validation** block (the test block is not read). The config's ``ensembles`` (name: path of an
+**validation** block (the test block is not read; the config's ``split: train`` scores hours of
+the training block instead: a model that scores the same on hours it learned from is
+underfitted rather than short of data). The config's ``ensembles`` (name: path of an
 ensemble on the same hours, relative to where the script runs, e.g. a remedy screen's
 ``diffusion.zarr``) are scored the same way by their members' mean: where it stays at mu's score,
 the residual model does not move the centre (an exact M-member ensemble's mean scores 1 + 1/M).
@@ -100,11 +102,18 @@ def main() -> None:
     world_dir = run_dir / "world"
     transforms = dict(world_config(world_dir).data.transforms)
     timed = Stages(out / "timings.json")
-    times = world_split_times(world_dir, "validation")[:: spec["every"]]
+    split = spec.get("split", "validation")
+    if split not in ("validation", "train"):
+        raise ValueError(
+            f"{args.config}: split {split!r} must be 'validation' or 'train' (the test block is "
+            "scored once, by skill.py)"
+        )
+    times = world_split_times(world_dir, split)[:: spec["every"]]
+    suffix = "" if split == "validation" else f"-{split}"  # beside the validation hours' stages
 
-    oracle_path = out / "references" / "oracle.zarr"
+    oracle_path = out / "references" / f"oracle{suffix}.zarr"
     timed(
-        "oracle",
+        f"oracle{suffix}",
         oracle_path,
         lambda: oracle(world_dir, spec["members"], oracle_path, times=times),
     )
@@ -126,7 +135,7 @@ def main() -> None:
         missing = np.setdiff1d(members.time.values, predicted.time.values)
         if missing.size:
             raise ValueError(
-                f"{path}: {missing.size} of the {members.time.size} scored validation times are "
+                f"{path}: {missing.size} of the {members.time.size} scored {split} times are "
                 f"missing (first {missing[0]}); it must be on every {spec['every']}th one"
             )
         sums, _ = daily_sums(predicted.load(), members, truth, transforms, band)
@@ -155,9 +164,9 @@ def main() -> None:
         checkpoint = variant_checkpoint(
             run_dir, out, name, overrides or {}, timed, stage="regression"
         )
-        path = out / name / "regression.zarr"
+        path = out / name / f"regression{suffix}.zarr"
         timed(
-            f"downscale {name}",
+            f"downscale {name}{suffix}",
             path,
             lambda c=checkpoint, p=path: downscale(
                 c,
@@ -178,7 +187,7 @@ def main() -> None:
         started,
         {
             "config": spec,
-            "selected_on": "validation",
+            "selected_on": split,
             "world": str(world_dir),
             "validation_times": int(times.size),
             "days": int(days.size),

@@ -8,15 +8,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
+import yaml
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # the scripts import their neighbours by name
 
 from conditional_mean import daily_sums, excess
+from remedies import merged
 from skill import VARIABLES
 
-from finescale.config import TransformConfig
+from finescale.config import ExperimentConfig, TransformConfig
+from finescale.config.load import validate
 from finescale.verify import intervals
 
 TIMES = np.arange("2021-01-01T00", "2021-01-07T00", 6, dtype="datetime64[h]").astype(
@@ -91,3 +95,24 @@ def test_bands_score_their_own_points():
         assert abs(west - 1.0) < 0.05 and abs(east - 2.0) < 0.08, (v, west, east)
         total = sums[f"{v}.squared_error"].sum()
         assert np.isclose(sums[f"{v}.squared_error.by_band"].sum(), total)
+
+
+CONFIGS = sorted((BENCHMARKS / "configs").glob("conditional-mean-*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_variant_is_a_valid_regression_config(path):
+    # a typo in an override would otherwise surface only after the earlier variants' training
+    spec = yaml.safe_load(path.read_text())
+    assert spec.get("split", "validation") in ("validation", "train")
+    skill = yaml.safe_load((BENCHMARKS / "configs" / "skill-means-cpu.yaml").read_text())
+    variables = {"t2m": {"name": "t2m", "units": "K"}}
+    data = {
+        "lr": {"path": "lr.zarr", "variables": variables},
+        "hr": {"path": "hr.zarr", "variables": variables},
+    }
+    base = {"data": data, **skill["regression"]}
+    assert spec["variants"]
+    for name, overrides in spec["variants"].items():
+        cfg = validate(merged(base, overrides or {}), ExperimentConfig, source=f"{path} {name}")
+        assert cfg.model.kind == "regression"
