@@ -75,14 +75,22 @@ def test_a_model_with_domain_means_learns_the_domain_wide_offset(tmp_path):
     lr = xr.open_dataset(tmp_path / "lr.nc").isel(time=test)
     truth = xr.open_dataset(tmp_path / "hr.nc").t2m.isel(time=test).values
     rmse = {}
-    for means in ([], ["t2m"]):
+    for means, film in (([], False), (["t2m"], False), (["t2m"], True)):
         cfg = load_config(
             config,
-            [f"model.conditioning.domain_means={means}", f"train.out={tmp_path / str(means)}"],
+            [
+                f"model.conditioning.domain_means={means}",
+                f"model.conditioning.film={film}",
+                f"train.out={tmp_path / f'{means}-{film}'}",
+            ],
         )
         checkpoint = train(cfg)
         model = finescale.load(checkpoint)
-        assert load_checkpoint(checkpoint).layout.domain_means == tuple(means)
+        saved = load_checkpoint(checkpoint)
+        assert saved.layout.domain_means == tuple(means)
+        assert saved.config.model.conditioning.film == film
         predicted = model.downscale(lr).t2m.isel(member=0).values
-        rmse[bool(means)] = float(np.sqrt(np.mean((predicted - truth) ** 2)))
-    assert rmse[True] < 0.6 and rmse[True] < 0.6 * rmse[False], rmse
+        rmse[bool(means), film] = float(np.sqrt(np.mean((predicted - truth) ** 2)))
+    # the mean as a plain channel, and (conditioning.film) also through every block's FiLM
+    assert rmse[True, False] < 0.6 and rmse[True, False] < 0.6 * rmse[False, False], rmse
+    assert rmse[True, True] < 0.6 * rmse[False, False], rmse

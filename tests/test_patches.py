@@ -236,6 +236,24 @@ def test_upslope_is_the_domain_mean_wind_dotted_with_the_terrain_slope():
     assert patch["cond"].shape[0] == layout.cond_channels
 
 
+def test_the_global_channels_are_those_constant_over_every_window():
+    lr, hr, static, stats = _dataset()
+    config = ModelConfig(
+        conditioning={"domain_means": ["t2m"], "upslope": {"u": "t2m", "v": "q850"}}
+    )
+    layout = make_layout(config, lr, hr, static)
+    fields = load_fields(layout, stats, lr, static, hr.lat, hr.lon, hr=hr)
+    cond, _ = conditioning(
+        fields, layout, LRToHR(lr.lat, lr.lon, hr.lat, hr.lon), [3, 9], (0, 8, 8, 8)
+    )
+    flat = cond.flatten(2)
+    constant = torch.all(flat == flat[..., :1], dim=2).all(dim=0)
+    assert tuple(int(c) for c in torch.nonzero(constant)) == layout.global_channels
+    assert len(layout.global_channels) == 4 + 1  # the time features and the domain mean
+    no_time = make_layout(ModelConfig(conditioning={"time": False}), lr, hr, static)
+    assert no_time.global_channels == ()
+
+
 def test_upslope_names_what_is_missing():
     lr, hr, static, _ = _dataset()
     for upslope, missing in (

@@ -195,6 +195,39 @@ def test_plain_conditional_unet_learns_a_conditional_mapping():
     assert after < before / 10
 
 
+def global_batches(seed: int = 1):
+    """Batches whose target sin(3 g) * field depends on a state g in [-1, 1] that the
+    conditioning carries as a channel constant over the patch (as a domain mean is)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def batch():
+        x = torch.randn(8, 1, 16, 16, generator=g)
+        field = torch.randn(8, 1, 16, 16, generator=g)
+        state = (2 * torch.rand(8, 1, 1, 1, generator=g) - 1).expand(-1, 1, 16, 16)
+        return x, None, torch.cat([field, state], dim=1), torch.sin(3 * state) * field
+
+    return batch
+
+
+def test_global_channels_through_film_fit_a_state_dependent_target_better():
+    after = {}
+    for film in (False, True):
+        torch.manual_seed(0)
+        settings = toy_settings(use_noise=False).model_copy(
+            update={"cond_channels": 2, "global_channels": (1,) if film else ()}
+        )
+        model = UNet(UNetSettings(**settings.model_dump()))
+        before, after[film] = _train(model, global_batches(), steps=150)
+    # measured: 0.386 before; 0.030 as a plain channel, 0.019-0.020 through FiLM (two seeds)
+    assert after[True] < before / 15
+    assert after[True] < 0.8 * after[False]
+
+
+def test_global_channels_must_be_channels_of_cond():
+    with pytest.raises(ValidationError, match="global_channels"):
+        small(global_channels=(3,))
+
+
 def test_bf16_autocast_is_close_to_fp32():
     s = small()
     torch.manual_seed(0)

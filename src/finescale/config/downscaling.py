@@ -62,6 +62,13 @@ class ConditioningConfig(Settings):
         "(u, v) averaged over the whole LR domain, h the static orography on the HR grid; the "
         "forcing of orographic rain in linear theory (Smith & Barstad 2004). None: off.",
     )
+    film: bool = Field(
+        default=False,
+        description="The channels that are constant over the grid (the time features and "
+        "domain_means) also set a scale and shift of every residual block (FiLM), as the "
+        "noise level does: the large-scale state can then switch the network's filters, not "
+        "only shift its first layer's input (which group normalisation partly removes).",
+    )
 
 
 class ModelConfig(Settings):

@@ -53,6 +53,15 @@ class Layout:
         return len(self.lr_variables) + len(self.static_variables) + len(self.features)
 
     @property
+    def global_channels(self) -> tuple[int, ...]:
+        """Channels of the conditioning that are constant over the grid: the time features and
+        the domain means (what ``conditioning.film`` feeds to every block)."""
+        start = len(self.lr_variables) + len(self.static_variables)
+        start += len(POSITION_FEATURES) if self.position else 0
+        count = (len(TIME_FEATURES) if self.time else 0) + len(self.domain_means)
+        return tuple(range(start, start + count))
+
+    @property
     def base_index(self) -> tuple[int | None, ...]:
         """Channel of each target variable among the LR variables (None: not in the LR)."""
         return tuple(

@@ -23,6 +23,8 @@ def build_model(
     n_out = len(layout.target_variables)
     weights = torch.tensor([cfg.loss_weights.get(v, 1.0) for v in layout.target_variables])
     net = cfg.network.model_dump()
+    # the spatially constant channels' indices hold in the diffusion's cond too (mu comes after)
+    net["global_channels"] = layout.global_channels if cfg.conditioning.film else ()
     if cfg.kind == "regression":
         settings = UNetSettings(
             in_channels=n_out,

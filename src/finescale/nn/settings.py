@@ -72,6 +72,11 @@ class UNetSettings(UNetArchitecture):
         default=True,
         description="False: no noise-level input (plain conditional UNet for regression).",
     )
+    global_channels: tuple[int, ...] = Field(
+        default=(),
+        description="Channels of cond that are constant over the grid (time features, domain "
+        "means): read at one point, they also set every block's FiLM scale and shift.",
+    )
 
     @model_validator(mode="after")
     def _even_noise_embedding(self) -> UNetSettings:
@@ -79,5 +84,10 @@ class UNetSettings(UNetArchitecture):
             raise ValueError(
                 "noise_embedding_dim must be even (sin and cos features), "
                 f"got {self.noise_embedding_dim}"
+            )
+        outside = [c for c in self.global_channels if not 0 <= c < self.cond_channels]
+        if outside:
+            raise ValueError(
+                f"global_channels {outside} are not channels of cond (0..{self.cond_channels - 1})"
             )
         return self

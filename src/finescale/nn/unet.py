@@ -6,6 +6,10 @@ concatenated and run through an encoder-decoder with skip connections. The noise
 every residual block through adaptive group normalisation (FiLM): Fourier features of c_noise
 -> MLP -> per-block scale and shift. With ``use_noise=False`` there is no noise input and the
 same network is a plain conditional UNet for the regression (conditional mean) model.
+Conditioning channels that are constant over the grid (``global_channels``: time features,
+domain means) can enter the same way: read at one point, an MLP of them is added to the
+embedding, so a global state modulates every block instead of only the first convolution's
+input, whose spatially constant part group normalisation largely removes.
 
 Shapes need not be powers of two: forward pads H and W up to a multiple of 2^(levels-1)
 (circularly in a periodic x, by replicating the edge otherwise) and crops the output back, so
@@ -162,8 +166,19 @@ class UNet(nn.Module):
         self.periodic_x = s.periodic_x
         self.cond_channels = s.cond_channels
         widths = [s.base_width * m for m in s.channel_mult]
-        emb_dim = s.noise_embedding_dim if s.use_noise else None
+        emb_dim = s.noise_embedding_dim if s.use_noise or s.global_channels else None
         self.noise_embedding = NoiseEmbedding(s.noise_embedding_dim) if s.use_noise else None
+        self.global_channels = list(s.global_channels)
+        self.global_embedding = (
+            nn.Sequential(
+                nn.Linear(len(s.global_channels), s.noise_embedding_dim),
+                nn.SiLU(),
+                nn.Linear(s.noise_embedding_dim, s.noise_embedding_dim),
+                nn.SiLU(),
+            )
+            if s.global_channels
+            else None
+        )
 
         def block(c_in: int, c_out: int, level: int) -> ResBlock:
             heads = s.attention_heads if level in s.attention_levels else None
@@ -217,6 +232,10 @@ class UNet(nn.Module):
         h = x if cond is None else torch.cat([x, cond.to(x.dtype)], dim=1)
         h = self._pad(h)
         emb = self.noise_embedding(c_noise) if self.noise_embedding is not None else None
+        if self.global_embedding is not None:
+            state = cond[:, self.global_channels, 0, 0].float()  # type: ignore[index]
+            g = self.global_embedding(state)
+            emb = g if emb is None else emb + g
 
         h = self.stem(h)
         skips = [h]
