@@ -189,7 +189,7 @@ def main() -> None:
             "config": spec,
             "selected_on": split,
             "world": str(world_dir),
-            "validation_times": int(times.size),
+            f"{split}_times": int(times.size),
             "days": int(days.size),
             "oracle_members": spec["members"],
             "space": "each variable's transform (log1p for precipitation), before standardisation",
