@@ -56,10 +56,9 @@ class Layout:
     def global_channels(self) -> tuple[int, ...]:
         """Channels of the conditioning that are constant over the grid: the time features and
         the domain means (what ``conditioning.film`` feeds to every block)."""
-        start = len(self.lr_variables) + len(self.static_variables)
-        start += len(POSITION_FEATURES) if self.position else 0
-        count = (len(TIME_FEATURES) if self.time else 0) + len(self.domain_means)
-        return tuple(range(start, start + count))
+        first = len(self.lr_variables) + len(self.static_variables)
+        constant = {*TIME_FEATURES, *(f"{v}_domain_mean" for v in self.domain_means)}
+        return tuple(first + i for i, name in enumerate(self.features) if name in constant)
 
     @property
     def base_index(self) -> tuple[int | None, ...]:
