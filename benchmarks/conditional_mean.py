@@ -143,9 +143,9 @@ def main() -> None:
         for v in VARIABLES:
             ratio = intervals.interval(excess(v), sums, counts)
             by_elevation = [
-                {
-                    "from_m": lo,
-                    "to_m": hi,
+                {  # an open end has no bound: the key is left out, not written as null
+                    **({} if lo is None else {"from_m": lo}),
+                    **({} if hi is None else {"to_m": hi}),
                     "excess": intervals.interval(excess(v, b), sums, counts).as_dict(),
                 }
                 for b, (lo, hi) in enumerate(pairwise(limits))
