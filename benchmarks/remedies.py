@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import yaml
 from results import begin, write_results  # benchmarks/results.py (scripts run from their folder)
-from skill import VARIABLES, checks, daily_sums, evaluate, with_intervals
+from skill import GOAL, VARIABLES, checks, daily_sums, evaluate, goal_met, with_intervals
 from stages import Stages
 
 from finescale.checkpoints import read_checkpoint
@@ -40,27 +40,6 @@ from finescale.generation import downscale
 from finescale.pipeline import world_split_times
 from finescale.training import train
 from finescale.verify import intervals
-
-#: issue 17's goal: (largest fair CRPS / oracle, SSR range, rank outer bins range, spectral max,
-#: largest |q99.9 error|)
-GOAL = {
-    "t2m": (1.02, (0.95, 1.05), (0.90, 1.10), 0.05, 0.05),
-    "u10": (1.02, (0.95, 1.05), (0.90, 1.10), 0.05, 0.05),
-    "v10": (1.02, (0.95, 1.05), (0.90, 1.10), 0.05, 0.05),
-    "tp": (1.10, (0.95, 1.05), (0.90, 1.10), 0.05, 0.05),
-}
-
-
-def goal_met(v: str, row: dict[str, float]) -> dict[str, bool]:
-    """Which of issue 17's goals a variable's point values meet."""
-    crps, ssr, edges, spectral, q999 = GOAL[v]
-    return {
-        "crps_oracle": row["crps_oracle_ratio"] <= crps,
-        "ssr": ssr[0] <= row["ssr"] <= ssr[1],
-        "rank": edges[0] <= row["edge_ratio"] <= edges[1],
-        "spectral": row["spectral"] <= spectral,
-        "q999": abs(row["q999_rel_error"]) <= q999,
-    }
 
 
 def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
