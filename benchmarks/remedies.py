@@ -4,13 +4,16 @@ Takes a finished run with a world, a regression and a diffusion model (``finesca
 output, or a skill run's development world ``<skill out>/dev``): ``RUN/world``,
 ``RUN/regression`` and ``RUN/diffusion``. A variant without overrides is that diffusion model;
 every other is its config (as its checkpoint stores it) with the variant's overrides merged in,
-trained with the same steps and seed into ``OUT/<variant>``. Each variant is sampled with every
-``sigma_max`` of the config on every ``every``-th hour of the world's **validation** block and
-scored against the exact oracle (``members`` each): per variable fair CRPS / oracle, spread-skill
-ratio, rank-histogram outer bins over flat, spectral max over every octave band and the q99.9
-error, each ratio with a 95 % moving-block bootstrap interval over days, and issue 17's goal
-table met or not. The test block is never read: a remedy kept here is then scored once under the
-full protocol (``benchmarks/skill.py`` on held-out worlds).
+trained with the same steps and seed into ``OUT/<variant>``. Overrides under a variant's
+``regression`` key change the run's regression instead (trained first, into
+``OUT/<variant>-regression``), and the variant's diffusion model is trained over that one.
+Each variant is sampled with every ``sigma_max`` of the config on every ``every``-th hour of
+the world's **validation** block and scored against the exact oracle (``members`` each): per
+variable fair CRPS / oracle, spread-skill ratio, rank-histogram outer bins over flat, spectral
+max over every octave band and the q99.9 error, each ratio with a 95 % moving-block bootstrap
+interval over days, and issue 17's goal table met or not. The test block is never read: a remedy
+kept here is then scored once under the full protocol (``benchmarks/skill.py`` on held-out
+worlds).
 
     cd benchmarks && python remedies.py --run ../outputs/demo \\
         --config configs/remedies-demo-cpu.yaml --out ../runs/remedies \\
@@ -51,6 +54,13 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def split_variant(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A variant's overrides of the diffusion config, and those of the regression under its
+    ``regression`` key (empty: the run's own regression)."""
+    diffusion = {k: v for k, v in overrides.items() if k != "regression"}
+    return diffusion, overrides.get("regression") or {}
 
 
 def variant_checkpoint(
@@ -145,7 +155,13 @@ def main() -> None:
 
     results = []
     for name, overrides in spec["variants"].items():
-        checkpoint = variant_checkpoint(run_dir, out, name, overrides or {}, timed)
+        diffusion, regression = split_variant(overrides or {})
+        if regression:  # a new mu: trained first, then the diffusion model over it
+            mu = variant_checkpoint(
+                run_dir, out, f"{name}-regression", regression, timed, stage="regression"
+            )
+            diffusion = merged(diffusion, {"model": {"regression_checkpoint": str(mu)}})
+        checkpoint = variant_checkpoint(run_dir, out, name, diffusion, timed)
         for sigma_max in spec["sigma_max"]:
             folder = out / name / f"sigma_max_{sigma_max:g}"
             path = folder / "diffusion.zarr"

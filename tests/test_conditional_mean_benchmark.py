@@ -16,7 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # the scripts import their neighbours by name
 
 from conditional_mean import daily_sums, excess
-from remedies import merged
+from remedies import merged, split_variant
 from skill import VARIABLES
 
 from finescale.config import ExperimentConfig, TransformConfig
@@ -116,3 +116,29 @@ def test_every_variant_is_a_valid_regression_config(path):
     for name, overrides in spec["variants"].items():
         cfg = validate(merged(base, overrides or {}), ExperimentConfig, source=f"{path} {name}")
         assert cfg.model.kind == "regression"
+
+
+REMEDIES = sorted((BENCHMARKS / "configs").glob("remedies-*.yaml"))
+
+
+@pytest.mark.parametrize("path", REMEDIES, ids=[p.stem for p in REMEDIES])
+def test_every_remedy_is_a_valid_pair_of_configs(path):
+    # the diffusion overrides and, under `regression`, the regression's, each on its own base
+    spec = yaml.safe_load(path.read_text())
+    skill = yaml.safe_load((BENCHMARKS / "configs" / "skill-means-cpu.yaml").read_text())
+    variables = {"t2m": {"name": "t2m", "units": "K"}}
+    data = {
+        "lr": {"path": "lr.zarr", "variables": variables},
+        "hr": {"path": "hr.zarr", "variables": variables},
+    }
+    diffusion_base = merged(
+        {"data": data, **skill["diffusion"]}, {"model": {"regression_checkpoint": "r.ckpt"}}
+    )
+    regression_base = {"data": data, **skill["regression"]}
+    assert spec["variants"]
+    for name, overrides in spec["variants"].items():
+        diffusion, regression = split_variant(overrides or {})
+        cfg = validate(merged(diffusion_base, diffusion), ExperimentConfig, source=f"{path} {name}")
+        assert cfg.model.kind == "diffusion"
+        mu = validate(merged(regression_base, regression), ExperimentConfig, source=name)
+        assert mu.model.kind == "regression"
