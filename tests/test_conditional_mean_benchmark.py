@@ -100,18 +100,24 @@ def test_bands_score_their_own_points():
 CONFIGS = sorted((BENCHMARKS / "configs").glob("conditional-mean-*.yaml"))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_every_variant_is_a_valid_regression_config(path):
-    # a typo in an override would otherwise surface only after the earlier variants' training
-    spec = yaml.safe_load(path.read_text())
-    assert spec.get("split", "validation") in ("validation", "train")
+def skill_stage(stage: str) -> dict:
+    """A stage of the held-out run's config (skill-means-cpu.yaml) on a one-variable data
+    section: the base a screen's overrides are merged into."""
     skill = yaml.safe_load((BENCHMARKS / "configs" / "skill-means-cpu.yaml").read_text())
     variables = {"t2m": {"name": "t2m", "units": "K"}}
     data = {
         "lr": {"path": "lr.zarr", "variables": variables},
         "hr": {"path": "hr.zarr", "variables": variables},
     }
-    base = {"data": data, **skill["regression"]}
+    return {"data": data, **skill[stage]}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_variant_is_a_valid_regression_config(path):
+    # a typo in an override would otherwise surface only after the earlier variants' training
+    spec = yaml.safe_load(path.read_text())
+    assert spec.get("split", "validation") in ("validation", "train")
+    base = skill_stage("regression")
     assert spec["variants"]
     for name, overrides in spec["variants"].items():
         cfg = validate(merged(base, overrides or {}), ExperimentConfig, source=f"{path} {name}")
@@ -125,16 +131,10 @@ REMEDIES = sorted((BENCHMARKS / "configs").glob("remedies-*.yaml"))
 def test_every_remedy_is_a_valid_pair_of_configs(path):
     # the diffusion overrides and, under `regression`, the regression's, each on its own base
     spec = yaml.safe_load(path.read_text())
-    skill = yaml.safe_load((BENCHMARKS / "configs" / "skill-means-cpu.yaml").read_text())
-    variables = {"t2m": {"name": "t2m", "units": "K"}}
-    data = {
-        "lr": {"path": "lr.zarr", "variables": variables},
-        "hr": {"path": "hr.zarr", "variables": variables},
-    }
     diffusion_base = merged(
-        {"data": data, **skill["diffusion"]}, {"model": {"regression_checkpoint": "r.ckpt"}}
+        skill_stage("diffusion"), {"model": {"regression_checkpoint": "r.ckpt"}}
     )
-    regression_base = {"data": data, **skill["regression"]}
+    regression_base = skill_stage("regression")
     assert spec["variants"]
     for name, overrides in spec["variants"].items():
         diffusion, regression = split_variant(overrides or {})
