@@ -7,6 +7,8 @@ every other is its config (as its checkpoint stores it) with the variant's overr
 trained with the same steps and seed into ``OUT/<variant>``. Overrides under a variant's
 ``regression`` key change the run's regression instead (trained first, into
 ``OUT/<variant>-regression``), and the variant's diffusion model is trained over that one.
+Overrides under ``sample`` change only how it is sampled (no training: a variant with nothing
+else samples the run's own diffusion model).
 Each variant is sampled with every ``sigma_max`` of the config on every ``every``-th hour of
 the world's **validation** block and scored against the exact oracle (``members`` each): per
 variable fair CRPS / oracle, spread-skill ratio, rank-histogram outer bins over flat, spectral
@@ -56,11 +58,14 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def split_variant(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A variant's overrides of the diffusion config, and those of the regression under its
-    ``regression`` key (empty: the run's own regression)."""
-    diffusion = {k: v for k, v in overrides.items() if k != "regression"}
-    return diffusion, overrides.get("regression") or {}
+def split_variant(
+    overrides: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A variant's overrides of the diffusion config, those of the regression under its
+    ``regression`` key (empty: the run's own regression) and those of the sampler under
+    ``sample`` (the network is then not trained again)."""
+    diffusion = {k: v for k, v in overrides.items() if k not in ("regression", "sample")}
+    return diffusion, overrides.get("regression") or {}, overrides.get("sample") or {}
 
 
 def variant_checkpoint(
@@ -155,7 +160,7 @@ def main() -> None:
 
     results = []
     for name, overrides in spec["variants"].items():
-        diffusion, regression = split_variant(overrides or {})
+        diffusion, regression, sample = split_variant(overrides or {})
         if regression:  # a new mu: trained first, then the diffusion model over it
             mu = variant_checkpoint(
                 run_dir, out, f"{name}-regression", regression, timed, stage="regression"
@@ -173,7 +178,7 @@ def main() -> None:
                     world_dir / "lr.zarr",
                     world_dir / "static.zarr",
                     p,
-                    sample={**spec.get("sample", {}), "members": members, "sigma_max": s},
+                    sample={**spec.get("sample", {}), **sample, "members": members, "sigma_max": s},
                     times=times,
                 ),
             )

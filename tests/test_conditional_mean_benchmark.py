@@ -137,8 +137,11 @@ def test_every_remedy_is_a_valid_pair_of_configs(path):
     regression_base = skill_stage("regression")
     assert spec["variants"]
     for name, overrides in spec["variants"].items():
-        diffusion, regression = split_variant(overrides or {})
-        cfg = validate(merged(diffusion_base, diffusion), ExperimentConfig, source=f"{path} {name}")
+        diffusion, regression, sample = split_variant(overrides or {})
+        with_sample = merged(diffusion, {"sample": sample}) if sample else diffusion
+        cfg = validate(
+            merged(diffusion_base, with_sample), ExperimentConfig, source=f"{path} {name}"
+        )
         assert cfg.model.kind == "diffusion"
         mu = validate(merged(regression_base, regression), ExperimentConfig, source=name)
         assert mu.model.kind == "regression"
