@@ -235,6 +235,20 @@ def test_training_fits_the_curve_at_the_configured_floor(small_pair, tmp_path):
     assert rms.max() > 1.5 * global_rms
 
 
+def test_training_takes_a_keys_statistics_from_the_data(small_pair, tmp_path):
+    # a key of t2m and tp (no physics meant): its norm is taken in K and log1p units, with the
+    # statistics the checkpoint carries, and the curve's knots are such norms
+    model = {"local_scale": ["t2m", "tp"], "local_scale_key": {"t2m": ["t2m", "tp"]}}
+    loaded = load_checkpoint(precipitation_run(small_pair, tmp_path, **model))
+    local = loaded.model.local_scale
+    assert local.keys == ((0, 1), (1,)) and local.key_channels == (0, 1)
+    stats = [loaded.stats[v] for v in ("t2m", "tp")]
+    torch.testing.assert_close(local.key_mean, torch.tensor([s.mean for s in stats]))
+    torch.testing.assert_close(local.key_std, torch.tensor([s.std for s in stats]))
+    assert local.centres[0].min() > 200  # about the mean temperature in K
+    assert local.centres[1].max() < 50  # tp's own standardised mu
+
+
 def loaded_downscale(checkpoint: Path, folder: Path):
     import xarray as xr
 
@@ -289,3 +303,94 @@ def test_a_model_with_local_scale_samples_the_spread_of_dry_and_wet_points():
         spread[name] = r[inside].pow(2).mean().sqrt() / truth
     assert 0.8 < spread["wet"] / spread["dry"] < 1.25, spread
     assert 0.8 < spread["dry"] < 1.25 and 0.8 < spread["wet"] < 1.25, spread
+
+
+# -- a key of several variables: the gusts of the 10 m wind follow its speed ---------------------
+
+MEAN, STD = torch.tensor([4.0, -1.0]), torch.tensor([5.0, 4.0])  #: the components' statistics (m/s)
+
+
+def gust(speed: torch.Tensor) -> torch.Tensor:
+    """The known residual RMS (standardised) of both components at a mean wind ``speed`` (m/s)."""
+    return 0.1 + 0.04 * speed
+
+
+def wind_batch(generator: torch.Generator, n: int = 16, size: int = 32) -> dict[str, torch.Tensor]:
+    """u and v standardised with MEAN and STD, each with residual RMS gust(|mu's wind|)."""
+    mu = torch.randn(n, 2, size, size, generator=generator)
+    speed = torch.hypot(mu[:, 0] * STD[0] + MEAN[0], mu[:, 1] * STD[1] + MEAN[1])
+    r = gust(speed)[:, None] * torch.randn(n, 2, size, size, generator=generator)
+    return {"cond": mu[:, :1], "base": mu, "target": mu + r, "area": torch.ones(n, 1, size, size)}
+
+
+def wind_model(keys: list[list[int]] | None) -> DiffusionModel:
+    """A two-component wind model with both channels scaled locally, fitted on 512 patches."""
+    settings = UNetSettings(in_channels=2, cond_channels=3, out_channels=2, use_noise=True, **SMALL)
+    model = DiffusionModel(settings, EDMSettings(), torch.ones(2), None, (0, 1), None, keys)
+    if keys is not None:
+        model.local_scale.set_key_stats(MEAN, STD)
+    points = CurveFit((0, 1))
+    generator = torch.Generator().manual_seed(0)
+    scale = residual_scale(model, (wind_batch(generator) for _ in range(32)), points)
+    model.residual_scale.copy_(scale)
+    model.local_scale.set_curves(points, scale)
+    return model
+
+
+def test_a_key_of_both_components_scales_the_gusts_by_the_winds_speed():
+    speed_keyed, own = wind_model([[0, 1], [0, 1]]), wind_model(None)
+    local = speed_keyed.local_scale
+    assert local.key_channels == (0, 1)
+    # the curve's knots are speeds (m/s), its values gust(speed) within 3 %
+    centres, rms = local.centres[1], local.rms[1]
+    torch.testing.assert_close(rms, gust(centres), rtol=0.03, atol=0)
+    assert centres.min() > 0.5 and centres.max() > 12
+    test = wind_batch(torch.Generator().manual_seed(1), n=64)
+    mu = test["base"]
+    speed = torch.hypot(mu[:, 0] * STD[0] + MEAN[0], mu[:, 1] * STD[1] + MEAN[1])
+    calm, strong = speed < torch.quantile(speed, 0.1), speed > torch.quantile(speed, 0.9)
+
+    def rms_z(model: DiffusionModel, c: int, inside: torch.Tensor) -> float:
+        return float(model.scaled_residual(test["target"], mu)[:, c][inside].pow(2).mean().sqrt())
+
+    # measured: 0.98 / 1.03 (u), 0.97 / 1.02 (v) in the calm / strong tenth; keyed by their own
+    # mu 0.64 / 1.15 (u) and 0.48 / 1.60 (v: a strong westerly has v near 0)
+    for c in (0, 1):
+        assert 0.94 < rms_z(speed_keyed, c, calm) < 1.06
+        assert 0.94 < rms_z(speed_keyed, c, strong) < 1.06
+    assert rms_z(own, 1, strong) / rms_z(own, 1, calm) > 2.5
+
+
+def test_keys_travel_to_a_student_and_through_the_state_dict():
+    model = wind_model([[0, 1], [0, 1]])
+    state = model.state_dict()
+    assert torch.equal(state["local_scale.key_mean"], MEAN)
+    assert torch.equal(state["local_scale.key_std"], STD)
+    student = ConsistencyModel.of(model, 0.002, 20.0)
+    assert student.local_scale.keys == ((0, 1), (0, 1))
+    torch.testing.assert_close(student.local_scale.key_std, STD)
+    mu = torch.randn(2, 2, 8, 8)
+    torch.testing.assert_close(student.scale(mu), model.scale(mu))
+    # one-channel keys carry no statistics: checkpoints written before keys load as they did
+    assert not any("key_" in k for k in fitted((1,)).state_dict())
+
+
+def test_local_scale_key_names_scaled_target_variables():
+    with pytest.raises(ValidationError, match="local_scale_key: v10 not in local_scale"):
+        ModelConfig(local_scale=["u10"], local_scale_key={"v10": ["u10", "v10"]})
+    with pytest.raises(ValidationError, match="the key of u10 is not some distinct"):
+        ModelConfig(local_scale=["u10"], local_scale_key={"u10": ["u10", "u10"]})
+    with pytest.raises(ValidationError, match=r"local_scale_key: w10 not among the target"):
+        ModelConfig(
+            target_variables=["u10", "v10"],
+            local_scale=["u10"],
+            local_scale_key={"u10": ["u10", "w10"]},
+        )
+    layout = Layout(("t2m",), (), ("t2m", "u10", "v10"), position=False, time=False)
+    cfg = ModelConfig(local_scale=["u10", "v10"], local_scale_key={"u10": ["u10", "v10"]})
+    model = build_model(cfg, layout, False)
+    assert model.local_scale.keys == ((1, 2), (2,)) and model.local_scale.key_channels == (1, 2)
+    with pytest.raises(ValueError, match=r"model.local_scale_key: w10 not among the model's"):
+        build_model(
+            ModelConfig(local_scale=["u10"], local_scale_key={"u10": ["u10", "w10"]}), layout, False
+        )

@@ -112,6 +112,14 @@ class ModelConfig(Settings):
         "domain: 0.1 lets dry points' residual be scaled up tenfold; 1 scales the residual up "
         "where the variable's RMS given mu is larger (it rains) and never down.",
     )
+    local_scale_key: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Diffusion only: per variable of local_scale, the target variables whose mu "
+        "its scale follows, combined as the norm of their mu in their own units: {u10: [u10, "
+        "v10], v10: [u10, v10]} scales each wind component's residual (the gusts) by the speed "
+        "of the mean wind, which one component alone does not give. Unlisted: the variable's "
+        "own mu.",
+    )
     noise_scale: dict[str, float] = Field(
         default_factory=dict,
         description="Diffusion only: per-variable noise levels, as multiples of the shared "
@@ -155,9 +163,24 @@ class ModelConfig(Settings):
             raise ValueError(f"noise_scale must be positive, got {bad}")
         # with target_variables None (every HR variable) the names are checked against the data
         # when the model is built
+        unscaled = [v for v in self.local_scale_key if v not in self.local_scale]
+        if unscaled:
+            raise ValueError(f"local_scale_key: {', '.join(unscaled)} not in local_scale")
+        bad_keys = [
+            v for v, key in self.local_scale_key.items() if not key or len(set(key)) < len(key)
+        ]
+        if bad_keys:
+            raise ValueError(
+                f"local_scale_key: the key of {', '.join(bad_keys)} is not some distinct variables"
+            )
         targets = self.target_variables
-        for field in ("local_scale", "noise_scale"):
-            unknown = [v for v in getattr(self, field) if targets is not None and v not in targets]
+        named = {
+            "local_scale": self.local_scale,
+            "noise_scale": list(self.noise_scale),
+            "local_scale_key": [v for key in self.local_scale_key.values() for v in key],
+        }
+        for field, names in named.items():
+            unknown = [v for v in dict.fromkeys(names) if targets is not None and v not in targets]
             if unknown:
                 raise ValueError(
                     f"{field}: {', '.join(unknown)} not among the target variables "

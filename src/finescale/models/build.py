@@ -41,8 +41,13 @@ def build_model(
             + ("needs its regression model" if regression is None else "takes no regression model")
         )
     targets = list(layout.target_variables)
-    for field in ("local_scale", "noise_scale"):
-        unknown = [v for v in getattr(cfg, field) if v not in targets]
+    named = {  # local_scale_key's own keys are among local_scale's (checked by the config)
+        "local_scale": cfg.local_scale,
+        "noise_scale": list(cfg.noise_scale),
+        "local_scale_key": [v for key in cfg.local_scale_key.values() for v in key],
+    }
+    for field, names in named.items():
+        unknown = list(dict.fromkeys(v for v in names if v not in targets))
         if unknown:
             raise ValueError(
                 f"model.{field}: {', '.join(unknown)} not among the model's target variables "
@@ -57,5 +62,6 @@ def build_model(
         **net,
     )
     local = [targets.index(v) for v in cfg.local_scale]
+    keys = [[targets.index(k) for k in cfg.local_scale_key.get(v, [v])] for v in cfg.local_scale]
     noise = [cfg.noise_scale.get(v, 1.0) for v in targets]
-    return DiffusionModel(settings, cfg.edm, weights, regression, local, noise)
+    return DiffusionModel(settings, cfg.edm, weights, regression, local, noise, keys)

@@ -38,8 +38,11 @@ class ConsistencyModel(DiffusionModel):
         sigma_max: float,
         local_scale: Sequence[int] = (),
         noise_scale: Sequence[float] | None = None,
+        local_scale_key: Sequence[Sequence[int]] | None = None,
     ):
-        super().__init__(net, settings, channel_weights, regression, local_scale, noise_scale)
+        super().__init__(
+            net, settings, channel_weights, regression, local_scale, noise_scale, local_scale_key
+        )
         if not 0 < sigma_min < sigma_max:
             raise ValueError(
                 f"a consistency model needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}"
@@ -60,6 +63,7 @@ class ConsistencyModel(DiffusionModel):
             sigma_max,
             model.local_channels,
             model.noise_scale.tolist(),
+            None if model.local_scale is None else model.local_scale.keys,
         )
         student.load_state_dict(model.state_dict())
         return student

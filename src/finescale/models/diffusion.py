@@ -6,12 +6,14 @@ on training patches, see ``finescale.training``): residuals of very different si
 is a tenth of a standardised unit, a wind residual nearly one) then share one sigma_data and one
 noise schedule. For intermittent variables (``model.local_scale``: precipitation) s is instead a
 function of the variable's own mu at each point (:mod:`finescale.models.local_scale`), so the
-scaled residual has unit RMS where it rains as where it is dry. ``model.noise_scale`` k_v then
-brings a variable's scaled residual to RMS 1 / k_v, with sigma_data / k_v in its preconditioning:
-one noise schedule reaches k_v times further relative to that variable (a heavy-tailed
-precipitation residual needs noise from higher up than t2m). The network sees the noisy scaled
-residual, the conditioning and mu itself. Sampling (``finescale.generation``) solves the EDM
-probability-flow ODE (or SDE, with churn) from pure noise with this denoiser and returns mu + s z.
+scaled residual has unit RMS where it rains as where it is dry; for the winds' components, of the
+speed of mu's wind (``model.local_scale_key``), so gusts scale with the wind. ``model.noise_scale``
+k_v then brings a variable's scaled residual to RMS 1 / k_v, with sigma_data / k_v in its
+preconditioning: one noise schedule reaches k_v times further relative to that variable (a
+heavy-tailed precipitation residual needs noise from higher up than t2m). The network sees the
+noisy scaled residual, the conditioning and mu itself. Sampling (``finescale.generation``) solves
+the EDM probability-flow ODE (or SDE, with churn) from pure noise with this denoiser and returns
+mu + s z.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ class DiffusionModel(nn.Module):
     """Denoiser D(r; sigma, cond) of the residual over ``mu`` (interpolation or regression mean).
 
     ``local_scale``: the target channels whose residual scale follows their mu (none: each
-    variable's residual is divided by one number, ``residual_scale``). ``noise_scale``: k per
-    target channel (None: all 1), multiplying the residual scale and dividing sigma_data.
+    variable's residual is divided by one number, ``residual_scale``); ``local_scale_key``: per
+    such channel, the channels whose mu sets it (None: its own; :class:`LocalScale`).
+    ``noise_scale``: k per target channel (None: all 1), multiplying the residual scale and
+    dividing sigma_data.
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class DiffusionModel(nn.Module):
         regression: RegressionModel | None = None,
         local_scale: Sequence[int] = (),
         noise_scale: Sequence[float] | None = None,
+        local_scale_key: Sequence[Sequence[int]] | None = None,
     ):
         super().__init__()
         self.net = UNet(net)
@@ -56,7 +61,7 @@ class DiffusionModel(nn.Module):
         )
         # s_v(mu_v) of the channels of model.local_scale, fitted with residual_scale; absent when
         # none is listed, so that checkpoints written before it load (and sample) as they did
-        self.local_scale = LocalScale(local_scale) if local_scale else None
+        self.local_scale = LocalScale(local_scale, local_scale_key) if local_scale else None
         # k per channel comes from the config, so it is rebuilt with the model, not saved: a
         # checkpoint written before it loads as it did
         ones = [1.0] * len(channel_weights)

@@ -9,6 +9,10 @@ piecewise linear in mu_v between the bins' centres, constant beyond the outer on
 at :data:`FLOOR` times the variable's RMS over the domain. The curve is fitted once before
 training (:class:`CurveFit`, fed by ``finescale.training.residual_scale``) and kept as buffers of
 :class:`LocalScale`, so a checkpoint carries it to sampling.
+
+The curve's argument (its *key*) may instead be the Euclidean norm of several variables' mu in
+their own units (``model.local_scale_key``): a 10 m wind component's residual, the gusts, grows
+with the wind's speed, which its own mu alone does not give (a strong westerly has v near 0).
 """
 
 from __future__ import annotations
@@ -103,30 +107,68 @@ def fit_curve(
 
 
 class LocalScale(nn.Module):
-    """s_v(mu_v) for some of the target channels, from the curves in its buffers.
+    """s_v(key_v(mu)) for some of the target channels, from the curves in its buffers.
 
     ``centres`` and ``rms`` (V, KNOTS), float32: the knots of each listed channel's curve, in
-    the order of ``channels``. Before :meth:`set_curves` every s is 1.
+    the order of ``channels``. ``keys``: per listed channel, the channels whose mu is its key
+    (None: each its own). A key of one channel is that channel's standardised mu; of several, the
+    norm of their mu in their own (transformed) units, mu * std + mean, with the statistics in
+    the buffers ``key_mean`` and ``key_std`` of ``key_channels`` (set by :meth:`set_key_stats`;
+    absent when every key is one channel, so that checkpoints written before keys load). Before
+    :meth:`set_curves` every s is 1.
     """
 
-    def __init__(self, channels: Sequence[int]):
+    def __init__(self, channels: Sequence[int], keys: Sequence[Sequence[int]] | None = None):
         super().__init__()
         if not channels or len(set(channels)) != len(channels):
             raise ValueError(f"local scale: channels must be distinct and some, got {channels}")
         self.channels = tuple(int(c) for c in channels)
+        self.keys = tuple((c,) for c in self.channels) if keys is None else _keys(keys)
+        if len(self.keys) != len(self.channels):
+            raise ValueError(
+                f"local scale: one key per channel ({len(self.channels)}), got {len(self.keys)}"
+            )
         v = len(self.channels)
         self.register_buffer("centres", torch.zeros(v, KNOTS))
         self.register_buffer("rms", torch.ones(v, KNOTS))
+        self.key_channels = tuple(sorted({c for k in self.keys if len(k) > 1 for c in k}))
+        if self.key_channels:
+            self.register_buffer("key_mean", torch.zeros(len(self.key_channels)))
+            self.register_buffer("key_std", torch.ones(len(self.key_channels)))
+
+    def key(self, mu: Tensor) -> Tensor:
+        """The curves' arguments (B, V, H, W) from mu (B, C, H, W), in mu's dtype or float32
+        where mu's is narrower (a bfloat16 mu under autocast)."""
+        dtype = torch.promote_types(mu.dtype, torch.float32)
+        out = []
+        for k in self.keys:
+            if len(k) == 1:
+                out.append(mu[:, k[0]].to(dtype))
+                continue
+            squares = 0.0
+            for c in k:
+                i = self.key_channels.index(c)
+                x = mu[:, c].to(dtype) * self.key_std[i].to(dtype) + self.key_mean[i].to(dtype)
+                squares = squares + x**2
+            out.append(torch.sqrt(squares))
+        return torch.stack(out, dim=1)
 
     def forward(self, mu: Tensor) -> Tensor:
         """s (B, V, H, W) of the listed channels of mu (B, C, H, W), in mu's dtype or float32
         where mu's is narrower (a bfloat16 mu under autocast)."""
-        dtype = torch.promote_types(mu.dtype, torch.float32)
-        knots, values = self.centres.to(mu.device, dtype), self.rms.to(mu.device, dtype)
+        key = self.key(mu)
+        knots, values = self.centres.to(key), self.rms.to(key)
         return torch.stack(
-            [interp(mu[:, c].to(dtype), knots[i], values[i]) for i, c in enumerate(self.channels)],
-            dim=1,
+            [interp(key[:, i], knots[i], values[i]) for i in range(len(self.channels))], dim=1
         )
+
+    @torch.no_grad()
+    def set_key_stats(self, mean: Tensor, std: Tensor) -> None:
+        """The statistics of every target channel (C,) each, in the transformed units: the
+        norms of the keys of several channels are taken in those units. Before gathering."""
+        for i, c in enumerate(self.key_channels):
+            self.key_mean[i] = float(mean[c])
+            self.key_std[i] = float(std[c])
 
     @torch.no_grad()
     def set_curves(self, fit: CurveFit, global_rms: Tensor, floor: float = FLOOR) -> None:
@@ -138,14 +180,22 @@ class LocalScale(nn.Module):
         for i, c in enumerate(self.channels):
             if not fit.points[i]:
                 raise ValueError("no batch was gathered to fit the local residual scale on")
-            mu, r2, w = (torch.cat(part) for part in zip(*fit.points[i], strict=True))
-            centres, rms = fit_curve(mu, r2, w, floor * float(global_rms[c]))
+            key, r2, w = (torch.cat(part) for part in zip(*fit.points[i], strict=True))
+            centres, rms = fit_curve(key, r2, w, floor * float(global_rms[c]))
             self.centres[i].copy_(centres)
             self.rms[i].copy_(rms)
 
 
+def _keys(keys: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    out = tuple(tuple(int(c) for c in k) for k in keys)
+    bad = [k for k in out if not k or len(set(k)) != len(k)]
+    if bad:
+        raise ValueError(f"local scale: a key is some distinct channels, got {bad}")
+    return out
+
+
 class CurveFit:
-    """Gathers (mu, r^2, area) of the listed channels' valid points, batch after batch, for
+    """Gathers (key, r^2, area) of the listed channels' valid points, batch after batch, for
     :meth:`LocalScale.set_curves`; at most :data:`POINTS_PER_BATCH` per batch and channel
     (a random subset, drawn with a fixed seed)."""
 
@@ -154,12 +204,12 @@ class CurveFit:
         self.points: list[list[tuple[Tensor, Tensor, Tensor]]] = [[] for _ in self.channels]
         self.generator = torch.Generator().manual_seed(seed)
 
-    def add(self, mu: Tensor, r: Tensor, area: Tensor) -> None:
-        """One batch: mu and the residual r (B, C, H, W), area weights (B, 1, H, W) (0: no
-        target)."""
+    def add(self, key: Tensor, r: Tensor, area: Tensor) -> None:
+        """One batch: the listed channels' keys (B, V, H, W) (:meth:`LocalScale.key`), the
+        residual r (B, C, H, W) and area weights (B, 1, H, W) (0: no target)."""
         for i, c in enumerate(self.channels):
             keep = (area[:, 0] > 0) & torch.isfinite(r[:, c])
-            m, rr, a = mu[:, c][keep], r[:, c][keep], area[:, 0][keep]
+            m, rr, a = key[:, i][keep], r[:, c][keep], area[:, 0][keep]
             if m.numel() > POINTS_PER_BATCH:
                 pick = torch.randperm(m.numel(), generator=self.generator)[:POINTS_PER_BATCH]
                 m, rr, a = m[pick], rr[pick], a[pick]

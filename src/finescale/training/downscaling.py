@@ -53,7 +53,7 @@ def residual_scale(
         total = total + (area * r**2).sum(dim=(0, 2, 3))
         weight = weight + area.sum()
         if local is not None:
-            local.add(mu, r, area)
+            local.add(model.local_scale.key(mu), r, area)
     if not weight > 0:
         raise ValueError(
             "no HR target value in the patches drawn to scale the residuals: every "
@@ -123,7 +123,14 @@ def train(cfg: ExperimentConfig, resume: bool = False) -> Path:
             32 * t.batch_size,
             t.seed + 2,
         )
-        points = CurveFit(local.channels) if local is not None else None
+        points = None
+        if local is not None:
+            points = CurveFit(local.channels)
+            # keys of several variables are norms in their own units: known before gathering
+            stats = [prepared.stats[v] for v in prepared.layout.target_variables]
+            local.set_key_stats(
+                torch.tensor([s.mean for s in stats]), torch.tensor([s.std for s in stats])
+            )
         scale = residual_scale(model, torch.utils.data.DataLoader(patches, t.batch_size), points)
         if cfg.model.scale_residuals:
             model.residual_scale.copy_(scale)
