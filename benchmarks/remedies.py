@@ -173,12 +173,12 @@ def main() -> None:
             timed(
                 f"downscale {name} sigma_max {sigma_max:g}",
                 path,
-                lambda c=checkpoint, p=path, s=sigma_max: downscale(
+                lambda c=checkpoint, p=path, s=sigma_max, o=sample: downscale(
                     c,
                     world_dir / "lr.zarr",
                     world_dir / "static.zarr",
                     p,
-                    sample={**spec.get("sample", {}), **sample, "members": members, "sigma_max": s},
+                    sample={**spec.get("sample", {}), **o, "members": members, "sigma_max": s},
                     times=times,
                 ),
             )
