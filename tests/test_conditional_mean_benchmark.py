@@ -138,10 +138,8 @@ def test_every_remedy_is_a_valid_pair_of_configs(path):
     assert spec["variants"]
     for name, overrides in spec["variants"].items():
         diffusion, regression, sample = split_variant(overrides or {})
-        with_sample = merged(diffusion, {"sample": sample}) if sample else diffusion
-        cfg = validate(
-            merged(diffusion_base, with_sample), ExperimentConfig, source=f"{path} {name}"
-        )
+        tree = merged(diffusion_base, {**diffusion, "sample": sample})  # empty: the base's
+        cfg = validate(tree, ExperimentConfig, source=f"{path} {name}")
         assert cfg.model.kind == "diffusion"
         mu = validate(merged(regression_base, regression), ExperimentConfig, source=name)
         assert mu.model.kind == "regression"
